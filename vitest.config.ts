@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Each e2e file starts its own servers on port 0; two cores, so keep file parallelism modest.
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+})
