@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'ERR_TIMEOUT',
   'ERR_SHUTTING_DOWN',
   'ERR_USAGE',
+  'ERR_CONFIG',
   'ERR_INTERNAL',
 ] as const
 

@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import type { ConnectOptions, TrustPolicy } from '../client/connection.js'
+import { normalizeFingerprint } from '../client/known-servers.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { usageError } from './output.js'
+
+export interface ClientArgs {
+  server: string
+  ca?: string | undefined
+  acceptFingerprint?: string | undefined
+  user?: string | undefined
+  passwordStdin: boolean
+  json: boolean
+}
+
+/** $SECURELOGIN_HOME, else ~/.config/securelogin: the known-servers file lives here. */
+export function secureloginHome(): string {
+  return process.env['SECURELOGIN_HOME'] || join(homedir(), '.config', 'securelogin')
+}
+
+export function parseServerAddress(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim())
+  const port = match ? Number(match[3]) : NaN
+  if (!match || port < 1 || port > 65535) {
+    throw usageError(`--server must be HOST:PORT, got ${JSON.stringify(value)}`, 'for example --server 127.0.0.1:7443')
+  }
+  return { host: (match[1] ?? match[2])!, port }
+}
+
+/** --ca pins a certificate; otherwise the known-servers file decides (trust on first use). */
+export async function connectOptions(
+  args: ClientArgs,
+  confirmNewServer?: (fingerprint: string) => Promise<boolean>,
+): Promise<ConnectOptions> {
+  const { host, port } = parseServerAddress(args.server)
+  let trust: TrustPolicy
+  if (args.ca !== undefined) {
+    let ca: Buffer
+    try {
+      ca = await readFile(args.ca)
+    } catch (error) {
+      throw new SecureLoginError('ERR_USAGE', `cannot read --ca file ${args.ca} (${(error as NodeJS.ErrnoException).code})`)
+    }
+    trust = { kind: 'ca', ca, caFile: args.ca }
+  } else {
+    if (args.acceptFingerprint !== undefined && !normalizeFingerprint(args.acceptFingerprint)) {
+      throw usageError('--accept-fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)')
+    }
+    trust = {
+      kind: 'known-servers',
+      file: join(secureloginHome(), 'known_servers'),
+      ...(args.acceptFingerprint !== undefined ? { acceptFingerprint: args.acceptFingerprint } : {}),
+      ...(confirmNewServer ? { confirmNewServer } : {}),
+    }
+  }
+  return { host, port, trust }
+}

@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises'
+import { SecureLoginError } from '../protocol/errors.js'
+import { promptHidden } from './prompt-hidden.js'
+import { usageError } from './output.js'
+
+export const MIN_PASSPHRASE_CHARS = 8
+
+/**
+ * The admin passphrase: the first line of --passphrase-file, or typed without echo at a
+ * terminal (twice for a new store). No terminal and no file is a usage error.
+ */
+export async function readPassphrase(opts: { file: string | undefined; isNew: boolean; storePath: string }): Promise<string> {
+  const passphrase = opts.file !== undefined ? await readPassphraseFile(opts.file) : await promptPassphrase(opts)
+  if (opts.isNew && [...passphrase].length < MIN_PASSPHRASE_CHARS) {
+    throw usageError(`a new store's passphrase must be at least ${MIN_PASSPHRASE_CHARS} characters`, 'it protects every account: use several words')
+  }
+  return passphrase
+}
+
+/** Checks up front that a passphrase can be had at all, before anything is made on disk. */
+export function checkPassphraseSource(file: string | undefined): void {
+  if (file === undefined && !process.stdin.isTTY) {
+    throw usageError('no passphrase: stdin is not a terminal and no --passphrase-file was given', 'pass --passphrase-file FILE (its first line is the passphrase), or run in a terminal')
+  }
+}
+
+async function readPassphraseFile(file: string): Promise<string> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    throw new SecureLoginError('ERR_USAGE', `cannot read passphrase file ${file} (${(error as NodeJS.ErrnoException).code})`, { cause: error })
+  }
+  const line = text.split(/\r?\n/, 1)[0] ?? ''
+  if (line === '') throw usageError(`passphrase file ${file} has an empty first line`)
+  return line
+}
+
+async function promptPassphrase(opts: { isNew: boolean; storePath: string }): Promise<string> {
+  checkPassphraseSource(undefined)
+  if (!opts.isNew) return promptHidden(`admin passphrase for ${opts.storePath}: `)
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const first = await promptHidden(`new admin passphrase for ${opts.storePath}: `)
+    if ([...first].length < MIN_PASSPHRASE_CHARS) {
+      process.stderr.write(`securelogin: the passphrase must be at least ${MIN_PASSPHRASE_CHARS} characters\n`)
+      continue
+    }
+    const second = await promptHidden('repeat the passphrase: ')
+    if (first === second) return first
+    process.stderr.write('securelogin: the passphrases do not match\n')
+  }
+  throw usageError('no passphrase agreed after 3 attempts')
+}

@@ -1,0 +1,29 @@
+import { deriveClientSession, startClientLogin, verifyServerProof } from '../auth/srp-client.js'
+import { normalizeUsername } from '../auth/username.js'
+import type { Role } from '../protocol/messages.js'
+import type { ServerConnection } from './connection.js'
+import { checkCodeShape } from './register.js'
+
+export interface LoginResult {
+  user: string
+  role: Role
+  expiresAt: string
+}
+
+/**
+ * SRP-6a: username, A -> salt, B -> M1 -> M2. Resolves only once the server has proved it
+ * holds the verifier; the TOTP code is sent after that, never to an unproven server.
+ */
+export async function authenticate(conn: ServerConnection, username: string, password: string): Promise<void> {
+  const user = normalizeUsername(username)
+  const ephemeral = startClientLogin()
+  const { salt, B } = await conn.request({ type: 'login_start', username: user, A: ephemeral.A }, 'challenge')
+  const session = deriveClientSession({ ephemeral, salt, B, username: user, password: password.normalize('NFKC') })
+  const { M2 } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
+  verifyServerProof({ A: ephemeral.A, session, M2 })
+}
+
+export async function submitOtp(conn: ServerConnection, code: string): Promise<LoginResult> {
+  const { user, role, expiresAt } = await conn.request({ type: 'login_otp', code: checkCodeShape(code) }, 'welcome')
+  return { user, role, expiresAt }
+}

@@ -1,0 +1,30 @@
+import type { Store } from '../store/index.js'
+import type { Logger } from './logger.js'
+import type { SessionTable } from './sessions.js'
+
+/** What every conversation shares: injected so a test can fix the clock and randomness. */
+export interface ServerContext {
+  store: Store
+  logger: Logger
+  now: () => number
+  randomBytes: (size: number) => Buffer
+  sessions: SessionTable
+  /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
+  pendingNames: Set<string>
+  limits: ServerLimits
+}
+
+export interface ServerLimits {
+  /** A connection with nothing to say for this long is closed. */
+  idleMs: number
+  /** While a person is reading a code off a phone (enrolment, login), the wait is longer. */
+  awaitingCodeMs: number
+  /** Wrong enrolment codes allowed on one connection before it is closed. */
+  enrolAttempts: number
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  idleMs: 60_000,
+  awaitingCodeMs: 5 * 60_000,
+  enrolAttempts: 5,
+}

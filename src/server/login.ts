@@ -1,0 +1,70 @@
+import type { z } from 'zod'
+import type { LoginOtp, LoginProof, LoginStart } from '../protocol/messages.js'
+import { authFailed } from '../protocol/errors.js'
+import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../auth/srp-server.js'
+import { verifyTotp } from '../auth/totp.js'
+import type { UserRecord } from '../store/index.js'
+import type { ServerContext } from './context.js'
+import type { Reply } from './conversation.js'
+
+export interface LoginInProgress {
+  username: string
+  /** Undefined for a name with no account: the login runs on decoy credentials and fails at M1. */
+  user: UserRecord | undefined
+  salt: string
+  verifier: string
+  A: string
+  ephemeral: ServerEphemeral
+}
+
+/** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
+export async function handleLoginStart(ctx: ServerContext, message: z.infer<typeof LoginStart>, address: string): Promise<Reply> {
+  const user = ctx.store.getUser(message.username)
+  const { salt, verifier } = user ?? deriveDecoyCredentials(ctx.store.serverSecret(), message.username)
+  const ephemeral = startServerLogin(verifier)
+  ctx.logger.log('info', 'login_started', { user: message.username, address })
+  return {
+    message: { type: 'challenge', salt, B: ephemeral.B },
+    next: { name: 'awaiting_proof', login: { username: message.username, user, salt, verifier, A: message.A, ephemeral } },
+  }
+}
+
+/** M1 -> M2: the client proved the password, the server proves it holds the verifier. */
+export async function handleLoginProof(
+  ctx: ServerContext,
+  message: z.infer<typeof LoginProof>,
+  login: LoginInProgress,
+  address: string,
+): Promise<Reply> {
+  let M2: string
+  try {
+    ;({ M2 } = finishServerLogin({ ...login, M1: message.M1 }))
+    if (!login.user) throw authFailed()
+  } catch (error) {
+    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'proof' })
+    throw error
+  }
+  return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }
+}
+
+/** The second factor: a TOTP code one 30 s step either side of now. */
+export async function handleLoginOtp(
+  ctx: ServerContext,
+  message: z.infer<typeof LoginOtp>,
+  login: LoginInProgress,
+  address: string,
+): Promise<Reply> {
+  const user = login.user!
+  const nowMs = ctx.now()
+  const check = await verifyTotp({ secret: user.totpSecret, code: message.code, nowMs })
+  if (!check.valid) {
+    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp' })
+    throw authFailed()
+  }
+  const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
+  ctx.logger.log('info', 'login_ok', { user: user.username, address })
+  return {
+    message: { type: 'welcome', user: user.username, role: user.role, expiresAt: new Date(session.expiresAt).toISOString() },
+    next: { name: 'ready' },
+  }
+}

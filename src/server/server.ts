@@ -1,0 +1,90 @@
+import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
+import { createServer, type TLSSocket } from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import type { Store } from '../store/index.js'
+import type { Logger } from './logger.js'
+import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
+import { Conversation } from './conversation.js'
+import { SessionTable } from './sessions.js'
+
+export interface ServerOptions {
+  host: string
+  port: number
+  cert: Buffer
+  key: Buffer
+  store: Store
+  logger: Logger
+  now?: () => number
+  randomBytes?: (size: number) => Buffer
+  limits?: Partial<ServerLimits>
+  sessionLifetimeMs?: number
+  maxConnections?: number
+  /** How long a shutdown waits for conversations to finish what is in flight. */
+  shutdownGraceMs?: number
+}
+
+export interface RunningServer {
+  host: string
+  port: number
+  /** SHA-256 of the certificate's DER, colon-separated upper-case hex (as openssl prints it). */
+  fingerprint: string
+  /** Stops accepting, lets handlers in flight finish, ends every conversation. Does not close the store. */
+  close(): Promise<void>
+}
+
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+export const DEFAULT_SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const ctx: ServerContext = {
+    store: opts.store,
+    logger: opts.logger,
+    now: opts.now ?? Date.now,
+    randomBytes: opts.randomBytes ?? nodeRandomBytes,
+    sessions: new SessionTable(opts.sessionLifetimeMs ?? DEFAULT_SESSION_LIFETIME_MS),
+    pendingNames: new Set(),
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+  }
+  const conversations = new Set<Conversation>()
+  const tlsServer = createServer({
+    key: opts.key,
+    cert: opts.cert,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+  })
+  tlsServer.maxConnections = opts.maxConnections ?? 1024
+  tlsServer.on('secureConnection', (socket: TLSSocket) => {
+    const conversation = new Conversation(socket, ctx)
+    conversations.add(conversation)
+    socket.on('close', () => conversations.delete(conversation))
+  })
+  tlsServer.on('tlsClientError', (error, socket) => {
+    opts.logger.log('info', 'tls_refused', { address: socket.remoteAddress, reason: (error as NodeJS.ErrnoException).code ?? 'handshake failed' })
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    tlsServer.once('error', reject)
+    tlsServer.listen(opts.port, opts.host, () => {
+      tlsServer.off('error', reject)
+      resolve()
+    })
+  })
+  const address = tlsServer.address() as AddressInfo
+
+  let closing: Promise<void> | undefined
+  return {
+    host: address.address,
+    port: address.port,
+    fingerprint: new X509Certificate(opts.cert).fingerprint256,
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => tlsServer.close(() => resolve()))
+        const grace = new Promise<void>((resolve) => setTimeout(resolve, opts.shutdownGraceMs ?? 5_000).unref())
+        await Promise.race([Promise.all([...conversations].map((c) => c.shutdown())), grace])
+        await Promise.race([stopped, grace])
+      })()
+      return closing
+    },
+  }
+}

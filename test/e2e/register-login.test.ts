@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto'
+import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { secretFromOtpauthUri } from '../../src/auth/totp.js'
+import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
+import { makeTempDir } from '../helpers/env.js'
+import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
+import { oathtoolCode, requireTool } from '../helpers/tools.js'
+
+// The real server as a child process on a real TLS socket, the real CLI as child processes,
+// the real store file on disk, and oathtool computing every TOTP code.
+
+const PASSPHRASE = 'e2e admin passphrase 7c1f'
+const PASSWORD = 'e2e password for alice 51'
+const hasOathtool = requireTool('oathtool')
+
+let dir: string
+let remove: () => Promise<void>
+let passphraseFile: string
+let server: ServerProcess
+let home: string
+let totpSecret = ''
+const serverLogs: string[] = []
+const clientOutputs: string[] = []
+
+const client = (extra: string[] = []) => ['--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--json', ...extra]
+const env = () => ({ SECURELOGIN_HOME: home })
+const now = () => Math.floor(Date.now() / 1000)
+
+async function login(user: string, password: string, code: string, extra: string[] = []) {
+  const result = await runCliToEnd(['login', ...client(['--user', user, '--password-stdin', '--otp', code, ...extra])], `${password}\n`, { env: env() })
+  clientOutputs.push(result.stdout, result.stderr)
+  return result
+}
+
+beforeAll(async () => {
+  ;({ dir, remove } = await makeTempDir('e2e'))
+  home = join(dir, 'home')
+  passphraseFile = await writePassphraseFile(dir, PASSPHRASE)
+  server = await startServerProcess(dir, passphraseFile)
+})
+
+afterEach(() => {
+  serverLogs.push(server.log())
+})
+
+afterAll(async () => {
+  await server?.stop()
+  await killAllCli()
+  await remove?.()
+})
+
+describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
+  it('made its certificate and store on first run, and says where it listens', async () => {
+    const crt = await readFile(join(dir, 'certs', 'server.crt'), 'utf8')
+    expect(crt).toContain('BEGIN CERTIFICATE')
+    expect(server.port).toBeGreaterThan(0)
+    expect(server.fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+  })
+
+  it('registers alice with a code computed by oathtool', async () => {
+    const run = runCli(['register', ...client(['--user', 'Alice', '--password-stdin'])], { env: env() })
+    run.write(PASSWORD)
+    const enrol = JSON.parse(await run.nextLine())
+    expect(enrol.event).toBe('enrol')
+    expect(enrol.otpauthUri).toMatch(/^otpauth:\/\/totp\/securelogin:alice\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/)
+    totpSecret = secretFromOtpauthUri(enrol.otpauthUri)!
+    run.write(oathtoolCode(totpSecret, now()))
+    expect(JSON.parse(await run.nextLine())).toEqual({ event: 'registered', user: 'alice' })
+    const result = await run.done
+    clientOutputs.push(result.stdout, result.stderr)
+    expect(result.code).toBe(0)
+  })
+
+  it('refuses a second registration of the same name with ERR_USERNAME_TAKEN', async () => {
+    const result = await runCliToEnd(['register', ...client(['--user', 'alice', '--password-stdin'])], `another password 9\n`, { env: env() })
+    expect(result.code).toBe(1)
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_USERNAME_TAKEN' })
+  })
+
+  it('logs alice in with password and oathtool code', async () => {
+    const result = await login('alice', PASSWORD, oathtoolCode(totpSecret, now()))
+    expect(result.code).toBe(0)
+    const event = JSON.parse(result.stdout.trim())
+    expect(event).toMatchObject({ event: 'login', user: 'alice', role: 'regular_user' })
+    expect(Date.parse(event.expiresAt)).toBeGreaterThan(Date.now())
+  })
+
+  it('reads the code from the next stdin line when --otp is absent', async () => {
+    const result = await runCliToEnd(['login', ...client(['--user', 'alice', '--password-stdin'])], `${PASSWORD}\n${oathtoolCode(totpSecret, now())}\n`, { env: env() })
+    expect(result.code).toBe(0)
+    expect(JSON.parse(result.stdout.trim())).toMatchObject({ event: 'login', user: 'alice' })
+  })
+
+  it.each([
+    ['a wrong password', 'alice', 'not the password', true],
+    ['a wrong code', 'alice', PASSWORD, false],
+    ['an unknown user', 'mallory', PASSWORD, true],
+  ])('fails %s with ERR_AUTH_FAILED and the same words', async (_name, user, password, rightCode) => {
+    const code = rightCode ? oathtoolCode(totpSecret, now()) : oathtoolCode(totpSecret, now() + 3600)
+    const result = await login(user, password, code)
+    expect(result.code).toBe(1)
+    expect(result.stdout).toBe('')
+    expect(JSON.parse(result.stderr.trim())).toEqual({
+      event: 'error',
+      code: 'ERR_AUTH_FAILED',
+      message: 'authentication failed',
+      hint: "check the user name, the password, and this machine's clock; codes change every 30 s",
+    })
+  })
+
+  it('prints errors for people without --json', async () => {
+    const result = await runCliToEnd(
+      ['login', '--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--user', 'alice', '--password-stdin', '--otp', '000000'],
+      'wrong password here\n',
+      { env: env() },
+    )
+    expect(result.code).toBe(1)
+    expect(result.stderr).toBe(
+      "securelogin: error: authentication failed (ERR_AUTH_FAILED)\nsecurelogin: hint: check the user name, the password, and this machine's clock; codes change every 30 s\n",
+    )
+  })
+
+  it('refuses an unknown server without --ca (ERR_TLS_UNTRUSTED, hint names the ways in)', async () => {
+    const result = await runCliToEnd(
+      ['login', '--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--otp', '000000', '--json'],
+      `${PASSWORD}\n`,
+      { env: env() },
+    )
+    expect(result.code).toBe(1)
+    const error = JSON.parse(result.stderr.trim())
+    expect(error).toMatchObject({ code: 'ERR_TLS_UNTRUSTED' })
+    expect(error.hint).toContain('--ca')
+    expect(error.hint).toContain('--accept-fingerprint')
+  })
+
+  it('trusts on first use with --accept-fingerprint, then remembers the server', async () => {
+    const base = ['--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--json']
+    const wrong = await runCliToEnd(['login', ...base, '--otp', '000000', '--accept-fingerprint', 'AB'.repeat(32)], `${PASSWORD}\n`, { env: env() })
+    expect(JSON.parse(wrong.stderr.trim())).toMatchObject({ code: 'ERR_TLS_UNTRUSTED' })
+    const first = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now()), '--accept-fingerprint', server.fingerprint], `${PASSWORD}\n`, { env: env() })
+    expect(first.code).toBe(0)
+    const known = await readFile(join(home, 'known_servers'), 'utf8')
+    expect(known).toContain(`127.0.0.1:${server.port} ${server.fingerprint}`)
+    const again = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now())], `${PASSWORD}\n`, { env: env() })
+    expect(again.code).toBe(0)
+  })
+
+  it('refuses a changed certificate as ssh does (ERR_TLS_CHANGED)', async () => {
+    const otherHome = join(dir, 'home-changed')
+    await mkdir(otherHome, { recursive: true })
+    await writeFile(join(otherHome, 'known_servers'), `127.0.0.1:${server.port} ${'AB:'.repeat(31)}AB\n`)
+    const result = await runCliToEnd(
+      ['login', '--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--otp', '000000', '--json'],
+      `${PASSWORD}\n`,
+      { env: { SECURELOGIN_HOME: otherHome } },
+    )
+    expect(result.code).toBe(1)
+    const error = JSON.parse(result.stderr.trim())
+    expect(error.code).toBe('ERR_TLS_CHANGED')
+    expect(error.hint).toContain('known_servers')
+  })
+
+  it('gives a usage error (exit 2) for a script without --password-stdin', async () => {
+    const result = await runCliToEnd(['login', ...client(['--user', 'alice'])], '', { env: env() })
+    expect(result.code).toBe(2)
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({ code: 'ERR_USAGE' })
+  })
+
+  it('stops on SIGTERM with exit 0, restarts with the same passphrase, and alice still logs in', async () => {
+    expect(await server.stop()).toBe(0)
+    serverLogs.push(server.log())
+    server = await startServerProcess(dir, passphraseFile)
+    const result = await login('alice', PASSWORD, oathtoolCode(totpSecret, now()))
+    expect(result.code).toBe(0)
+  })
+
+  it('refuses a wrong passphrase, exits non-zero, and leaves the store byte-for-byte unchanged', async () => {
+    expect(await server.stop()).toBe(0)
+    serverLogs.push(server.log())
+    const storePath = join(dir, 'data', 'securelogin.store')
+    const before = createHash('sha256').update(await readFile(storePath)).digest('hex')
+    const wrongFile = await writePassphraseFile(dir, 'not the passphrase', 'wrong-passphrase')
+    const result = await runCliToEnd(['server', '--port', '0', '--store', storePath, '--certs', join(dir, 'certs'), '--passphrase-file', wrongFile], '')
+    expect(result.code).not.toBe(0)
+    expect(result.stderr).toContain('securelogin: error: wrong passphrase or damaged store (ERR_STORE_BAD_PASSPHRASE)')
+    expect(createHash('sha256').update(await readFile(storePath)).digest('hex')).toBe(before)
+    server = await startServerProcess(dir, passphraseFile)
+  })
+
+  it('refuses to start with no terminal and no passphrase file (ERR_USAGE, exit 2)', async () => {
+    const result = await runCliToEnd(['server', '--port', '0', '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs')], '')
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('(ERR_USAGE)')
+    expect(result.stderr).toContain('securelogin: hint: pass --passphrase-file')
+  })
+
+  it('logged nothing secret: no password, passphrase, TOTP secret or verifier in the server log', async () => {
+    const serverLog = [...serverLogs, server.log()].join('\n')
+    expect(serverLog).toContain('"event":"registered"')
+    expect(serverLog).toContain('"event":"login_failed"')
+    for (const secret of [PASSWORD, PASSPHRASE, totpSecret]) expect(serverLog).not.toContain(secret)
+    // A verifier is 512 hex digits; no run of hex that long belongs in a log.
+    expect(serverLog).not.toMatch(/[0-9a-fA-F]{128}/)
+    // The client prints the enrolment URI (that is its job) but never the password or passphrase.
+    const clientOutput = clientOutputs.join('\n')
+    for (const secret of [PASSWORD, PASSPHRASE]) expect(clientOutput).not.toContain(secret)
+  })
+})

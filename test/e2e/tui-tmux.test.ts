@@ -1,0 +1,94 @@
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
+import { BIN, makeTempDir } from '../helpers/env.js'
+import { TmuxTerminal, decodeQrFromScreen } from '../helpers/tmux.js'
+import { oathtoolCode, requireTool } from '../helpers/tools.js'
+
+// A person at a terminal: tmux runs the real TUI, keys are typed after each prompt appears, the
+// QR code is read off the screen by zbarimg, and oathtool plays the phone.
+
+const tools = ['tmux', 'zbarimg', 'oathtool'].map(requireTool).every(Boolean)
+const PASSWORD = 'tmux person password 3'
+let server: InProcessServer
+let dir: string
+let remove: () => Promise<void>
+let term: TmuxTerminal | undefined
+let secret = ''
+
+beforeAll(async () => {
+  server = await startInProcessServer()
+  ;({ dir, remove } = await makeTempDir('tmux'))
+})
+afterEach(() => {
+  term?.stop()
+  term = undefined
+})
+afterAll(async () => {
+  await server?.stop()
+  await remove?.()
+})
+
+const open = (command: string, width = 120, height = 50) =>
+  TmuxTerminal.start([process.execPath, BIN, command, '--server', `127.0.0.1:${server.server.port}`], {
+    width,
+    height,
+    env: { SECURELOGIN_HOME: join(dir, 'home') },
+  })
+
+describe.runIf(tools)('the TUI in tmux', () => {
+  it('registers as a person would: trusts the server, types name and passwords, scans the QR, types the code', async () => {
+    term = open('register')
+    await term.waitFor(server.server.fingerprint)
+    await term.waitFor('(y/N)')
+    await term.type('y', false)
+    await term.waitFor('user name')
+    await term.type('Tmux.Person')
+    await term.waitFor(/password/)
+    await term.type(PASSWORD)
+    await term.waitFor('repeat')
+    await term.type(PASSWORD)
+    const screen = await term.waitFor(/[▀█▄]{20}/)
+    expect(screen).not.toContain(PASSWORD)
+
+    const capture = term.capture()
+    const fromDark = decodeQrFromScreen(capture, dir, 'dark')
+    const fromLight = decodeQrFromScreen(capture, dir, 'light')
+    expect(fromDark).toMatch(/^otpauth:\/\/totp\/securelogin:tmux\.person\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/)
+    expect(fromLight).toBe(fromDark)
+    secret = new URL(fromDark).searchParams.get('secret')!
+    // The same secret is on screen in groups of four for a person who cannot scan.
+    expect(term.text()).toContain(secret.match(/.{4}/g)!.join(' '))
+
+    await term.type(oathtoolCode(secret, Math.floor(Date.now() / 1000)))
+    await term.waitFor('registered tmux.person')
+    await term.waitFor('[exit 0]')
+  })
+
+  it('logs in as a person would, the server already trusted', async () => {
+    expect(secret).not.toBe('')
+    term = open('login')
+    await term.waitFor('user name')
+    expect(term.text()).not.toContain('(y/N)')
+    await term.type('tmux.person')
+    await term.waitFor(/password/)
+    await term.type(PASSWORD)
+    await term.waitFor(/code/)
+    await term.type(oathtoolCode(secret, Math.floor(Date.now() / 1000)))
+    const screen = await term.waitFor('welcome tmux.person')
+    expect(screen).toContain('regular_user')
+    expect(screen).not.toContain(PASSWORD)
+    await term.waitFor('[exit 0]')
+  })
+
+  it('shows a wrong password as the generic failure with a hint, in place', async () => {
+    term = open('login')
+    await term.waitFor('user name')
+    await term.type('tmux.person')
+    await term.waitFor(/password/)
+    await term.type('a wrong password 00')
+    const screen = await term.waitFor('ERR_AUTH_FAILED')
+    expect(screen).toContain('authentication failed')
+    expect(screen).toMatch(/clock/)
+  })
+})

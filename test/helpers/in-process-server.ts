@@ -1,0 +1,53 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createStore, type Store } from '../../src/store/index.js'
+import { startServer, type RunningServer } from '../../src/server/server.js'
+import { createMemoryLogger } from '../../src/server/logger.js'
+import type { ServerLimits } from '../../src/server/context.js'
+import { makeCerts, makeTempDir } from './env.js'
+
+/** A cheap KDF for tests that are not about the KDF. */
+export const TEST_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 } as const
+export const TEST_PASSPHRASE = 'test passphrase, not a secret of any real store'
+
+export interface InProcessServer {
+  server: RunningServer
+  store: Store
+  logger: ReturnType<typeof createMemoryLogger>
+  dir: string
+  certPath: string
+  /** Every log line the server wrote, as one string, for "no secret in the log" checks. */
+  logText(): string
+  stop(): Promise<void>
+}
+
+/** The real server on a real TLS socket on 127.0.0.1 port 0, with a real store file on disk. */
+export async function startInProcessServer(opts: { now?: () => number; limits?: Partial<ServerLimits> } = {}): Promise<InProcessServer> {
+  const { dir, remove } = await makeTempDir('server')
+  const { certPath, keyPath } = makeCerts(join(dir, 'certs'))
+  const store = await createStore(join(dir, 'data', 'test.store'), TEST_PASSPHRASE, { kdf: TEST_KDF })
+  const logger = createMemoryLogger()
+  const server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    cert: await readFile(certPath),
+    key: await readFile(keyPath),
+    store,
+    logger,
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  })
+  return {
+    server,
+    store,
+    logger,
+    dir,
+    certPath,
+    logText: () => logger.entries.map((e) => JSON.stringify(e)).join('\n'),
+    async stop() {
+      await server.close()
+      await store.close()
+      await remove()
+    },
+  }
+}

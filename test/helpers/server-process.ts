@@ -1,0 +1,39 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { runCli, type CliRun } from './cli.js'
+
+export interface ServerProcess {
+  run: CliRun
+  port: number
+  fingerprint: string
+  /** The server's stdout and stderr so far, for "no secret in the log" checks. */
+  log(): string
+  /** SIGTERM, then waits for the exit; resolves with its code. */
+  stop(): Promise<number | null>
+}
+
+export async function writePassphraseFile(dir: string, passphrase: string, name = 'passphrase'): Promise<string> {
+  const file = join(dir, name)
+  await writeFile(file, `${passphrase}\n`, { mode: 0o600 })
+  return file
+}
+
+/** The real `securelogin server` as a child process on 127.0.0.1 port 0, logging JSON. */
+export async function startServerProcess(dir: string, passphraseFile: string, extra: string[] = []): Promise<ServerProcess> {
+  const run = runCli([
+    'server', '--port', '0', '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs'),
+    '--passphrase-file', passphraseFile, '--json', ...extra,
+  ])
+  const first = JSON.parse(await run.nextLine(30_000))
+  if (first.event !== 'listening') throw new Error(`first log line is not listening: ${JSON.stringify(first)}`)
+  return {
+    run,
+    port: first.port,
+    fingerprint: first.fingerprint,
+    log: () => run.stdout() + run.stderr(),
+    async stop() {
+      run.kill('SIGTERM')
+      return (await run.done).code
+    },
+  }
+}

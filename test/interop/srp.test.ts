@@ -1,0 +1,110 @@
+import { readFile } from 'node:fs/promises'
+import { afterEach, describe, expect, it } from 'vitest'
+import srpClient from 'secure-remote-password/client.js'
+import { generate } from 'otplib'
+import { finishServerLogin, startServerLogin } from '../../src/auth/srp-server.js'
+import { createRegistration, deriveClientSession, startClientLogin, verifyServerProof } from '../../src/auth/srp-client.js'
+import { encodeTotpSecret, secretFromOtpauthUri } from '../../src/auth/totp.js'
+import { ServerConnection } from '../../src/client/connection.js'
+import { authenticate, submitOtp } from '../../src/client/login.js'
+import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
+import { startPackageServer } from '../helpers/package-server.js'
+import { RawClient } from '../helpers/raw-client.js'
+
+const PASSWORD = 'interop password 1'
+const cleanups: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+describe('SRP maths: the package and our wrappers agree', () => {
+  it('our server functions accept the package client and return an M2 it verifies', () => {
+    const salt = srpClient.generateSalt()
+    const x = srpClient.derivePrivateKey(salt, 'carol', PASSWORD)
+    const verifier = srpClient.deriveVerifier(x)
+    const client = srpClient.generateEphemeral()
+    const server = startServerLogin(verifier)
+    const session = srpClient.deriveSession(client.secret, server.B, salt, 'carol', x)
+    const { M2, K } = finishServerLogin({ ephemeral: server, A: client.public, salt, username: 'carol', verifier, M1: session.proof })
+    expect(K).toBe(session.key)
+    expect(() => srpClient.verifySession(client.public, session, M2)).not.toThrow()
+  })
+
+  it('our server functions refuse a proof made with the wrong password (ERR_AUTH_FAILED)', () => {
+    const { salt, verifier } = createRegistration('carol', PASSWORD)
+    const client = startClientLogin()
+    const server = startServerLogin(verifier)
+    const session = deriveClientSession({ ephemeral: client, salt, B: server.B, username: 'carol', password: 'wrong password' })
+    expect(() => finishServerLogin({ ephemeral: server, A: client.A, salt, username: 'carol', verifier, M1: session.M1 })).toThrow(
+      expect.objectContaining({ code: 'ERR_AUTH_FAILED' }),
+    )
+  })
+
+  it('our client refuses B = 0 mod N and a wrong M2 (ERR_SERVER_AUTH_FAILED)', () => {
+    const { salt } = createRegistration('carol', PASSWORD)
+    const ephemeral = startClientLogin()
+    expect(() => deriveClientSession({ ephemeral, salt, B: '0'.repeat(512), username: 'carol', password: PASSWORD })).toThrow(
+      expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
+    )
+    const { verifier } = createRegistration('carol', PASSWORD)
+    const server = startServerLogin(verifier)
+    const session = deriveClientSession({ ephemeral, salt, B: server.B, username: 'carol', password: PASSWORD })
+    expect(() => verifyServerProof({ A: ephemeral.A, session, M2: 'f'.repeat(64) })).toThrow(
+      expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
+    )
+  })
+})
+
+describe('over the wire', () => {
+  let server: InProcessServer
+
+  it("the package's own client registers and logs in to our server", async () => {
+    server = await startInProcessServer()
+    cleanups.push(() => server.stop())
+    const raw = await RawClient.open(server.server.port)
+    cleanups.push(() => raw.close())
+
+    const salt = srpClient.generateSalt()
+    const x = srpClient.derivePrivateKey(salt, 'dave', PASSWORD)
+    const enrol = await raw.request({ type: 'register_start', username: 'dave', salt, verifier: srpClient.deriveVerifier(x) })
+    expect(enrol.type).toBe('enrol')
+    const secret = secretFromOtpauthUri(enrol.otpauthUri)!
+    expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({ type: 'registered', user: 'dave' })
+
+    const client = srpClient.generateEphemeral()
+    const challenge = await raw.request({ type: 'login_start', username: 'dave', A: client.public })
+    expect(challenge).toMatchObject({ type: 'challenge', salt })
+    const session = srpClient.deriveSession(client.secret, challenge.B, salt, 'dave', x)
+    const proof = await raw.request({ type: 'login_proof', M1: session.proof })
+    expect(proof.type).toBe('server_proof')
+    expect(() => srpClient.verifySession(client.public, session, proof.M2)).not.toThrow()
+    const welcome = await raw.request({ type: 'login_otp', code: await generate({ secret }) })
+    expect(welcome).toMatchObject({ type: 'welcome', user: 'dave', role: 'regular_user' })
+  })
+
+  it("our client logs in to the package's server", async () => {
+    const account = accountFor('erin')
+    const pkg = await startPackageServer(account)
+    cleanups.push(() => pkg.close())
+    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
+    cleanups.push(() => conn.close())
+    await authenticate(conn, 'erin', PASSWORD)
+    const result = await submitOtp(conn, await generate({ secret: account.totpSecret }))
+    expect(result).toMatchObject({ user: 'erin', role: 'regular_user' })
+  })
+
+  it('our client rejects a server whose M2 is wrong, and never sends it a code', async () => {
+    const account = accountFor('frank')
+    const pkg = await startPackageServer(account, { tamperM2: true })
+    cleanups.push(() => pkg.close())
+    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
+    cleanups.push(() => conn.close())
+    await expect(authenticate(conn, 'frank', PASSWORD)).rejects.toMatchObject({ code: 'ERR_SERVER_AUTH_FAILED' })
+    expect(pkg.received).toEqual(['login_start', 'login_proof'])
+  })
+})
+
+function accountFor(username: string) {
+  const { salt, verifier } = createRegistration(username, PASSWORD)
+  return { username, salt, verifier, totpSecret: encodeTotpSecret(crypto.getRandomValues(new Uint8Array(20))) }
+}
