@@ -1,0 +1,5 @@
+export { createStore, openStore, readStoreHeader, storeExists } from './store.js'
+export type { Store, UserRecord, StoreHeaderInfo, OpenOptions } from './store.js'
+export { DEFAULT_KDF, KDF_CAP } from './kdf.js'
+export type { KdfParams } from './kdf.js'
+export { MAX_RECORDS_PER_KEY } from './journal.js'
