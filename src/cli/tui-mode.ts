@@ -11,6 +11,7 @@ export async function runTui(flow: 'register' | 'login', args: ClientArgs): Prom
   const { runRegisterTui, runLoginTui } = await import('../tui/render.js')
   const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm))
   const result = flow === 'register' ? await runRegisterTui(client) : await runLoginTui(client)
-  // The TUI has already shown the error in place; only the exit code is left to set.
-  if ('error' in result) process.exitCode = result.error.code === 'ERR_USAGE' ? 2 : 1
+  // The TUI has already shown any error in place; only the exit code is left to set.
+  if ('cancelled' in result) process.exitCode = 130
+  else if ('error' in result) process.exitCode = result.error.code === 'ERR_USAGE' ? 2 : 1
 }

@@ -1,0 +1,33 @@
+import { render } from 'ink'
+import type { ReactElement } from 'react'
+import type { TuiClient } from './types.js'
+import { RegisterApp, type RegisterResult } from './RegisterApp.js'
+import { LoginApp, type LoginOutcome } from './LoginApp.js'
+
+export type Cancelled = { cancelled: true }
+
+/** Runs one flow to its end; Ctrl-C (Ink's exitOnCtrlC) ends it as cancelled, the terminal restored. */
+async function runApp<T>(draw: (onDone: (result: T) => void) => ReactElement, client: TuiClient): Promise<T | Cancelled> {
+  let outcome: T | undefined
+  const instance = render(
+    draw((result) => {
+      outcome = result
+      // Let Ink paint the last screen before leaving.
+      setTimeout(() => instance.unmount(), 50)
+    }),
+  )
+  try {
+    await instance.waitUntilExit()
+  } finally {
+    client.close()
+  }
+  return outcome ?? { cancelled: true }
+}
+
+export function runRegisterTui(client: TuiClient): Promise<RegisterResult | Cancelled> {
+  return runApp<RegisterResult>((onDone) => <RegisterApp client={client} onDone={onDone} />, client)
+}
+
+export function runLoginTui(client: TuiClient): Promise<LoginOutcome | Cancelled> {
+  return runApp<LoginOutcome>((onDone) => <LoginApp client={client} onDone={onDone} />, client)
+}

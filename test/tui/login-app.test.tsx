@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { cleanup, render } from 'ink-testing-library'
+import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
+import { FakeClient } from './fake-client.js'
+
+afterEach(cleanup)
+
+// The first QR draw and the first Ink render can take a while on a loaded machine.
+const until = (check: () => void) => vi.waitFor(check, { timeout: 5_000 })
+
+async function type(app: ReturnType<typeof render>, text: string, shown = text) {
+  app.stdin.write(text)
+  await until(() => expect(app.lastFrame()).toContain(shown))
+  app.stdin.write('\r')
+}
+
+async function start(client: FakeClient) {
+  const done: LoginOutcome[] = []
+  const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} />)
+  await until(() => expect(app.lastFrame()).toContain('user name'))
+  return { app, done }
+}
+
+describe('LoginApp', () => {
+  it('signs in with password and code, then welcomes with role and expiry', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined // already known: no prompt
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '654321')
+    await until(() => expect(done).toHaveLength(1))
+    expect(done[0]).toEqual({ user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z' })
+    expect(app.lastFrame()).toContain('welcome alice (regular_user)')
+    expect(app.lastFrame()).toContain('session expires at 2026-11-25T00:00:00.000Z')
+  })
+
+  it('shows a failure as the generic message with its hint, then lets the person try again', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'wrong password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('error: authentication failed (ERR_AUTH_FAILED)'))
+    expect(app.lastFrame()).toContain("hint: check the user name, the password, and this machine's clock")
+    expect(app.lastFrame()).toContain('enter: try again')
+    expect(app.lastFrame()).not.toContain('wrong password')
+    app.stdin.write('\r')
+    await until(() => expect(app.lastFrame()).toContain('user name: alice'))
+    // The name is kept; edit it once so the keystroke shows the field is listening, then submit.
+    app.stdin.write('\u007f')
+    await until(() => expect(app.lastFrame()).toMatch(/user name: alic(?!e)/))
+    await type(app, 'e', 'user name: alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '654321')
+    await until(() => expect(done).toHaveLength(1))
+    expect(client.calls).toEqual(['connect', 'startLogin alice', 'startLogin alice', 'submitOtp 654321'])
+  })
+
+  it('gives up on escape after a failure', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'wrong password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('ERR_AUTH_FAILED'))
+    app.stdin.write('\u001b')
+    await until(() => expect(done).toHaveLength(1))
+    expect(done[0]).toMatchObject({ error: { code: 'ERR_AUTH_FAILED' } })
+  })
+
+  it('asks about a new server before anything else', async () => {
+    const client = new FakeClient()
+    const done: LoginOutcome[] = []
+    const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} />)
+    await until(() => expect(app.lastFrame()).toContain('trust it and remember it? (y/N)'))
+    app.stdin.write('y')
+    await until(() => expect(app.lastFrame()).toContain('user name'))
+    expect(client.trusted).toBe(true)
+  })
+})

@@ -1,0 +1,150 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { cleanup, render } from 'ink-testing-library'
+import { RegisterApp, type RegisterResult } from '../../src/tui/RegisterApp.js'
+import { QrCode } from '../../src/tui/QrCode.js'
+import { groupSecret } from '../../src/tui/group-secret.js'
+import { FakeClient, SECRET, URI } from './fake-client.js'
+
+afterEach(cleanup)
+
+// The first QR draw and the first Ink render can take a while on a loaded machine.
+const until = (check: () => void) => vi.waitFor(check, { timeout: 5_000 })
+
+// Per FACTS.md: write the text, wait for it to show, then send Enter on its own.
+async function type(app: ReturnType<typeof render>, text: string, expectShown = text) {
+  app.stdin.write(text)
+  if (expectShown) await until(() => expect(app.lastFrame()).toContain(expectShown))
+  else await new Promise((resolve) => setTimeout(resolve, 50))
+  app.stdin.write('\r')
+}
+
+async function startRegister(client: FakeClient, props: { columns?: number; rows?: number } = {}) {
+  const done: RegisterResult[] = []
+  const app = render(<RegisterApp client={client} onDone={(r) => done.push(r)} {...props} />)
+  await until(() => expect(app.lastFrame()).toContain('(y/N)'))
+  expect(app.lastFrame()).toContain('AA:BB:CC')
+  app.stdin.write('y')
+  await until(() => expect(app.lastFrame()).toContain('user name'))
+  return { app, done }
+}
+
+async function typePasswords(app: ReturnType<typeof render>, first: string, second = first) {
+  await until(() => expect(app.lastFrame()).toContain('password:'))
+  await type(app, first, '*'.repeat(first.length))
+  await until(() => expect(app.lastFrame()).toContain('repeat password'))
+  await type(app, second, '*'.repeat(second.length))
+}
+
+describe('RegisterApp', () => {
+  it('goes from trust prompt to registered, showing the QR code, the grouped secret and the URI', async () => {
+    const client = new FakeClient()
+    const { app, done } = await startRegister(client, { columns: 120, rows: 50 })
+    await type(app, 'Alice')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('enter the 6-digit code'))
+    await until(() => expect(app.lastFrame()).toMatch(/[▀█▄]/))
+    const frame = app.lastFrame()!
+    expect(frame).toContain(groupSecret(SECRET))
+    // ink-testing-library draws 100 columns, so the URI wraps.
+    expect(frame.replace(/\n/g, '')).toContain(URI)
+    expect(frame).not.toContain('correct horse')
+    await type(app, '123456')
+    await until(() => expect(done).toEqual([{ user: 'alice' }]))
+    expect(app.lastFrame()).toContain('registered alice')
+    expect(client.calls).toEqual(['connect', 'startRegistration alice 13', 'confirmEnrolment 123456'])
+  })
+
+  it('stops when the server is not trusted, without sending anything', async () => {
+    const client = new FakeClient()
+    const done: RegisterResult[] = []
+    const app = render(<RegisterApp client={client} onDone={(r) => done.push(r)} />)
+    await until(() => expect(app.lastFrame()).toContain('(y/N)'))
+    app.stdin.write('n')
+    await until(() => expect(done).toHaveLength(1))
+    expect(done[0]).toMatchObject({ error: { code: 'ERR_TLS_UNTRUSTED' } })
+    expect(app.lastFrame()).toContain('ERR_TLS_UNTRUSTED')
+    expect(client.calls).toEqual(['connect'])
+  })
+
+  it('shows a weak password in place and asks again', async () => {
+    const client = new FakeClient()
+    const { app } = await startRegister(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password:'))
+    await type(app, 'short', '*****')
+    await until(() => expect(app.lastFrame()).toContain('ERR_WEAK_PASSWORD'))
+    expect(app.lastFrame()).toContain('password:')
+    expect(app.lastFrame()).not.toContain('short')
+  })
+
+  it('asks for both passwords again when they differ', async () => {
+    const client = new FakeClient()
+    const { app } = await startRegister(client)
+    await type(app, 'alice')
+    await typePasswords(app, 'correct horse', 'correct house')
+    await until(() => expect(app.lastFrame()).toContain('the passwords do not match'))
+    expect(app.lastFrame()).toContain('password:')
+    expect(client.calls).toEqual(['connect'])
+  })
+
+  it('refuses a bad user name in place', async () => {
+    const client = new FakeClient()
+    const { app } = await startRegister(client)
+    await type(app, 'no spaces')
+    await until(() => expect(app.lastFrame()).toContain('ERR_INVALID_USERNAME'))
+    expect(app.lastFrame()).toContain('user name')
+  })
+
+  it('lets the person retype a wrong enrolment code', async () => {
+    const client = new FakeClient()
+    const { app, done } = await startRegister(client, { columns: 120, rows: 50 })
+    await type(app, 'alice')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('enter the 6-digit code'))
+    await type(app, '111111')
+    await until(() => expect(app.lastFrame()).toContain('ERR_ENROL_CODE'))
+    expect(app.lastFrame()).toContain('clock')
+    await type(app, '123456')
+    await until(() => expect(done).toEqual([{ user: 'alice' }]))
+  })
+
+  it('asks for another name when the name is taken', async () => {
+    const client = new FakeClient()
+    const { app } = await startRegister(client)
+    await type(app, 'taken')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('ERR_USERNAME_TAKEN'))
+    expect(app.lastFrame()).toContain('user name')
+  })
+})
+
+describe('QrCode', () => {
+  it('draws the code when the terminal is wide enough', async () => {
+    const app = render(<QrCode uri={URI} secret={SECRET} columns={120} rows={50} />)
+    await until(() => expect(app.lastFrame()).toMatch(/[▀█▄]{10}/))
+  })
+
+  it('says how wide the terminal must be when it is too narrow, and still shows the secret and URI', async () => {
+    const app = render(<QrCode uri={URI} secret={SECRET} columns={40} rows={50} />)
+    await until(() => expect(app.lastFrame()).toMatch(/terminal too narrow for the QR code: need \d+ columns, have 40/))
+    const frame = app.lastFrame()!
+    expect(frame).not.toMatch(/[▀█▄]/)
+    expect(frame).toContain(groupSecret(SECRET))
+    expect(frame.replace(/\n/g, '')).toContain(URI)
+  })
+
+  it('says how tall the terminal must be when it is too short', async () => {
+    const app = render(<QrCode uri={URI} secret={SECRET} columns={120} rows={20} />)
+    await until(() => expect(app.lastFrame()).toMatch(/terminal too short for the QR code: need \d+ rows, have 20/))
+  })
+})
+
+describe('groupSecret', () => {
+  it.each([
+    ['ABCDEFGH', 'ABCD EFGH'],
+    ['ABCDEFGHIJ', 'ABCD EFGH IJ'],
+    ['', ''],
+  ])('%j -> %j', (input, expected) => {
+    expect(groupSecret(input)).toBe(expected)
+  })
+})
