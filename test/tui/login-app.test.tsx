@@ -1,18 +1,10 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
+import { type, until } from './typing.js'
 import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
 import { FakeClient } from './fake-client.js'
 
 afterEach(cleanup)
-
-// The first QR draw and the first Ink render can take a while on a loaded machine.
-const until = (check: () => void) => vi.waitFor(check, { timeout: 5_000 })
-
-async function type(app: ReturnType<typeof render>, text: string, shown = text) {
-  app.stdin.write(text)
-  await until(() => expect(app.lastFrame()).toContain(shown))
-  app.stdin.write('\r')
-}
 
 async function start(client: FakeClient) {
   const done: LoginOutcome[] = []

@@ -1,22 +1,12 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
+import { type, until } from './typing.js'
 import { RegisterApp, type RegisterResult } from '../../src/tui/RegisterApp.js'
 import { QrCode } from '../../src/tui/QrCode.js'
 import { groupSecret } from '../../src/tui/group-secret.js'
 import { FakeClient, SECRET, URI } from './fake-client.js'
 
 afterEach(cleanup)
-
-// The first QR draw and the first Ink render can take a while on a loaded machine.
-const until = (check: () => void) => vi.waitFor(check, { timeout: 5_000 })
-
-// Per FACTS.md: write the text, wait for it to show, then send Enter on its own.
-async function type(app: ReturnType<typeof render>, text: string, expectShown = text) {
-  app.stdin.write(text)
-  if (expectShown) await until(() => expect(app.lastFrame()).toContain(expectShown))
-  else await new Promise((resolve) => setTimeout(resolve, 50))
-  app.stdin.write('\r')
-}
 
 async function startRegister(client: FakeClient, props: { columns?: number; rows?: number } = {}) {
   const done: RegisterResult[] = []
