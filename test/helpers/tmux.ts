@@ -22,8 +22,10 @@ export class TmuxTerminal {
   static start(command: string[], opts: { width: number; height: number; env: Record<string, string> }): TmuxTerminal {
     const term = new TmuxTerminal(`securelogin-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`)
     const envArgs = Object.entries(opts.env).map(([k, v]) => `${k}=${shellQuote(v)}`)
-    // The shell keeps the pane open after the app exits, so its last screen can still be read.
-    const script = `env -u CI ${envArgs.join(' ')} ${command.map(shellQuote).join(' ')}; echo "[exit $?]"; sleep 600`
+    // The shell keeps the pane open after the app exits, so its last screen can still be read,
+    // and prints the terminal's line discipline then, which shows whether the app restored it.
+    const modes = `stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '`
+    const script = `env -u CI ${envArgs.join(' ')} ${command.map(shellQuote).join(' ')}; echo "[exit $?]"; echo "[tty $(${modes})]"; sleep 600`
     term.#tmux('new-session', '-d', '-s', term.#session, '-x', String(opts.width), '-y', String(opts.height), script)
     return term
   }
@@ -54,6 +56,11 @@ export class TmuxTerminal {
     if (!enter) return
     await sleep(300)
     this.#tmux('send-keys', '-t', this.#session, 'Enter')
+  }
+
+  /** Whether tmux shows the cursor (an app that hides it must show it again on exit). */
+  cursorVisible(): boolean {
+    return this.#tmux('display-message', '-p', '-t', this.#session, '#{cursor_flag}').trim() === '1'
   }
 
   key(name: string): void {
