@@ -19,6 +19,14 @@ const clientOptions = (y: Argv) =>
     .option('password-stdin', { type: 'boolean', default: false, describe: "read the password from stdin's first line" })
     .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
 
+const storeOptions = (y: Argv) =>
+  y
+    .option('store', { type: 'string', default: 'data/securelogin.store', describe: 'encrypted store file' })
+    .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
+    .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
+
+const kdfLogn = { type: 'number', describe: 'scrypt cost N = 2^logN, 10 to 20 (default 17: about 0.5 s)' } as const
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json')
   try {
@@ -37,6 +45,23 @@ export async function main(argv: string[]): Promise<void> {
             .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' }),
         async (args) => (await import('./server.js')).runServer(args),
+      )
+      .command('store', 'the encrypted store: init, info, verify, compact, rekey (never beside a running server)', (y) =>
+        y
+          .command('init', 'create a new store (the server also does this on first run)', (c) => storeOptions(c).option('kdf-logn', kdfLogn), async (args) => (await import('./store.js')).runStoreInit(args))
+          .command('info', 'print the plaintext header (no passphrase needed)', storeOptions, async (args) => (await import('./store.js')).runStoreInfo(args))
+          .command('verify', 'authenticate every record and print counts; non-zero on any problem', storeOptions, async (args) => (await import('./store.js')).runStoreVerify(args))
+          .command('compact', 'rewrite the live state under a fresh data key, atomically', storeOptions, async (args) => (await import('./store.js')).runStoreCompact(args))
+          .command(
+            'rekey',
+            'change the admin passphrase (re-wraps the data key), atomically',
+            (c) =>
+              storeOptions(c)
+                .option('new-passphrase-file', { type: 'string', describe: "read the new passphrase from this file's first line" })
+                .option('kdf-logn', kdfLogn),
+            async (args) => (await import('./store.js')).runStoreRekey(args),
+          )
+          .demandCommand(1, 'name a store command: init, info, verify, compact or rekey'),
       )
       .command(
         'register',

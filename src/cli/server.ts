@@ -1,5 +1,6 @@
-import { join } from 'node:path'
-import { createStore, openStore, storeExists } from '../store/index.js'
+import { mkdir } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
 import { startServer } from '../server/server.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -23,10 +24,22 @@ export async function runServer(args: ServerArgs): Promise<void> {
   const early = createMemoryLogger()
   checkPassphraseSource(args.passphraseFile)
 
+  // The lock first: a store in use is refused before anyone types a passphrase.
+  await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
+  // Store reports (a torn tail cut off, a stale lock taken over, a compaction) go to the log.
+  let sink: Logger = early
+  const onReport = (event: string, fields: Record<string, unknown>) => sink.log(WARNINGS.has(event) ? 'warn' : 'info', event, fields as never)
+  const lock = await acquireLock(args.store, onReport)
+  let store: Store
   const isNew = !storeExists(args.store)
-  const passphrase = await readPassphrase({ file: args.passphraseFile, isNew, storePath: args.store })
-  const onReport = (event: string, fields: Record<string, unknown>) => early.log('warn', event, fields as never)
-  const store = isNew ? await createStore(args.store, passphrase, { onReport }) : await openStore(args.store, passphrase, { onReport })
+  try {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew, storePath: args.store })
+    const opts = { onReport, lock }
+    store = isNew ? await createStore(args.store, passphrase, opts) : await openStore(args.store, passphrase, opts)
+  } catch (error) {
+    await lock.release()
+    throw error
+  }
   if (isNew) early.log('info', 'store_created', { path: args.store }, `created store ${args.store}`)
 
   let server
@@ -49,6 +62,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint },
     `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)
   for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
+  sink = logger
 
   await waitForSignal()
   logger.log('info', 'stopping', {}, 'stopping: finishing what is in flight')
@@ -56,6 +70,8 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
 }
+
+const WARNINGS = new Set(['store_torn_tail', 'store_lock_taken_over', 'store_leftover_removed', 'store_compaction_failed'])
 
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

@@ -19,7 +19,7 @@ export interface LoginInProgress {
 
 /** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
 export async function handleLoginStart(ctx: ServerContext, message: z.infer<typeof LoginStart>, address: string): Promise<Reply> {
-  const user = ctx.store.getUser(message.username)
+  const user = await ctx.store.getUser(message.username)
   const { salt, verifier } = user ?? deriveDecoyCredentials(ctx.store.serverSecret(), message.username)
   const ephemeral = startServerLogin(verifier)
   ctx.logger.log('info', 'login_started', { user: message.username, address })
@@ -61,6 +61,8 @@ export async function handleLoginOtp(
     ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp' })
     throw authFailed()
   }
+  // Durable before the client hears "welcome"; the step is what a replay check compares with.
+  await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
   const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
   ctx.logger.log('info', 'login_ok', { user: user.username, address })
   return {

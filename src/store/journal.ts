@@ -1,4 +1,4 @@
-import { open as openFile, readFile, rename, mkdir, rm, stat, type FileHandle } from 'node:fs/promises'
+import { open as openFile, mkdir, rename, rm, readdir, type FileHandle } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -6,200 +6,573 @@ import { open, seal } from './barrier.js'
 import { deriveKek, checkKdfParams, type KdfParams } from './kdf.js'
 import {
   DATA_KEY_BYTES, HEADER_BYTES, LENGTH_PREFIX_BYTES, MAX_RECORD_BYTES, MIN_RECORD_BYTES, SALT_BYTES, STORE_ID_BYTES,
-  corrupt, decodeHeader, encodeHeaderPrefix, recordAad, type Header,
+  corrupt, decodeHeader, encodeHeader, encodeWrapAad, recordAad, type Header,
 } from './format.js'
 
+// The file under the store: a header, then sealed records appended one at a time and fsync'd.
+// Knows nothing of what records mean (store.ts does). docs/store-format.md describes the bytes.
+
 /**
- * RFC/NIST SP 800-38D 8.3: with random 96-bit nonces, at most 2^32 messages under one key. The
- * journal refuses to append past it (issue 4's compaction rotates the data key).
+ * NIST SP 800-38D 8.3: with random 96-bit nonces, at most 2^32 messages under one key. The
+ * journal refuses to seal more under one data key; the store compacts first, which rotates it.
  */
 export const MAX_RECORDS_PER_KEY = 2 ** 32
 
+/** Compaction packs entries into records of at most this many plaintext bytes. */
+export const PAGE_BYTES = 16 * 1024
+
+const READ_CHUNK_BYTES = 4 * 1024 * 1024
+const WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+
 export type Report = (event: string, fields: Record<string, unknown>) => void
 
-export interface Replayed {
-  header: Header
-  records: Buffer[]
-  /** Where the next record goes (the end of the last whole record). */
-  end: number
-  fileSize: number
+export interface TornTail {
+  offset: number
+  length: number
 }
 
-/** An open journal: the data key, the file handle, and an append queue. */
+/** Where each record is: the offset of its length prefix and its sealed length, by sequence number. */
+class RecordIndex {
+  offsets = new Float64Array(1024)
+  lengths = new Uint32Array(1024)
+  count = 0
+
+  push(offset: number, length: number): void {
+    if (this.count === this.offsets.length) {
+      const offsets = new Float64Array(this.count * 2)
+      offsets.set(this.offsets)
+      const lengths = new Uint32Array(this.count * 2)
+      lengths.set(this.lengths)
+      this.offsets = offsets
+      this.lengths = lengths
+    }
+    this.offsets[this.count] = offset
+    this.lengths[this.count] = length
+    this.count += 1
+  }
+}
+
+/** One generation of the file: a handle, its data key and its record index. Compaction makes a new one. */
+class FileState {
+  readers = 0
+  retired = false
+  constructor(
+    readonly handle: FileHandle,
+    readonly dataKey: Buffer,
+    readonly index: RecordIndex,
+    public end: number,
+  ) {}
+
+  async retire(): Promise<void> {
+    this.retired = true
+    if (this.readers === 0) await this.#dispose()
+  }
+
+  async doneReading(): Promise<void> {
+    this.readers -= 1
+    if (this.retired && this.readers === 0) await this.#dispose()
+  }
+
+  async #dispose(): Promise<void> {
+    this.dataKey.fill(0)
+    await this.handle.close().catch(() => {})
+  }
+}
+
+export interface OpenJournalOptions {
+  /** Called with every record's plaintext, in order, while the file is replayed. */
+  onRecord: (seq: number, plaintext: Buffer) => void
+  /** Things worth a log line that are not failures. */
+  report?: Report
+  /** Verify only: no truncation of a torn tail, no clean-up, no writes. */
+  readOnly?: boolean
+  maxRecordsPerKey?: number
+}
+
 export class Journal {
   readonly path: string
-  readonly #handle: FileHandle
-  readonly #dataKey: Buffer
-  readonly #storeId: Buffer
-  #seq: number
-  #end: number
+  readonly storeId: Buffer
+  readonly maxRecordsPerKey: number
+  #kdf: KdfParams
+  #kek: Buffer
+  #salt: Buffer
+  #file: FileState
   #queue: Promise<unknown> = Promise.resolve()
   #failed: SecureLoginError | undefined
   #closed = false
+  readonly #readOnly: boolean
 
-  private constructor(path: string, handle: FileHandle, dataKey: Buffer, storeId: Buffer, seq: number, end: number) {
+  private constructor(path: string, header: { storeId: Buffer; kdf: KdfParams; salt: Buffer }, kek: Buffer, file: FileState, opts: { readOnly: boolean; maxRecordsPerKey: number }) {
     this.path = path
-    this.#handle = handle
-    this.#dataKey = dataKey
-    this.#storeId = storeId
-    this.#seq = seq
-    this.#end = end
+    this.storeId = header.storeId
+    this.#kdf = header.kdf
+    this.#salt = header.salt
+    this.#kek = kek
+    this.#file = file
+    this.#readOnly = opts.readOnly
+    this.maxRecordsPerKey = opts.maxRecordsPerKey
   }
 
   /** Writes header and first records to a new file beside `path`, fsyncs it, renames it into place. */
-  static async create(path: string, passphrase: string, kdf: KdfParams, firstRecords: Buffer[]): Promise<Journal> {
+  static async create(path: string, passphrase: string, kdf: KdfParams, firstRecords: Buffer[], opts: { maxRecordsPerKey?: number } = {}): Promise<Journal> {
     checkKdfParams(kdf)
     await mkdir(dirname(path), { recursive: true, mode: 0o700 })
     const salt = randomBytes(SALT_BYTES)
     const storeId = randomBytes(STORE_ID_BYTES)
-    const dataKey = randomBytes(DATA_KEY_BYTES)
     const kek = await deriveKek(passphrase, salt, kdf)
-    const prefix = encodeHeaderPrefix(kdf, salt, storeId)
-    const wrapped = seal(kek, dataKey, prefix)
-    kek.fill(0)
-    const parts = [prefix, wrapped]
-    firstRecords.forEach((plaintext, seq) => parts.push(frameRecord(seal(dataKey, plaintext, recordAad(storeId, seq)))))
-    const bytes = Buffer.concat(parts)
-
-    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.new`)
-    const handle = await openFile(tmp, 'wx', 0o600).catch((error) => {
-      throw ioError(`cannot create ${tmp}`, error)
-    })
+    const writer = await FileWriter.create(path, kek, { kdf, salt, storeId })
+    let file: FileState
     try {
-      try {
-        await handle.write(bytes, 0, bytes.length, 0)
-        await handle.sync()
-      } finally {
-        await handle.close()
-      }
-      // Never replace a store that appeared meanwhile.
-      if (await exists(path)) throw ioError(`${path} already exists`)
-      await rename(tmp, path)
+      for (const plaintext of firstRecords) writer.addRecord(plaintext)
+      file = await writer.finish()
+      if (await pathExists(path)) throw ioError(`${path} already exists`) // never replace a store that appeared meanwhile
+      await writer.commit()
     } catch (error) {
-      await rm(tmp, { force: true })
+      await writer.abort()
       throw error
     }
-    await syncDirectory(dirname(path))
-    const writer = await openFile(path, 'r+')
-    return new Journal(path, writer, dataKey, storeId, firstRecords.length, bytes.length)
+    return new Journal(path, { storeId, kdf, salt }, kek, file, { readOnly: false, maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY })
   }
 
   /**
-   * Opens and authenticates every record. Nothing on disk changes when this fails. A torn last
-   * record (a crash mid-append) is reported and cut off so that appends can go on.
+   * Opens and authenticates every record, in order. Nothing on disk changes when this fails. A
+   * torn last record (a crash mid-append) is reported and, unless read-only, cut off.
    */
-  static async open(path: string, passphrase: string, report: Report): Promise<{ journal: Journal; records: Buffer[] }> {
-    const replayed = await replay(path, passphrase)
-    const handle = await openFile(path, 'r+').catch((error) => {
-      throw ioError(`cannot open ${path} for writing`, error)
+  static async open(path: string, passphrase: string, opts: OpenJournalOptions): Promise<{ journal: Journal; tornTail: TornTail | undefined }> {
+    const readOnly = opts.readOnly ?? false
+    const handle = await openFile(path, readOnly ? 'r' : 'r+').catch((error) => {
+      throw storeReadError(path, error)
     })
-    if (replayed.end < replayed.fileSize) {
-      report('store_torn_tail', { offset: replayed.end, length: replayed.fileSize - replayed.end })
-      await handle.truncate(replayed.end)
-      await handle.sync()
+    try {
+      const size = await sizeOfStoreFile(handle, path)
+      const head = Buffer.alloc(Math.min(size, HEADER_BYTES))
+      await handle.read(head, 0, head.length, 0)
+      const header = decodeHeader(head, path)
+      checkKdfParams(header.kdf)
+      const kek = await deriveKek(passphrase, header.salt, header.kdf)
+      const dataKey = unwrapDataKey(kek, header)
+      if (!dataKey) {
+        kek.fill(0)
+        throw new SecureLoginError('ERR_STORE_BAD_PASSPHRASE', 'wrong passphrase or damaged store', { hint: 'the store is unchanged; type the passphrase again' })
+      }
+      const index = new RecordIndex()
+      let end: number
+      try {
+        end = await readRecords(handle, HEADER_BYTES, size, path, (offset, box) => {
+          const seq = index.count
+          const plaintext = open(dataKey, box, recordAad(header.storeId, seq))
+          if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${path} fails to authenticate`)
+          index.push(offset, box.length)
+          opts.onRecord(seq, plaintext)
+        })
+      } catch (error) {
+        dataKey.fill(0)
+        kek.fill(0)
+        throw error
+      }
+      const tornTail = end < size ? { offset: end, length: size - end } : undefined
+      if (tornTail) {
+        opts.report?.('store_torn_tail', { path, offset: tornTail.offset, length: tornTail.length, cut: !readOnly })
+        if (!readOnly) {
+          await handle.truncate(end)
+          await handle.sync()
+        }
+      }
+      if (!readOnly) await removeLeftovers(path, opts.report)
+      const journal = new Journal(path, header, kek, new FileState(handle, dataKey, index, end), { readOnly, maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY })
+      return { journal, tornTail }
+    } catch (error) {
+      await handle.close().catch(() => {})
+      throw error
     }
-    const { header, records } = replayed
-    return { journal: new Journal(path, handle, replayed.dataKey, header.storeId, records.length, replayed.end), records }
   }
 
   get recordCount(): number {
-    return this.#seq
+    return this.#file.index.count
   }
 
-  /** Seals and appends one record, fsync'd before the promise resolves. One append at a time. */
-  append(plaintext: Buffer): Promise<void> {
-    const next = this.#queue.then(() => this.#append(plaintext))
+  get fileSize(): number {
+    return this.#file.end
+  }
+
+  get kdf(): KdfParams {
+    return this.#kdf
+  }
+
+  /** Seals and appends one record, fsync'd before the promise resolves; resolves to its sequence number. */
+  async append(plaintext: Buffer): Promise<number> {
+    return (await this.appendMany([plaintext]))[0]!
+  }
+
+  /**
+   * Seals each plaintext as its own record and appends them with one write and one fsync (a
+   * group commit). `written` runs inside the queue, before any later compaction can swap files,
+   * so that what the caller records about these sequence numbers refers to this file.
+   */
+  appendMany(plaintexts: Buffer[], written: (seqs: number[]) => void = () => {}): Promise<number[]> {
+    return this.exclusive(async () => {
+      const seqs = await this.#append(plaintexts)
+      written(seqs)
+      return seqs
+    })
+  }
+
+  /** Runs `work` in the append queue: no append starts or ends while it runs. */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(work)
     this.#queue = next.catch(() => {})
     return next
+  }
+
+  /**
+   * The plaintext of record `seq` of the current file. Call it in the same tick as the lookup
+   * that produced `seq`, so that a compaction finishing meanwhile cannot swap the file between.
+   */
+  async read(seq: number): Promise<Buffer> {
+    const file = this.#file
+    if (seq >= file.index.count) throw new SecureLoginError('ERR_INTERNAL', `no record ${seq} in ${this.path}`)
+    file.readers += 1
+    try {
+      const offset = file.index.offsets[seq]!
+      const box = Buffer.alloc(file.index.lengths[seq]!)
+      await file.handle.read(box, 0, box.length, offset + LENGTH_PREFIX_BYTES)
+      const plaintext = open(file.dataKey, box, recordAad(this.storeId, seq))
+      if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${this.path} fails to authenticate (changed under the running server?)`)
+      return plaintext
+    } finally {
+      await file.doneReading()
+    }
+  }
+
+  /** Reads records [from, to) of the current file in order; `afterChunk` runs between reads. */
+  async scan(from: number, to: number, each: (seq: number, plaintext: Buffer) => void, afterChunk: () => Promise<void> = async () => {}): Promise<void> {
+    if (from >= to) return
+    const file = this.#file
+    file.readers += 1
+    try {
+      let seq = from
+      const start = file.index.offsets[from]!
+      const stop = to < file.index.count ? file.index.offsets[to]! : file.end
+      await readRecords(file.handle, start, stop, this.path, (offset, box) => {
+        const plaintext = open(file.dataKey, box, recordAad(this.storeId, seq))
+        if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${this.path} fails to authenticate`)
+        each(seq, plaintext)
+        seq += 1
+      }, afterChunk)
+    } finally {
+      await file.doneReading()
+    }
+  }
+
+  /** A new file beside this one, under a fresh data key, for compaction to fill and commit. */
+  async rewrite(): Promise<Rewrite> {
+    this.#writable()
+    const writer = await FileWriter.create(this.path, this.#kek, { kdf: this.#kdf, salt: this.#salt, storeId: this.storeId }, 'compact')
+    return {
+      add: (entry) => writer.addEntry(entry),
+      pump: () => writer.pump(),
+      // Called inside exclusive(): seal the last page, make it durable, rename it over, switch to it.
+      commit: async (swap) => {
+        const file = await writer.finish()
+        try {
+          await writer.commit()
+        } catch (error) {
+          this.#failed = ioError(`compaction of ${this.path} failed while renaming`, error)
+          throw this.#failed
+        }
+        const old = this.#file
+        this.#file = file
+        swap()
+        await old.retire()
+      },
+      abort: () => writer.abort(),
+    }
+  }
+
+  /**
+   * Wraps the same data key under a key from `passphrase` and a new salt, in a copy of the file
+   * that is fsync'd and renamed over the old one: a crash leaves the old or the new, whole.
+   */
+  async rekey(passphrase: string, kdf: KdfParams): Promise<void> {
+    this.#writable()
+    checkKdfParams(kdf)
+    const salt = randomBytes(SALT_BYTES)
+    const kek = await deriveKek(passphrase, salt, kdf)
+    await this.exclusive(async () => {
+      const old = this.#file
+      const writer = await FileWriter.create(this.path, kek, { kdf, salt, storeId: this.storeId }, 'rekey', old.dataKey)
+      try {
+        await writer.copyRecords(old.handle, HEADER_BYTES, old.end)
+        const file = await writer.finish(old.index)
+        await writer.commit()
+        this.#file = file
+        await old.retire()
+      } catch (error) {
+        await writer.abort()
+        kek.fill(0)
+        throw error
+      }
+      this.#kek.fill(0)
+      this.#kek = kek
+      this.#kdf = kdf
+      this.#salt = salt
+    })
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     await this.#queue
-    this.#dataKey.fill(0)
-    await this.#handle.close()
+    this.#kek.fill(0)
+    await this.#file.retire()
   }
 
-  async #append(plaintext: Buffer): Promise<void> {
+  #writable(): void {
     if (this.#closed) throw new SecureLoginError('ERR_STORE_IO', `${this.path} is closed`)
+    if (this.#readOnly) throw new SecureLoginError('ERR_INTERNAL', `${this.path} was opened read-only`)
     if (this.#failed) throw this.#failed
-    if (this.#seq >= MAX_RECORDS_PER_KEY) {
-      throw new SecureLoginError('ERR_STORE_IO', `${this.path} holds ${MAX_RECORDS_PER_KEY} records under one data key, the most random nonces allow`, {
+  }
+
+  async #append(plaintexts: Buffer[]): Promise<number[]> {
+    this.#writable()
+    const file = this.#file
+    const first = file.index.count
+    if (first + plaintexts.length > this.maxRecordsPerKey) {
+      throw new SecureLoginError('ERR_STORE_IO', `${this.path} holds ${this.maxRecordsPerKey} records under one data key, the most random nonces allow`, {
         hint: 'compact the store to rotate its data key',
       })
     }
-    const record = frameRecord(seal(this.#dataKey, plaintext, recordAad(this.#storeId, this.#seq)))
+    const records = plaintexts.map((plaintext, i) => frameRecord(seal(file.dataKey, plaintext, recordAad(this.storeId, first + i))))
+    const bytes = records.length === 1 ? records[0]! : Buffer.concat(records)
     try {
-      await this.#handle.write(record, 0, record.length, this.#end)
-      await this.#handle.sync()
+      await file.handle.write(bytes, 0, bytes.length, file.end)
+      await file.handle.sync()
     } catch (error) {
       // Leave no half record behind to corrupt the next append; refuse writes from now on.
       this.#failed = ioError(`cannot write to ${this.path}`, error)
-      await this.#handle.truncate(this.#end).catch(() => {})
+      await file.handle.truncate(file.end).catch(() => {})
       throw this.#failed
     }
-    this.#seq += 1
-    this.#end += record.length
+    return records.map((record) => {
+      file.index.push(file.end, record.length - LENGTH_PREFIX_BYTES)
+      file.end += record.length
+      return file.index.count - 1
+    })
+  }
+}
+
+export interface Rewrite {
+  /** Queues one encoded entry; returns the sequence number of the record it lands in and its offset there. */
+  add(entry: Buffer): { seq: number; at: number }
+  /** Writes out what is buffered when there is enough of it. */
+  pump(): Promise<void>
+  /** Inside `exclusive`: finish, rename over, then `swap` (synchronously) to the new file. */
+  commit(swap: () => void): Promise<void>
+  abort(): Promise<void>
+}
+
+/** Writes a whole store file to a temporary name beside the target, then renames it into place. */
+class FileWriter {
+  readonly #path: string
+  readonly #tmp: string
+  readonly #handle: FileHandle
+  readonly #dataKey: Buffer
+  readonly #storeId: Buffer
+  readonly #index = new RecordIndex()
+  #end = 0
+  #buffered: Buffer[] = []
+  #bufferedBytes = 0
+  #page: Buffer[] = []
+  #pageBytes = 0
+
+  private constructor(path: string, tmp: string, handle: FileHandle, dataKey: Buffer, storeId: Buffer) {
+    this.#path = path
+    this.#tmp = tmp
+    this.#handle = handle
+    this.#dataKey = dataKey
+    this.#storeId = storeId
+  }
+
+  /** A fresh data key unless one is given (rekey keeps it), wrapped under `kek`. */
+  static async create(path: string, kek: Buffer, header: { kdf: KdfParams; salt: Buffer; storeId: Buffer }, purpose = 'new', dataKey?: Buffer): Promise<FileWriter> {
+    const tmp = join(dirname(path), `.${basename(path)}.${purpose}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+    const handle = await openFile(tmp, 'wx+', 0o600).catch((error) => {
+      throw ioError(`cannot create ${tmp}`, error)
+    })
+    const key = dataKey ? Buffer.from(dataKey) : randomBytes(DATA_KEY_BYTES)
+    const aad = encodeWrapAad(header.kdf, header.salt, header.storeId)
+    const writer = new FileWriter(path, tmp, handle, key, header.storeId)
+    writer.#push(encodeHeader(aad, seal(kek, key, aad)))
+    return writer
+  }
+
+  addRecord(plaintext: Buffer): number {
+    const seq = this.#index.count
+    const record = frameRecord(seal(this.#dataKey, plaintext, recordAad(this.#storeId, seq)))
+    this.#index.push(this.#end, record.length - LENGTH_PREFIX_BYTES)
+    this.#push(record)
+    return seq
+  }
+
+  addEntry(entry: Buffer): { seq: number; at: number } {
+    if (this.#pageBytes > 0 && this.#pageBytes + entry.length > PAGE_BYTES) this.#sealPage()
+    const at = this.#pageBytes
+    this.#page.push(entry)
+    this.#pageBytes += entry.length
+    return { seq: this.#index.count, at }
+  }
+
+  async pump(): Promise<void> {
+    if (this.#bufferedBytes >= WRITE_BUFFER_BYTES) await this.#flush()
+  }
+
+  /** Copies sealed records verbatim (rekey: same data key, same sequence numbers). */
+  async copyRecords(from: FileHandle, start: number, stop: number): Promise<void> {
+    await this.#flush()
+    const chunk = Buffer.alloc(Math.min(READ_CHUNK_BYTES, Math.max(stop - start, 1)))
+    for (let at = start; at < stop; ) {
+      const { bytesRead } = await from.read(chunk, 0, Math.min(chunk.length, stop - at), at)
+      if (bytesRead === 0) throw ioError(`${this.#path} ended early`)
+      await this.#handle.write(chunk, 0, bytesRead, this.#end + (at - start))
+      at += bytesRead
+    }
+    this.#end += stop - start
+  }
+
+  /** Seals the last page, writes everything and fsyncs the file (not yet renamed). */
+  async finish(index?: RecordIndex): Promise<FileState> {
+    if (this.#pageBytes > 0) this.#sealPage()
+    await this.#flush()
+    await this.#handle.sync()
+    return new FileState(this.#handle, this.#dataKey, index ?? this.#index, this.#end)
+  }
+
+  async commit(): Promise<void> {
+    await rename(this.#tmp, this.#path)
+    await syncDirectory(dirname(this.#path))
+  }
+
+  async abort(): Promise<void> {
+    this.#dataKey.fill(0)
+    await this.#handle.close().catch(() => {})
+    await rm(this.#tmp, { force: true })
+  }
+
+  #sealPage(): void {
+    this.addRecord(Buffer.concat(this.#page, this.#pageBytes))
+    this.#page = []
+    this.#pageBytes = 0
+  }
+
+  #push(bytes: Buffer): void {
+    this.#buffered.push(bytes)
+    this.#bufferedBytes += bytes.length
+    this.#end += bytes.length
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#bufferedBytes === 0) return
+    const bytes = Buffer.concat(this.#buffered, this.#bufferedBytes)
+    const position = this.#end - this.#bufferedBytes
+    this.#buffered = []
+    this.#bufferedBytes = 0
+    await this.#handle.write(bytes, 0, bytes.length, position)
   }
 }
 
 /** Reads the header only: no passphrase needed. */
 export async function readHeader(path: string): Promise<{ header: Header; fileSize: number }> {
-  const file = await readStoreFile(path)
-  return { header: decodeHeader(file, path), fileSize: file.length }
+  const handle = await openFile(path, 'r').catch((error) => {
+    throw storeReadError(path, error)
+  })
+  try {
+    const size = await sizeOfStoreFile(handle, path)
+    const head = Buffer.alloc(Math.min(size, HEADER_BYTES))
+    await handle.read(head, 0, head.length, 0)
+    return { header: decodeHeader(head, path), fileSize: size }
+  } finally {
+    await handle.close()
+  }
 }
 
-async function replay(path: string, passphrase: string): Promise<Replayed & { dataKey: Buffer }> {
-  const file = await readStoreFile(path)
-  const header = decodeHeader(file, path)
-  checkKdfParams(header.kdf)
-  const kek = await deriveKek(passphrase, header.salt, header.kdf)
-  const dataKey = open(kek, header.wrappedKey, header.aad)
-  kek.fill(0)
-  if (!dataKey) {
-    throw new SecureLoginError('ERR_STORE_BAD_PASSPHRASE', 'wrong passphrase or damaged store', {
-      hint: 'the store is unchanged; type the passphrase again',
-    })
+async function sizeOfStoreFile(handle: FileHandle, path: string): Promise<number> {
+  const stat = await handle.stat()
+  if (stat.isDirectory()) throw ioError(`${path} is a directory, not a store file`)
+  if (!stat.isFile()) throw ioError(`${path} is not a regular file`)
+  return stat.size
+}
+
+function unwrapDataKey(kek: Buffer, header: Header): Buffer | undefined {
+  return open(kek, header.wrappedKey, header.aad)
+}
+
+/**
+ * Calls `each` with every whole record from `start` to `stop`, reading big chunks. Returns the
+ * end of the last whole record: short of `stop` when the file ends inside a record (a torn tail).
+ */
+async function readRecords(
+  handle: FileHandle,
+  start: number,
+  stop: number,
+  path: string,
+  each: (offset: number, box: Buffer) => void,
+  afterChunk: () => Promise<void> = async () => {},
+): Promise<number> {
+  let chunk = Buffer.alloc(Math.min(READ_CHUNK_BYTES, Math.max(stop - start, 0)))
+  let chunkStart = start
+  let chunkLength = 0
+  let offset = start
+  let index = 0
+  const ensure = async (from: number, length: number): Promise<boolean> => {
+    if (from + length > stop) return false
+    if (from >= chunkStart && from + length <= chunkStart + chunkLength) return true
+    await afterChunk()
+    const want = Math.min(Math.max(length, READ_CHUNK_BYTES), stop - from)
+    if (chunk.length < want) chunk = Buffer.alloc(want)
+    const { bytesRead } = await handle.read(chunk, 0, want, from)
+    chunkStart = from
+    chunkLength = bytesRead
+    return bytesRead >= length
   }
-  const records: Buffer[] = []
-  let offset = HEADER_BYTES
-  while (offset < file.length) {
-    const index = records.length
-    if (file.length - offset < LENGTH_PREFIX_BYTES) break // torn length prefix
-    const length = file.readUInt32BE(offset)
+  while (offset < stop) {
+    if (!(await ensure(offset, LENGTH_PREFIX_BYTES))) break
+    const length = chunk.readUInt32BE(offset - chunkStart)
     if (length < MIN_RECORD_BYTES || length > MAX_RECORD_BYTES) {
+      if (await zerosToEnd(handle, offset, stop)) break // space allocated by a crash, never written
       throw corrupt(`record ${index} at offset ${offset} of ${path} has an impossible length (${length} bytes)`)
     }
-    if (offset + LENGTH_PREFIX_BYTES + length > file.length) break // torn body
-    const box = file.subarray(offset + LENGTH_PREFIX_BYTES, offset + LENGTH_PREFIX_BYTES + length)
-    const plaintext = open(dataKey, box, recordAad(header.storeId, index))
-    if (!plaintext) {
-      dataKey.fill(0)
-      throw corrupt(`record ${index} at offset ${offset} of ${path} fails to authenticate`)
-    }
-    records.push(plaintext)
+    if (!(await ensure(offset, LENGTH_PREFIX_BYTES + length))) break
+    const at = offset - chunkStart + LENGTH_PREFIX_BYTES
+    each(offset, chunk.subarray(at, at + length))
     offset += LENGTH_PREFIX_BYTES + length
+    index += 1
   }
-  return { header, records, end: offset, fileSize: file.length, dataKey }
+  return offset
 }
 
-async function readStoreFile(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path)
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'EISDIR') throw ioError(`${path} is a directory, not a store file`, error)
-    if (code === 'ENOENT') throw ioError(`no store at ${path}`, error)
-    if (code === 'EACCES' || code === 'EPERM') throw ioError(`no permission to read ${path}`, error)
-    throw ioError(`cannot read ${path}`, error)
+async function zerosToEnd(handle: FileHandle, from: number, stop: number): Promise<boolean> {
+  if (stop - from > MAX_RECORD_BYTES) return false
+  const rest = Buffer.alloc(stop - from)
+  await handle.read(rest, 0, rest.length, from)
+  return rest.every((byte) => byte === 0)
+}
+
+/** A crash during compaction or rekey leaves its temporary file; the complete store is the other one. */
+async function removeLeftovers(path: string, report: Report | undefined): Promise<void> {
+  const prefix = `.${basename(path)}.`
+  for (const name of await readdir(dirname(path))) {
+    if (name.startsWith(prefix) && name.endsWith('.tmp')) {
+      await rm(join(dirname(path), name), { force: true })
+      report?.('store_leftover_removed', { path: join(dirname(path), name) })
+    }
   }
 }
 
 function frameRecord(box: Buffer): Buffer {
-  const prefix = Buffer.alloc(LENGTH_PREFIX_BYTES)
-  prefix.writeUInt32BE(box.length, 0)
-  return Buffer.concat([prefix, box])
+  const record = Buffer.alloc(LENGTH_PREFIX_BYTES + box.length)
+  record.writeUInt32BE(box.length, 0)
+  box.copy(record, LENGTH_PREFIX_BYTES)
+  return record
 }
 
 async function syncDirectory(dir: string): Promise<void> {
@@ -211,17 +584,25 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+async function pathExists(path: string): Promise<boolean> {
   try {
-    await stat(path)
+    await (await openFile(path, 'r')).close()
     return true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw ioError(`cannot look at ${path}`, error)
+    return true
   }
 }
 
-function ioError(message: string, cause?: unknown): SecureLoginError {
+export function storeReadError(path: string, error: unknown): SecureLoginError {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'EISDIR') return ioError(`${path} is a directory, not a store file`, error)
+  if (code === 'ENOENT') return ioError(`no store at ${path}`, error)
+  if (code === 'EACCES' || code === 'EPERM') return ioError(`no permission to read ${path}`, error)
+  return ioError(`cannot read ${path}`, error)
+}
+
+export function ioError(message: string, cause?: unknown): SecureLoginError {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
   return new SecureLoginError('ERR_STORE_IO', code ? `${message} (${code})` : message, cause === undefined ? {} : { cause })
 }

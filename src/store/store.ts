@@ -1,10 +1,13 @@
 import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { Role } from '../protocol/messages.js'
 import { DEFAULT_KDF, type KdfParams } from './kdf.js'
-import { Journal, readHeader, type Report } from './journal.js'
-
+import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
+import { acquireLock, type StoreLock } from './lock.js'
+import { OP_DELETE, OP_EVENT, OP_PUT, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
 
 export interface UserRecord {
   username: string
@@ -18,6 +21,12 @@ export interface UserRecord {
   createdAt: string
 }
 
+/** The last successful login of a user: when, and which TOTP time step its code was for. */
+export interface LoginRecord {
+  at: string
+  totpStep: number
+}
+
 export interface StoreHeaderInfo {
   formatVersion: number
   kdf: KdfParams
@@ -25,27 +34,69 @@ export interface StoreHeaderInfo {
   fileSize: number
 }
 
+export interface StoreStats extends StoreHeaderInfo {
+  /** Sealed records in the file. */
+  records: number
+  /** Entries in those records; live ones are the current state, dead ones are superseded. */
+  entries: number
+  live: number
+  dead: number
+  users: number
+}
+
 export interface OpenOptions {
   /** Only when creating. */
   kdf?: KdfParams
-  /** Things worth a log line that are not failures (a torn last record cut off). */
+  /** Things worth a log line that are not failures (a torn tail cut off, a compaction). */
   onReport?: Report
+  /** A lock already taken (the server takes it before asking for the passphrase); the store releases it at close. */
+  lock?: StoreLock
+  /** Compact by itself when dead entries outnumber live ones or too many records are unpacked (default true). */
+  autoCompact?: boolean
+  /** Records one data key may seal before a compaction rotates it (tests lower it). */
+  maxRecordsPerKey?: number
+  /** Single-entry records after which a compaction packs them (open time stays low at a million users). */
+  packAfter?: number
 }
 
-/** What a record's plaintext holds (UTF-8 JSON). */
-type StoreRecord = { type: 'server_secret'; secret: string } | { type: 'user'; user: UserRecord }
+export interface CompactResult {
+  recordsBefore: number
+  recordsAfter: number
+  bytesBefore: number
+  bytesAfter: number
+  ms: number
+}
 
 export interface Store {
   readonly path: string
-  getUser(username: string): UserRecord | undefined
+  getUser(username: string): Promise<UserRecord | undefined>
   hasUser(username: string): boolean
   userCount(): number
   /** Appends the account as one sealed record, fsync'd before this resolves. */
   addUser(user: UserRecord): Promise<void>
+  /** Many accounts, one record each, with one fsync for all (bulk import, and filling benchmark stores). */
+  addUsers(users: UserRecord[]): Promise<void>
+  /** Records a successful login (fsync'd before this resolves). */
+  recordLogin(username: string, login: LoginRecord): Promise<void>
+  getLogin(username: string): Promise<LoginRecord | undefined>
   /** 32 random bytes made with the store, for decoy SRP credentials. */
   serverSecret(): Buffer
+  stats(): StoreStats
+  /** Rewrites the live state under a fresh data key into a new file and renames it over. */
+  compact(): Promise<CompactResult>
+  /** Wraps the data key under a new passphrase; the old one stops working. */
+  rekey(passphrase: string, kdf?: KdfParams): Promise<void>
   close(): Promise<void>
 }
+
+const PACK_AFTER = 65_536
+const SECRET_KEY = 'server/secret'
+const userKey = (username: string) => `user/${username}`
+const loginKey = (username: string) => `login/${username}`
+
+/** An entry's place: record seq * 2^20 + its offset in the record's plaintext (records are at most 1 MiB). */
+const SEQ_FACTOR = 2 ** 20
+const place = (seq: number, at: number) => seq * SEQ_FACTOR + at
 
 export function storeExists(path: string): boolean {
   return existsSync(path)
@@ -53,19 +104,55 @@ export function storeExists(path: string): boolean {
 
 /** Makes a new store (refusing to replace one), with a fresh server secret as its first record. */
 export async function createStore(path: string, passphrase: string, opts: OpenOptions = {}): Promise<Store> {
-  if (storeExists(path)) throw new SecureLoginError('ERR_STORE_IO', `${path} already exists`, { hint: 'open it instead, or choose another --store' })
-  const secret: StoreRecord = { type: 'server_secret', secret: randomBytes(32).toString('hex') }
-  const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [encode(secret)])
-  return new JournalStore(journal, [secret])
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
+  try {
+    if (storeExists(path)) throw new SecureLoginError('ERR_STORE_IO', `${path} already exists`, { hint: 'open it instead, or choose another --store' })
+    const secret = entry(OP_PUT, SECRET_KEY, { secret: randomBytes(32).toString('hex') })
+    const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [secret], journalOptions(opts))
+    const state = new State()
+    await journal.scan(0, journal.recordCount, (seq, plaintext) => state.replay(seq, plaintext, path))
+    return await JournalStore.start(journal, state, lock, opts)
+  } catch (error) {
+    await lock.release()
+    throw error
+  }
 }
 
 export async function openStore(path: string, passphrase: string, opts: OpenOptions = {}): Promise<Store> {
-  const { journal, records } = await Journal.open(path, passphrase, opts.onReport ?? (() => {}))
+  const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
-    return new JournalStore(journal, records.map((plaintext, index) => decode(plaintext, index, path)))
+    const state = new State()
+    const { journal } = await Journal.open(path, passphrase, {
+      onRecord: (seq, plaintext) => state.replay(seq, plaintext, path),
+      ...(opts.onReport ? { report: opts.onReport } : {}),
+      ...journalOptions(opts),
+    })
+    return await JournalStore.start(journal, state, lock, opts)
   } catch (error) {
-    await journal.close()
+    await lock.release()
     throw error
+  }
+}
+
+/** Opens read-only and authenticates every record; changes nothing on disk. */
+export async function verifyStore(path: string, passphrase: string, opts: { onReport?: Report; lock?: StoreLock } = {}): Promise<{ stats: StoreStats; tornTail: TornTail | undefined }> {
+  const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
+  try {
+    const state = new State()
+    const { journal, tornTail } = await Journal.open(path, passphrase, {
+      onRecord: (seq, plaintext) => state.replay(seq, plaintext, path),
+      readOnly: true,
+      ...(opts.onReport ? { report: opts.onReport } : {}),
+    })
+    try {
+      if (!state.keydir.has(SECRET_KEY)) throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
+      return { stats: statsOf(journal, state), tornTail }
+    } finally {
+      await journal.close()
+    }
+  } finally {
+    await lock.release()
   }
 }
 
@@ -74,74 +161,272 @@ export async function readStoreHeader(path: string): Promise<StoreHeaderInfo> {
   return { formatVersion: header.formatVersion, kdf: header.kdf, storeId: header.storeId.toString('hex'), fileSize }
 }
 
+/** The current state: where each key's latest entry is, and the counts compaction needs. */
+class State {
+  keydir = new Map<string, number>()
+  entries = 0
+  events = 0
+  users = 0
+  /** Records holding a single entry (appends, not compaction's pages). */
+  unpacked = 0
+
+  get live(): number {
+    return this.keydir.size + this.events
+  }
+
+  replay(seq: number, plaintext: Buffer, path: string): void {
+    let count = 0
+    const whole = forEachEntry(plaintext, (op, key, _start, _end, at) => {
+      this.apply(op, key, place(seq, at))
+      count += 1
+    })
+    if (!whole || count === 0) {
+      // Authentic but unreadable: written by a newer version, never by an attacker without the key.
+      throw new SecureLoginError('ERR_STORE_CORRUPT', `record ${seq} of ${path} holds entries this securelogin cannot read`, {
+        hint: 'was this store written by a newer securelogin?',
+      })
+    }
+    if (count === 1) this.unpacked += 1
+  }
+
+  apply(op: Op, key: string, where: number): void {
+    this.entries += 1
+    if (op === OP_EVENT) {
+      this.events += 1
+      return
+    }
+    const had = this.keydir.has(key)
+    if (op === OP_PUT) this.keydir.set(key, where)
+    else this.keydir.delete(key)
+    if (key.startsWith('user/')) this.users += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
+  }
+}
+
 class JournalStore implements Store {
   readonly #journal: Journal
-  readonly #users = new Map<string, UserRecord>()
-  #secret: Buffer | undefined
+  #state: State
+  readonly #lock: StoreLock
+  readonly #report: Report
+  readonly #autoCompact: boolean
+  readonly #packAfter: number
+  #secret: Buffer
+  #compacting: Promise<CompactResult> | undefined
+  #closing = false
+  /** Appends queued but not yet written. */
+  #pending = 0
 
-  constructor(journal: Journal, records: StoreRecord[]) {
+  private constructor(journal: Journal, state: State, lock: StoreLock, secret: Buffer, opts: OpenOptions) {
     this.#journal = journal
-    for (const record of records) this.#apply(record)
-    if (!this.#secret) throw new SecureLoginError('ERR_STORE_CORRUPT', `${journal.path} has no server secret record`)
+    this.#state = state
+    this.#lock = lock
+    this.#secret = secret
+    this.#report = opts.onReport ?? (() => {})
+    this.#autoCompact = opts.autoCompact ?? true
+    this.#packAfter = opts.packAfter ?? PACK_AFTER
+  }
+
+  static async start(journal: Journal, state: State, lock: StoreLock, opts: OpenOptions): Promise<JournalStore> {
+    try {
+      const where = state.keydir.get(SECRET_KEY)
+      if (where === undefined) throw new SecureLoginError('ERR_STORE_CORRUPT', `${journal.path} has no server secret`)
+      const { secret } = JSON.parse((await readValue(journal, where)).toString('utf8')) as { secret: string }
+      const store = new JournalStore(journal, state, lock, Buffer.from(secret, 'hex'), opts)
+      store.#maybeCompact()
+      return store
+    } catch (error) {
+      await journal.close()
+      throw error
+    }
   }
 
   get path(): string {
     return this.#journal.path
   }
 
-  getUser(username: string): UserRecord | undefined {
-    return this.#users.get(username)
+  async getUser(username: string): Promise<UserRecord | undefined> {
+    return this.#get<UserRecord>(userKey(username))
   }
 
   hasUser(username: string): boolean {
-    return this.#users.has(username)
+    return this.#state.keydir.has(userKey(username))
   }
 
   userCount(): number {
-    return this.#users.size
+    return this.#state.users
   }
 
   async addUser(user: UserRecord): Promise<void> {
-    if (this.#users.has(user.username)) {
+    if (this.hasUser(user.username)) {
       throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${user.username} is taken`, { hint: 'choose another user name' })
     }
-    const record: StoreRecord = { type: 'user', user: { ...user } }
-    await this.#journal.append(encode(record))
-    this.#apply(record)
+    await this.#put(userKey(user.username), { ...user })
+  }
+
+  async addUsers(users: UserRecord[]): Promise<void> {
+    const names = new Set(users.map((user) => user.username))
+    const taken = users.find((user) => this.hasUser(user.username))
+    if (taken || names.size !== users.length) {
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${taken?.username ?? 'given twice'} is taken`, { hint: 'choose another user name' })
+    }
+    await this.#putMany(users.map((user) => [userKey(user.username), { ...user }]))
+  }
+
+  async recordLogin(username: string, login: LoginRecord): Promise<void> {
+    await this.#put(loginKey(username), login)
+  }
+
+  async getLogin(username: string): Promise<LoginRecord | undefined> {
+    return this.#get<LoginRecord>(loginKey(username))
   }
 
   serverSecret(): Buffer {
-    return Buffer.from(this.#secret!)
+    return Buffer.from(this.#secret)
   }
 
-  close(): Promise<void> {
-    this.#secret?.fill(0)
-    return this.#journal.close()
+  stats(): StoreStats {
+    return statsOf(this.#journal, this.#state)
   }
 
-  #apply(record: StoreRecord): void {
-    if (record.type === 'server_secret') this.#secret = Buffer.from(record.secret, 'hex')
-    else this.#users.set(record.user.username, record.user)
-  }
-}
-
-function encode(record: StoreRecord): Buffer {
-  return Buffer.from(JSON.stringify(record), 'utf8')
-}
-
-function decode(plaintext: Buffer, index: number, path: string): StoreRecord {
-  let record: unknown
-  try {
-    record = JSON.parse(plaintext.toString('utf8'))
-  } catch {
-    record = undefined
-  }
-  const type = (record as { type?: unknown } | undefined)?.type
-  if (type !== 'server_secret' && type !== 'user') {
-    // Authentic but unreadable: written by a newer version, never by an attacker without the key.
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `record ${index} of ${path} has an unknown type`, {
-      hint: 'was this store written by a newer securelogin?',
+  compact(): Promise<CompactResult> {
+    this.#compacting ??= this.#compact().finally(() => {
+      this.#compacting = undefined
     })
+    return this.#compacting
   }
-  return record as StoreRecord
+
+  async rekey(passphrase: string, kdf: KdfParams = DEFAULT_KDF): Promise<void> {
+    await this.#compacting?.catch(() => {})
+    await this.#journal.rekey(passphrase, kdf)
+    this.#report('store_rekeyed', { path: this.path })
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return
+    this.#closing = true
+    await this.#compacting?.catch(() => {})
+    this.#secret.fill(0)
+    await this.#journal.close()
+    await this.#lock.release()
+  }
+
+  async #get<T>(key: string): Promise<T | undefined> {
+    const where = this.#state.keydir.get(key)
+    if (where === undefined) return undefined
+    return JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T
+  }
+
+  async #put(key: string, value: unknown): Promise<void> {
+    await this.#putMany([[key, value]])
+  }
+
+  async #putMany(pairs: Array<[string, unknown]>): Promise<void> {
+    if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing')
+    const entries = pairs.map(([key, value]) => entry(OP_PUT, key, value))
+    // Never let one data key seal more records than random nonces allow: rotate it first.
+    while (this.#journal.recordCount + this.#pending + entries.length > this.#journal.maxRecordsPerKey) {
+      const { recordsAfter } = await this.compact()
+      if (recordsAfter + this.#pending + entries.length > this.#journal.maxRecordsPerKey) {
+        throw new SecureLoginError('ERR_STORE_IO', `${this.path}: the live state alone needs ${recordsAfter} records, the most one data key may seal`)
+      }
+    }
+    this.#pending += entries.length
+    try {
+      await this.#journal.appendMany(entries, (seqs) => {
+        pairs.forEach(([key], i) => this.#state.apply(OP_PUT, key, place(seqs[i]!, 0)))
+        this.#state.unpacked += pairs.length
+      })
+    } finally {
+      this.#pending -= entries.length
+    }
+    this.#maybeCompact()
+  }
+
+  #maybeCompact(): void {
+    if (!this.#autoCompact || this.#compacting || this.#closing) return
+    const state = this.#state
+    const dead = state.entries - state.live
+    const reason = dead > state.live ? 'dead entries outnumber live ones'
+      : state.unpacked > this.#packAfter ? 'many unpacked records'
+      : this.#journal.recordCount >= this.#journal.maxRecordsPerKey * 0.75 ? 'data key nearing its record limit'
+      : undefined
+    if (!reason) return
+    this.compact().then(
+      (result) => this.#report('store_compacted', { path: this.path, reason, ...result }),
+      (error: SecureLoginError) => {
+        if (!this.#closing) this.#report('store_compaction_failed', { path: this.path, code: error.code ?? 'ERR_STORE_IO', message: error.message })
+      },
+    )
+  }
+
+  /**
+   * Two phases. Outside the append queue, copy the entries that are live now from the records
+   * that exist now; appends go on meanwhile. Then, inside the queue, copy every entry appended
+   * since, in order, and switch files: the new file's replay gives exactly the current state.
+   */
+  async #compact(): Promise<CompactResult> {
+    const started = performance.now()
+    const recordsBefore = this.#journal.recordCount
+    const bytesBefore = this.#journal.fileSize
+    const rewrite = await this.#journal.rewrite()
+    const next = new State()
+    const bail = async () => {
+      if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing; compaction abandoned')
+      await rewrite.pump()
+    }
+    const copy = (op: Op, key: string, plaintext: Buffer, at: number, end: number) => {
+      const { seq, at: newAt } = rewrite.add(plaintext.subarray(at, end))
+      next.apply(op, key, place(seq, newAt))
+    }
+    try {
+      const upTo = recordsBefore
+      await this.#journal.scan(0, upTo, (seq, plaintext) => {
+        forEachEntry(plaintext, (op, key, _start, end, at) => {
+          if (op === OP_EVENT || (op === OP_PUT && this.#state.keydir.get(key) === place(seq, at))) copy(op, key, plaintext, at, end)
+        })
+      }, bail)
+      return await this.#journal.exclusive(async () => {
+        await this.#journal.scan(upTo, this.#journal.recordCount, (_seq, plaintext) => {
+          forEachEntry(plaintext, (op, key, _start, end, at) => {
+            // A delete matters only if the new file holds a put it must undo.
+            if (op !== OP_DELETE || next.keydir.has(key)) copy(op, key, plaintext, at, end)
+          })
+        }, bail)
+        await rewrite.commit(() => {
+          next.unpacked = 0
+          this.#state = next
+        })
+        return { recordsBefore, recordsAfter: this.#journal.recordCount, bytesBefore, bytesAfter: this.#journal.fileSize, ms: Math.round(performance.now() - started) }
+      })
+    } catch (error) {
+      await rewrite.abort()
+      throw error
+    }
+  }
+}
+
+async function readValue(journal: Journal, where: number): Promise<Buffer> {
+  const seq = Math.floor(where / SEQ_FACTOR)
+  return entryAt(await journal.read(seq), where - seq * SEQ_FACTOR).value
+}
+
+function entry(op: Op, key: string, value: unknown): Buffer {
+  return encodeEntry({ op, key, value: Buffer.from(JSON.stringify(value), 'utf8') })
+}
+
+function statsOf(journal: Journal, state: State): StoreStats {
+  return {
+    formatVersion: FORMAT_VERSION,
+    kdf: journal.kdf,
+    storeId: journal.storeId.toString('hex'),
+    fileSize: journal.fileSize,
+    records: journal.recordCount,
+    entries: state.entries,
+    live: state.live,
+    dead: state.entries - state.live,
+    users: state.users,
+  }
+}
+
+function journalOptions(opts: OpenOptions): { maxRecordsPerKey: number } {
+  return { maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY }
 }

@@ -1,203 +1,246 @@
-import { createHash } from 'node:crypto'
-import { readFile, writeFile, appendFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { readFile, stat, writeFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createStore, openStore, readStoreHeader, DEFAULT_KDF, type Store, type UserRecord } from '../../src/store/index.js'
-import { makeTempDir } from '../helpers/env.js'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { acquireLock, createStore, openStore, readStoreHeader, verifyStore, DEFAULT_KDF } from '../../src/store/index.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
+import { HEADER_BYTES, PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
 
-const PASSPHRASE = 'store test passphrase'
-const HEADER_BYTES = 160
-
-let dir: string
-let remove: () => Promise<void>
-let path: string
-const open: Store[] = []
-
+let f: StoreFixture
 beforeEach(async () => {
-  ;({ dir, remove } = await makeTempDir('store'))
-  path = join(dir, 'data', 'test.store')
+  f = await storeFixture()
 })
-afterEach(async () => {
-  for (const store of open.splice(0)) await store.close().catch(() => {})
-  await remove()
-})
+afterEach(() => f.cleanup())
 
-const user = (username: string): UserRecord => ({
-  username,
-  salt: 'ab'.repeat(32),
-  verifier: 'cd'.repeat(256),
-  totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ',
-  role: 'regular_user',
-  createdAt: '2026-11-24T12:00:00.000Z',
-})
-
-async function made(users: string[]): Promise<void> {
-  const store = await createStore(path, PASSPHRASE, { kdf: TEST_KDF })
-  for (const name of users) await store.addUser(user(name))
-  await store.close()
-}
-
-async function reopen(passphrase = PASSPHRASE, reports: unknown[] = []): Promise<Store> {
-  const store = await openStore(path, passphrase, { onReport: (event, fields) => reports.push({ event, ...fields }) })
-  open.push(store)
-  return store
-}
-
-const sha256 = async () => createHash('sha256').update(await readFile(path)).digest('hex')
-
-/** Offsets of each record (its length prefix) after the header. */
-async function recordOffsets(): Promise<number[]> {
-  const file = await readFile(path)
-  const offsets: number[] = []
-  for (let at = HEADER_BYTES; at < file.length; at += 4 + file.readUInt32BE(at)) offsets.push(at)
-  return offsets
-}
+const wrappedKey = async () => (await readFile(f.path)).subarray(68, 128).toString('hex')
 
 describe('store', () => {
-  it('keeps users and the server secret across close and open', async () => {
-    const store = await createStore(path, PASSPHRASE, { kdf: TEST_KDF })
+  it('keeps users, logins and the server secret across close and open', async () => {
+    const store = await f.create()
     const secret = store.serverSecret()
     await store.addUser(user('alice'))
     await store.addUser(user('bob'))
+    await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 })
     await store.close()
-    const again = await reopen()
+    const again = await f.open()
     expect(again.userCount()).toBe(2)
-    expect(again.getUser('alice')).toEqual(user('alice'))
+    expect(await again.getUser('alice')).toEqual(user('alice'))
+    expect(await again.getLogin('alice')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 })
+    expect(await again.getLogin('bob')).toBeUndefined()
     expect(again.hasUser('carol')).toBe(false)
+    expect(await again.getUser('carol')).toBeUndefined()
     expect(again.serverSecret()).toEqual(secret)
     expect(secret).toHaveLength(32)
   })
 
-  it('makes the file mode 0600', async () => {
-    await made([])
-    const { stat } = await import('node:fs/promises')
-    expect((await stat(path)).mode & 0o777).toBe(0o600)
+  it('makes the file mode 0600 in a directory of mode 0700', async () => {
+    await f.make([])
+    expect((await stat(f.path)).mode & 0o777).toBe(0o600)
+    expect((await stat(join(f.dir, 'data'))).mode & 0o777).toBe(0o700)
   })
 
   it('refuses a taken name (ERR_USERNAME_TAKEN) and to create over an existing store', async () => {
-    await made(['alice'])
-    const store = await reopen()
+    await f.make(['alice'])
+    const store = await f.open()
     await expect(store.addUser(user('alice'))).rejects.toMatchObject({ code: 'ERR_USERNAME_TAKEN' })
-    await expect(createStore(path, PASSPHRASE, { kdf: TEST_KDF })).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await expect(store.addUsers([user('dan'), user('dan')])).rejects.toMatchObject({ code: 'ERR_USERNAME_TAKEN' })
+    await store.close()
+    await expect(createStore(f.path, PASSPHRASE, { kdf: TEST_KDF })).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
   })
 
-  it('serialises concurrent appends', async () => {
-    await made([])
-    const store = await reopen()
+  it('serialises concurrent appends, and a batch is one group commit', async () => {
+    const store = await f.create()
     await Promise.all(Array.from({ length: 50 }, (_, i) => store.addUser(user(`u${i}`))))
+    await store.addUsers(Array.from({ length: 100 }, (_, i) => user(`batch${i}`)))
     await store.close()
-    expect((await reopen()).userCount()).toBe(50)
+    const again = await f.open()
+    expect(again.userCount()).toBe(150)
+    expect(await again.getUser('batch99')).toEqual(user('batch99'))
+    expect(again.stats()).toMatchObject({ records: 151, entries: 151, live: 151, dead: 0, users: 150 })
   })
 
   it('reads the header without the passphrase', async () => {
-    await made(['alice'])
-    const info = await readStoreHeader(path)
-    expect(info).toMatchObject({ formatVersion: 1, kdf: TEST_KDF })
+    await f.make(['alice'])
+    const info = await readStoreHeader(f.path)
+    expect(info).toMatchObject({ formatVersion: 2, kdf: TEST_KDF })
     expect(info.storeId).toMatch(/^[0-9a-f]{32}$/)
-    expect(info.fileSize).toBe((await readFile(path)).length)
+    expect(info.fileSize).toBe((await readFile(f.path)).length)
   })
 
-  it('never writes the passphrase, the TOTP secret or the verifier in clear', async () => {
-    await made(['alice'])
-    const raw = (await readFile(path)).toString('latin1')
-    for (const secret of [PASSPHRASE, user('alice').totpSecret, user('alice').verifier, 'alice']) expect(raw).not.toContain(secret)
+  it('never writes the passphrase, the TOTP secret, the verifier or a name in clear', async () => {
+    await f.make(['alice'])
+    const raw = (await readFile(f.path)).toString('latin1')
+    for (const secret of [PASSPHRASE, user('alice').totpSecret, user('alice').verifier, 'alice', 'user/']) expect(raw).not.toContain(secret)
   })
 
   it('opens a store made with the default KDF', async () => {
-    const store = await createStore(path, PASSPHRASE)
+    const store = await createStore(f.path, PASSPHRASE)
     await store.close()
-    expect((await readStoreHeader(path)).kdf).toEqual(DEFAULT_KDF)
-    expect((await reopen()).userCount()).toBe(0)
+    expect((await readStoreHeader(f.path)).kdf).toEqual(DEFAULT_KDF)
+    expect((await f.open()).userCount()).toBe(0)
+  })
+
+  it('verify counts users, records, live and dead entries without changing the file', async () => {
+    const store = await f.create({ autoCompact: false })
+    await store.addUsers([user('alice'), user('bob')])
+    for (let step = 1; step <= 3; step++) await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step })
+    await store.close()
+    const before = await f.sha256()
+    const { stats, tornTail } = await verifyStore(f.path, PASSPHRASE)
+    expect(tornTail).toBeUndefined()
+    // secret, alice, bob, and the last of alice's three logins are live.
+    expect(stats).toMatchObject({ users: 2, records: 6, entries: 6, live: 4, dead: 2, formatVersion: 2, kdf: TEST_KDF })
+    expect(stats.fileSize).toBe((await readFile(f.path)).length)
+    expect(await f.sha256()).toBe(before)
   })
 })
 
-describe('a damaged or foreign store is refused and left byte-for-byte as it was', () => {
-  const flip = async (offset: number) => {
-    const file = await readFile(path)
-    file[offset]! ^= 0x01
-    await writeFile(path, file)
-  }
-
-  it.each([
-    ['a wrong passphrase', async () => {}, 'not the passphrase', 'ERR_STORE_BAD_PASSPHRASE'],
-    ['a flipped byte in the header', () => flip(30), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a flipped byte in the wrapped key', () => flip(130), PASSPHRASE, 'ERR_STORE_BAD_PASSPHRASE'],
-    ['a flipped byte in a middle record', async () => flip((await recordOffsets())[1]! + 20), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['two records swapped', async () => {
-      const file = await readFile(path)
-      const [, a, b, c] = await recordOffsets()
-      await writeFile(path, Buffer.concat([file.subarray(0, a), file.subarray(b, c), file.subarray(a, b), file.subarray(c)]))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a record duplicated', async () => {
-      const file = await readFile(path)
-      const [, a, b] = await recordOffsets()
-      await writeFile(path, Buffer.concat([file.subarray(0, b), file.subarray(a, b), file.subarray(b)]))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['the file truncated inside the header', async () => writeFile(path, (await readFile(path)).subarray(0, 90)), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['an unknown format version', async () => {
-      const file = await readFile(path)
-      file.writeUInt16BE(9, 8)
-      await writeFile(path, file)
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['an empty file', async () => writeFile(path, ''), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-  ])('%s', async (_name, damage, passphrase, code) => {
-    await made(['alice', 'bob', 'carol'])
-    await damage()
-    const before = await sha256()
-    await expect(openStore(path, passphrase)).rejects.toMatchObject({ code })
-    expect(await sha256()).toBe(before)
+describe('one writer: the lock', () => {
+  it('keeps a second opener off with ERR_STORE_LOCKED naming the holder pid, and lets go at close', async () => {
+    const store = await f.create()
+    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED', message: expect.stringContaining(`in use by process ${process.pid}`) })
+    await store.close()
+    await expect(readdir(join(f.dir, 'data'))).resolves.toEqual(['test.store'])
+    await (await f.open()).close()
   })
 
-  it('a KDF cost above the cap (ERR_STORE_KDF_LIMIT), refused before any KDF work', async () => {
-    await made(['alice'])
-    const file = await readFile(path)
-    file.writeUInt8(30, 11) // logN 30: 128 GiB of scrypt memory
-    // Keep the header checksum valid, as a deliberate attacker would.
-    createHash('sha256').update(file.subarray(0, 68)).digest().copy(file, 68)
-    await writeFile(path, file)
-    const before = await sha256()
-    const started = performance.now()
-    await expect(openStore(path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_KDF_LIMIT' })
-    expect(performance.now() - started).toBeLessThan(1000)
-    expect(await sha256()).toBe(before)
+  it('keeps a store command in another process off, before it asks for a passphrase', async () => {
+    const store = await f.create()
+    const result = spawnSync(process.execPath, [join(import.meta.dirname, '../../bin/securelogin'), 'store', 'compact', '--store', f.path, '--passphrase-file', join(f.dir, 'never-read'), '--json'], { encoding: 'utf8', input: '' })
+    expect(result.status).toBe(1)
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({ code: 'ERR_STORE_LOCKED', message: expect.stringContaining(`in use by process ${process.pid}`) })
+    await store.close()
   })
 
-  it('a record from another store spliced in', async () => {
-    await made(['alice'])
-    const other = join(dir, 'other.store')
-    const foreign = await createStore(other, PASSPHRASE, { kdf: TEST_KDF })
-    await foreign.addUser(user('mallory'))
-    await foreign.close()
-    const otherFile = await readFile(other)
-    const mine = await readFile(path)
-    // mallory's record is the second record of the other store, at the same index as here.
-    const secretLength = otherFile.readUInt32BE(HEADER_BYTES)
-    await writeFile(path, Buffer.concat([mine, otherFile.subarray(HEADER_BYTES + 4 + secretLength)]))
-    const before = await sha256()
-    await expect(openStore(path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_CORRUPT' })
-    expect(await sha256()).toBe(before)
+  it('takes over a stale lock left by a killed process, and reports it', async () => {
+    await f.make(['alice'])
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' })
+    const pid = Number(dead.stdout.trim())
+    await writeFile(`${f.path}.lock`, JSON.stringify({ pid, startTicks: null, host: (await import('node:os')).hostname(), token: 'stale', since: '2026-01-01T00:00:00Z' }))
+    const reports: Array<Record<string, unknown>> = []
+    const store = await f.open({ onReport: (event, fields) => reports.push({ event, ...fields }) })
+    expect(reports).toContainEqual({ event: 'store_lock_taken_over', path: `${f.path}.lock`, pid })
+    expect(store.userCount()).toBe(1)
   })
 
-  it.each([
-    ['a directory instead of a file', async () => dir],
-    ['a missing file', async () => join(dir, 'nothing-here.store')],
-  ])('%s (ERR_STORE_IO)', async (_name, target) => {
-    await expect(openStore(await target(), PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+  it('does not mistake a new process that reuses the pid for the holder', async () => {
+    await f.make([])
+    // Our own pid, but a start time that is not ours: the process that took the lock is gone.
+    await writeFile(`${f.path}.lock`, JSON.stringify({ pid: process.pid, startTicks: 1, host: (await import('node:os')).hostname(), token: 'old', since: '2026-01-01T00:00:00Z' }))
+    await (await f.open()).close()
+  })
+
+  it('lets exactly one of two racing openers take a stale lock', async () => {
+    await f.make([])
+    await writeFile(`${f.path}.lock`, '') // empty: a crash between creating and writing it
+    const old = new Date(Date.now() - 60_000)
+    await (await import('node:fs/promises')).utimes(`${f.path}.lock`, old, old)
+    const results = await Promise.allSettled([acquireLock(f.path), acquireLock(f.path), acquireLock(f.path)])
+    const won = results.filter((r) => r.status === 'fulfilled')
+    expect(won).toHaveLength(1)
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(['ERR_STORE_LOCKED', 'ERR_STORE_LOCKED'])
+    await (won[0] as PromiseFulfilledResult<{ release(): Promise<void> }>).value.release()
   })
 })
 
-describe('a torn last record (a crash mid-append)', () => {
-  it('is reported with its offset and length, cut off, and everything before it kept', async () => {
-    await made(['alice', 'bob'])
-    const whole = (await readFile(path)).length
-    await appendFile(path, Buffer.from([0, 0, 1, 0, 9, 9, 9])) // a length prefix of 256 and 3 bytes of body
-    const reports: unknown[] = []
-    const store = await reopen(PASSPHRASE, reports)
-    expect(reports).toEqual([{ event: 'store_torn_tail', offset: whole, length: 7 }])
-    expect(store.userCount()).toBe(2)
-    await store.addUser(user('carol'))
+describe('compaction', () => {
+  it('keeps exactly the live state, drops dead entries, rotates the data key, and shrinks the file', async () => {
+    const store = await f.create({ autoCompact: false })
+    const secret = store.serverSecret()
+    for (let i = 0; i < 20; i++) await store.addUser(user(`u${i}`))
+    for (let step = 1; step <= 30; step++) await store.recordLogin(`u${step % 3}`, { at: '2026-11-25T10:00:00.000Z', totpStep: step })
+    const keyBefore = await wrappedKey()
+    const sizeBefore = (await stat(f.path)).size
+    const result = await store.compact()
+    expect(result).toMatchObject({ recordsBefore: 51, bytesBefore: sizeBefore })
+    expect(result.recordsAfter).toBeLessThan(5) // 24 live entries packed into 16 KiB records
+    expect(store.stats()).toMatchObject({ entries: 24, live: 24, dead: 0, users: 20 })
+    expect(await wrappedKey()).not.toBe(keyBefore)
+    expect((await stat(f.path)).size).toBeLessThan(sizeBefore)
+    expect(await store.getLogin('u0')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 30 })
+    await store.addUser(user('after'))
     await store.close()
-    expect((await reopen()).userCount()).toBe(3)
+    const again = await f.open()
+    expect(again.serverSecret()).toEqual(secret)
+    expect(again.userCount()).toBe(21)
+    for (let i = 0; i < 20; i++) expect(await again.getUser(`u${i}`)).toEqual(user(`u${i}`))
+    expect(await again.getLogin('u1')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 28 })
+    expect(await again.getLogin('u2')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 29 })
+  })
+
+  it('loses nothing appended while it runs', async () => {
+    const store = await f.create({ autoCompact: false })
+    await store.addUsers(Array.from({ length: 2000 }, (_, i) => user(`old${i}`)))
+    const during = Promise.all(Array.from({ length: 40 }, (_, i) => store.addUser(user(`new${i}`))))
+    const logins = Promise.all(Array.from({ length: 40 }, (_, i) => store.recordLogin(`old${i}`, { at: 'x', totpStep: i })))
+    await Promise.all([store.compact(), during, logins])
+    expect(store.userCount()).toBe(2040)
+    await store.close()
+    const again = await f.open()
+    expect(again.userCount()).toBe(2040)
+    for (let i = 0; i < 40; i++) {
+      expect(await again.getUser(`new${i}`)).toEqual(user(`new${i}`))
+      expect(await again.getLogin(`old${i}`)).toEqual({ at: 'x', totpStep: i })
+    }
+  })
+
+  it('runs by itself once dead entries outnumber live ones, and says so', async () => {
+    const reports: Array<Record<string, unknown>> = []
+    const store = await f.create({ onReport: (event, fields) => reports.push({ event, ...fields }) })
+    await store.addUser(user('alice'))
+    for (let step = 1; step <= 4; step++) await store.recordLogin('alice', { at: 'x', totpStep: step })
+    // live: secret, alice, her login (3); dead after the 4th login: 3 logins; the 5th tips it.
+    expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(0)
+    await store.recordLogin('alice', { at: 'x', totpStep: 5 })
+    await vi.waitFor(() => expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(1))
+    expect(reports.find((r) => r.event === 'store_compacted')).toMatchObject({ reason: 'dead entries outnumber live ones' })
+    expect(store.stats()).toMatchObject({ live: 3, dead: 0 })
+  })
+
+  it('removes the temporary file a crash left behind', async () => {
+    await f.make(['alice'])
+    const leftover = join(f.dir, 'data', '.test.store.compact.999.abcd.tmp')
+    await writeFile(leftover, 'half a compaction')
+    const reports: Array<Record<string, unknown>> = []
+    await f.open({ onReport: (event, fields) => reports.push({ event, ...fields }) })
+    expect(reports).toContainEqual({ event: 'store_leftover_removed', path: leftover })
+    await expect(stat(leftover)).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+})
+
+describe('nonces: no data key seals more records than its limit', () => {
+  it('rotates the data key by compaction before the limit, and every record stays readable', async () => {
+    const LIMIT = 8
+    const store = await f.create({ maxRecordsPerKey: LIMIT, autoCompact: false })
+    const keys = new Set([await wrappedKey()])
+    for (let i = 0; i < 40; i++) {
+      await store.addUser(user(`u${i}`))
+      await store.recordLogin(`u${i}`, { at: 'x', totpStep: i })
+      // Every record in the file is sealed under the one data key in its header.
+      expect((await f.recordOffsets()).length).toBeLessThanOrEqual(LIMIT)
+      keys.add(await wrappedKey())
+    }
+    expect(keys.size).toBeGreaterThan(5)
+    await store.close()
+    const again = await f.open({ maxRecordsPerKey: LIMIT })
+    expect(again.userCount()).toBe(40)
+    for (let i = 0; i < 40; i++) expect(await again.getLogin(`u${i}`)).toEqual({ at: 'x', totpStep: i })
+  })
+})
+
+describe('rekey', () => {
+  it('re-wraps the data key only: the old passphrase stops working, the new one opens everything', async () => {
+    await f.make(['alice', 'bob'])
+    const recordsBefore = (await readFile(f.path)).subarray(HEADER_BYTES)
+    const store = await f.open()
+    await store.rekey('a brand new passphrase', TEST_KDF)
+    await store.close()
+    expect((await readFile(f.path)).subarray(HEADER_BYTES)).toEqual(recordsBefore)
+    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_BAD_PASSPHRASE' })
+    const again = await f.open({ passphrase: 'a brand new passphrase' })
+    expect(await again.getUser('bob')).toEqual(user('bob'))
+    await again.addUser(user('carol'))
+    expect(again.userCount()).toBe(3)
+    expect((await stat(f.path)).mode & 0o777).toBe(0o600)
   })
 })

@@ -1,0 +1,135 @@
+import { mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import {
+  acquireLock, createStore, openStore, readStoreHeader, storeExists, verifyStore, DEFAULT_KDF,
+  type KdfParams, type StoreLock, type StoreStats,
+} from '../store/index.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { checkPassphraseSource, readPassphrase } from './passphrase.js'
+import { printJson, usageError } from './output.js'
+
+// `securelogin store init|info|verify|compact|rekey`: the store without the server. Each command
+// but info takes the store's lock first, so none runs beside a server on the same store.
+
+export interface StoreArgs {
+  store: string
+  passphraseFile?: string | undefined
+  json: boolean
+}
+
+type Report = (event: string, fields: Record<string, unknown>) => void
+
+const kdfText = (kdf: KdfParams) => `scrypt logN ${kdf.logN} r ${kdf.r} p ${kdf.p}`
+
+export function kdfFromArgs(logN: number | undefined): KdfParams {
+  if (logN === undefined) return DEFAULT_KDF
+  if (!Number.isInteger(logN) || logN < 10 || logN > 20) throw usageError('--kdf-logn is an integer from 10 to 20', `the default, ${DEFAULT_KDF.logN}, takes about half a second`)
+  return { ...DEFAULT_KDF, logN }
+}
+
+export async function runStoreInit(args: StoreArgs & { kdfLogn?: number | undefined }): Promise<void> {
+  const kdf = kdfFromArgs(args.kdfLogn)
+  checkPassphraseSource(args.passphraseFile)
+  if (storeExists(args.store)) throw new SecureLoginError('ERR_STORE_IO', `${args.store} already exists`, { hint: 'choose another --store; a store is never overwritten' })
+  await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
+  await withLock(args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: true, storePath: args.store })
+    const store = await createStore(args.store, passphrase, { kdf, lock, onReport: report })
+    await store.close()
+  })
+  if (args.json) printJson({ event: 'store_created', path: args.store, kdf })
+  else process.stdout.write(`created store ${args.store} (${kdfText(kdf)})\n`)
+}
+
+/** The plaintext header: no passphrase, no lock. */
+export async function runStoreInfo(args: StoreArgs): Promise<void> {
+  const info = await readStoreHeader(args.store)
+  if (args.json) printJson({ event: 'store_info', path: args.store, ...info })
+  else {
+    process.stdout.write(
+      [`store ${args.store}`, `format version ${info.formatVersion}`, `kdf ${kdfText(info.kdf)}`, `store id ${info.storeId}`, `file size ${info.fileSize} bytes`].join('\n') + '\n',
+    )
+  }
+}
+
+export async function runStoreVerify(args: StoreArgs): Promise<void> {
+  checkPassphraseSource(args.passphraseFile)
+  const { stats, tornTail } = await withLock(args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
+    return verifyStore(args.store, passphrase, { lock, onReport: report })
+  })
+  if (args.json) printJson({ event: 'store_verified', path: args.store, ok: !tornTail, ...stats, ...(tornTail ? { tornTail } : {}) })
+  else process.stdout.write(`${statsText(args.store, stats)}\n`)
+  if (tornTail) {
+    throw new SecureLoginError('ERR_STORE_CORRUPT', `${args.store} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): an append cut short by a crash`, {
+      hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
+    })
+  }
+}
+
+export async function runStoreCompact(args: StoreArgs): Promise<void> {
+  checkPassphraseSource(args.passphraseFile)
+  await withLock(args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
+    const store = await openStore(args.store, passphrase, { lock, onReport: report, autoCompact: false })
+    try {
+      const result = await store.compact()
+      if (args.json) printJson({ event: 'store_compacted', path: args.store, ...result })
+      else {
+        process.stdout.write(
+          `compacted ${args.store}: ${result.recordsBefore} -> ${result.recordsAfter} records, ${result.bytesBefore} -> ${result.bytesAfter} bytes in ${result.ms} ms; new data key\n`,
+        )
+      }
+    } finally {
+      await store.close()
+    }
+  })
+}
+
+export async function runStoreRekey(args: StoreArgs & { newPassphraseFile?: string | undefined; kdfLogn?: number | undefined }): Promise<void> {
+  const kdf = kdfFromArgs(args.kdfLogn)
+  checkPassphraseSource(args.passphraseFile)
+  checkPassphraseSource(args.newPassphraseFile)
+  if (args.passphraseFile !== undefined && args.newPassphraseFile === undefined) {
+    throw usageError('--passphrase-file needs --new-passphrase-file too', 'rekey reads the old passphrase from one file and the new from the other')
+  }
+  await withLock(args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
+    const store = await openStore(args.store, passphrase, { lock, onReport: report, autoCompact: false })
+    try {
+      const next = await readPassphrase({ file: args.newPassphraseFile, isNew: true, storePath: args.store })
+      if (next === passphrase) throw usageError('the new passphrase is the old one')
+      await store.rekey(next, kdf)
+    } finally {
+      await store.close()
+    }
+  })
+  if (args.json) printJson({ event: 'store_rekeyed', path: args.store, kdf })
+  else process.stdout.write(`rekeyed ${args.store} (${kdfText(kdf)}): the old passphrase no longer opens it\n`)
+}
+
+/** Takes the lock before asking for a passphrase, so that a store in use is refused at once. */
+async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Report) => Promise<T>): Promise<T> {
+  const report: Report = (event, fields) => {
+    if (args.json) process.stderr.write(`${JSON.stringify({ event, ...fields })}\n`)
+    else process.stderr.write(`securelogin: ${event.replace(/_/g, ' ')} ${Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`)
+  }
+  const lock = await acquireLock(args.store, report)
+  try {
+    return await work(lock, report)
+  } finally {
+    await lock.release() // the store released it already when it was handed over; this is a no-op then
+  }
+}
+
+function statsText(path: string, stats: StoreStats): string {
+  return [
+    `store ${path}: verified, every record authentic`,
+    `users ${stats.users}`,
+    `records ${stats.records} (entries ${stats.entries}: ${stats.live} live, ${stats.dead} dead)`,
+    `file size ${stats.fileSize} bytes`,
+    `format version ${stats.formatVersion}`,
+    `kdf ${kdfText(stats.kdf)}`,
+    `store id ${stats.storeId}`,
+  ].join('\n')
+}
