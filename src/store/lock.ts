@@ -1,4 +1,4 @@
-import { open, readFile, stat, unlink } from 'node:fs/promises'
+import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
@@ -27,7 +27,7 @@ const TAKEOVER_STALE_MS = 10_000
 
 export async function acquireLock(storePath: string, report: (event: string, fields: Record<string, unknown>) => void = () => {}): Promise<StoreLock> {
   const path = `${storePath}.lock`
-  const me: Holder = { pid: process.pid, startTicks: startTicksOf(process.pid), host: hostname(), token: randomBytes(8).toString('hex'), since: new Date().toISOString() }
+  const me = holderOfThisProcess()
   const content = `${JSON.stringify(me)}\n`
   for (let attempt = 0; attempt < 50; attempt++) {
     if (await createExclusive(path, content)) return { path, release: () => releaseIfOurs(path, content) }
@@ -54,8 +54,10 @@ export async function acquireLock(storePath: string, report: (event: string, fie
 /** Removes a stale lock if it is still the one judged stale, holding the takeover file meanwhile. */
 async function takeOver(path: string, stale: Holder | undefined, report: (event: string, fields: Record<string, unknown>) => void): Promise<void> {
   const takeover = `${path}.takeover`
-  if (!(await createExclusive(takeover, `${process.pid}\n`))) {
-    if (await olderThan(takeover, TAKEOVER_STALE_MS)) await unlink(takeover).catch(() => {})
+  if (!(await createExclusive(takeover, `${JSON.stringify(holderOfThisProcess())}\n`))) {
+    // Another process is taking over right now, or was killed while doing so.
+    const other = await readHolder(takeover)
+    if ((typeof other === 'object' && !isAlive(other)) || (other === 'unreadable' && (await olderThan(takeover, TAKEOVER_STALE_MS)))) await unlink(takeover).catch(() => {})
     else await sleep(20)
     return
   }
@@ -71,23 +73,28 @@ async function takeOver(path: string, stale: Holder | undefined, report: (event:
   }
 }
 
+/**
+ * Creates `path` holding `content`, or returns false if it exists. The content is written to a
+ * file of our own first and then hard-linked into place, so nobody ever sees an empty lock.
+ */
 async function createExclusive(path: string, content: string): Promise<boolean> {
-  let handle
+  const mine = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`
   try {
-    handle = await open(path, 'wx', 0o600)
+    await writeFile(mine, content, { mode: 0o600, flag: 'wx' })
+    await link(mine, path)
+    return true
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EEXIST') return false
     if (code === 'ENOENT') throw new SecureLoginError('ERR_STORE_IO', `no store at ${path.replace(/\.lock(\.takeover)?$/, '')} (its directory does not exist)`, { cause: error, hint: 'check the --store path' })
-    throw new SecureLoginError('ERR_STORE_IO', `cannot create the lock ${path} (${(error as NodeJS.ErrnoException).code})`, { cause: error })
-  }
-  try {
-    await handle.writeFile(content)
-    await handle.sync()
+    throw new SecureLoginError('ERR_STORE_IO', `cannot create the lock ${path} (${code})`, { cause: error })
   } finally {
-    await handle.close()
+    await unlink(mine).catch(() => {})
   }
-  return true
+}
+
+function holderOfThisProcess(): Holder {
+  return { pid: process.pid, startTicks: startTicksOf(process.pid), host: hostname(), token: randomBytes(8).toString('hex'), since: new Date().toISOString() }
 }
 
 async function readHolder(path: string): Promise<Holder | 'gone' | 'unreadable'> {
