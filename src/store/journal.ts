@@ -597,7 +597,7 @@ async function pathExists(path: string): Promise<boolean> {
 export function storeReadError(path: string, error: unknown): SecureLoginError {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EISDIR') return ioError(`${path} is a directory, not a store file`, error)
-  if (code === 'ENOENT') return ioError(`no store at ${path}`, error)
+  if (code === 'ENOENT') return new SecureLoginError('ERR_STORE_IO', `no store at ${path}`, { cause: error, hint: 'check --store, or make one with securelogin store init' })
   if (code === 'EACCES' || code === 'EPERM') return ioError(`no permission to read ${path}`, error)
   return ioError(`cannot read ${path}`, error)
 }

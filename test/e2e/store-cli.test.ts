@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { makeTempDir } from '../helpers/env.js'
+import { runCliToEnd } from '../helpers/cli.js'
+import { writePassphraseFile } from '../helpers/server-process.js'
+
+// The `securelogin store` commands as a script would run them.
+
+let dir: string
+let remove: () => Promise<void>
+let store: string
+let oldFile: string
+let newFile: string
+beforeAll(async () => {
+  ;({ dir, remove } = await makeTempDir('store-cli'))
+  store = join(dir, 'data', 'admin.store')
+  oldFile = await writePassphraseFile(dir, 'the first admin passphrase', 'old')
+  newFile = await writePassphraseFile(dir, 'the second admin passphrase', 'new')
+})
+afterAll(() => remove())
+
+const cli = async (...args: string[]) => {
+  const result = await runCliToEnd(['store', ...args, '--store', store, '--json'], '')
+  return { ...result, out: result.stdout ? JSON.parse(result.stdout) : undefined, err: result.stderr ? JSON.parse(result.stderr.trim().split('\n').at(-1)!) : undefined }
+}
+
+describe('securelogin store', () => {
+  it('init makes a store with the KDF asked for, and refuses to make it twice', async () => {
+    const made = await cli('init', '--passphrase-file', oldFile, '--kdf-logn', '11')
+    expect(made.code).toBe(0)
+    expect(made.out).toEqual({ event: 'store_created', path: store, kdf: { name: 'scrypt', logN: 11, r: 8, p: 1 } })
+    const again = await cli('init', '--passphrase-file', oldFile)
+    expect(again.code).toBe(1)
+    expect(again.err).toMatchObject({ code: 'ERR_STORE_IO' })
+  })
+
+  it('info prints the plaintext header without a passphrase', async () => {
+    const info = await cli('info')
+    expect(info.code).toBe(0)
+    expect(info.out).toMatchObject({ event: 'store_info', formatVersion: 2, kdf: { logN: 11, r: 8, p: 1 }, fileSize: (await readFile(store)).length })
+    expect(info.out.storeId).toMatch(/^[0-9a-f]{32}$/)
+  })
+
+  it('verify authenticates every record and prints the counts', async () => {
+    const verified = await cli('verify', '--passphrase-file', oldFile)
+    expect(verified.code).toBe(0)
+    expect(verified.out).toMatchObject({ event: 'store_verified', ok: true, users: 0, records: 1, entries: 1, live: 1, dead: 0, formatVersion: 2 })
+  })
+
+  it('compact rotates the data key and keeps the state', async () => {
+    const before = (await readFile(store)).subarray(68, 128)
+    const compacted = await cli('compact', '--passphrase-file', oldFile)
+    expect(compacted.code).toBe(0)
+    expect(compacted.out).toMatchObject({ event: 'store_compacted', recordsBefore: 1, recordsAfter: 1 })
+    expect((await readFile(store)).subarray(68, 128)).not.toEqual(before)
+    expect((await cli('verify', '--passphrase-file', oldFile)).out).toMatchObject({ ok: true, live: 1 })
+  })
+
+  it('rekey changes the passphrase: the old one stops working, the new one opens the store', async () => {
+    const rekeyed = await cli('rekey', '--passphrase-file', oldFile, '--new-passphrase-file', newFile, '--kdf-logn', '10')
+    expect(rekeyed.code).toBe(0)
+    expect(rekeyed.out).toMatchObject({ event: 'store_rekeyed', kdf: { logN: 10 } })
+    const old = await cli('verify', '--passphrase-file', oldFile)
+    expect(old.code).toBe(1)
+    expect(old.err).toEqual({ event: 'error', code: 'ERR_STORE_BAD_PASSPHRASE', message: 'wrong passphrase or damaged store', hint: expect.any(String) })
+    expect((await cli('verify', '--passphrase-file', newFile)).out).toMatchObject({ ok: true, kdf: { logN: 10 } })
+  })
+
+  it('gives usage errors (exit 2) for a KDF cost out of range and a rekey without the new passphrase', async () => {
+    const cost = await cli('init', '--passphrase-file', oldFile, '--kdf-logn', '30')
+    expect(cost.code).toBe(2)
+    expect(cost.err).toMatchObject({ code: 'ERR_USAGE' })
+    const half = await cli('rekey', '--passphrase-file', newFile)
+    expect(half.code).toBe(2)
+  })
+
+  it('says plainly when there is no store', async () => {
+    const missing = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '')
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toBe(`securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`)
+  })
+})
