@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createStore, openStore, verifyStore } from '../../src/store/index.js'
 import { BIN } from '../helpers/env.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
-import { HEADER_BYTES, PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
+import { PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
 
 // The tamper table of issue 4: each row damages a store in one way, expects one error code, and
 // proves the file is byte-for-byte what it was (except the torn tail, which is recovered).
