@@ -1,9 +1,12 @@
-import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { appendFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { makeTempDir } from '../helpers/env.js'
 import { runCliToEnd } from '../helpers/cli.js'
-import { writePassphraseFile } from '../helpers/server-process.js'
+import { startServerProcess, writePassphraseFile } from '../helpers/server-process.js'
+
+const HEADER = 160
 
 // The `securelogin store` commands as a script would run them.
 
@@ -79,5 +82,42 @@ describe('securelogin store', () => {
     const missing = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '')
     expect(missing.code).toBe(1)
     expect(missing.stderr).toBe(`securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`)
+  })
+})
+
+describe('the server on a damaged store', () => {
+  let serverDir: string
+  let passphraseFile: string
+  const storeFile = () => join(serverDir, 'data', 'securelogin.store')
+  beforeAll(async () => {
+    serverDir = join(dir, 'server')
+    passphraseFile = await writePassphraseFile(dir, 'the server store passphrase', 'server-pass')
+    const made = await runCliToEnd(['store', 'init', '--store', storeFile(), '--passphrase-file', passphraseFile, '--kdf-logn', '10'], '')
+    expect(made.code).toBe(0)
+  })
+
+  it('cuts off a torn last record, logs its offset and length, and starts', async () => {
+    const size = (await readFile(storeFile())).length
+    await appendFile(storeFile(), Buffer.from([0, 0, 1, 0, 7, 7, 7, 7, 7, 7])) // a 256-byte record cut after 6 bytes
+    const server = await startServerProcess(serverDir, passphraseFile)
+    try {
+      await vi.waitFor(() => expect(server.log()).toContain('"event":"store_torn_tail"'))
+      const line = server.log().split('\n').find((l) => l.includes('store_torn_tail'))!
+      expect(JSON.parse(line)).toMatchObject({ event: 'store_torn_tail', level: 'warn', offset: size, length: 10, cut: true })
+    } finally {
+      expect(await server.stop()).toBe(0)
+    }
+    expect((await readFile(storeFile())).length).toBe(size)
+  })
+
+  it('refuses to start on a record that fails to authenticate (ERR_STORE_CORRUPT, index and offset), changing nothing', async () => {
+    const file = await readFile(storeFile())
+    file[HEADER + 40]! ^= 0x04 // inside record 0
+    await writeFile(storeFile(), file)
+    const before = createHash('sha256').update(file).digest('hex')
+    const result = await runCliToEnd(['server', '--port', '0', '--store', storeFile(), '--certs', join(serverDir, 'certs'), '--passphrase-file', passphraseFile, '--json'], '')
+    expect(result.code).toBe(1)
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_STORE_CORRUPT', message: `record 0 at offset ${HEADER} of ${storeFile()} fails to authenticate` })
+    expect(createHash('sha256').update(await readFile(storeFile())).digest('hex')).toBe(before)
   })
 })

@@ -244,3 +244,18 @@ describe('rekey', () => {
     expect((await stat(f.path)).mode & 0o777).toBe(0o600)
   })
 })
+
+describe('the KDF', () => {
+  it('runs off the event loop: timers keep firing while the default scrypt works', async () => {
+    const { deriveKek } = await import('../../src/store/kdf.js')
+    let ticks = 0
+    const timer = setInterval(() => (ticks += 1), 5)
+    const started = performance.now()
+    await deriveKek('a passphrase', Buffer.alloc(32, 1), DEFAULT_KDF)
+    const elapsed = performance.now() - started
+    clearInterval(timer)
+    // A blocked loop would fire the timer once, after the KDF; a free one fires it all along.
+    expect(ticks).toBeGreaterThan(Math.min(10, elapsed / 20))
+    console.log(`default KDF (scrypt logN ${DEFAULT_KDF.logN}): ${Math.round(elapsed)} ms, ${ticks} timer ticks meanwhile`)
+  })
+})
