@@ -123,6 +123,8 @@ export interface Entry {
 }
 
 export const ENTRY_OVERHEAD = 1 + 2 + 4
+/** An entry's key starts after its op and key length. */
+export const ENTRY_KEY_START = 3
 
 export function encodeEntry(entry: Entry): Buffer {
   const key = Buffer.from(entry.key, 'utf8')
@@ -137,11 +139,12 @@ export function encodeEntry(entry: Entry): Buffer {
 }
 
 /**
- * Calls `each` with every entry of a record's plaintext and the entry's offset in it. Returns
+ * Calls `each` with every entry of a record's plaintext: its op, where its key's bytes are, where
+ * it ends, and where it starts (its offset in the record). Returns
  * false when the plaintext is not a whole sequence of entries (authentic, so written by a
  * different version, never by an attacker without the key).
  */
-export function forEachEntry(plaintext: Buffer, each: (op: Op, key: string, valueStart: number, valueEnd: number, at: number) => void): boolean {
+export function forEachEntry(plaintext: Buffer, each: (op: Op, keyStart: number, keyEnd: number, valueEnd: number, at: number) => void): boolean {
   let at = 0
   while (at < plaintext.length) {
     if (plaintext.length - at < ENTRY_OVERHEAD) return false
@@ -153,7 +156,7 @@ export function forEachEntry(plaintext: Buffer, each: (op: Op, key: string, valu
     const valueStart = valueLengthAt + 4
     const valueEnd = valueStart + plaintext.readUInt32BE(valueLengthAt)
     if (valueEnd > plaintext.length) return false
-    each(op as Op, plaintext.toString('utf8', at + 3, valueLengthAt), valueStart, valueEnd, at)
+    each(op as Op, at + 3, valueLengthAt, valueEnd, at)
     at = valueEnd
   }
   return true

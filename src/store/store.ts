@@ -7,7 +7,8 @@ import type { Role } from '../protocol/messages.js'
 import { DEFAULT_KDF, type KdfParams } from './kdf.js'
 import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
 import { acquireLock, type StoreLock } from './lock.js'
-import { OP_DELETE, OP_EVENT, OP_PUT, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
+import { OP_DELETE, OP_EVENT, OP_PUT, ENTRY_KEY_START, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
+import { KeyDirectory } from './keydir.js'
 
 export interface UserRecord {
   username: string
@@ -146,7 +147,7 @@ export async function verifyStore(path: string, passphrase: string, opts: { onRe
       ...(opts.onReport ? { report: opts.onReport } : {}),
     })
     try {
-      if (!state.keydir.has(SECRET_KEY)) throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
+      if (!state.keydir.has(keyBytes(SECRET_KEY))) throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
       return { stats: statsOf(journal, state), tornTail }
     } finally {
       await journal.close()
@@ -161,9 +162,14 @@ export async function readStoreHeader(path: string): Promise<StoreHeaderInfo> {
   return { formatVersion: header.formatVersion, kdf: header.kdf, storeId: header.storeId.toString('hex'), fileSize }
 }
 
+const USER_PREFIX = Buffer.from('user/')
+const isUserKey = (bytes: Buffer, start: number, end: number) =>
+  end - start > USER_PREFIX.length && bytes.compare(USER_PREFIX, 0, USER_PREFIX.length, start, start + USER_PREFIX.length) === 0
+const keyBytes = (key: string) => Buffer.from(key, 'utf8')
+
 /** The current state: where each key's latest entry is, and the counts compaction needs. */
 class State {
-  keydir = new Map<string, number>()
+  keydir = new KeyDirectory()
   entries = 0
   events = 0
   users = 0
@@ -176,8 +182,8 @@ class State {
 
   replay(seq: number, plaintext: Buffer, path: string): void {
     let count = 0
-    const whole = forEachEntry(plaintext, (op, key, _start, _end, at) => {
-      this.apply(op, key, place(seq, at))
+    const whole = forEachEntry(plaintext, (op, keyStart, keyEnd, _end, at) => {
+      this.apply(op, plaintext, keyStart, keyEnd, place(seq, at))
       count += 1
     })
     if (!whole || count === 0) {
@@ -189,16 +195,14 @@ class State {
     if (count === 1) this.unpacked += 1
   }
 
-  apply(op: Op, key: string, where: number): void {
+  apply(op: Op, bytes: Buffer, keyStart: number, keyEnd: number, where: number): void {
     this.entries += 1
     if (op === OP_EVENT) {
       this.events += 1
       return
     }
-    const had = this.keydir.has(key)
-    if (op === OP_PUT) this.keydir.set(key, where)
-    else this.keydir.delete(key)
-    if (key.startsWith('user/')) this.users += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
+    const had = op === OP_PUT ? this.keydir.set(bytes, keyStart, keyEnd, where) : this.keydir.delete(bytes, keyStart, keyEnd)
+    if (isUserKey(bytes, keyStart, keyEnd)) this.users += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
   }
 }
 
@@ -227,7 +231,7 @@ class JournalStore implements Store {
 
   static async start(journal: Journal, state: State, lock: StoreLock, opts: OpenOptions): Promise<JournalStore> {
     try {
-      const where = state.keydir.get(SECRET_KEY)
+      const where = state.keydir.get(keyBytes(SECRET_KEY))
       if (where === undefined) throw new SecureLoginError('ERR_STORE_CORRUPT', `${journal.path} has no server secret`)
       const { secret } = JSON.parse((await readValue(journal, where)).toString('utf8')) as { secret: string }
       const store = new JournalStore(journal, state, lock, Buffer.from(secret, 'hex'), opts)
@@ -248,7 +252,7 @@ class JournalStore implements Store {
   }
 
   hasUser(username: string): boolean {
-    return this.#state.keydir.has(userKey(username))
+    return this.#state.keydir.has(keyBytes(userKey(username)))
   }
 
   userCount(): number {
@@ -310,7 +314,7 @@ class JournalStore implements Store {
   }
 
   async #get<T>(key: string): Promise<T | undefined> {
-    const where = this.#state.keydir.get(key)
+    const where = this.#state.keydir.get(keyBytes(key))
     if (where === undefined) return undefined
     return JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T
   }
@@ -332,7 +336,7 @@ class JournalStore implements Store {
     this.#pending += entries.length
     try {
       await this.#journal.appendMany(entries, (seqs) => {
-        pairs.forEach(([key], i) => this.#state.apply(OP_PUT, key, place(seqs[i]!, 0)))
+        entries.forEach((bytes, i) => this.#state.apply(OP_PUT, bytes, ENTRY_KEY_START, bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seqs[i]!, 0)))
         this.#state.unpacked += pairs.length
       })
     } finally {
@@ -373,22 +377,22 @@ class JournalStore implements Store {
       if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing; compaction abandoned')
       await rewrite.pump()
     }
-    const copy = (op: Op, key: string, plaintext: Buffer, at: number, end: number) => {
+    const copy = (op: Op, plaintext: Buffer, keyStart: number, keyEnd: number, at: number, end: number) => {
       const { seq, at: newAt } = rewrite.add(plaintext.subarray(at, end))
-      next.apply(op, key, place(seq, newAt))
+      next.apply(op, plaintext, keyStart, keyEnd, place(seq, newAt))
     }
     try {
       const upTo = recordsBefore
       await this.#journal.scan(0, upTo, (seq, plaintext) => {
-        forEachEntry(plaintext, (op, key, _start, end, at) => {
-          if (op === OP_EVENT || (op === OP_PUT && this.#state.keydir.get(key) === place(seq, at))) copy(op, key, plaintext, at, end)
+        forEachEntry(plaintext, (op, keyStart, keyEnd, end, at) => {
+          if (op === OP_EVENT || (op === OP_PUT && this.#state.keydir.get(plaintext, keyStart, keyEnd) === place(seq, at))) copy(op, plaintext, keyStart, keyEnd, at, end)
         })
       }, bail)
       return await this.#journal.exclusive(async () => {
         await this.#journal.scan(upTo, this.#journal.recordCount, (_seq, plaintext) => {
-          forEachEntry(plaintext, (op, key, _start, end, at) => {
+          forEachEntry(plaintext, (op, keyStart, keyEnd, end, at) => {
             // A delete matters only if the new file holds a put it must undo.
-            if (op !== OP_DELETE || next.keydir.has(key)) copy(op, key, plaintext, at, end)
+            if (op !== OP_DELETE || next.keydir.has(plaintext, keyStart, keyEnd)) copy(op, plaintext, keyStart, keyEnd, at, end)
           })
         }, bail)
         await rewrite.commit(() => {
