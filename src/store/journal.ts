@@ -19,7 +19,7 @@ import {
 export const MAX_RECORDS_PER_KEY = 2 ** 32
 
 /** Compaction packs entries into records of at most this many plaintext bytes. */
-export const PAGE_BYTES = 16 * 1024
+export const PAGE_BYTES = 32 * 1024
 
 const READ_CHUNK_BYTES = 4 * 1024 * 1024
 const WRITE_BUFFER_BYTES = 4 * 1024 * 1024

@@ -153,7 +153,7 @@ describe('compaction', () => {
     const sizeBefore = (await stat(f.path)).size
     const result = await store.compact()
     expect(result).toMatchObject({ recordsBefore: 51, bytesBefore: sizeBefore })
-    expect(result.recordsAfter).toBeLessThan(5) // 24 live entries packed into 16 KiB records
+    expect(result.recordsAfter).toBeLessThan(5) // 24 live entries packed into 32 KiB records
     expect(store.stats()).toMatchObject({ entries: 24, live: 24, dead: 0, users: 20 })
     expect(await wrappedKey()).not.toBe(keyBefore)
     expect((await stat(f.path)).size).toBeLessThan(sizeBefore)
