@@ -90,7 +90,7 @@ export interface Store {
   close(): Promise<void>
 }
 
-const PACK_AFTER = 65_536
+const PACK_AFTER = 16_384
 const SECRET_KEY = 'server/secret'
 const userKey = (username: string) => `user/${username}`
 const loginKey = (username: string) => `login/${username}`
