@@ -106,7 +106,8 @@ export class KeyDirectory {
       this.#arena = arena
     }
     const at = this.#arenaUsed
-    this.#arena.set(bytes.subarray(start, end), at)
+    const arena = this.#arena
+    for (let i = 0; i < length; i++) arena[at + i] = bytes[start + i]! // keys are short: cheaper than a subarray
     this.#arenaUsed += length
     return at
   }

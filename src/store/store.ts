@@ -163,8 +163,12 @@ export async function readStoreHeader(path: string): Promise<StoreHeaderInfo> {
 }
 
 const USER_PREFIX = Buffer.from('user/')
-const isUserKey = (bytes: Buffer, start: number, end: number) =>
-  end - start > USER_PREFIX.length && bytes.compare(USER_PREFIX, 0, USER_PREFIX.length, start, start + USER_PREFIX.length) === 0
+/** Called for every entry at open: a byte loop, not Buffer.compare (whose argument checks cost 0.4 s at 1M). */
+function isUserKey(bytes: Buffer, start: number, end: number): boolean {
+  if (end - start <= USER_PREFIX.length) return false
+  for (let i = 0; i < USER_PREFIX.length; i++) if (bytes[start + i] !== USER_PREFIX[i]) return false
+  return true
+}
 const keyBytes = (key: string) => Buffer.from(key, 'utf8')
 
 /** The current state: where each key's latest entry is, and the counts compaction needs. */
