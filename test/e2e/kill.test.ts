@@ -120,17 +120,23 @@ describe('SIGKILL at random moments', () => {
         lost += results.filter((r) => r.status === 'rejected').length
       }
       // Load: registrations, and logins (which supersede records, so compactions run), then SIGKILL.
-      const load = loops(2, async (lane) => {
-        if (lane === 1 && acknowledged.size > 0) {
-          const [name, secret] = [...acknowledged][random(0, acknowledged.size)]!
-          return login(port, name, secret)
-        }
-        const name = `k${next++}`
-        const secret = await register(port, name)
-        acknowledged.set(name, secret)
-      })
-      // At least one registration lands in every cycle; the kill comes at a random moment after.
+      // One registration per cycle (every acknowledged user logs in after every restart, so the
+      // suite's time grows with their square); logins keep appending records until the kill.
       const before = acknowledged.size
+      let registering = true
+      const load = loops(2, async (lane) => {
+        if (lane === 0 && registering) {
+          registering = false
+          const name = `k${next++}`
+          const secret = await register(port, name)
+          acknowledged.set(name, secret)
+          return
+        }
+        if (acknowledged.size === 0) return void (await sleep(5))
+        const [name, secret] = [...acknowledged][random(0, acknowledged.size)]!
+        await login(port, name, secret)
+      })
+      // The kill comes at a random moment after this cycle's registration was acknowledged.
       for (let waited = 0; acknowledged.size === before && waited < 10_000; waited += 5) await sleep(5)
       await sleep(random(0, 250))
       server.run.kill('SIGKILL')
