@@ -1,6 +1,6 @@
 import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
 import { createServer, type TLSSocket } from 'node:tls'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
@@ -19,6 +19,10 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>
   sessionLifetimeMs?: number
   maxConnections?: number
+  /** A TLS handshake not finished within this is dropped (default 10 s). */
+  handshakeTimeoutMs?: number
+  /** Connections one address may hold at once, counted from the TCP accept (before TLS). */
+  maxConnectionsPerAddress?: number
   /** How long a shutdown waits for conversations to finish what is in flight. */
   shutdownGraceMs?: number
 }
@@ -33,6 +37,8 @@ export interface RunningServer {
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000
+export const DEFAULT_MAX_CONNECTIONS = 1024
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 export const DEFAULT_SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
@@ -51,16 +57,38 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     cert: opts.cert,
     minVersion: 'TLSv1.3',
     maxVersion: 'TLSv1.3',
-    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    handshakeTimeout: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
   })
-  tlsServer.maxConnections = opts.maxConnections ?? 1024
+  tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  // Per address, from the TCP accept: one peer holding half-open handshakes must not take every
+  // slot. The socket is dropped before any TLS work is spent on it.
+  const perAddress = new Map<string, number>()
+  const perAddressCap = opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+  tlsServer.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? 'unknown'
+    const held = perAddress.get(address) ?? 0
+    if (held >= perAddressCap) {
+      opts.logger.log('warn', 'connection_refused', { address, reason: 'too many connections from this address', limit: perAddressCap })
+      socket.destroy()
+      return
+    }
+    perAddress.set(address, held + 1)
+    socket.once('close', () => {
+      const now = (perAddress.get(address) ?? 1) - 1
+      if (now === 0) perAddress.delete(address)
+      else perAddress.set(address, now)
+    })
+  })
   tlsServer.on('secureConnection', (socket: TLSSocket) => {
     const conversation = new Conversation(socket, ctx)
     conversations.add(conversation)
     socket.on('close', () => conversations.delete(conversation))
   })
+  // With a listener here Node no longer destroys the socket itself (handshake timeout, bad
+  // ClientHello, a TLS 1.2 offer): do it, or a peer that never finishes a handshake keeps its slot.
   tlsServer.on('tlsClientError', (error, socket) => {
     opts.logger.log('info', 'tls_refused', { address: socket.remoteAddress, reason: (error as NodeJS.ErrnoException).code ?? 'handshake failed' })
+    socket.destroy()
   })
 
   await new Promise<void>((resolve, reject) => {

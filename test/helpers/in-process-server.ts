@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createStore, type Store } from '../../src/store/index.js'
-import { startServer, type RunningServer } from '../../src/server/server.js'
+import { startServer, type RunningServer, type ServerOptions } from '../../src/server/server.js'
 import { createMemoryLogger } from '../../src/server/logger.js'
 import type { ServerLimits } from '../../src/server/context.js'
 import { makeCerts, makeTempDir } from './env.js'
@@ -22,7 +22,9 @@ export interface InProcessServer {
 }
 
 /** The real server on a real TLS socket on 127.0.0.1 port 0, with a real store file on disk. */
-export async function startInProcessServer(opts: { now?: () => number; limits?: Partial<ServerLimits> } = {}): Promise<InProcessServer> {
+export async function startInProcessServer(
+  opts: { now?: () => number; limits?: Partial<ServerLimits>; server?: Pick<ServerOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'handshakeTimeoutMs'> } = {},
+): Promise<InProcessServer> {
   const { dir, remove } = await makeTempDir('server')
   const { certPath, keyPath } = makeCerts(join(dir, 'certs'))
   const store = await createStore(join(dir, 'data', 'test.store'), TEST_PASSPHRASE, { kdf: TEST_KDF })
@@ -36,6 +38,7 @@ export async function startInProcessServer(opts: { now?: () => number; limits?: 
     logger,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...opts.server,
   })
   return {
     server,
