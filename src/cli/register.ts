@@ -1,7 +1,7 @@
 import { ServerConnection } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
 import { normalizeUsername } from '../auth/username.js'
-import { normalizePassword } from '../auth/password-policy.js'
+import { checkNewPassword } from '../auth/password-policy.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
@@ -17,7 +17,7 @@ export async function runRegister(args: ClientArgs): Promise<void> {
   const lines = stdinLines()
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
-    const password = normalizePassword(await lines.next('password'))
+    const password = checkNewPassword(await lines.next('password'), user)
     const enrolment = await startRegistration(conn, user, password)
     if (args.json) printJson({ event: 'enrol', otpauthUri: enrolment.otpauthUri })
     else {

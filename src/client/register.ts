@@ -1,5 +1,5 @@
 import { createRegistration } from '../auth/srp-client.js'
-import { normalizePassword } from '../auth/password-policy.js'
+import { checkNewPassword } from '../auth/password-policy.js'
 import { normalizeUsername } from '../auth/username.js'
 import { secretFromOtpauthUri } from '../auth/totp.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -14,7 +14,7 @@ export interface Enrolment {
 /** Sends salt and verifier (the password stays here) and returns the TOTP enrolment to show. */
 export async function startRegistration(conn: ServerConnection, username: string, password: string): Promise<Enrolment> {
   const user = normalizeUsername(username)
-  const { salt, verifier } = createRegistration(user, normalizePassword(password))
+  const { salt, verifier } = createRegistration(user, checkNewPassword(password, user))
   const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier }, 'enrol')
   const secret = secretFromOtpauthUri(otpauthUri)
   if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react'
 import { Box, Text } from 'ink'
 import { normalizeUsername } from '../auth/username.js'
-import { normalizePassword } from '../auth/password-policy.js'
+import { checkNewPassword } from '../auth/password-policy.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { Enrolment, TuiClient } from './types.js'
 import { useConnection, asSecureLoginError } from './use-connection.js'
@@ -58,7 +58,7 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
   }
   const submitPassword = (value: string) => {
     try {
-      normalizePassword(value)
+      checkNewPassword(value, username)
       setNotice(undefined)
       setStep({ name: 'repeat' })
     } catch (error) {

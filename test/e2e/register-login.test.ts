@@ -12,7 +12,7 @@ import { oathtoolCode, requireTool } from '../helpers/tools.js'
 // the real store file on disk, and oathtool computing every TOTP code.
 
 const PASSPHRASE = 'e2e admin passphrase 7c1f'
-const PASSWORD = 'e2e password for alice 51'
+const PASSWORD = 'e2e password for the first user 51'
 const hasOathtool = requireTool('oathtool')
 
 let dir: string
@@ -71,6 +71,16 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     const result = await run.done
     clientOutputs.push(result.stdout, result.stderr)
     expect(result.code).toBe(0)
+  })
+
+  it('refuses a common password, or one containing the name, in the client: the server hears nothing', async () => {
+    for (const password of ['baseball1', 'Carol-the-great 2026']) {
+      const result = await runCliToEnd(['register', ...client(['--user', 'carol', '--password-stdin'])], `${password}\n`, { env: env() })
+      expect(result.code).toBe(1)
+      expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_WEAK_PASSWORD' })
+      expect(result.stderr).not.toContain(password)
+    }
+    expect(server.log()).not.toContain('"user":"carol"')
   })
 
   it('refuses a second registration of the same name with ERR_USERNAME_TAKEN', async () => {

@@ -50,3 +50,31 @@ describe('passwords', () => {
     }
   })
 })
+
+describe('new passwords', () => {
+  it('ships at least the 10,000 most common passwords, from a licensed list', async () => {
+    const { commonPasswords } = await import('../../src/auth/password-policy.js')
+    expect(commonPasswords().size).toBeGreaterThanOrEqual(10_000)
+    expect(commonPasswords().has('password')).toBe(true)
+    const { readFile } = await import('node:fs/promises')
+    expect(await readFile(new URL('../../node_modules/@zxcvbn-ts/language-common/LICENSE.txt', import.meta.url), 'utf8')).toContain('MIT')
+  })
+
+  it.each([
+    ['a top-ten password', 'password', 'alice'],
+    ['the same in capitals', 'PASSWORD', 'alice'],
+    ['a long common one', 'qwertyuiop', 'alice'],
+    ['eight digits', '12345678', 'alice'],
+    ['one containing the user name', 'my alice password 2026', 'alice'],
+    ['the user name in other case', 'ALICE-is-the-best', 'alice'],
+  ])('refuses %s', async (_name, password, user) => {
+    const { checkNewPassword } = await import('../../src/auth/password-policy.js')
+    expect(() => checkNewPassword(password, user)).toThrow(expect.objectContaining({ code: 'ERR_WEAK_PASSWORD' }))
+  })
+
+  it('accepts a passphrase of unrelated words, spaces and all, and NFKC-normalises it', async () => {
+    const { checkNewPassword } = await import('../../src/auth/password-policy.js')
+    expect(checkNewPassword('correct horse battery staple', 'alice')).toBe('correct horse battery staple')
+    expect(checkNewPassword('\uFB01ne ＰＡＳＳ phrase', 'bo')).toBe('fine PASS phrase')
+  })
+})
