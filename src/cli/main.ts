@@ -43,7 +43,9 @@ export async function main(argv: string[]): Promise<void> {
             .option('store', { type: 'string', default: 'data/securelogin.store', describe: 'encrypted store file (made on first run)' })
             .option('certs', { type: 'string', default: 'certs', describe: 'directory of server.crt and server.key (made on first run)' })
             .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
-            .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' }),
+            .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
+            // Tests only (hidden): time passes when the test says so (TOTP steps, lockouts).
+            .option('clock-file', { type: 'string', hidden: true, describe: 'read the current time (ms since the epoch) from this file' }),
         async (args) => (await import('./server.js')).runServer(args),
       )
       .command('store', 'the encrypted store: init, info, verify, compact, rekey (never beside a running server)', (y) =>

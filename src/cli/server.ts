@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
@@ -14,6 +15,7 @@ export interface ServerArgs {
   certs: string
   passphraseFile?: string | undefined
   json: boolean
+  clockFile?: string | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -46,7 +48,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created) early.log('info', 'certificate_created', { path: join(args.certs, 'server.crt') }, `created certificate ${join(args.certs, 'server.crt')}`)
-    server = await startServer({ host: args.host, port: args.port, cert, key, store, logger }).catch((error: NodeJS.ErrnoException) => {
+    server = await startServer({ host: args.host, port: args.port, cert, key, store, logger, ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}) }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {
           hint: 'choose another --port (0 picks a free one) or --host',
@@ -69,6 +71,15 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await server.close()
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
+}
+
+/** A clock that reads the time from a file on every call: tests move time forward by writing it. */
+function fileClock(file: string): () => number {
+  return () => {
+    const ms = Number(readFileSync(file, 'utf8').trim())
+    if (!Number.isFinite(ms)) throw new SecureLoginError('ERR_CONFIG', `--clock-file ${file} does not hold a time in milliseconds`)
+    return ms
+  }
 }
 
 const WARNINGS = new Set(['store_torn_tail', 'store_lock_taken_over', 'store_leftover_removed', 'store_compaction_failed'])

@@ -1,6 +1,7 @@
 import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import type { SessionTable } from './sessions.js'
+import type { KeyedQueue } from './keyed-queue.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -12,6 +13,8 @@ export interface ServerContext {
   /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
   pendingNames: Set<string>
   limits: ServerLimits
+  /** Per-user serialisation of what must not race (the TOTP replay check). */
+  perUser: KeyedQueue
 }
 
 export interface ServerLimits {

@@ -61,8 +61,19 @@ export async function handleLoginOtp(
     ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp' })
     throw authFailed()
   }
-  // Durable before the client hears "welcome"; the step is what a replay check compares with.
-  await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+  // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
+  // accepted step is in the store (enrolment's in the user record, each login's in its own).
+  const fresh = await ctx.perUser.run(user.username, async () => {
+    const last = await ctx.store.getLogin(user.username)
+    if (check.timeStep <= Math.max(user.enrolledStep ?? -1, last?.totpStep ?? -1)) return false
+    // Durable before the client hears "welcome".
+    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+    return true
+  })
+  if (!fresh) {
+    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp_replayed' })
+    throw authFailed()
+  }
   const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
   ctx.logger.log('info', 'login_ok', { user: user.username, address })
   return {

@@ -66,6 +66,7 @@ export async function handleRegisterConfirm(
       totpSecret: pending.totpSecret,
       role: 'regular_user',
       createdAt: new Date(ctx.now()).toISOString(),
+      enrolledStep: check.timeStep,
     })
   } finally {
     ctx.pendingNames.delete(pending.username)

@@ -6,6 +6,7 @@ import type { Logger } from './logger.js'
 import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
 import { Conversation } from './conversation.js'
 import { SessionTable } from './sessions.js'
+import { KeyedQueue } from './keyed-queue.js'
 
 export interface ServerOptions {
   host: string
@@ -50,6 +51,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     sessions: new SessionTable(opts.sessionLifetimeMs ?? DEFAULT_SESSION_LIFETIME_MS),
     pendingNames: new Set(),
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    perUser: new KeyedQueue(),
   }
   const conversations = new Set<Conversation>()
   const tlsServer = createServer({

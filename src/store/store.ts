@@ -20,6 +20,8 @@ export interface UserRecord {
   totpSecret: string
   role: Role
   createdAt: string
+  /** The TOTP time step of the code that confirmed enrolment: no login may reuse it. */
+  enrolledStep?: number
 }
 
 /** The last successful login of a user: when, and which TOTP time step its code was for. */

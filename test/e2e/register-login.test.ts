@@ -7,6 +7,7 @@ import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
 import { makeTempDir } from '../helpers/env.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
 import { oathtoolCode, requireTool } from '../helpers/tools.js'
+import { FileClock } from '../helpers/clock.js'
 
 // The real server as a child process on a real TLS socket, the real CLI as child processes,
 // the real store file on disk, and oathtool computing every TOTP code.
@@ -26,7 +27,9 @@ const clientOutputs: string[] = []
 
 const client = (extra: string[] = []) => ['--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--json', ...extra]
 const env = () => ({ SECURELOGIN_HOME: home })
-const now = () => Math.floor(Date.now() / 1000)
+// Every code is for a fresh time step: the server refuses a code it accepted before.
+let clock: FileClock
+const now = () => clock.nextStep()
 
 async function login(user: string, password: string, code: string, extra: string[] = []) {
   const result = await runCliToEnd(['login', ...client(['--user', user, '--password-stdin', '--otp', code, ...extra])], `${password}\n`, { env: env() })
@@ -38,7 +41,8 @@ beforeAll(async () => {
   ;({ dir, remove } = await makeTempDir('e2e'))
   home = join(dir, 'home')
   passphraseFile = await writePassphraseFile(dir, PASSPHRASE)
-  server = await startServerProcess(dir, passphraseFile)
+  clock = new FileClock(dir)
+  server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
 })
 
 afterEach(() => {
@@ -181,9 +185,24 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
   it('stops on SIGTERM with exit 0, restarts with the same passphrase, and alice still logs in', async () => {
     expect(await server.stop()).toBe(0)
     serverLogs.push(server.log())
-    server = await startServerProcess(dir, passphraseFile)
+    server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
     const result = await login('alice', PASSWORD, oathtoolCode(totpSecret, now()))
     expect(result.code).toBe(0)
+  })
+
+  it('never accepts a code twice, nor an older one, not even after a restart (RFC 6238 5.2)', async () => {
+    const code = oathtoolCode(totpSecret, now())
+    expect((await login('alice', PASSWORD, code)).code).toBe(0)
+    const again = await login('alice', PASSWORD, code)
+    expect(again.code).toBe(1)
+    expect(JSON.parse(again.stderr.trim())).toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    // One step back is inside the window of clock skew, but older than the code just used.
+    expect((await login('alice', PASSWORD, oathtoolCode(totpSecret, clock.seconds - 30))).code).toBe(1)
+    expect(await server.stop()).toBe(0)
+    serverLogs.push(server.log())
+    server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
+    expect((await login('alice', PASSWORD, code)).code).toBe(1)
+    expect(server.log()).toContain('"stage":"otp_replayed"')
   })
 
   it('refuses a wrong passphrase, exits non-zero, and leaves the store byte-for-byte unchanged', async () => {
@@ -196,7 +215,7 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain('securelogin: error: wrong passphrase or damaged store (ERR_STORE_BAD_PASSPHRASE)')
     expect(createHash('sha256').update(await readFile(storePath)).digest('hex')).toBe(before)
-    server = await startServerProcess(dir, passphraseFile)
+    server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
   })
 
   it('refuses to start with no terminal and no passphrase file (ERR_USAGE, exit 2)', async () => {
