@@ -44,6 +44,9 @@ export async function main(argv: string[]): Promise<void> {
             .option('certs', { type: 'string', default: 'certs', describe: 'directory of server.crt and server.key (made on first run)' })
             .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
+            .option('lockout-after', { type: 'number', default: 10, describe: 'lock a user name for 15 minutes after this many failed logins in a row (1 to 100)' })
+            // Tests only (hidden): how long the first delayed failure answer waits (it doubles after).
+            .option('failure-delay-ms', { type: 'number', hidden: true, describe: 'base delay of failure answers' })
             // Tests only (hidden): time passes when the test says so (TOTP steps, lockouts).
             .option('clock-file', { type: 'string', hidden: true, describe: 'read the current time (ms since the epoch) from this file' }),
         async (args) => (await import('./server.js')).runServer(args),

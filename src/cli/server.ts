@@ -16,6 +16,8 @@ export interface ServerArgs {
   passphraseFile?: string | undefined
   json: boolean
   clockFile?: string | undefined
+  lockoutAfter: number
+  failureDelayMs?: number | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -25,6 +27,10 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // Reports made before the server listens go to the log after its first line ("listening").
   const early = createMemoryLogger()
   checkPassphraseSource(args.passphraseFile)
+  if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
+    throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', { hint: 'NIST SP 800-63B allows at most 100 failed attempts' })
+  }
+  const guard = { lockAfter: args.lockoutAfter, ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}) }
 
   // The lock first: a store in use is refused before anyone types a passphrase.
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
@@ -48,7 +54,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created) early.log('info', 'certificate_created', { path: join(args.certs, 'server.crt') }, `created certificate ${join(args.certs, 'server.crt')}`)
-    server = await startServer({ host: args.host, port: args.port, cert, key, store, logger, ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}) }).catch((error: NodeJS.ErrnoException) => {
+    server = await startServer({ host: args.host, port: args.port, cert, key, store, logger, guard, ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}) }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {
           hint: 'choose another --port (0 picks a free one) or --host',

@@ -2,6 +2,7 @@ import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import type { SessionTable } from './sessions.js'
 import type { KeyedQueue } from './keyed-queue.js'
+import type { Guard } from './guard.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -15,6 +16,10 @@ export interface ServerContext {
   limits: ServerLimits
   /** Per-user serialisation of what must not race (the TOTP replay check). */
   perUser: KeyedQueue
+  /** Failed-login counting, delays and lockout. */
+  guard: Guard
+  /** How a failure answer waits (injected by tests). */
+  sleep: (ms: number) => Promise<void>
 }
 
 export interface ServerLimits {

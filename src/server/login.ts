@@ -36,14 +36,19 @@ export async function handleLoginProof(
   login: LoginInProgress,
   address: string,
 ): Promise<Reply> {
-  let M2: string
+  let M2: string | undefined
   try {
-    ;({ M2 } = finishServerLogin({ ...login, M1: message.M1 }))
-    if (!login.user) throw authFailed()
-  } catch (error) {
-    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'proof' })
-    throw error
+    if (login.user) ({ M2 } = finishServerLogin({ ...login, M1: message.M1 }))
+    else finishServerLogin({ ...login, M1: message.M1 }) // the same work for a name with no account; it always fails
+  } catch {
+    M2 = undefined
   }
+  // A locked name fails here whatever the proof, with the same answer as a wrong password.
+  if (M2 !== undefined && (await ctx.guard.isLocked(login.username, true))) {
+    ctx.logger.log('info', 'login_refused', { user: login.username, address, reason: 'locked' })
+    throw authFailed()
+  }
+  if (M2 === undefined) return failure(ctx, login, address, 'proof')
   return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }
 }
 
@@ -57,10 +62,7 @@ export async function handleLoginOtp(
   const user = login.user!
   const nowMs = ctx.now()
   const check = await verifyTotp({ secret: user.totpSecret, code: message.code, nowMs })
-  if (!check.valid) {
-    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp' })
-    throw authFailed()
-  }
+  if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
   const fresh = await ctx.perUser.run(user.username, async () => {
@@ -70,14 +72,20 @@ export async function handleLoginOtp(
     await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
     return true
   })
-  if (!fresh) {
-    ctx.logger.log('info', 'login_failed', { user: login.username, address, stage: 'otp_replayed' })
-    throw authFailed()
-  }
+  if (!fresh) return failure(ctx, login, address, 'otp_replayed')
+  await ctx.guard.succeeded(user.username, address)
   const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
   ctx.logger.log('info', 'login_ok', { user: user.username, address })
   return {
     message: { type: 'welcome', user: user.username, role: user.role, expiresAt: new Date(session.expiresAt).toISOString() },
     next: { name: 'ready' },
   }
+}
+
+/** Counts the failure, waits as long as the guard says, then fails with the one generic answer. */
+async function failure(ctx: ServerContext, login: LoginInProgress, address: string, stage: string): Promise<never> {
+  const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined)
+  ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
+  await ctx.sleep(delayMs)
+  throw authFailed()
 }

@@ -7,6 +7,7 @@ import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context
 import { Conversation } from './conversation.js'
 import { SessionTable } from './sessions.js'
 import { KeyedQueue } from './keyed-queue.js'
+import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 
 export interface ServerOptions {
   host: string
@@ -18,6 +19,9 @@ export interface ServerOptions {
   now?: () => number
   randomBytes?: (size: number) => Buffer
   limits?: Partial<ServerLimits>
+  /** Failed-login delays and lockout (src/server/guard.ts). */
+  guard?: Partial<GuardLimits>
+  sleep?: (ms: number) => Promise<void>
   sessionLifetimeMs?: number
   maxConnections?: number
   /** A TLS handshake not finished within this is dropped (default 10 s). */
@@ -43,15 +47,20 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 export const DEFAULT_SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const now = opts.now ?? Date.now
+  const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
+  if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const ctx: ServerContext = {
     store: opts.store,
     logger: opts.logger,
-    now: opts.now ?? Date.now,
+    now,
     randomBytes: opts.randomBytes ?? nodeRandomBytes,
     sessions: new SessionTable(opts.sessionLifetimeMs ?? DEFAULT_SESSION_LIFETIME_MS),
     pendingNames: new Set(),
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     perUser: new KeyedQueue(),
+    guard: new Guard(opts.store, guardLimits, now, opts.logger),
+    sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
   }
   const conversations = new Set<Conversation>()
   const tlsServer = createServer({

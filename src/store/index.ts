@@ -1,5 +1,5 @@
 export { createStore, openStore, verifyStore, readStoreHeader, storeExists } from './store.js'
-export type { Store, UserRecord, LoginRecord, StoreHeaderInfo, StoreStats, OpenOptions, CompactResult } from './store.js'
+export type { Store, UserRecord, LoginRecord, GuardRecord, StoreHeaderInfo, StoreStats, OpenOptions, CompactResult } from './store.js'
 export { acquireLock } from './lock.js'
 export type { StoreLock } from './lock.js'
 export { DEFAULT_KDF, KDF_CAP } from './kdf.js'

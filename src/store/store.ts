@@ -30,6 +30,12 @@ export interface LoginRecord {
   totpStep: number
 }
 
+/** Consecutive failed logins of a user and, once locked, until when (ms since the epoch). */
+export interface GuardRecord {
+  failures: number
+  lockedUntil: number | null
+}
+
 export interface StoreHeaderInfo {
   formatVersion: number
   kdf: KdfParams
@@ -82,6 +88,9 @@ export interface Store {
   /** Records a successful login (fsync'd before this resolves). */
   recordLogin(username: string, login: LoginRecord): Promise<void>
   getLogin(username: string): Promise<LoginRecord | undefined>
+  /** Failed-login state of a user, kept across restarts (issue 5); undefined clears it. */
+  getGuard(username: string): Promise<GuardRecord | undefined>
+  setGuard(username: string, guard: GuardRecord | undefined): Promise<void>
   /** 32 random bytes made with the store, for decoy SRP credentials. */
   serverSecret(): Buffer
   stats(): StoreStats
@@ -96,6 +105,7 @@ const PACK_AFTER = 16_384
 const SECRET_KEY = 'server/secret'
 const userKey = (username: string) => `user/${username}`
 const loginKey = (username: string) => `login/${username}`
+const guardKey = (username: string) => `guard/${username}`
 
 /** An entry's place: record seq * 2^20 + its offset in the record's plaintext (records are at most 1 MiB). */
 const SEQ_FACTOR = 2 ** 20
@@ -289,6 +299,15 @@ class JournalStore implements Store {
     return this.#get<LoginRecord>(loginKey(username))
   }
 
+  async getGuard(username: string): Promise<GuardRecord | undefined> {
+    return this.#get<GuardRecord>(guardKey(username))
+  }
+
+  async setGuard(username: string, guard: GuardRecord | undefined): Promise<void> {
+    if (guard) return this.#put(guardKey(username), guard)
+    if (this.#state.keydir.has(keyBytes(guardKey(username)))) await this.#write([[OP_DELETE, guardKey(username), undefined]])
+  }
+
   serverSecret(): Buffer {
     return Buffer.from(this.#secret)
   }
@@ -326,12 +345,16 @@ class JournalStore implements Store {
   }
 
   async #put(key: string, value: unknown): Promise<void> {
-    await this.#putMany([[key, value]])
+    await this.#write([[OP_PUT, key, value]])
   }
 
   async #putMany(pairs: Array<[string, unknown]>): Promise<void> {
+    await this.#write(pairs.map(([key, value]) => [OP_PUT, key, value]))
+  }
+
+  async #write(changes: Array<[Op, string, unknown]>): Promise<void> {
     if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing')
-    const entries = pairs.map(([key, value]) => entry(OP_PUT, key, value))
+    const entries = changes.map(([op, key, value]) => (op === OP_DELETE ? encodeEntry({ op, key, value: Buffer.alloc(0) }) : entry(op, key, value)))
     // Never let one data key seal more records than random nonces allow: rotate it first.
     while (this.#journal.recordCount + this.#pending + entries.length > this.#journal.maxRecordsPerKey) {
       const { recordsAfter } = await this.compact()
@@ -342,8 +365,8 @@ class JournalStore implements Store {
     this.#pending += entries.length
     try {
       await this.#journal.appendMany(entries, (seqs) => {
-        entries.forEach((bytes, i) => this.#state.apply(OP_PUT, bytes, ENTRY_KEY_START, bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seqs[i]!, 0)))
-        this.#state.unpacked += pairs.length
+        entries.forEach((bytes, i) => this.#state.apply(changes[i]![0], bytes, ENTRY_KEY_START, bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seqs[i]!, 0)))
+        this.#state.unpacked += changes.length
       })
     } finally {
       this.#pending -= entries.length

@@ -1,0 +1,86 @@
+import type { Store } from '../store/index.js'
+import type { Logger } from './logger.js'
+
+// Online guessing (issue 5; NIST SP 800-63B 5.2.2, OWASP ASVS V2.2): failed logins are counted
+// per user name and per source address. From the `delayAfter`-th consecutive failure on, the
+// failure answer waits, doubling up to `maxDelayMs`; at `lockAfter` failures the name is locked
+// for `lockMs`, during which every login of it fails with the same generic answer. A name with
+// an account keeps its count in the store, so a restart does not reset it; names without an
+// account and addresses are counted in memory (an attacker must not be able to fill the store).
+
+export interface GuardLimits {
+  delayAfter: number
+  /** At most 100, as NIST SP 800-63B allows. */
+  lockAfter: number
+  lockMs: number
+  baseDelayMs: number
+  maxDelayMs: number
+}
+
+export const DEFAULT_GUARD: GuardLimits = { delayAfter: 3, lockAfter: 10, lockMs: 15 * 60_000, baseDelayMs: 250, maxDelayMs: 8_000 }
+export const MAX_LOCK_AFTER = 100
+
+interface Count {
+  failures: number
+  lockedUntil: number | null
+}
+
+/** Remembered per address and per unknown name, for at most this many entries (oldest dropped). */
+const MEMORY_ENTRIES = 100_000
+
+export class Guard {
+  readonly #store: Store
+  readonly #limits: GuardLimits
+  readonly #now: () => number
+  readonly #logger: Logger
+  readonly #addresses = new Map<string, Count>()
+  readonly #unknownNames = new Map<string, Count>()
+
+  constructor(store: Store, limits: GuardLimits, now: () => number, logger: Logger) {
+    this.#store = store
+    this.#limits = limits
+    this.#now = now
+    this.#logger = logger
+  }
+
+  /** Whether the name is locked now (an expired lock counts as unlocked). */
+  async isLocked(username: string, known: boolean): Promise<boolean> {
+    const count = known ? await this.#store.getGuard(username) : this.#unknownNames.get(username)
+    return count?.lockedUntil != null && count.lockedUntil > this.#now()
+  }
+
+  /** Counts a failure; returns how long the failure answer must wait. */
+  async failed(username: string, address: string, known: boolean): Promise<number> {
+    const now = this.#now()
+    const previous = (known ? await this.#store.getGuard(username) : this.#unknownNames.get(username)) ?? { failures: 0, lockedUntil: null }
+    const expired = previous.lockedUntil !== null && previous.lockedUntil <= now
+    const failures = (expired ? 0 : previous.failures) + 1
+    const lockedUntil = !expired && previous.lockedUntil !== null ? previous.lockedUntil : failures >= this.#limits.lockAfter ? now + this.#limits.lockMs : null
+    const next = { failures, lockedUntil }
+    if (known) await this.#store.setGuard(username, next)
+    else remember(this.#unknownNames, username, next)
+    if (lockedUntil !== null && previous.lockedUntil !== lockedUntil) {
+      this.#logger.log('warn', 'user_locked', { user: username, address, failures, until: new Date(lockedUntil).toISOString() })
+    }
+    const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
+    remember(this.#addresses, address, byAddress)
+    return Math.max(this.#delay(failures), this.#delay(byAddress.failures))
+  }
+
+  /** A full login (password and code) clears the name's count and the address's. */
+  async succeeded(username: string, address: string): Promise<void> {
+    if (await this.#store.getGuard(username)) await this.#store.setGuard(username, undefined)
+    this.#addresses.delete(address)
+  }
+
+  #delay(failures: number): number {
+    if (failures < this.#limits.delayAfter) return 0
+    return Math.min(this.#limits.baseDelayMs * 2 ** (failures - this.#limits.delayAfter), this.#limits.maxDelayMs)
+  }
+}
+
+function remember(map: Map<string, Count>, key: string, count: Count): void {
+  map.delete(key)
+  map.set(key, count)
+  if (map.size > MEMORY_ENTRIES) map.delete(map.keys().next().value!)
+}
