@@ -43,10 +43,11 @@ export async function handleLoginProof(
   } catch {
     M2 = undefined
   }
-  // A locked name fails here whatever the proof, with the same answer as a wrong password.
+  // A locked name fails here whatever the proof, with the same answer, after the same wait, as a
+  // wrong password: neither the words nor the timing tell a guesser that the password was right.
   if (M2 !== undefined && (await ctx.guard.isLocked(login.username, true))) {
     ctx.logger.log('info', 'login_refused', { user: login.username, address, reason: 'locked' })
-    throw authFailed()
+    return failure(ctx, login, address, 'locked')
   }
   if (M2 === undefined) return failure(ctx, login, address, 'proof')
   return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }

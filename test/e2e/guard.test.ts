@@ -48,8 +48,10 @@ describe('in-process, with an injected clock and sleep', () => {
     expect(server.logText()).toContain('"event":"user_locked"')
   })
 
-  it('refuses the right password and code while locked, with the same answer', async () => {
+  it('refuses the right password and code while locked, with the same answer after the same wait', async () => {
+    sleeps.length = 0
     await expect(attempt('gina', PASSWORD)).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    expect(sleeps).toEqual([8000])
     expect(server.logText()).toContain('"reason":"locked"')
   })
 
