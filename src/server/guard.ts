@@ -69,7 +69,7 @@ export class Guard {
 
   /** A full login (password and code) clears the name's count and the address's. */
   async succeeded(username: string, address: string): Promise<void> {
-    if (await this.#store.getGuard(username)) await this.#store.setGuard(username, undefined)
+    await this.#store.setGuard(username, undefined) // a no-op, without a read, when there is nothing to clear
     this.#addresses.delete(address)
   }
 
