@@ -1,19 +1,27 @@
 import srp from 'secure-remote-password/client.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import { DEFAULT_PASSWORD_KDF, stretchPassword, type PasswordKdf } from './password-stretch.js'
 
 // The client side of SRP-6a is the secure-remote-password package (RFC 5054 2048-bit group,
-// SHA-256, x = H(s, H(I | ':' | p))). The password is used here and goes nowhere else.
+// SHA-256, x = H(s, H(I | ':' | P'))), where P' is the password stretched with scrypt first
+// (password-stretch.ts). The password is used here and goes nowhere else.
 
 export interface Registration {
   salt: string
   verifier: string
+  kdf: PasswordKdf
 }
 
-/** s = random, x = H(s, H(I | ':' | p)), v = g^x mod N: what the server stores instead of a password. */
-export function createRegistration(username: string, password: string): Registration {
+/** s = random, x = H(s, H(I | ':' | P')), v = g^x mod N: what the server stores instead of a password. */
+export async function createRegistration(username: string, password: string, kdf: PasswordKdf = DEFAULT_PASSWORD_KDF): Promise<Registration> {
   const salt = srp.generateSalt()
-  const x = srp.derivePrivateKey(salt, username, password)
-  return { salt, verifier: srp.deriveVerifier(x) }
+  const x = await derivePrivateKey({ salt, username, password, kdf })
+  return { salt, verifier: srp.deriveVerifier(x), kdf }
+}
+
+/** P' = scrypt(p, s), then x = H(s, H(I | ':' | P')): the cost of every offline guess. */
+export async function derivePrivateKey(opts: { salt: string; username: string; password: string; kdf: PasswordKdf }): Promise<string> {
+  return srp.derivePrivateKey(opts.salt, opts.username, await stretchPassword(opts.password, opts.salt, opts.kdf))
 }
 
 export interface ClientEphemeral {
@@ -32,17 +40,16 @@ export interface ClientSession {
   K: string
 }
 
-/** From the server's salt and B: x, u = H(A, B), S = (B - kg^x)^(a + ux), K = H(S), M1. */
+/** From the server's salt and B, and x: u = H(A, B), S = (B - kg^x)^(a + ux), K = H(S), M1. */
 export function deriveClientSession(opts: {
   ephemeral: ClientEphemeral
   salt: string
   B: string
   username: string
-  password: string
+  x: string
 }): ClientSession {
-  const x = srp.derivePrivateKey(opts.salt, opts.username, opts.password)
   try {
-    const { proof: M1, key: K } = srp.deriveSession(opts.ephemeral.a, opts.B, opts.salt, opts.username, x)
+    const { proof: M1, key: K } = srp.deriveSession(opts.ephemeral.a, opts.B, opts.salt, opts.username, opts.x)
     return { M1, K }
   } catch (cause) {
     // The package throws only when B mod N == 0, which an honest server never sends.

@@ -1,4 +1,5 @@
-import { deriveClientSession, startClientLogin, verifyServerProof } from '../auth/srp-client.js'
+import { deriveClientSession, derivePrivateKey, startClientLogin, verifyServerProof } from '../auth/srp-client.js'
+import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { normalizeUsername } from '../auth/username.js'
 import type { Role } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
@@ -17,8 +18,11 @@ export interface LoginResult {
 export async function authenticate(conn: ServerConnection, username: string, password: string): Promise<void> {
   const user = normalizeUsername(username)
   const ephemeral = startClientLogin()
-  const { salt, B } = await conn.request({ type: 'login_start', username: user, A: ephemeral.A }, 'challenge')
-  const session = deriveClientSession({ ephemeral, salt, B, username: user, password: password.normalize('NFKC') })
+  const { salt, kdf, B } = await conn.request({ type: 'login_start', username: user, A: ephemeral.A }, 'challenge')
+  // Held between this client's floor and cap before any work: a server cannot make the stretch
+  // cheap (its transcript would then be cheap to attack) nor make it cost minutes.
+  const x = await derivePrivateKey({ salt, username: user, password: password.normalize('NFKC'), kdf: checkPasswordKdf(kdf) })
+  const session = deriveClientSession({ ephemeral, salt, B, username: user, x })
   const { M2 } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
   verifyServerProof({ A: ephemeral.A, session, M2 })
 }

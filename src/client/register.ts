@@ -14,8 +14,8 @@ export interface Enrolment {
 /** Sends salt and verifier (the password stays here) and returns the TOTP enrolment to show. */
 export async function startRegistration(conn: ServerConnection, username: string, password: string): Promise<Enrolment> {
   const user = normalizeUsername(username)
-  const { salt, verifier } = createRegistration(user, checkNewPassword(password, user))
-  const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier }, 'enrol')
+  const { salt, verifier, kdf } = await createRegistration(user, checkNewPassword(password, user))
+  const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier, kdf }, 'enrol')
   const secret = secretFromOtpauthUri(otpauthUri)
   if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')
   return { user, otpauthUri, secret }

@@ -12,11 +12,20 @@ const totpCode = z.string().regex(/^[0-9]{6}$/)
 export const SRP_INT_HEX = 512
 export const SRP_HASH_HEX = 64
 
+/** How the client stretched the password before deriving x (src/auth/password-stretch.ts). */
+export const PasswordKdf = z.strictObject({
+  name: z.literal('scrypt'),
+  logN: z.int().min(1).max(30),
+  r: z.int().min(1).max(64),
+  p: z.int().min(1).max(64),
+})
+
 export const RegisterStart = z.strictObject({
   type: z.literal('register_start'),
   username,
   salt: hex(SRP_HASH_HEX),
   verifier: hex(SRP_INT_HEX),
+  kdf: PasswordKdf,
 })
 export const RegisterConfirm = z.strictObject({ type: z.literal('register_confirm'), code: totpCode })
 export const LoginStart = z.strictObject({ type: z.literal('login_start'), username, A: hex(SRP_INT_HEX) })
@@ -34,7 +43,7 @@ export type ClientMessage = z.infer<typeof ClientMessage>
 
 export const Enrol = z.strictObject({ type: z.literal('enrol'), otpauthUri: z.string().startsWith('otpauth://totp/').max(512) })
 export const Registered = z.strictObject({ type: z.literal('registered'), user: username })
-export const Challenge = z.strictObject({ type: z.literal('challenge'), salt: hex(SRP_HASH_HEX), B: hex(SRP_INT_HEX) })
+export const Challenge = z.strictObject({ type: z.literal('challenge'), salt: hex(SRP_HASH_HEX), kdf: PasswordKdf, B: hex(SRP_INT_HEX) })
 export const ServerProof = z.strictObject({ type: z.literal('server_proof'), M2: hex(SRP_HASH_HEX) })
 export const Role = z.enum(['regular_user', 'admin', 'system_admin'])
 export const Welcome = z.strictObject({

@@ -3,6 +3,7 @@ import type { LoginOtp, LoginProof, LoginStart } from '../protocol/messages.js'
 import { authFailed } from '../protocol/errors.js'
 import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../auth/srp-server.js'
 import { verifyTotp } from '../auth/totp.js'
+import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
 import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
 import type { Reply } from './conversation.js'
@@ -13,6 +14,7 @@ export interface LoginInProgress {
   user: UserRecord | undefined
   salt: string
   verifier: string
+  kdf: PasswordKdf
   A: string
   ephemeral: ServerEphemeral
 }
@@ -20,12 +22,13 @@ export interface LoginInProgress {
 /** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
 export async function handleLoginStart(ctx: ServerContext, message: z.infer<typeof LoginStart>, address: string): Promise<Reply> {
   const user = await ctx.store.getUser(message.username)
-  const { salt, verifier } = user ?? deriveDecoyCredentials(ctx.store.serverSecret(), message.username)
+  // A name with no account is stretched with today's default, as a new account would be.
+  const { salt, verifier, kdf } = user ?? { ...deriveDecoyCredentials(ctx.store.serverSecret(), message.username), kdf: DEFAULT_PASSWORD_KDF }
   const ephemeral = startServerLogin(verifier)
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
-    message: { type: 'challenge', salt, B: ephemeral.B },
-    next: { name: 'awaiting_proof', login: { username: message.username, user, salt, verifier, A: message.A, ephemeral } },
+    message: { type: 'challenge', salt, kdf, B: ephemeral.B },
+    next: { name: 'awaiting_proof', login: { username: message.username, user, salt, verifier, kdf, A: message.A, ephemeral } },
   }
 }
 

@@ -2,6 +2,7 @@ import type { z } from 'zod'
 import type { RegisterConfirm, RegisterStart } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
+import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import type { ServerContext } from './context.js'
 import type { ConversationState, Reply } from './conversation.js'
 
@@ -9,6 +10,7 @@ export interface PendingRegistration {
   username: string
   salt: string
   verifier: string
+  kdf: PasswordKdf
   totpSecret: string
 }
 
@@ -19,13 +21,15 @@ export async function handleRegisterStart(
   address: string,
 ): Promise<Reply> {
   const { username } = message
+  // The server cannot see the password, but it can insist that a stolen verifier is expensive.
+  checkPasswordKdf(message.kdf)
   if (ctx.store.hasUser(username) || ctx.pendingNames.has(username)) {
     ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
     throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, { hint: 'choose another user name' })
   }
   ctx.pendingNames.add(username)
   const totpSecret = encodeTotpSecret(ctx.randomBytes(TOTP_SECRET_BYTES))
-  const pending = { username, salt: message.salt, verifier: message.verifier, totpSecret }
+  const pending = { username, salt: message.salt, verifier: message.verifier, kdf: message.kdf, totpSecret }
   ctx.logger.log('info', 'register_started', { user: username, address })
   return {
     message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, totpSecret) },
@@ -63,6 +67,7 @@ export async function handleRegisterConfirm(
       username: pending.username,
       salt: pending.salt,
       verifier: pending.verifier,
+      kdf: pending.kdf,
       totpSecret: pending.totpSecret,
       role: 'regular_user',
       createdAt: new Date(ctx.now()).toISOString(),

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { Role } from '../protocol/messages.js'
 import { DEFAULT_KDF, type KdfParams } from './kdf.js'
+import type { PasswordKdf } from '../auth/password-stretch.js'
 import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
 import { acquireLock, type StoreLock } from './lock.js'
 import { OP_DELETE, OP_EVENT, OP_PUT, ENTRY_KEY_START, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
@@ -16,6 +17,8 @@ export interface UserRecord {
   salt: string
   /** SRP verifier, hex. */
   verifier: string
+  /** How the client stretched the password before deriving x; sent back in every challenge. */
+  kdf: PasswordKdf
   /** TOTP secret, base32. */
   totpSecret: string
   role: Role

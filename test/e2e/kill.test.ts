@@ -6,6 +6,7 @@ import { confirmEnrolment, startRegistration } from '../../src/client/register.j
 import { authenticate, submitOtp } from '../../src/client/login.js'
 import { generateTotp } from '../../src/auth/totp.js'
 import { openStore, verifyStore, type UserRecord } from '../../src/store/index.js'
+import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { makeCerts, makeTempDir } from '../helpers/env.js'
 import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
@@ -175,7 +176,7 @@ describe('SIGKILL during store commands', () => {
   const bigStore = () => join(dir, 'big', 'big.store')
   const names = Array.from({ length: 20_000 }, (_, i) => `user${i}`)
   const record = (username: string): UserRecord => ({
-    username, salt: 'ab'.repeat(32), verifier: 'cd'.repeat(256), totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ', role: 'regular_user', createdAt: '2026-11-25T00:00:00.000Z',
+    username, salt: 'ab'.repeat(32), verifier: 'cd'.repeat(256), kdf: DEFAULT_PASSWORD_KDF, totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ', role: 'regular_user', createdAt: '2026-11-25T00:00:00.000Z',
   })
 
   /** Every user and every user's last login, checked in-process; returns the store's stats. */

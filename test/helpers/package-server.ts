@@ -5,21 +5,24 @@ import type { AddressInfo } from 'node:net'
 import srpServer from 'secure-remote-password/server.js'
 import { verify } from 'otplib'
 import { FrameDecoder, encodeFrame } from '../../src/protocol/frame.js'
+import type { PasswordKdf } from '../../src/auth/password-stretch.js'
 import { makeCerts, makeTempDir } from './env.js'
 
 export interface PackageAccount {
   username: string
   salt: string
   verifier: string
+  kdf: PasswordKdf
   totpSecret: string
 }
 
 /**
  * A stand-in server for interop tests that does its SRP with the secure-remote-password
  * package's own server module and none of our server code. `tamperM2` flips a digit of M2,
- * as an impostor that does not hold the verifier would have to.
+ * as an impostor that does not hold the verifier would have to; `kdf` replaces the stretching
+ * parameters in the challenge, as a downgrading server would.
  */
-export async function startPackageServer(account: PackageAccount, opts: { tamperM2?: boolean } = {}) {
+export async function startPackageServer(account: PackageAccount, opts: { tamperM2?: boolean; kdf?: PasswordKdf } = {}) {
   const { dir, remove } = await makeTempDir('pkg-server')
   const { certPath, keyPath } = makeCerts(join(dir, 'certs'))
   const received: string[] = []
@@ -36,7 +39,7 @@ export async function startPackageServer(account: PackageAccount, opts: { tamper
           const eph = srpServer.generateEphemeral(account.verifier)
           b = eph.secret
           A = m.A
-          send({ type: 'challenge', salt: account.salt, B: eph.public })
+          send({ type: 'challenge', salt: account.salt, kdf: opts.kdf ?? account.kdf, B: eph.public })
         } else if (m.type === 'login_proof') {
           try {
             const { proof } = srpServer.deriveSession(b, A, account.salt, account.username, account.verifier, m.M1)

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import srpClient from 'secure-remote-password/client.js'
 import { generate } from 'otplib'
 import { finishServerLogin, startServerLogin } from '../../src/auth/srp-server.js'
-import { createRegistration, deriveClientSession, startClientLogin, verifyServerProof } from '../../src/auth/srp-client.js'
+import { createRegistration, deriveClientSession, derivePrivateKey, startClientLogin, verifyServerProof } from '../../src/auth/srp-client.js'
+import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { encodeTotpSecret, secretFromOtpauthUri } from '../../src/auth/totp.js'
 import { ServerConnection } from '../../src/client/connection.js'
 import { authenticate, submitOtp } from '../../src/client/login.js'
@@ -30,25 +31,26 @@ describe('SRP maths: the package and our wrappers agree', () => {
     expect(() => srpClient.verifySession(client.public, session, M2)).not.toThrow()
   })
 
-  it('our server functions refuse a proof made with the wrong password (ERR_AUTH_FAILED)', () => {
-    const { salt, verifier } = createRegistration('carol', PASSWORD)
+  it('our server functions refuse a proof made with the wrong password (ERR_AUTH_FAILED)', async () => {
+    const { salt, verifier, kdf } = await createRegistration('carol', PASSWORD)
     const client = startClientLogin()
     const server = startServerLogin(verifier)
-    const session = deriveClientSession({ ephemeral: client, salt, B: server.B, username: 'carol', password: 'wrong password' })
+    const x = await derivePrivateKey({ salt, username: 'carol', password: 'wrong password', kdf })
+    const session = deriveClientSession({ ephemeral: client, salt, B: server.B, username: 'carol', x })
     expect(() => finishServerLogin({ ephemeral: server, A: client.A, salt, username: 'carol', verifier, M1: session.M1 })).toThrow(
       expect.objectContaining({ code: 'ERR_AUTH_FAILED' }),
     )
   })
 
-  it('our client refuses B = 0 mod N and a wrong M2 (ERR_SERVER_AUTH_FAILED)', () => {
-    const { salt } = createRegistration('carol', PASSWORD)
+  it('our client refuses B = 0 mod N and a wrong M2 (ERR_SERVER_AUTH_FAILED)', async () => {
+    const { salt, verifier, kdf } = await createRegistration('carol', PASSWORD)
+    const x = await derivePrivateKey({ salt, username: 'carol', password: PASSWORD, kdf })
     const ephemeral = startClientLogin()
-    expect(() => deriveClientSession({ ephemeral, salt, B: '0'.repeat(512), username: 'carol', password: PASSWORD })).toThrow(
+    expect(() => deriveClientSession({ ephemeral, salt, B: '0'.repeat(512), username: 'carol', x })).toThrow(
       expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
     )
-    const { verifier } = createRegistration('carol', PASSWORD)
     const server = startServerLogin(verifier)
-    const session = deriveClientSession({ ephemeral, salt, B: server.B, username: 'carol', password: PASSWORD })
+    const session = deriveClientSession({ ephemeral, salt, B: server.B, username: 'carol', x })
     expect(() => verifyServerProof({ A: ephemeral.A, session, M2: 'f'.repeat(64) })).toThrow(
       expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
     )
@@ -65,15 +67,16 @@ describe('over the wire', () => {
     cleanups.push(() => raw.close())
 
     const salt = srpClient.generateSalt()
-    const x = srpClient.derivePrivateKey(salt, 'dave', PASSWORD)
-    const enrol = await raw.request({ type: 'register_start', username: 'dave', salt, verifier: srpClient.deriveVerifier(x) })
+    // The package's client with our stretch in front of it: x = H(s, H(I | ':' | scrypt(p, s))).
+    const x = await derivePrivateKey({ salt, username: 'dave', password: PASSWORD, kdf: DEFAULT_PASSWORD_KDF })
+    const enrol = await raw.request({ type: 'register_start', username: 'dave', salt, verifier: srpClient.deriveVerifier(x), kdf: DEFAULT_PASSWORD_KDF })
     expect(enrol.type).toBe('enrol')
     const secret = secretFromOtpauthUri(enrol.otpauthUri)!
     expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({ type: 'registered', user: 'dave' })
 
     const client = srpClient.generateEphemeral()
     const challenge = await raw.request({ type: 'login_start', username: 'dave', A: client.public })
-    expect(challenge).toMatchObject({ type: 'challenge', salt })
+    expect(challenge).toMatchObject({ type: 'challenge', salt, kdf: DEFAULT_PASSWORD_KDF })
     const session = srpClient.deriveSession(client.secret, challenge.B, salt, 'dave', x)
     const proof = await raw.request({ type: 'login_proof', M1: session.proof })
     expect(proof.type).toBe('server_proof')
@@ -84,7 +87,7 @@ describe('over the wire', () => {
   })
 
   it("our client logs in to the package's server", async () => {
-    const account = accountFor('erin')
+    const account = await accountFor('erin')
     const pkg = await startPackageServer(account)
     cleanups.push(() => pkg.close())
     const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
@@ -95,7 +98,7 @@ describe('over the wire', () => {
   })
 
   it('our client rejects a server whose M2 is wrong, and never sends it a code', async () => {
-    const account = accountFor('frank')
+    const account = await accountFor('frank')
     const pkg = await startPackageServer(account, { tamperM2: true })
     cleanups.push(() => pkg.close())
     const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
@@ -103,9 +106,34 @@ describe('over the wire', () => {
     await expect(authenticate(conn, 'frank', PASSWORD)).rejects.toMatchObject({ code: 'ERR_SERVER_AUTH_FAILED' })
     expect(pkg.received).toEqual(['login_start', 'login_proof'])
   })
+
+  it.each([
+    ['a downgrade to 1 KiB', { name: 'scrypt', logN: 3, r: 8, p: 1 }],
+    ['1 GiB', { name: 'scrypt', logN: 20, r: 8, p: 1 }],
+  ] as const)('our client refuses a challenge asking for %s of stretching (ERR_KDF_LIMIT) and sends no proof', async (_, kdf) => {
+    const account = await accountFor('gina')
+    const pkg = await startPackageServer(account, { kdf })
+    cleanups.push(() => pkg.close())
+    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
+    cleanups.push(() => conn.close())
+    await expect(authenticate(conn, 'gina', PASSWORD)).rejects.toMatchObject({ code: 'ERR_KDF_LIMIT' })
+    expect(pkg.received).toEqual(['login_start'])
+  })
+
+  it('our server refuses a registration whose stretching is under the floor (ERR_KDF_LIMIT), and stores nothing', async () => {
+    server = await startInProcessServer()
+    cleanups.push(() => server.stop())
+    const raw = await RawClient.open(server.server.port)
+    cleanups.push(() => raw.close())
+    const salt = srpClient.generateSalt()
+    const verifier = srpClient.deriveVerifier(srpClient.derivePrivateKey(salt, 'hank', PASSWORD))
+    const kdf = { name: 'scrypt', logN: 10, r: 8, p: 1 }
+    expect(await raw.request({ type: 'register_start', username: 'hank', salt, verifier, kdf })).toMatchObject({ type: 'error', code: 'ERR_KDF_LIMIT' })
+    expect(server.store.hasUser('hank')).toBe(false)
+  })
 })
 
-function accountFor(username: string) {
-  const { salt, verifier } = createRegistration(username, PASSWORD)
-  return { username, salt, verifier, totpSecret: encodeTotpSecret(crypto.getRandomValues(new Uint8Array(20))) }
+async function accountFor(username: string) {
+  const { salt, verifier, kdf } = await createRegistration(username, PASSWORD)
+  return { username, salt, verifier, kdf, totpSecret: encodeTotpSecret(crypto.getRandomValues(new Uint8Array(20))) }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createStore, openStore, type OpenOptions, type Store, type UserRecord } from '../../src/store/index.js'
+import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { makeTempDir } from '../helpers/env.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 
@@ -12,6 +13,7 @@ export const user = (username: string): UserRecord => ({
   username,
   salt: 'ab'.repeat(32),
   verifier: 'cd'.repeat(256),
+  kdf: DEFAULT_PASSWORD_KDF,
   totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ',
   role: 'regular_user',
   createdAt: '2026-11-24T12:00:00.000Z',
