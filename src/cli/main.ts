@@ -77,8 +77,17 @@ export async function main(argv: string[]): Promise<void> {
       .command(
         'login',
         'sign in with password and TOTP code (TUI, or --password-stdin)',
-        (y) => clientOptions(y).option('otp', { type: 'string', describe: 'the 6-digit code (else read from the next stdin line)' }),
+        (y) =>
+          clientOptions(y)
+            .option('otp', { type: 'string', describe: 'the 6-digit code (else read from the next stdin line)' })
+            .option('recovery-code', { type: 'string', describe: 'a recovery code instead of a TOTP code (alone or "-": read from the next stdin line)' }),
         async (args) => (await import('./login.js')).runLogin(args),
+      )
+      .command(
+        'recovery-codes',
+        'log in with password and TOTP code, then replace all your recovery codes with ten new ones',
+        (y) => clientOptions(y).option('otp', { type: 'string', describe: 'the 6-digit code (else read from the next stdin line)' }),
+        async (args) => (await import('./login.js')).runRecoveryCodes(args),
       )
       .demandCommand(1, 'name a command')
       .strict()

@@ -5,6 +5,7 @@ import { checkNewPassword } from '../auth/password-policy.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
+import { printRecoveryCodes } from './recovery-output.js'
 import { useTui, runTui } from './tui-mode.js'
 
 /** `securelogin register`: the Ink TUI at a terminal, else the --password-stdin contract. */
@@ -25,9 +26,12 @@ export async function runRegister(args: ClientArgs): Promise<void> {
       process.stdout.write(`secret: ${enrolment.secret.replace(/(.{4})(?=.)/g, '$1 ')}\n`)
       process.stdout.write('then write the 6-digit code it shows on the next line of stdin\n')
     }
-    const { user: registered } = await confirmEnrolment(conn, await lines.next('code'))
-    if (args.json) printJson({ event: 'registered', user: registered })
-    else process.stdout.write(`registered ${registered}: you can now log in with securelogin login\n`)
+    const { user: registered, recoveryCodes } = await confirmEnrolment(conn, await lines.next('code'))
+    if (args.json) printJson({ event: 'registered', user: registered, recoveryCodes })
+    else {
+      process.stdout.write(`registered ${registered}: you can now log in with securelogin login\n`)
+      printRecoveryCodes(recoveryCodes, { json: false, event: 'registered', user: registered })
+    }
   } finally {
     conn.close()
     lines.close()

@@ -1,6 +1,6 @@
 import { ServerConnection, type ConnectOptions } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
-import { authenticate, submitOtp } from '../client/login.js'
+import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode } from '../client/login.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { TuiClient, Enrolment, LoginResult } from '../tui/types.js'
 
@@ -42,6 +42,8 @@ export function createTuiClient(server: string, options: (confirm?: (fp: string)
       await authenticate(await reopen(), username, password)
     },
     submitOtp: (code): Promise<LoginResult> => submitOtp(current(), code),
+    submitRecoveryCode: (code): Promise<LoginResult> => submitRecoveryCode(current(), code),
+    renewRecoveryCodes: () => renewRecoveryCodes(current()),
     close() {
       conn?.close()
       conn = undefined

@@ -4,11 +4,14 @@ import { normalizeUsername } from '../auth/username.js'
 import type { Role } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
 import { checkCodeShape } from './register.js'
+import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 
 export interface LoginResult {
   user: string
   role: Role
   expiresAt: string
+  /** After a login with a recovery code: how many unused codes remain. */
+  recoveryCodesLeft?: number
 }
 
 /**
@@ -30,4 +33,16 @@ export async function authenticate(conn: ServerConnection, username: string, pas
 export async function submitOtp(conn: ServerConnection, code: string): Promise<LoginResult> {
   const { user, role, expiresAt } = await conn.request({ type: 'login_otp', code: checkCodeShape(code) }, 'welcome')
   return { user, role, expiresAt }
+}
+
+/** A recovery code in place of the TOTP code; the server spends it whether or not more follow. */
+export async function submitRecoveryCode(conn: ServerConnection, code: string): Promise<LoginResult> {
+  const welcome = await conn.request({ type: 'login_recovery', code: normalizeRecoveryCode(code) }, 'welcome')
+  return { user: welcome.user, role: welcome.role, expiresAt: welcome.expiresAt, ...(welcome.recoveryCodesLeft !== undefined ? { recoveryCodesLeft: welcome.recoveryCodesLeft } : {}) }
+}
+
+/** After a login with a TOTP code: ten new recovery codes replace all the old ones. */
+export async function renewRecoveryCodes(conn: ServerConnection): Promise<string[]> {
+  const { codes } = await conn.request({ type: 'recovery_codes_renew' }, 'recovery_codes')
+  return codes
 }

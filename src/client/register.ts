@@ -22,9 +22,9 @@ export async function startRegistration(conn: ServerConnection, username: string
 }
 
 /** One code from the authenticator activates the account; ERR_ENROL_CODE means try another. */
-export async function confirmEnrolment(conn: ServerConnection, code: string): Promise<{ user: string }> {
-  const { user } = await conn.request({ type: 'register_confirm', code: checkCodeShape(code) }, 'registered')
-  return { user }
+export async function confirmEnrolment(conn: ServerConnection, code: string): Promise<{ user: string; recoveryCodes: string[] }> {
+  const { user, recoveryCodes } = await conn.request({ type: 'register_confirm', code: checkCodeShape(code) }, 'registered')
+  return { user, recoveryCodes }
 }
 
 export function checkCodeShape(code: string): string {

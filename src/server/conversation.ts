@@ -4,7 +4,9 @@ import { ClientMessage, type ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } from './register.js'
-import { handleLoginStart, handleLoginProof, handleLoginOtp, type LoginInProgress } from './login.js'
+import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type LoginInProgress } from './login.js'
+import { handleRecoveryRenew } from './recovery.js'
+import type { UserRecord } from '../store/index.js'
 
 /** Where one connection stands; any message not expected in the current state ends it. */
 export type ConversationState =
@@ -12,12 +14,17 @@ export type ConversationState =
   | { name: 'awaiting_enrol_code'; pending: PendingRegistration; attempts: number }
   | { name: 'awaiting_proof'; login: LoginInProgress }
   | { name: 'awaiting_otp'; login: LoginInProgress }
+  | { name: 'authenticated'; user: UserRecord; factor: SecondFactor }
+
+/** How the login that reached 'authenticated' proved the second factor. */
+export type SecondFactor = 'totp' | 'recovery_code'
 
 const EXPECTED: Record<ConversationState['name'], ReadonlyArray<ClientMessage['type']>> = {
   ready: ['register_start', 'login_start'],
   awaiting_enrol_code: ['register_confirm'],
   awaiting_proof: ['login_proof'],
-  awaiting_otp: ['login_otp'],
+  awaiting_otp: ['login_otp', 'login_recovery'],
+  authenticated: ['recovery_codes_renew'],
 }
 
 export interface Reply {
@@ -86,7 +93,7 @@ export class Conversation {
       }
       const reply = await this.#dispatch(message)
       this.#state = reply.next
-      this.#socket.setTimeout(this.#state.name === 'ready' ? this.#ctx.limits.idleMs : this.#ctx.limits.awaitingCodeMs)
+      this.#socket.setTimeout(this.#state.name === 'ready' || this.#state.name === 'authenticated' ? this.#ctx.limits.idleMs : this.#ctx.limits.awaitingCodeMs)
       this.#send(reply.message)
       if (reply.end) this.#end()
     } catch (error) {
@@ -112,6 +119,12 @@ export class Conversation {
       case 'login_otp':
         if (state.name !== 'awaiting_otp') break
         return handleLoginOtp(ctx, message, state.login, address)
+      case 'login_recovery':
+        if (state.name !== 'awaiting_otp') break
+        return handleLoginRecovery(ctx, message, state.login, address)
+      case 'recovery_codes_renew':
+        if (state.name !== 'authenticated') break
+        return handleRecoveryRenew(ctx, state, address)
     }
     throw new SecureLoginError('ERR_PROTOCOL', `unexpected ${message.type} message`)
   }

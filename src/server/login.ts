@@ -1,12 +1,13 @@
 import type { z } from 'zod'
-import type { LoginOtp, LoginProof, LoginStart } from '../protocol/messages.js'
+import type { LoginOtp, LoginProof, LoginRecovery, LoginStart } from '../protocol/messages.js'
 import { authFailed } from '../protocol/errors.js'
 import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../auth/srp-server.js'
 import { verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
 import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
-import type { Reply } from './conversation.js'
+import type { Reply, SecondFactor } from './conversation.js'
+import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
 
 export interface LoginInProgress {
   username: string
@@ -77,12 +78,48 @@ export async function handleLoginOtp(
     return true
   })
   if (!fresh) return failure(ctx, login, address, 'otp_replayed')
+  return welcome(ctx, user, address, nowMs, 'totp')
+}
+
+/** A recovery code in place of the TOTP code: each works once, and is spent before "welcome". */
+export async function handleLoginRecovery(
+  ctx: ServerContext,
+  message: z.infer<typeof LoginRecovery>,
+  login: LoginInProgress,
+  address: string,
+): Promise<Reply> {
+  const user = login.user!
+  const nowMs = ctx.now()
+  const left = await ctx.perUser.run(user.username, async () => {
+    const stored = await ctx.store.getRecovery(user.username)
+    const index = stored ? await findRecoveryCode(stored, message.code) : -1
+    if (!stored || index < 0) return undefined
+    const spent = { ...stored, hashes: stored.hashes.map((hash, i) => (i === index ? null : hash)) }
+    await ctx.store.setRecovery(user.username, spent)
+    // The TOTP floor stays where it was: a recovery code accepts no TOTP step.
+    const last = await ctx.store.getLogin(user.username)
+    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: last?.totpStep ?? user.enrolledStep ?? -1 })
+    return recoveryCodesLeft(spent)
+  })
+  if (left === undefined) return failure(ctx, login, address, 'recovery_code')
+  ctx.logger.log('info', 'recovery_code_used', { user: user.username, address, left })
+  return welcome(ctx, user, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
+}
+
+async function welcome(
+  ctx: ServerContext,
+  user: UserRecord,
+  address: string,
+  nowMs: number,
+  factor: SecondFactor,
+  extra: { recoveryCodesLeft?: number } = {},
+): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address)
   const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
-  ctx.logger.log('info', 'login_ok', { user: user.username, address })
+  ctx.logger.log('info', 'login_ok', { user: user.username, address, factor })
   return {
-    message: { type: 'welcome', user: user.username, role: user.role, expiresAt: new Date(session.expiresAt).toISOString() },
-    next: { name: 'ready' },
+    message: { type: 'welcome', user: user.username, role: user.role, expiresAt: new Date(session.expiresAt).toISOString(), ...extra },
+    next: { name: 'authenticated', user, factor },
   }
 }
 

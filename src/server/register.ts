@@ -4,6 +4,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
 import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import type { ServerContext } from './context.js'
+import { makeRecoveryCodes } from './recovery.js'
 import type { ConversationState, Reply } from './conversation.js'
 
 export interface PendingRegistration {
@@ -62,6 +63,7 @@ export async function handleRegisterConfirm(
       end,
     }
   }
+  const recovery = await makeRecoveryCodes(ctx)
   try {
     await ctx.store.addUser({
       username: pending.username,
@@ -72,10 +74,10 @@ export async function handleRegisterConfirm(
       role: 'regular_user',
       createdAt: new Date(ctx.now()).toISOString(),
       enrolledStep: check.timeStep,
-    })
+    }, recovery.hashes)
   } finally {
     ctx.pendingNames.delete(pending.username)
   }
   ctx.logger.log('info', 'registered', { user: pending.username, address })
-  return { message: { type: 'registered', user: pending.username }, next: { name: 'ready' } }
+  return { message: { type: 'registered', user: pending.username, recoveryCodes: recovery.codes }, next: { name: 'ready' } }
 }

@@ -6,6 +6,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import type { Role } from '../protocol/messages.js'
 import { DEFAULT_KDF, type KdfParams } from './kdf.js'
 import type { PasswordKdf } from '../auth/password-stretch.js'
+import type { RecoveryHashes } from '../auth/recovery-codes.js'
 import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
 import { acquireLock, type StoreLock } from './lock.js'
 import { OP_DELETE, OP_EVENT, OP_PUT, ENTRY_KEY_START, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
@@ -84,13 +85,20 @@ export interface Store {
   getUser(username: string): Promise<UserRecord | undefined>
   hasUser(username: string): boolean
   userCount(): number
-  /** Appends the account as one sealed record, fsync'd before this resolves. */
-  addUser(user: UserRecord): Promise<void>
+  /**
+   * Appends the account as one sealed record, fsync'd before this resolves; its recovery-code
+   * hashes, if given, go in the record before it, in the same write, so a crash can leave at
+   * most hashes without an account (replaced at the name's next registration), never the reverse.
+   */
+  addUser(user: UserRecord, recovery?: RecoveryHashes): Promise<void>
   /** Many accounts, one record each, with one fsync for all (bulk import, and filling benchmark stores). */
   addUsers(users: UserRecord[]): Promise<void>
   /** Records a successful login (fsync'd before this resolves). */
   recordLogin(username: string, login: LoginRecord): Promise<void>
   getLogin(username: string): Promise<LoginRecord | undefined>
+  /** A user's recovery-code hashes (a used code's hash is null). */
+  getRecovery(username: string): Promise<RecoveryHashes | undefined>
+  setRecovery(username: string, recovery: RecoveryHashes): Promise<void>
   /** Failed-login state of a user, kept across restarts (issue 5); undefined clears it. */
   getGuard(username: string): Promise<GuardRecord | undefined>
   setGuard(username: string, guard: GuardRecord | undefined): Promise<void>
@@ -109,6 +117,7 @@ const SECRET_KEY = 'server/secret'
 const userKey = (username: string) => `user/${username}`
 const loginKey = (username: string) => `login/${username}`
 const guardKey = (username: string) => `guard/${username}`
+const recoveryKey = (username: string) => `recovery/${username}`
 
 /** An entry's place: record seq * 2^20 + its offset in the record's plaintext (records are at most 1 MiB). */
 const SEQ_FACTOR = 2 ** 20
@@ -278,11 +287,11 @@ class JournalStore implements Store {
     return this.#state.users
   }
 
-  async addUser(user: UserRecord): Promise<void> {
+  async addUser(user: UserRecord, recovery?: RecoveryHashes): Promise<void> {
     if (this.hasUser(user.username)) {
       throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${user.username} is taken`, { hint: 'choose another user name' })
     }
-    await this.#put(userKey(user.username), { ...user })
+    await this.#putMany([...(recovery ? [[recoveryKey(user.username), recovery] as [string, unknown]] : []), [userKey(user.username), { ...user }]])
   }
 
   async addUsers(users: UserRecord[]): Promise<void> {
@@ -300,6 +309,14 @@ class JournalStore implements Store {
 
   async getLogin(username: string): Promise<LoginRecord | undefined> {
     return this.#get<LoginRecord>(loginKey(username))
+  }
+
+  async getRecovery(username: string): Promise<RecoveryHashes | undefined> {
+    return this.#get<RecoveryHashes>(recoveryKey(username))
+  }
+
+  async setRecovery(username: string, recovery: RecoveryHashes): Promise<void> {
+    await this.#put(recoveryKey(username), recovery)
   }
 
   async getGuard(username: string): Promise<GuardRecord | undefined> {

@@ -9,6 +9,11 @@ import { KeyHints } from './KeyHints.js'
 import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
 import { codeShape } from './RegisterApp.js'
+import { RecoveryCodes } from './RecoveryCodes.js'
+import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
+
+/** What a code field keeps: digits for TOTP, letters, digits and dashes for a recovery code. */
+const codeCharacters = (value: string) => value.replace(/[^0-9A-Za-z-]/g, '').slice(0, 11)
 
 export type LoginOutcome = LoginResult | { error: SecureLoginError }
 
@@ -19,11 +24,17 @@ type Step =
   | { name: 'code' }
   | { name: 'checking' }
   | { name: 'welcome'; result: LoginResult }
+  | { name: 'renewing'; result: LoginResult }
+  | { name: 'renewed'; result: LoginResult; codes: string[] }
   | { name: 'retry'; error: SecureLoginError }
   | { name: 'failed'; error: SecureLoginError }
 
-/** Name, password (SRP, server proof checked), then the TOTP code. */
-export function LoginApp({ client, onDone }: { client: TuiClient; onDone: (result: LoginOutcome) => void }) {
+/**
+ * Name, password (SRP, server proof checked), then the TOTP code or a recovery code. With
+ * `renewRecoveryCodes` (`securelogin recovery-codes`), a login with a TOTP code goes on to
+ * replace every recovery code and shows the new ones.
+ */
+export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { client: TuiClient; onDone: (result: LoginOutcome) => void; renewRecoveryCodes?: boolean }) {
   const connection = useConnection(client)
   const [step, setStep] = useState<Step>({ name: 'username' })
   const [notice, setNotice] = useState<SecureLoginError>()
@@ -35,7 +46,13 @@ export function LoginApp({ client, onDone }: { client: TuiClient; onDone: (resul
     if (connection.stage === 'failed') onDone({ error: connection.error })
   }, [connection])
   useEffect(() => {
-    if (step.name === 'welcome') onDone(step.result)
+    if (step.name === 'welcome' && !renewRecoveryCodes) onDone(step.result)
+    if (step.name === 'welcome' && renewRecoveryCodes) {
+      const { result } = step
+      setStep({ name: 'renewing', result })
+      client.renewRecoveryCodes().then((codes) => setStep({ name: 'renewed', result, codes }), (error: unknown) => setStep({ name: 'failed', error: asSecureLoginError(error) }))
+    }
+    if (step.name === 'renewed') onDone(step.result)
     if (step.name === 'failed') onDone({ error: step.error })
   }, [step])
 
@@ -64,11 +81,22 @@ export function LoginApp({ client, onDone }: { client: TuiClient; onDone: (resul
     client.startLogin(username, value).then(() => setStep({ name: 'code' }), fail)
     setPassword('')
   }
+  // Six digits are a TOTP code; anything else must be a recovery code (not when renewing them).
   const submitCode = (value: string) => {
-    if (!/^[0-9]{6}$/.test(value)) return setNotice(codeShape())
+    const totp = /^[0-9]{6}$/.test(value)
+    let recovery: string | undefined
+    if (!totp) {
+      try {
+        if (!renewRecoveryCodes) recovery = normalizeRecoveryCode(value)
+      } catch {
+        recovery = undefined
+      }
+      if (recovery === undefined) return setNotice(codeShape())
+    }
     setNotice(undefined)
     setStep({ name: 'checking' })
-    client.submitOtp(value).then((result) => setStep({ name: 'welcome', result }), fail)
+    const answer = recovery === undefined ? client.submitOtp(value) : client.submitRecoveryCode(recovery)
+    answer.then((result) => setStep({ name: 'welcome', result }), fail)
   }
 
   return (
@@ -79,17 +107,30 @@ export function LoginApp({ client, onDone }: { client: TuiClient; onDone: (resul
       {step.name === 'password' && <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />}
       {step.name === 'signing-in' && <Working text="signing in" />}
       {step.name === 'code' && (
-        <Field label="6-digit code from your authenticator" value={code} onChange={setCode} filter={digitsOnly} onSubmit={submitCode} />
+        <Field
+          label={renewRecoveryCodes ? '6-digit code from your authenticator' : '6-digit code from your authenticator (or a recovery code)'}
+          value={code}
+          onChange={setCode}
+          filter={renewRecoveryCodes ? digitsOnly : codeCharacters}
+          onSubmit={submitCode}
+        />
       )}
       {step.name === 'checking' && <Working text="checking the code" />}
-      {step.name === 'welcome' && (
+      {(step.name === 'welcome' || step.name === 'renewing' || step.name === 'renewed') && (
         <Box flexDirection="column">
           <Text color="green">
             welcome {step.result.user} ({step.result.role})
           </Text>
           <Text>session expires at {step.result.expiresAt}</Text>
+          {step.result.recoveryCodesLeft !== undefined && (
+            <Text color={step.result.recoveryCodesLeft <= 3 ? 'yellow' : undefined}>
+              recovery code used: {step.result.recoveryCodesLeft} left (securelogin recovery-codes makes ten new ones)
+            </Text>
+          )}
         </Box>
       )}
+      {step.name === 'renewing' && <Working text="making new recovery codes" />}
+      {step.name === 'renewed' && <RecoveryCodes codes={step.codes} />}
       {(step.name === 'retry' || step.name === 'failed') && <ErrorView error={step.error} />}
       {notice && <ErrorView error={notice} />}
       {step.name === 'retry' && <KeyHints hints={['enter: try again', 'esc: quit']} />}

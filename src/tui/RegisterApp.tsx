@@ -11,6 +11,7 @@ import { KeyHints } from './KeyHints.js'
 import { QrCode } from './QrCode.js'
 import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
+import { RecoveryCodes } from './RecoveryCodes.js'
 
 export type RegisterResult = { user: string } | { error: SecureLoginError }
 
@@ -20,7 +21,7 @@ type Step =
   | { name: 'repeat' }
   | { name: 'registering' }
   | { name: 'enrol'; enrolment: Enrolment; checking: boolean }
-  | { name: 'done'; user: string }
+  | { name: 'done'; user: string; recoveryCodes: string[] }
   | { name: 'failed'; error: SecureLoginError }
 
 const SUBMIT_HINTS = ['enter: submit', 'ctrl-c: quit']
@@ -98,7 +99,7 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
     setNotice(undefined)
     setStep({ ...step, checking: true })
     client.confirmEnrolment(value).then(
-      ({ user }) => setStep({ name: 'done', user }),
+      ({ user, recoveryCodes }) => setStep({ name: 'done', user, recoveryCodes }),
       (error: unknown) => {
         const failure = asSecureLoginError(error)
         setCode('')
@@ -127,7 +128,12 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
           )}
         </Box>
       )}
-      {step.name === 'done' && <Text color="green">registered {step.user}: you can now log in with securelogin login</Text>}
+      {step.name === 'done' && (
+        <Box flexDirection="column">
+          <Text color="green">registered {step.user}: you can now log in with securelogin login</Text>
+          <RecoveryCodes codes={step.recoveryCodes} />
+        </Box>
+      )}
       {step.name === 'failed' && <ErrorView error={step.error} />}
       {notice && step.name !== 'failed' && <ErrorView error={notice} />}
       {step.name !== 'done' && step.name !== 'failed' && <KeyHints hints={SUBMIT_HINTS} />}

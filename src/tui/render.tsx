@@ -28,6 +28,6 @@ export function runRegisterTui(client: TuiClient): Promise<RegisterResult | Canc
   return runApp<RegisterResult>((onDone) => <RegisterApp client={client} onDone={onDone} />, client)
 }
 
-export function runLoginTui(client: TuiClient): Promise<LoginOutcome | Cancelled> {
-  return runApp<LoginOutcome>((onDone) => <LoginApp client={client} onDone={onDone} />, client)
+export function runLoginTui(client: TuiClient, opts: { renewRecoveryCodes?: boolean } = {}): Promise<LoginOutcome | Cancelled> {
+  return runApp<LoginOutcome>((onDone) => <LoginApp client={client} onDone={onDone} renewRecoveryCodes={opts.renewRecoveryCodes ?? false} />, client)
 }

@@ -3,6 +3,8 @@ export interface LoginResult {
   user: string
   role: string
   expiresAt: string
+  /** After a login with a recovery code: how many unused codes remain. */
+  recoveryCodesLeft?: number
 }
 
 export interface Enrolment {
@@ -24,10 +26,14 @@ export interface TuiClient {
   /** Sends salt + verifier (never the password); resolves with the enrolment to show. */
   startRegistration(username: string, password: string): Promise<Enrolment>
   /** Sends one TOTP code; rejects with ERR_ENROL_CODE when it does not match (the person may retry). */
-  confirmEnrolment(code: string): Promise<{ user: string }>
+  confirmEnrolment(code: string): Promise<{ user: string; recoveryCodes: string[] }>
   /** SRP: A -> salt, B -> M1 -> M2 (checked). Rejects with ERR_AUTH_FAILED / ERR_SERVER_AUTH_FAILED. */
   startLogin(username: string, password: string): Promise<void>
   /** Sends the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
   submitOtp(code: string): Promise<LoginResult>
+  /** Sends a recovery code in place of the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
+  submitRecoveryCode(code: string): Promise<LoginResult>
+  /** After a login with a TOTP code: ten new recovery codes replace the old ones. */
+  renewRecoveryCodes(): Promise<string[]>
   close(): void
 }

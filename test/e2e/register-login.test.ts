@@ -71,7 +71,7 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     expect(enrol.otpauthUri).toMatch(/^otpauth:\/\/totp\/securelogin:alice\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/)
     totpSecret = secretFromOtpauthUri(enrol.otpauthUri)!
     run.write(oathtoolCode(totpSecret, now()))
-    expect(JSON.parse(await run.nextLine())).toEqual({ event: 'registered', user: 'alice' })
+    expect(JSON.parse(await run.nextLine())).toEqual({ event: 'registered', user: 'alice', recoveryCodes: expect.any(Array) })
     const result = await run.done
     clientOutputs.push(result.stdout, result.stderr)
     expect(result.code).toBe(0)

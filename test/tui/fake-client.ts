@@ -3,6 +3,8 @@ import type { Enrolment, LoginResult, TuiClient } from '../../src/tui/types.js'
 
 export const URI = 'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
 export const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
+export const RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `fake${i}-cafe${i}`)
+export const NEW_RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `new0${i}-cafe${i}`)
 
 /** A TuiClient that records calls and answers as each test sets it up. */
 export class FakeClient implements TuiClient {
@@ -28,10 +30,10 @@ export class FakeClient implements TuiClient {
     return { otpauthUri: URI, secret: SECRET }
   }
 
-  async confirmEnrolment(code: string): Promise<{ user: string }> {
+  async confirmEnrolment(code: string): Promise<{ user: string; recoveryCodes: string[] }> {
     this.calls.push(`confirmEnrolment ${code}`)
     if (!this.enrolCodes.has(code)) throw new SecureLoginError('ERR_ENROL_CODE', 'the code did not match', { hint: "check the clocks of this machine and the phone; codes change every 30 s" })
-    return { user: 'alice' }
+    return { user: 'alice', recoveryCodes: RECOVERY_CODES }
   }
 
   async startLogin(username: string, password: string): Promise<void> {
@@ -43,6 +45,17 @@ export class FakeClient implements TuiClient {
     this.calls.push(`submitOtp ${code}`)
     if (code !== this.otp) throw authFailed()
     return { user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z' }
+  }
+
+  async submitRecoveryCode(code: string): Promise<LoginResult> {
+    this.calls.push(`submitRecoveryCode ${code}`)
+    if (code !== RECOVERY_CODES[0]) throw authFailed()
+    return { user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z', recoveryCodesLeft: 2 }
+  }
+
+  async renewRecoveryCodes(): Promise<string[]> {
+    this.calls.push('renewRecoveryCodes')
+    return NEW_RECOVERY_CODES
   }
 
   close(): void {

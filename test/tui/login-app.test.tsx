@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
 import { type, until } from './typing.js'
 import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
-import { FakeClient } from './fake-client.js'
+import { FakeClient, NEW_RECOVERY_CODES, RECOVERY_CODES } from './fake-client.js'
 
 afterEach(cleanup)
 
@@ -52,6 +52,37 @@ describe('LoginApp', () => {
     await type(app, '654321')
     await until(() => expect(done).toHaveLength(1))
     expect(client.calls).toEqual(['connect', 'startLogin alice', 'startLogin alice', 'submitOtp 654321'])
+  })
+
+  it('takes a recovery code in the code field, typed loosely, and says how many are left', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('(or a recovery code)'))
+    await type(app, 'FAKE0 CAFE0', 'FAKE0CAFE0')
+    await until(() => expect(done).toHaveLength(1))
+    expect(client.calls).toEqual(['connect', 'startLogin alice', `submitRecoveryCode ${RECOVERY_CODES[0]}`])
+    expect(app.lastFrame()).toContain('recovery code used: 2 left')
+  })
+
+  it('with renewRecoveryCodes, logs in with a TOTP code and shows ten new codes', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const done: LoginOutcome[] = []
+    const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} renewRecoveryCodes />)
+    await until(() => expect(app.lastFrame()).toContain('user name'))
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    expect(app.lastFrame()).not.toContain('recovery code)')
+    await type(app, '654321')
+    await until(() => expect(done).toHaveLength(1))
+    expect(client.calls).toEqual(['connect', 'startLogin alice', 'submitOtp 654321', 'renewRecoveryCodes'])
+    for (const code of NEW_RECOVERY_CODES) expect(app.lastFrame()).toContain(code)
   })
 
   it('gives up on escape after a failure', async () => {

@@ -4,7 +4,7 @@ import { type, until } from './typing.js'
 import { RegisterApp, type RegisterResult } from '../../src/tui/RegisterApp.js'
 import { QrCode } from '../../src/tui/QrCode.js'
 import { groupSecret } from '../../src/tui/group-secret.js'
-import { FakeClient, SECRET, URI } from './fake-client.js'
+import { RECOVERY_CODES, FakeClient, SECRET, URI } from './fake-client.js'
 
 afterEach(cleanup)
 
@@ -41,6 +41,9 @@ describe('RegisterApp', () => {
     await type(app, '123456')
     await until(() => expect(done).toEqual([{ user: 'alice' }]))
     expect(app.lastFrame()).toContain('registered alice')
+    // The ten recovery codes, shown once, with what they are for.
+    for (const code of RECOVERY_CODES) expect(app.lastFrame()).toContain(code)
+    expect(app.lastFrame()).toContain('each works once in place of a code')
     expect(client.calls).toEqual(['connect', 'startRegistration alice 13', 'confirmEnrolment 123456'])
   })
 

@@ -1,0 +1,96 @@
+import { scrypt, timingSafeEqual } from 'node:crypto'
+import { SecureLoginError } from '../protocol/errors.js'
+
+// Recovery codes: single-use stand-ins for a TOTP code when the phone is lost. Each is 10
+// characters of Crockford's base32 (50 random bits), shown once, and stored only as a slow hash.
+
+export const RECOVERY_CODE_COUNT = 10
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz' // Crockford: no i, l, o, u
+const CODE_CHARS = 10
+/** What a code looks like on the wire: two groups of five. */
+export const RECOVERY_CODE_PATTERN = /^[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}$/
+
+export interface RecoveryKdf {
+  name: 'scrypt'
+  logN: number
+  r: number
+  p: number
+}
+
+/**
+ * 16 MiB, about 65 ms here. The codes carry 50 random bits each, so the hash need not make up
+ * for a weak secret; it makes a stolen store's hashes cost 2^49 scrypt calls per code.
+ */
+export const RECOVERY_KDF: RecoveryKdf = { name: 'scrypt', logN: 14, r: 8, p: 1 }
+
+/** The stored form: one salt per set, one hash per code, null once a code has been used. */
+export interface RecoveryHashes {
+  kdf: RecoveryKdf
+  salt: string
+  hashes: Array<string | null>
+}
+
+/** Ten fresh codes, `xxxxx-xxxxx`, from `random` (rejection-free: 32 divides 256). */
+export function generateRecoveryCodes(random: (bytes: number) => Buffer): string[] {
+  return Array.from({ length: RECOVERY_CODE_COUNT }, () => {
+    const bytes = random(CODE_CHARS)
+    const chars = [...bytes].map((byte) => ALPHABET[byte % 32]!)
+    bytes.fill(0)
+    return `${chars.slice(0, 5).join('')}-${chars.slice(5).join('')}`
+  })
+}
+
+/**
+ * What a person typed, as the code's canonical form: case, spaces and dashes do not matter, and
+ * Crockford's look-alikes are read as the digits they resemble (o -> 0, i and l -> 1).
+ */
+export function normalizeRecoveryCode(input: string): string {
+  const chars = input
+    .toLowerCase()
+    .replace(/[\s-]+/g, '')
+    .replace(/o/g, '0')
+    .replace(/[il]/g, '1')
+  if (chars.length !== CODE_CHARS || [...chars].some((c) => !ALPHABET.includes(c))) {
+    throw new SecureLoginError('ERR_USAGE', `a recovery code is 10 letters and digits (xxxxx-xxxxx), got ${chars.length} characters`, {
+      hint: 'use one of the codes shown when you registered or last renewed them',
+    })
+  }
+  return `${chars.slice(0, 5)}-${chars.slice(5)}`
+}
+
+function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf): Promise<Buffer> {
+  const input = Buffer.from(code.replace('-', ''), 'ascii')
+  const memory = 128 * 2 ** kdf.logN * kdf.r
+  return new Promise<Buffer>((resolve, reject) =>
+    scrypt(input, salt, 32, { N: 2 ** kdf.logN, r: kdf.r, p: kdf.p, maxmem: 2 * memory }, (error, key) => {
+      input.fill(0)
+      if (error) reject(error)
+      else resolve(key)
+    }),
+  )
+}
+
+/** The stored form of a new set: scrypt of each code under one fresh salt (thread pool, in parallel). */
+export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF): Promise<RecoveryHashes> {
+  const hashes = await Promise.all(codes.map((code) => hashCode(code, salt, kdf)))
+  return { kdf, salt: salt.toString('hex'), hashes: hashes.map((hash) => hash.toString('hex')) }
+}
+
+/**
+ * The index of the unused code that `code` (canonical form) matches, or -1. One scrypt call,
+ * then a constant-time comparison with every stored hash (used ones included, as zeros), so
+ * neither the time nor the answer depends on which code matched or how many are left.
+ */
+export async function findRecoveryCode(stored: RecoveryHashes, code: string): Promise<number> {
+  const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf)
+  let found = -1
+  stored.hashes.forEach((hex, index) => {
+    const hash = hex === null ? Buffer.alloc(candidate.length) : Buffer.from(hex, 'hex')
+    const equal = hash.length === candidate.length && timingSafeEqual(hash, candidate)
+    if (equal && hex !== null && found === -1) found = index
+  })
+  candidate.fill(0)
+  return found
+}
+
+export const recoveryCodesLeft = (stored: RecoveryHashes): number => stored.hashes.filter((hash) => hash !== null).length
