@@ -7,6 +7,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Each e2e file starts its own servers on port 0; two cores, so keep file parallelism modest.
     maxWorkers: 2,
+    // Every test file ends by checking that no noted secret appears in any captured output.
+    setupFiles: ['test/setup/no-secrets.ts'],
     reporters: ['default'],
   },
 })

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { BIN } from './env.js'
+import { noteIssuedSecrets, noteOutput, noteSecret } from './secrets.js'
 
 export interface CliRun {
   child: ChildProcess
@@ -15,6 +16,12 @@ export interface CliRun {
 }
 
 const running = new Set<ChildProcess>()
+let runs = 0
+
+/** Every line a test writes to a CLI's stdin is a password, a code or a passphrase: all secret. */
+function noteStdin(text: string): void {
+  for (const line of text.split('\n')) noteSecret('stdin line (password or code)', line)
+}
 
 /** Starts the real CLI (bin/securelogin) as a child process with piped stdio. */
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): CliRun {
@@ -24,6 +31,7 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   running.add(child)
+  const name = `securelogin ${args.slice(0, args[0] === 'store' ? 2 : 1).join(' ')} (run ${++runs})`
   let stdout = ''
   let stderr = ''
   const lines: string[] = []
@@ -46,6 +54,9 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
     child.on('close', (code, signal) => {
       running.delete(child)
+      noteIssuedSecrets(name, stdout)
+      noteOutput(name, 'stdout', stdout)
+      noteOutput(name, 'stderr', stderr)
       resolve({ code, signal, stdout, stderr })
     }),
   )
@@ -54,7 +65,10 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
     done,
     stdout: () => stdout,
     stderr: () => stderr,
-    write: (line) => child.stdin!.write(`${line}\n`),
+    write: (line) => {
+      noteStdin(line)
+      child.stdin!.write(`${line}\n`)
+    },
     kill: (signal = 'SIGTERM') => child.kill(signal),
     async nextLine(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs
@@ -74,6 +88,7 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 /** Runs the CLI to completion with the given stdin text. */
 export async function runCliToEnd(args: string[], stdin: string, opts: { env?: Record<string, string>; cwd?: string } = {}) {
   const run = runCli(args, opts)
+  noteStdin(stdin)
   run.child.stdin!.end(stdin)
   return run.done
 }

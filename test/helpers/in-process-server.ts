@@ -5,6 +5,7 @@ import { startServer, type RunningServer, type ServerOptions } from '../../src/s
 import { createMemoryLogger } from '../../src/server/logger.js'
 import type { ServerLimits } from '../../src/server/context.js'
 import { makeCerts, makeTempDir } from './env.js'
+import { noteOutput, noteSecret } from './secrets.js'
 
 /** A cheap KDF for tests that are not about the KDF. */
 export const TEST_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 } as const
@@ -25,6 +26,7 @@ export interface InProcessServer {
 export async function startInProcessServer(
   opts: { now?: () => number; limits?: Partial<ServerLimits>; server?: Pick<ServerOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'handshakeTimeoutMs' | 'sleep' | 'guard'> } = {},
 ): Promise<InProcessServer> {
+  noteSecret('passphrase', TEST_PASSPHRASE)
   const { dir, remove } = await makeTempDir('server')
   const { certPath, keyPath } = makeCerts(join(dir, 'certs'))
   const store = await createStore(join(dir, 'data', 'test.store'), TEST_PASSPHRASE, { kdf: TEST_KDF })
@@ -49,6 +51,7 @@ export async function startInProcessServer(
     logText: () => logger.entries.map((e) => JSON.stringify(e)).join('\n'),
     async stop() {
       await server.close()
+      noteOutput(`in-process server on port ${server.port}`, 'log', logger.entries.map((e) => JSON.stringify(e)).join('\n'))
       await store.close()
       await remove()
     },

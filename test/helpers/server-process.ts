@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runCli, type CliRun } from './cli.js'
+import { noteSecret } from './secrets.js'
 
 export interface ServerProcess {
   run: CliRun
@@ -13,6 +14,7 @@ export interface ServerProcess {
 }
 
 export async function writePassphraseFile(dir: string, passphrase: string, name = 'passphrase'): Promise<string> {
+  noteSecret('passphrase', passphrase)
   const file = join(dir, name)
   await writeFile(file, `${passphrase}\n`, { mode: 0o600 })
   return file

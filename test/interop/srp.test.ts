@@ -72,7 +72,7 @@ describe('over the wire', () => {
     const enrol = await raw.request({ type: 'register_start', username: 'dave', salt, verifier: srpClient.deriveVerifier(x), kdf: DEFAULT_PASSWORD_KDF })
     expect(enrol.type).toBe('enrol')
     const secret = secretFromOtpauthUri(enrol.otpauthUri)!
-    expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({ type: 'registered', user: 'dave' })
+    expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({ type: 'registered', user: 'dave', recoveryCodes: expect.any(Array) })
 
     const client = srpClient.generateEphemeral()
     const challenge = await raw.request({ type: 'login_start', username: 'dave', A: client.public })
