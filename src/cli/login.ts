@@ -2,6 +2,7 @@ import { ServerConnection } from '../client/connection.js'
 import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode } from '../client/login.js'
 import { normalizeUsername } from '../auth/username.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
+import { Secret } from '../auth/secret.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
@@ -49,7 +50,7 @@ async function loggedIn(
   const lines = stdinLines()
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
-    await authenticate(conn, user, await lines.next('password'))
+    await authenticate(conn, user, new Secret(await lines.next('password')))
     const result =
       args.recoveryCode !== undefined
         ? await submitRecoveryCode(conn, fromFlag ?? (await lines.next('recovery code')))

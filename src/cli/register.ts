@@ -2,6 +2,7 @@ import { ServerConnection } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
 import { normalizeUsername } from '../auth/username.js'
 import { checkNewPassword } from '../auth/password-policy.js'
+import { Secret } from '../auth/secret.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
@@ -18,7 +19,7 @@ export async function runRegister(args: ClientArgs): Promise<void> {
   const lines = stdinLines()
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
-    const password = checkNewPassword(await lines.next('password'), user)
+    const password = new Secret(checkNewPassword(await lines.next('password'), user))
     const enrolment = await startRegistration(conn, user, password)
     if (args.json) printJson({ event: 'enrol', otpauthUri: enrolment.otpauthUri })
     else {

@@ -2,6 +2,7 @@ import { ServerConnection, type ConnectOptions } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
 import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode } from '../client/login.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import { Secret } from '../auth/secret.js'
 import type { TuiClient, Enrolment, LoginResult } from '../tui/types.js'
 
 /**
@@ -34,12 +35,12 @@ export function createTuiClient(server: string, options: (confirm?: (fp: string)
       connectOpts = opts.trust.kind === 'known-servers' ? { ...opts, trust: { kind: 'known-servers', file: opts.trust.file } } : opts
     },
     async startRegistration(username, password): Promise<Enrolment> {
-      const { otpauthUri, secret } = await startRegistration(await reopen(), username, password)
+      const { otpauthUri, secret } = await startRegistration(await reopen(), username, new Secret(password))
       return { otpauthUri, secret }
     },
     confirmEnrolment: (code) => confirmEnrolment(current(), code),
     async startLogin(username, password) {
-      await authenticate(await reopen(), username, password)
+      await authenticate(await reopen(), username, new Secret(password))
     },
     submitOtp: (code): Promise<LoginResult> => submitOtp(current(), code),
     submitRecoveryCode: (code): Promise<LoginResult> => submitRecoveryCode(current(), code),

@@ -5,6 +5,7 @@ import type { Role } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
 import { checkCodeShape } from './register.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
+import { revealInput, type SecretInput } from '../auth/secret.js'
 
 export interface LoginResult {
   user: string
@@ -18,13 +19,13 @@ export interface LoginResult {
  * SRP-6a: username, A -> salt, B -> M1 -> M2. Resolves only once the server has proved it
  * holds the verifier; the TOTP code is sent after that, never to an unproven server.
  */
-export async function authenticate(conn: ServerConnection, username: string, password: string): Promise<void> {
+export async function authenticate(conn: ServerConnection, username: string, password: SecretInput): Promise<void> {
   const user = normalizeUsername(username)
   const ephemeral = startClientLogin()
   const { salt, kdf, B } = await conn.request({ type: 'login_start', username: user, A: ephemeral.A }, 'challenge')
   // Held between this client's floor and cap before any work: a server cannot make the stretch
   // cheap (its transcript would then be cheap to attack) nor make it cost minutes.
-  const x = await derivePrivateKey({ salt, username: user, password: password.normalize('NFKC'), kdf: checkPasswordKdf(kdf) })
+  const x = await derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf: checkPasswordKdf(kdf) })
   const session = deriveClientSession({ ephemeral, salt, B, username: user, x })
   const { M2 } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
   verifyServerProof({ A: ephemeral.A, session, M2 })

@@ -4,6 +4,7 @@ import { normalizeUsername } from '../auth/username.js'
 import { secretFromOtpauthUri } from '../auth/totp.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerConnection } from './connection.js'
+import { revealInput, type SecretInput } from '../auth/secret.js'
 
 export interface Enrolment {
   user: string
@@ -12,9 +13,9 @@ export interface Enrolment {
 }
 
 /** Sends salt and verifier (the password stays here) and returns the TOTP enrolment to show. */
-export async function startRegistration(conn: ServerConnection, username: string, password: string): Promise<Enrolment> {
+export async function startRegistration(conn: ServerConnection, username: string, password: SecretInput): Promise<Enrolment> {
   const user = normalizeUsername(username)
-  const { salt, verifier, kdf } = await createRegistration(user, checkNewPassword(password, user))
+  const { salt, verifier, kdf } = await createRegistration(user, checkNewPassword(revealInput(password), user))
   const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier, kdf }, 'enrol')
   const secret = secretFromOtpauthUri(otpauthUri)
   if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')

@@ -4,9 +4,8 @@ import { ClientMessage, type ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } from './register.js'
-import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type LoginInProgress } from './login.js'
+import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type Account, type LoginInProgress } from './login.js'
 import { handleRecoveryRenew } from './recovery.js'
-import type { UserRecord } from '../store/index.js'
 
 /** Where one connection stands; any message not expected in the current state ends it. */
 export type ConversationState =
@@ -14,7 +13,7 @@ export type ConversationState =
   | { name: 'awaiting_enrol_code'; pending: PendingRegistration; attempts: number }
   | { name: 'awaiting_proof'; login: LoginInProgress }
   | { name: 'awaiting_otp'; login: LoginInProgress }
-  | { name: 'authenticated'; user: UserRecord; factor: SecondFactor }
+  | { name: 'authenticated'; user: Account; factor: SecondFactor }
 
 /** How the login that reached 'authenticated' proved the second factor. */
 export type SecondFactor = 'totp' | 'recovery_code'

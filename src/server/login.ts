@@ -8,28 +8,48 @@ import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
 import type { Reply, SecondFactor } from './conversation.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
+import { Secret } from '../auth/secret.js'
+
+/** What a conversation keeps of an account: the record without its secrets, which travel wrapped. */
+export type Account = Omit<UserRecord, 'verifier' | 'totpSecret'>
 
 export interface LoginInProgress {
   username: string
   /** Undefined for a name with no account: the login runs on decoy credentials and fails at M1. */
-  user: UserRecord | undefined
+  user: Account | undefined
+  totpSecret: Secret | undefined
   salt: string
-  verifier: string
+  verifier: Secret
   kdf: PasswordKdf
   A: string
   ephemeral: ServerEphemeral
 }
 
+/** Splits a stored record into what may be kept in plain sight and its secrets. */
+export function splitAccount(record: UserRecord): { user: Account; verifier: Secret; totpSecret: Secret } {
+  const { verifier, totpSecret, ...user } = record
+  return { user, verifier: new Secret(verifier), totpSecret: new Secret(totpSecret) }
+}
+
 /** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
 export async function handleLoginStart(ctx: ServerContext, message: z.infer<typeof LoginStart>, address: string): Promise<Reply> {
-  const user = await ctx.store.getUser(message.username)
-  // A name with no account is stretched with today's default, as a new account would be.
-  const { salt, verifier, kdf } = user ?? { ...deriveDecoyCredentials(ctx.store.serverSecret(), message.username), kdf: DEFAULT_PASSWORD_KDF }
-  const ephemeral = startServerLogin(verifier)
+  const record = await ctx.store.getUser(message.username)
+  let login: LoginInProgress
+  if (record) {
+    const { user, verifier, totpSecret } = splitAccount(record)
+    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: startServerLogin(verifier.reveal()) }
+  } else {
+    const serverSecret = ctx.store.serverSecret()
+    const decoy = deriveDecoyCredentials(serverSecret, message.username)
+    serverSecret.fill(0)
+    // A name with no account is stretched with today's default, as a new account would be.
+    const verifier = new Secret(decoy.verifier)
+    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: startServerLogin(decoy.verifier) }
+  }
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
-    message: { type: 'challenge', salt, kdf, B: ephemeral.B },
-    next: { name: 'awaiting_proof', login: { username: message.username, user, salt, verifier, kdf, A: message.A, ephemeral } },
+    message: { type: 'challenge', salt: login.salt, kdf: login.kdf, B: login.ephemeral.B },
+    next: { name: 'awaiting_proof', login },
   }
 }
 
@@ -41,9 +61,10 @@ export async function handleLoginProof(
   address: string,
 ): Promise<Reply> {
   let M2: string | undefined
+  const proof = { ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.username, verifier: login.verifier.reveal(), M1: message.M1 }
   try {
-    if (login.user) ({ M2 } = finishServerLogin({ ...login, M1: message.M1 }))
-    else finishServerLogin({ ...login, M1: message.M1 }) // the same work for a name with no account; it always fails
+    if (login.user) ({ M2 } = finishServerLogin(proof))
+    else finishServerLogin(proof) // the same work for a name with no account; it always fails
   } catch {
     M2 = undefined
   }
@@ -66,7 +87,7 @@ export async function handleLoginOtp(
 ): Promise<Reply> {
   const user = login.user!
   const nowMs = ctx.now()
-  const check = await verifyTotp({ secret: user.totpSecret, code: message.code, nowMs })
+  const check = await verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs })
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
@@ -108,7 +129,7 @@ export async function handleLoginRecovery(
 
 async function welcome(
   ctx: ServerContext,
-  user: UserRecord,
+  user: Account,
   address: string,
   nowMs: number,
   factor: SecondFactor,

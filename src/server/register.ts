@@ -5,14 +5,15 @@ import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from
 import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import type { ServerContext } from './context.js'
 import { makeRecoveryCodes } from './recovery.js'
+import { Secret } from '../auth/secret.js'
 import type { ConversationState, Reply } from './conversation.js'
 
 export interface PendingRegistration {
   username: string
   salt: string
-  verifier: string
+  verifier: Secret
   kdf: PasswordKdf
-  totpSecret: string
+  totpSecret: Secret
 }
 
 /** Salt and verifier arrive (never the password); the answer is a fresh TOTP secret to enrol. */
@@ -29,11 +30,13 @@ export async function handleRegisterStart(
     throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, { hint: 'choose another user name' })
   }
   ctx.pendingNames.add(username)
-  const totpSecret = encodeTotpSecret(ctx.randomBytes(TOTP_SECRET_BYTES))
-  const pending = { username, salt: message.salt, verifier: message.verifier, kdf: message.kdf, totpSecret }
+  const seed = ctx.randomBytes(TOTP_SECRET_BYTES)
+  const totpSecret = new Secret(encodeTotpSecret(seed))
+  seed.fill(0)
+  const pending = { username, salt: message.salt, verifier: new Secret(message.verifier), kdf: message.kdf, totpSecret }
   ctx.logger.log('info', 'register_started', { user: username, address })
   return {
-    message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, totpSecret) },
+    message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, totpSecret.reveal()) },
     next: { name: 'awaiting_enrol_code', pending, attempts: 0 },
   }
 }
@@ -46,7 +49,7 @@ export async function handleRegisterConfirm(
   address: string,
 ): Promise<Reply> {
   const { pending } = state
-  const check = await verifyTotp({ secret: pending.totpSecret, code: message.code, nowMs: ctx.now() })
+  const check = await verifyTotp({ secret: pending.totpSecret.reveal(), code: message.code, nowMs: ctx.now() })
   if (!check.valid) {
     const attempts = state.attempts + 1
     const end = attempts >= ctx.limits.enrolAttempts
@@ -68,9 +71,9 @@ export async function handleRegisterConfirm(
     await ctx.store.addUser({
       username: pending.username,
       salt: pending.salt,
-      verifier: pending.verifier,
+      verifier: pending.verifier.reveal(),
       kdf: pending.kdf,
-      totpSecret: pending.totpSecret,
+      totpSecret: pending.totpSecret.reveal(),
       role: 'regular_user',
       createdAt: new Date(ctx.now()).toISOString(),
       enrolledStep: check.timeStep,
