@@ -1,24 +1,36 @@
-import { createHmac } from 'node:crypto'
-import srp from 'secure-remote-password/server.js'
-import srpClient from 'secure-remote-password/client.js'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { authFailed } from '../protocol/errors.js'
+import { RFC5054_2048 } from './srp-group.js'
+import * as srp from './srp-math.js'
 
-// The server side of SRP-6a, wire-compatible with the secure-remote-password package.
+// The server side of SRP-6a, byte for byte what the secure-remote-password package's server.js
+// computes (its client.js is our client), with the exponentiations on OpenSSL and the client's
+// proof compared in constant time.
+
+/** The package's parameters: the RFC 5054 2048-bit group, SHA-256, k = H(N | g) with g unpadded. */
+const params: srp.SrpParams = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
+/** A, B and v travel as N's length in bytes, the proofs and K as one SHA-256 output. */
+const INT_BYTES = params.group.byteLength
+const HASH_BYTES = 32
 
 export interface ServerEphemeral {
   B: string
   b: string
 }
 
-/** B = kv + g^b mod N, b random. */
+/** B = (k * v + g^b) % N, b 32 random bytes (as the package draws it). */
 export function startServerLogin(verifier: string): ServerEphemeral {
-  const { public: B, secret: b } = srp.generateEphemeral(verifier)
-  return { B, b }
+  const b = randomBytes(HASH_BYTES)
+  const B = srp.B(params, numberBytes(verifier), b)
+  const ephemeral = { B: B.toString('hex'), b: b.toString('hex') }
+  b.fill(0)
+  return ephemeral
 }
 
 /**
- * Checks M1 and returns M2 = H(A, M1, K). Every way this can fail (A mod N == 0, a wrong
- * proof) is the same ERR_AUTH_FAILED, so the client learns nothing about which.
+ * Checks M1 and returns M2 = H(A, M1, K). Every way this can fail (A outside 0 < A < N, a proof
+ * of the wrong length, a wrong proof) is the same ERR_AUTH_FAILED, so the client learns nothing
+ * about which. B is the one startServerLogin made, not made again.
  */
 export function finishServerLogin(opts: {
   ephemeral: ServerEphemeral
@@ -28,21 +40,64 @@ export function finishServerLogin(opts: {
   verifier: string
   M1: string
 }): { M2: string; K: string } {
+  let session: { M1: Buffer; M2: Buffer; K: Buffer }
+  let M1: Buffer
   try {
-    const session = srp.deriveSession(opts.ephemeral.b, opts.A, opts.salt, opts.username, opts.verifier, opts.M1)
-    return { M2: session.proof, K: session.key }
+    // The wire carries A as PAD(A), which is what the package hashes for a 512-digit A.
+    const A = hexBytes(opts.A, INT_BYTES)
+    const B = hexBytes(opts.ephemeral.B, INT_BYTES)
+    session = deriveSession(A, B, hexBytes(opts.ephemeral.b), hexBytes(opts.salt), opts.username, numberBytes(opts.verifier))
+    M1 = hexBytes(opts.M1)
   } catch (cause) {
     throw Object.assign(authFailed(), { cause })
   }
+  // Length first (it is no secret), then every byte, whatever the first wrong one.
+  const proven = M1.length === session.M1.length && timingSafeEqual(M1, session.M1)
+  const result = { M2: session.M2.toString('hex'), K: session.K.toString('hex') }
+  session.K.fill(0)
+  if (!proven) throw authFailed()
+  return result
+}
+
+function deriveSession(A: Buffer, B: Buffer, b: Buffer, s: Buffer, I: string, v: Buffer) {
+  // u = H(PAD(A) | PAD(B))
+  const u = srp.u(params, A, B)
+  // S = (A * v^u) ^ b % N; refuses A % N == 0 (RFC 5054 2.5.4) and any A >= N
+  const S = srp.S(params, A, v, u, b)
+  b.fill(0)
+  // K = H(S)
+  const K = srp.K(params, S)
+  S.fill(0)
+  // M1 = H(H(N) xor H(g) | H(I) | s | A | B | K)
+  const M1 = srp.M1(params, I, s, A, B, K)
+  // M2 = H(A | M1 | K)
+  const M2 = srp.M2(params, A, M1, K)
+  return { M1, M2, K }
 }
 
 /**
  * A salt and verifier for a name that has no account, derived from the server secret so they
  * are stable for that name and look like a real user's; the login then fails at M1 as a wrong
- * password does.
+ * password does. v = g^x % N, PAD()ed to 512 hex digits, exactly as the package's deriveVerifier
+ * made it from the same x: stores made before this code depend on it.
  */
 export function deriveDecoyCredentials(serverSecret: Buffer, username: string): { salt: string; verifier: string } {
   const salt = createHmac('sha256', serverSecret).update(`securelogin decoy salt\0${username}`).digest('hex')
-  const x = createHmac('sha256', serverSecret).update(`securelogin decoy x\0${username}`).digest('hex')
-  return { salt, verifier: srpClient.deriveVerifier(x) }
+  const x = createHmac('sha256', serverSecret).update(`securelogin decoy x\0${username}`).digest()
+  const verifier = srp.v(params, x).toString('hex')
+  x.fill(0)
+  return { salt, verifier }
+}
+
+/** Hex digits in pairs to bytes as given (leading zeros kept: they are hashed); `bytes` if the length is fixed. */
+function hexBytes(hex: string, bytes?: number): Buffer {
+  if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new TypeError('SRP: expected an even number of hex digits')
+  if (bytes !== undefined && hex.length !== bytes * 2) throw new RangeError(`SRP: expected ${bytes} bytes, got ${hex.length / 2}`)
+  return Buffer.from(hex, 'hex')
+}
+
+/** A number in hex (the verifier, used only as a number): any length. */
+function numberBytes(hex: string): Buffer {
+  if (!/^[0-9a-fA-F]+$/.test(hex)) throw new TypeError('SRP: expected hex digits')
+  return Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex')
 }

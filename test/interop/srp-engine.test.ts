@@ -1,0 +1,371 @@
+import { createDiffieHellman, createHash, createHmac, randomBytes, randomInt } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { afterEach, describe, expect, it } from 'vitest'
+import srpClient from 'secure-remote-password/client.js'
+import srpServer from 'secure-remote-password/server.js'
+import { RFC5054_2048 } from '../../src/auth/srp-group.js'
+import * as srp from '../../src/auth/srp-math.js'
+import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../../src/auth/srp-server.js'
+
+// Our SRP server (OpenSSL exponentiations, constant-time proof check) against the
+// secure-remote-password package's server.js, byte for byte, with the package's client.js
+// logging in to ours.
+//
+// The package's jsbn maths costs ~70 ms a login for its server and ~110 ms for its client on this
+// project's 2-core machines, too slow for 1,000 logins in a test. So the 1,000-login run swaps
+// one thing in the package: jsbn's BigInteger.prototype.modPow, for y^e mod N on OpenSSL through
+// a DiffieHellman object of this file's own (not our srp-math), handing every case OpenSSL
+// refuses back to jsbn. Everything else that could differ (how it pads, hashes, concatenates,
+// reduces and compares) is the package's own code. A smaller run and the leading-zero cases use
+// the package exactly as shipped.
+
+const params: srp.SrpParams = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
+const { N } = RFC5054_2048
+
+interface Jsbn {
+  toString(radix: number): string
+  modPow(e: Jsbn, m: Jsbn): Jsbn
+}
+interface PackageInteger {
+  toHex(): string
+  add(other: PackageInteger): PackageInteger
+  multiply(other: PackageInteger): PackageInteger
+  mod(m: PackageInteger): PackageInteger
+  modPow(e: PackageInteger, m: PackageInteger): PackageInteger
+}
+const packageRequire = createRequire(createRequire(import.meta.url).resolve('secure-remote-password/lib/srp-integer.js'))
+const { BigInteger } = packageRequire('jsbn') as { BigInteger: { new (digits: string, radix: number): Jsbn; prototype: Jsbn } }
+const SRPInteger = packageRequire('./srp-integer.js') as { fromHex(hex: string): PackageInteger }
+const packageParams = packageRequire('./params.js') as { N: PackageInteger; g: PackageInteger; k: PackageInteger }
+
+/** server.js's B, line for line: B = k.multiply(v).add(g.modPow(b, N)).mod(N). */
+function packageB(verifier: string, b: string): string {
+  const { N, g, k } = packageParams
+  return k.multiply(SRPInteger.fromHex(verifier)).add(g.modPow(SRPInteger.fromHex(b), N)).mod(N).toHex()
+}
+
+// --- jsbn's modPow on OpenSSL, for the 1,000-login run -----------------------------------------
+
+const jsbnModPow = BigInteger.prototype.modPow
+let openssl: ReturnType<typeof createDiffieHellman> | undefined
+let opensslModPows = 0
+
+function jsbnToBigInt(value: Jsbn): bigint {
+  const digits = value.toString(16)
+  return digits.startsWith('-') ? -BigInt(`0x${digits.slice(1)}`) : BigInt(`0x${digits}`)
+}
+
+function fastModPow(this: Jsbn, e: Jsbn, m: Jsbn): Jsbn {
+  const exponent = jsbnToBigInt(e)
+  const y = ((jsbnToBigInt(this) % N) + N) % N
+  if (jsbnToBigInt(m) !== N || exponent <= 0n || y <= 1n || y === N - 1n) return jsbnModPow.call(this, e, m)
+  openssl ??= createDiffieHellman(RFC5054_2048.NBytes, 2)
+  try {
+    openssl.setPrivateKey(Buffer.from(hexOf(exponent), 'hex'))
+    opensslModPows++
+    return new BigInteger(openssl.computeSecret(Buffer.from(hexOf(y), 'hex')).toString('hex'), 16)
+  } catch {
+    return jsbnModPow.call(this, e, m)
+  }
+}
+
+function withFastPackage<T>(run: () => T): T {
+  BigInteger.prototype.modPow = fastModPow
+  try {
+    return run()
+  } finally {
+    BigInteger.prototype.modPow = jsbnModPow
+  }
+}
+
+afterEach(() => {
+  BigInteger.prototype.modPow = jsbnModPow
+})
+
+// --- random inputs ----------------------------------------------------------------------------
+
+const NAME_CHARS = Array.from('abcdefghijklmnopqrstuvwxyz0123456789._-éßøñ名字🙂')
+const PASSWORD_CHARS = Array.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :!#%&*+=?@^~\'"\\/€名🔑')
+
+function randomText(chars: string[], min: number, max: number): string {
+  let text = ''
+  for (let n = randomInt(min, max + 1); n > 0; n--) text += chars[randomInt(chars.length)]
+  return text
+}
+
+/** The same hex string with one digit changed. */
+function flipDigit(hex: string): string {
+  const at = randomInt(hex.length)
+  const digit = parseInt(hex[at]!, 16)
+  return hex.slice(0, at) + ((digit + 1 + randomInt(15)) % 16).toString(16) + hex.slice(at + 1)
+}
+
+function hexOf(value: bigint, digits = 0): string {
+  const hex = value.toString(16)
+  return hex.padStart(Math.max(digits, hex.length + (hex.length % 2)), '0')
+}
+
+const bytes = (hex: string) => Buffer.from(hex, 'hex')
+
+// --- one login, compared ---------------------------------------------------------------------
+
+interface LoginCase {
+  I: string
+  P: string
+  salt?: string
+  /** Our b (hex) instead of a random one: ours and the package's server both use it. */
+  b?: string
+  /** The client's a (hex) instead of the package's random one. */
+  a?: string
+}
+
+/**
+ * One registration and login: the package's client registers and logs in; our server and the
+ * package's server, given the same b, must answer with the same B, K and M2, the package's client
+ * must accept our M2, and both servers must refuse the same wrong M1.
+ */
+function compareLogin(useOurB: boolean, c: LoginCase): void {
+  const { I, P } = c
+  const salt = c.salt ?? srpClient.generateSalt()
+  const label = JSON.stringify({ ...c, salt })
+  const x = srpClient.derivePrivateKey(salt, I, P)
+  const verifier = srpClient.deriveVerifier(x)
+  // Registration maths: x = H(s | H(I | ":" | P)), v = g^x % N.
+  expect(srp.x(params, bytes(salt), I, P).toString('hex'), label).toBe(x)
+  expect(srp.v(params, bytes(x)).toString('hex'), label).toBe(verifier)
+
+  const client = c.a === undefined ? srpClient.generateEphemeral() : { secret: c.a, public: srp.A(params, bytes(c.a)).toString('hex') }
+  let ephemeral: ServerEphemeral
+  if (c.b !== undefined) {
+    ephemeral = { b: c.b, B: srp.B(params, bytes(verifier), bytes(c.b)).toString('hex') }
+    expect(ephemeral.B, label).toBe(packageB(verifier, c.b))
+  } else if (useOurB) {
+    ephemeral = startServerLogin(verifier)
+    expect(ephemeral.B, label).toBe(packageB(verifier, ephemeral.b))
+  } else {
+    const theirs = srpServer.generateEphemeral(verifier)
+    ephemeral = { b: theirs.secret, B: srp.B(params, bytes(verifier), bytes(theirs.secret)).toString('hex') }
+    expect(ephemeral.B, label).toBe(theirs.public)
+  }
+
+  const session = srpClient.deriveSession(client.secret, ephemeral.B, salt, I, x)
+  const login = { ephemeral, A: client.public, salt, username: I, verifier }
+  const ours = finishServerLogin({ ...login, M1: session.proof })
+  const theirs = srpServer.deriveSession(ephemeral.b, client.public, salt, I, verifier, session.proof)
+  expect(ours, label).toEqual({ M2: theirs.proof, K: theirs.key })
+  expect(ours.K, label).toBe(session.key)
+  expect(() => srpClient.verifySession(client.public, session, ours.M2), label).not.toThrow()
+
+  const wrongM1 = flipDigit(session.proof)
+  expect(() => finishServerLogin({ ...login, M1: wrongM1 }), label).toThrow(expect.objectContaining({ code: 'ERR_AUTH_FAILED' }))
+  expect(() => srpServer.deriveSession(ephemeral.b, client.public, salt, I, verifier, wrongM1), label).toThrow(/proof is invalid/)
+}
+
+const randomCase = (): LoginCase => ({ I: randomText(NAME_CHARS, 1, 24), P: randomText(PASSWORD_CHARS, 1, 40) })
+
+/** Random hex strings of `size` bytes until `pick` likes what `make` makes of one. */
+function search(size: number, make: (candidate: string) => Buffer, pick: (made: Buffer) => boolean): string {
+  for (let tries = 0; tries < 20_000; tries++) {
+    const candidate = randomBytes(size).toString('hex')
+    if (pick(make(candidate))) return candidate
+  }
+  throw new Error('search found nothing')
+}
+const leadingZeroByte = (value: Buffer) => value.length === RFC5054_2048.byteLength && value[0] === 0
+
+// --- the tests -------------------------------------------------------------------------------
+
+describe('the package parameters', () => {
+  it("the RFC 5054 2048-bit group is the package's N and g, and k = H(N | g) is its k", () => {
+    expect(RFC5054_2048.NBytes.toString('hex')).toBe(packageParams.N.toHex())
+    // The package's g is the one byte 0x02: k hashes it unpadded.
+    expect(packageParams.g.toHex()).toBe('02')
+    expect(RFC5054_2048.gBytes.toString('hex')).toBe('02')
+    expect(srp.k(params).toString('hex')).toBe(packageParams.k.toHex())
+    expect(srp.k({ ...params, kRule: 'rfc5054' }).toString('hex')).not.toBe(packageParams.k.toHex())
+  })
+})
+
+describe('1,000 random logins: our server and the package agree byte for byte', () => {
+  it('1,000 logins, the package with its modPow on OpenSSL: the same B, K, M2, the same verdicts on M1', () => {
+    const logins = 1000
+    withFastPackage(() => {
+      for (let i = 0; i < logins; i++) compareLogin(i % 2 === 0, randomCase())
+    })
+    // The package's exponentiations really went through the swap (about a dozen a login).
+    expect(opensslModPows).toBeGreaterThan(logins * 8)
+  })
+
+  it('16 logins with the package exactly as shipped (jsbn)', () => {
+    for (let i = 0; i < 16; i++) compareLogin(i % 2 === 0, randomCase())
+  })
+})
+
+describe('values with a leading zero byte, where padding rules show (the package as shipped)', () => {
+  it('B < 2^2040: B is sent and hashed as 512 digits', () => {
+    const salt = 'a1'.repeat(32)
+    const verifier = srpClient.deriveVerifier(srpClient.derivePrivateKey(salt, 'zero.b', 'pw'))
+    const b = search(32, (b) => srp.B(params, bytes(verifier), bytes(b)), leadingZeroByte)
+    expect(srp.B(params, bytes(verifier), bytes(b)).toString('hex')).toBe(packageB(verifier, b))
+    compareLogin(true, { I: 'zero.b', P: 'pw', salt, b })
+  })
+
+  it('A < 2^2040: the client sends 512 digits and u, M1 and M2 hash all 256 bytes', () => {
+    const a = search(32, (a) => srp.A(params, bytes(a)), leadingZeroByte)
+    expect(srp.A(params, bytes(a)).toString('hex')).toBe(packageParams.g.modPow(SRPInteger.fromHex(a), packageParams.N).toHex())
+    compareLogin(true, { I: 'zero.a', P: 'pw', a })
+  })
+
+  it('v < 2^2040: the verifier is stored as 512 digits', () => {
+    const salt = search(32, (salt) => srp.v(params, srp.x(params, bytes(salt), 'zero.v', 'pw')), leadingZeroByte)
+    compareLogin(true, { I: 'zero.v', P: 'pw', salt })
+  })
+
+  it('S < 2^2040: K = H(PAD(S)), as the package hashes S', () => {
+    const salt = 'c3'.repeat(32)
+    const x = srpClient.derivePrivateKey(salt, 'zero.s', 'pw')
+    const v = srp.v(params, bytes(x))
+    const a = randomBytes(32).toString('hex')
+    const A = srp.A(params, bytes(a))
+    const b = search(32, (b) => srp.S(params, A, v, srp.u(params, A, srp.B(params, v, bytes(b))), bytes(b)), leadingZeroByte)
+    compareLogin(true, { I: 'zero.s', P: 'pw', salt, a, b })
+  })
+})
+
+describe('refusals: each is ERR_AUTH_FAILED', () => {
+  // A login whose only fault is the one each row puts in: the package's client with the right
+  // password, our b, so the row's A or M1 is all that differs.
+  function honestLogin() {
+    const I = 'mallory'
+    const salt = srpClient.generateSalt()
+    const x = srpClient.derivePrivateKey(salt, I, 'right password')
+    const verifier = srpClient.deriveVerifier(x)
+    const ephemeral = startServerLogin(verifier)
+    const client = srpClient.generateEphemeral()
+    const session = srpClient.deriveSession(client.secret, ephemeral.B, salt, I, x)
+    return { I, salt, verifier, ephemeral, A: client.public, M1: session.proof }
+  }
+  type Login = ReturnType<typeof honestLogin>
+
+  /** The M1 that goes with a chosen A and S, hashed as the package hashes (A as sent). */
+  function proofFor(login: Login, A: string, S: bigint): string {
+    const H = (...parts: Array<Buffer | string>) => {
+      const hash = createHash('sha256')
+      for (const part of parts) hash.update(part)
+      return hash.digest()
+    }
+    const K = H(bytes(hexOf(S, 512)))
+    const Hg = H(RFC5054_2048.gBytes)
+    const HNxorHg = Buffer.from(H(RFC5054_2048.NBytes).map((byte, i) => byte ^ Hg[i]!))
+    return H(HNxorHg, H(login.I), bytes(login.salt), bytes(A), bytes(login.ephemeral.B), K).toString('hex')
+  }
+
+  // With A % N == 0, S = 0 whatever the password: anyone could make this M1.
+  const zeroS = (A: bigint, digits: number) => (login: Login) => {
+    const hex = hexOf(A, digits)
+    return { A: hex, M1: proofFor(login, hex, 0n) }
+  }
+
+  const rows: Array<{ name: string; make: (login: Login) => { A?: string; M1?: string }; packageAccepts: boolean }> = [
+    { name: 'A = 0, with the M1 for S = 0', make: zeroS(0n, 512), packageAccepts: false },
+    { name: 'A = N, with the M1 for S = 0', make: zeroS(N, 512), packageAccepts: false },
+    { name: 'A = 2N, with the M1 for S = 0', make: zeroS(2n * N, 514), packageAccepts: false },
+    {
+      // A = N + 1 is A = 1 to the package, which takes it; only a client that is not ours sends A >= N.
+      name: 'A = N + 1 (not in 0 < A < N), with the M1 the package takes for it',
+      make: (login) => {
+        const A = hexOf(N + 1n, 512)
+        const u = srp.u(params, bytes(A), bytes(login.ephemeral.B))
+        const S = srp.modPow(RFC5054_2048, srp.modPow(RFC5054_2048, BigInt(`0x${login.verifier}`), u), bytes(login.ephemeral.b))
+        return { A, M1: proofFor(login, A, S) }
+      },
+      packageAccepts: true,
+    },
+    { name: 'a wrong M1', make: (login) => ({ M1: flipDigit(login.M1) }), packageAccepts: false },
+    { name: 'an M1 one byte short', make: (login) => ({ M1: login.M1.slice(2) }), packageAccepts: false },
+    { name: 'an M1 one byte long', make: (login) => ({ M1: `${login.M1}00` }), packageAccepts: false },
+    // The same number with a leading zero byte: the package compares numbers and takes it; we compare 32 bytes.
+    { name: 'the right M1 with a leading 00 byte', make: (login) => ({ M1: `00${login.M1}` }), packageAccepts: true },
+    { name: 'an M1 that is not hex', make: (login) => ({ M1: `zz${login.M1.slice(2)}` }), packageAccepts: false },
+  ]
+
+  it('the honest login the rows start from is accepted', () => {
+    const login = honestLogin()
+    const { K } = finishServerLogin({ ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.I, verifier: login.verifier, M1: login.M1 })
+    expect(K).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  it.each(rows)('$name', ({ make, packageAccepts }) => {
+    const login = honestLogin()
+    const { A = login.A, M1 = login.M1 } = make(login)
+    expect(() => finishServerLogin({ ephemeral: login.ephemeral, A, salt: login.salt, username: login.I, verifier: login.verifier, M1 })).toThrow(
+      expect.objectContaining({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' }),
+    )
+    const pkg = () => srpServer.deriveSession(login.ephemeral.b, A, login.salt, login.I, login.verifier, M1)
+    if (packageAccepts) expect(pkg).not.toThrow()
+    else expect(pkg).toThrow()
+  })
+})
+
+describe('modPow on OpenSSL, against jsbn', () => {
+  const q = (N - 1n) / 2n
+  const jsbn = (base: bigint, exponent: bigint) => jsbnToBigInt(jsbnModPow.call(new BigInteger(hexOf(base < 0n ? -base : base), 16), new BigInteger(hexOf(exponent), 16), new BigInteger(hexOf(N), 16)))
+  const rows: Array<[name: string, base: bigint, exponent: Buffer]> = [
+    ['a random base and exponent', BigInt(`0x${randomBytes(255).toString('hex')}`), randomBytes(32)],
+    ['base 0 (OpenSSL refuses it)', 0n, randomBytes(32)],
+    ['base 1 (OpenSSL refuses it)', 1n, randomBytes(32)],
+    ['base N - 1, odd exponent (OpenSSL refuses it)', N - 1n, Buffer.from([0x03])],
+    ['base N - 1, even exponent (OpenSSL refuses it)', N - 1n, Buffer.from([0x04])],
+    ['base N (0 mod N)', N, randomBytes(32)],
+    ['base N + 2 (2 mod N)', N + 2n, randomBytes(32)],
+    ['base 2N + 1 (1 mod N)', 2n * N + 1n, randomBytes(32)],
+    ['exponent 0 (OpenSSL refuses it)', 5n, Buffer.from([0, 0])],
+    ['an empty exponent (0)', 5n, Buffer.alloc(0)],
+    ['exponent 1: a result with 255 leading zero bytes', 2n, Buffer.from([1])],
+    ['a small result, 2^100', 2n, Buffer.from([100])],
+    ['an exponent with leading zero bytes', 3n, Buffer.concat([Buffer.alloc(8), randomBytes(24)])],
+    ['a result of 1: 4^q (OpenSSL refuses it)', 4n, bytes(hexOf(q))],
+    ['a result of +-1: 2^q (OpenSSL refuses it)', 2n, bytes(hexOf(q))],
+    ['an exponent above N', 3n, bytes(hexOf(N + 12345n))],
+  ]
+  it.each(rows)('%s', (_name, base, exponent) => {
+    const e = exponent.length === 0 ? 0n : BigInt(`0x${exponent.toString('hex')}`)
+    expect(srp.modPow(RFC5054_2048, base, exponent)).toBe(jsbn(base, e))
+  })
+})
+
+describe('decoy credentials for names with no account', () => {
+  // Computed by the previous deriveDecoyCredentials, which called the package's deriveVerifier:
+  // stores made then must see the same salt and verifier for the same name.
+  const golden = [
+    {
+      secret: Buffer.from('securelogin test server secret, 32B'.slice(0, 32)),
+      username: 'nobody',
+      salt: '4e7f1c350a0197b24922da25c5b83130b39ee1dc5db9d7cc0626bf6748e168bc',
+      verifier:
+        '0ba05dc2b4a85e9f1a145c07a7a3118b234b87c7848f66636dde9acce41a627cfba0b7ac66f47d27ca1bdb7042f083058c5345d7730e819ab9d3002b34b68870783cf1e763ea14c1bfa9f0164080fe84eade3ec752cf46a83a7c71bc5baedbbcfd9d528e00998300de3677426f641a71063934dcfe21e00ea957cad180a7645d2f67488d2bf39fb05de8eb8e118ec4449e7df826f7452e52a5ba673ee5a837e86819f7f91ef6ce8fa5bce823657f3d4fdf382cadbd9b7a17942a6a362167836c31caaecd56292620195442ea62f03e0c1d581637173c6a753b8f9e82886feb8d09b67fe80a499c8d59ba8bc39f4b6854b93473ea94f44e96320d462154d65202',
+    },
+    {
+      secret: Buffer.alloc(32, 0xa5),
+      username: 'zoë',
+      salt: '6c83dcce7393308c47e875efdd6348877a45fb17c4f2a57644f55b584a7d61d4',
+      verifier:
+        '08507c82514647dfbda852318725f98a82489c1d3f841d45de625ead71b4585393c9f2bf2c14d8ce6078d98ed7a0e82887e51a6a9d9654e60fe32ac82aa1ae9245fb8adb84400c7697f52cb60d598b8fb921345d85e963b623cacc20216c70e3c5fcfd062da153607412195731d66b9922cecdd36678486349d047abb81929a6c45861e541de780930e9a9d29b6f90591fb128b90b1f9dc65eac470fb4101d80287b68e5907fc7ccf782a6d236e2556da220c6be603edc398d6418f906519fc968b0dfdc5af71ff9306779b7146593a297b4f98517600c001ce5e87831e5cf0247cb044f07e9dfc71c4609e0b552333fa57ae572c9adca29d599a30faa199419',
+    },
+  ]
+
+  it.each(golden)('the same salt and verifier as before for $username', ({ secret, username, salt, verifier }) => {
+    expect(deriveDecoyCredentials(secret, username)).toEqual({ salt, verifier })
+  })
+
+  it("the verifier is the package's deriveVerifier of the same x, a leading zero byte included", () => {
+    const secret = randomBytes(32)
+    const decoyX = (name: string) => createHmac('sha256', secret).update(`securelogin decoy x\0${name}`).digest()
+    const zeroName = search(8, (name) => srp.v(params, decoyX(name)), leadingZeroByte)
+    for (const name of [zeroName, randomText(NAME_CHARS, 1, 24), randomText(NAME_CHARS, 1, 24)]) {
+      const { verifier } = deriveDecoyCredentials(secret, name)
+      expect(verifier).toBe(srpClient.deriveVerifier(decoyX(name).toString('hex')))
+    }
+    expect(deriveDecoyCredentials(secret, zeroName).verifier.slice(0, 2)).toBe('00')
+  })
+})
