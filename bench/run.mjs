@@ -4,6 +4,7 @@
 
 const BENCHMARKS = {
   store: { module: './store.mjs', about: 'the encrypted store at 1k, 100k and 1M users: append latency, open time, RSS, file size, compaction' },
+  enumeration: { module: './enumeration.mjs', about: 'answer times for a name with no account against a real user with a wrong password (challenge, M1)' },
   // login: { module: './login.mjs', about: '...' },
 }
 
