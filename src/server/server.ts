@@ -1,3 +1,4 @@
+import { prepareServerSrp } from '../auth/srp-server.js'
 import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
@@ -47,6 +48,7 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 export const DEFAULT_SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  prepareServerSrp()
   const now = opts.now ?? Date.now
   const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
@@ -84,6 +86,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       return
     }
     perAddress.set(address, held + 1)
+    // Every answer is one small frame: send it now. With Nagle's algorithm a real user's
+    // challenge waited for the client's delayed ACK (about 40 ms) and a decoy's did not, which
+    // told a guesser that the name exists (bench/enumeration.mjs).
+    socket.setNoDelay(true)
     socket.once('close', () => {
       const now = (perAddress.get(address) ?? 1) - 1
       if (now === 0) perAddress.delete(address)
@@ -122,6 +128,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         const grace = new Promise<void>((resolve) => setTimeout(resolve, opts.shutdownGraceMs ?? 5_000).unref())
         await Promise.race([Promise.all([...conversations].map((c) => c.shutdown())), grace])
         await Promise.race([stopped, grace])
+        // Failure counts are written behind the answers: all of them reach the store before it closes.
+        await ctx.guard.flush()
       })()
       return closing
     },

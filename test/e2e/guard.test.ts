@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ServerConnection } from '../../src/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
 import { authenticate, submitOtp } from '../../src/client/login.js'
@@ -68,6 +68,22 @@ describe('in-process, with an injected clock and sleep', () => {
     for (let i = 0; i < 4; i++) await expect(attempt('nobody.here', 'some password 1')).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
     expect(sleeps.slice(0, 2)).toEqual([0, 250]) // the address already has one failure from gina
     expect(server.store.stats().users).toBe(1)
+  })
+
+  it('loses no count to parallel guesses: ten at once lock the name, and the store has all ten', async () => {
+    const { secret: ivySecret } = await (async () => {
+      const conn = await connect()
+      const enrolment = await startRegistration(conn, 'ivy', PASSWORD)
+      await confirmEnrolment(conn, await generateTotp(enrolment.secret, nowMs))
+      conn.close()
+      return enrolment
+    })()
+    expect(ivySecret).toBeTruthy()
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => attempt('ivy', `parallel wrong ${i}!`)))
+    expect(results.every((r) => r.status === 'rejected')).toBe(true)
+    // The count's store write follows the answer (src/server/guard.ts): wait for the last one.
+    await vi.waitFor(async () => expect(await server.store.getGuard('ivy')).toMatchObject({ failures: 10, lockedUntil: expect.any(Number) }))
+    expect(server.logger.entries).toContainEqual(expect.objectContaining({ event: 'user_locked', fields: expect.objectContaining({ user: 'ivy', failures: 10 }) }))
   })
 })
 
