@@ -78,15 +78,21 @@ function deriveSession(A: Buffer, B: Buffer, b: Buffer, s: Buffer, I: string, v:
 /**
  * A salt and verifier for a name that has no account, derived from the server secret so they
  * are stable for that name and look like a real user's; the login then fails at M1 as a wrong
- * password does. v = g^x % N, PAD()ed to 512 hex digits, exactly as the package's deriveVerifier
- * made it from the same x: stores made before this code depend on it.
+ * password does. The salt is the only part anyone sees, and is what it always was. The
+ * verifier is never sent (B = kv + g^b hides it), so it is 256 bytes of HMAC output mod N
+ * rather than g^x: a real name's login_start does no exponentiation for v, and a decoy must
+ * not do one either, or the extra 0.5 ms would say that the name has no account
+ * (bench/enumeration.mjs). Nobody knows a password for it, so M1 always fails.
  */
 export function deriveDecoyCredentials(serverSecret: Buffer, username: string): { salt: string; verifier: string } {
   const salt = createHmac('sha256', serverSecret).update(`securelogin decoy salt\0${username}`).digest('hex')
-  const x = createHmac('sha256', serverSecret).update(`securelogin decoy x\0${username}`).digest()
-  const verifier = srp.v(params, x).toString('hex')
-  x.fill(0)
-  return { salt, verifier }
+  const blocks = Array.from({ length: INT_BYTES / 32 }, (_, i) =>
+    createHmac('sha256', serverSecret).update(`securelogin decoy v\0${username}\0${i}`).digest(),
+  )
+  const wide = Buffer.concat(blocks)
+  const v = BigInt(`0x${wide.toString('hex')}`) % params.group.N
+  wide.fill(0)
+  return { salt, verifier: v.toString(16).padStart(INT_BYTES * 2, '0') }
 }
 
 /** Hex digits in pairs to bytes as given (leading zeros kept: they are hashed); `bytes` if the length is fixed. */
