@@ -1,5 +1,5 @@
 import { deriveClientSession, derivePrivateKey, startClientLogin, verifyServerProof } from '../auth/srp-client.js'
-import { checkPasswordKdf } from '../auth/password-stretch.js'
+import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import { normalizeUsername } from '../auth/username.js'
 import type { Role } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
@@ -21,12 +21,24 @@ export interface LoginResult {
  */
 export async function authenticate(conn: ServerConnection, username: string, password: SecretInput): Promise<void> {
   const user = normalizeUsername(username)
+  await authenticateWith(conn, user, ({ salt, kdf }) => derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }))
+}
+
+/**
+ * The same exchange with the private key x derived by `deriveX` from the challenge's salt and
+ * (already checked) stretching parameters. `username` must be normalised.
+ */
+export async function authenticateWith(
+  conn: ServerConnection,
+  username: string,
+  deriveX: (challenge: { salt: string; kdf: PasswordKdf }) => Promise<string>,
+): Promise<void> {
   const ephemeral = startClientLogin()
-  const { salt, kdf, B } = await conn.request({ type: 'login_start', username: user, A: ephemeral.A }, 'challenge')
+  const { salt, kdf, B } = await conn.request({ type: 'login_start', username, A: ephemeral.A }, 'challenge')
   // Held between this client's floor and cap before any work: a server cannot make the stretch
   // cheap (its transcript would then be cheap to attack) nor make it cost minutes.
-  const x = await derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf: checkPasswordKdf(kdf) })
-  const session = deriveClientSession({ ephemeral, salt, B, username: user, x })
+  const x = await deriveX({ salt, kdf: checkPasswordKdf(kdf) })
+  const session = deriveClientSession({ ephemeral, salt, B, username, x })
   const { M2 } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
   verifyServerProof({ A: ephemeral.A, session, M2 })
 }
