@@ -179,7 +179,7 @@ describe('SIGKILL at random moments', () => {
     console.log(`kill test: ${CYCLES} cycles of restart, log in everyone, load, SIGKILL; ${acknowledged.size} acknowledged users, lost ${lost}, torn tails seen ${tornTails}, compactions logged ${compactionsSeen}, store ${JSON.stringify({ records: verified.records, live: verified.live, dead: verified.dead })}`)
     expect(acknowledged.size).toBeGreaterThanOrEqual(CYCLES)
     expect(lost).toBe(0)
-  }, 120_000)
+  }, 240_000)
 })
 
 describe('SIGKILL during store commands', () => {
