@@ -10,10 +10,12 @@ import { makeTempDir } from '../helpers/env.js'
 import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
 import { FileClock } from '../helpers/clock.js'
+import { noteSecret } from '../helpers/secrets.js'
 
 // Online guessing (issue 5): delays after 3 failures, lockout after 10, the same answer always.
 
 const PASSWORD = 'guard test password 8'
+noteSecret('password', PASSWORD) // the suite-wide check (test/setup/no-secrets.ts) looks for it in every log
 const MINUTE = 60_000
 
 describe('in-process, with an injected clock and sleep', () => {

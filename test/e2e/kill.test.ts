@@ -13,12 +13,14 @@ import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 import { FileClock } from '../helpers/clock.js'
+import { noteSecret } from '../helpers/secrets.js'
 
 // Crash tests (issue 4): SIGKILL the real server, and the real store commands, at random
 // moments; nothing acknowledged may be lost and the store must always verify.
 
 const PASSPHRASE = 'kill test passphrase'
 const PASSWORD = 'kill test password 1'
+noteSecret('password', PASSWORD) // the suite-wide check (test/setup/no-secrets.ts) looks for it in every log
 const CYCLES = 20
 const ROUNDS = 6
 

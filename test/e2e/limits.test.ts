@@ -11,10 +11,12 @@ import { generateTotp } from '../../src/auth/totp.js'
 import { encodeFrame } from '../../src/protocol/frame.js'
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
 import { RawClient } from '../helpers/raw-client.js'
+import { noteSecret } from '../helpers/secrets.js'
 
 // Issue 5, "Protocol and connection limits", performed against the real server on a real socket.
 
 const PASSWORD = 'limits test password 9'
+noteSecret('password', PASSWORD) // the suite-wide check (test/setup/no-secrets.ts) looks for it in every log
 let server: InProcessServer | undefined
 const sockets: Socket[] = []
 afterEach(async () => {

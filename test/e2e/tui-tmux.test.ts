@@ -63,6 +63,9 @@ describe.runIf(tools)('the TUI in tmux', () => {
     await term.type(oathtoolCode(secret, Math.floor(Date.now() / 1000)))
     await term.waitFor('registered tmux.person')
     await term.waitFor('[exit 0]')
+    // Ten recovery codes under it, shown once.
+    expect(term.text()).toContain('they are not shown again')
+    expect(term.text().match(/\b[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}\b/g)).toHaveLength(10)
   })
 
   it('logs in as a person would, the server already trusted', async () => {

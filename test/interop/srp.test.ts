@@ -11,8 +11,10 @@ import { authenticate, submitOtp } from '../../src/client/login.js'
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
 import { startPackageServer } from '../helpers/package-server.js'
 import { RawClient } from '../helpers/raw-client.js'
+import { noteSecret } from '../helpers/secrets.js'
 
 const PASSWORD = 'interop password 1'
+noteSecret('password', PASSWORD) // the suite-wide check (test/setup/no-secrets.ts) looks for it in every log
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
