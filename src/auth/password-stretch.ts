@@ -1,4 +1,4 @@
-import { scrypt } from 'node:crypto'
+import { scryptAsync, scryptMemory } from './scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // The client stretches the password with scrypt before SRP's x is derived, so that a verifier
@@ -25,7 +25,7 @@ const MiB = 1024 ** 2
  */
 export const PASSWORD_KDF_LIMITS = { minMemoryBytes: 64 * MiB, maxMemoryBytes: 256 * MiB, maxLogN: 20, maxP: 4 }
 
-export const passwordKdfMemory = (kdf: PasswordKdf): number => 128 * 2 ** kdf.logN * kdf.r
+export const passwordKdfMemory: (kdf: PasswordKdf) => number = scryptMemory
 
 export function describePasswordKdf(kdf: PasswordKdf): string {
   return `scrypt logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p} (${passwordKdfMemory(kdf) / MiB} MiB)`
@@ -59,11 +59,7 @@ export async function stretchPassword(password: string, salt: string, kdf: Passw
   const secret = Buffer.from(password, 'utf8')
   const saltBytes = Buffer.concat([LABEL, Buffer.from(salt, 'hex')])
   try {
-    const key = await new Promise<Buffer>((resolve, reject) =>
-      scrypt(secret, saltBytes, 32, { N: 2 ** kdf.logN, r: kdf.r, p: kdf.p, maxmem: 2 * passwordKdfMemory(kdf) }, (error, derived) =>
-        error ? reject(error) : resolve(derived),
-      ),
-    )
+    const key = await scryptAsync(secret, saltBytes, kdf)
     const hex = key.toString('hex')
     key.fill(0)
     return hex

@@ -1,4 +1,5 @@
-import { scrypt, timingSafeEqual } from 'node:crypto'
+import { timingSafeEqual } from 'node:crypto'
+import { scryptAsync } from './scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // Recovery codes: single-use stand-ins for a TOTP code when the phone is lost. Each is 10
@@ -58,16 +59,13 @@ export function normalizeRecoveryCode(input: string): string {
   return `${chars.slice(0, 5)}-${chars.slice(5)}`
 }
 
-function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf): Promise<Buffer> {
+async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf): Promise<Buffer> {
   const input = Buffer.from(code.replace('-', ''), 'ascii')
-  const memory = 128 * 2 ** kdf.logN * kdf.r
-  return new Promise<Buffer>((resolve, reject) =>
-    scrypt(input, salt, 32, { N: 2 ** kdf.logN, r: kdf.r, p: kdf.p, maxmem: 2 * memory }, (error, key) => {
-      input.fill(0)
-      if (error) reject(error)
-      else resolve(key)
-    }),
-  )
+  try {
+    return await scryptAsync(input, salt, kdf)
+  } finally {
+    input.fill(0)
+  }
 }
 
 /** The stored form of a new set: scrypt of each code under one fresh salt (thread pool, in parallel). */

@@ -1,4 +1,4 @@
-import { scrypt } from 'node:crypto'
+import { scryptAsync, scryptMemory } from '../auth/scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 export interface KdfParams {
@@ -18,13 +18,12 @@ export const DEFAULT_KDF: KdfParams = { name: 'scrypt', logN: 17, r: 8, p: 1 }
  */
 export const KDF_CAP = { logN: 20, r: 32, p: 16, memoryBytes: 1024 ** 3 }
 
-const memoryOf = (kdf: KdfParams) => 128 * 2 ** kdf.logN * kdf.r
 
 export function checkKdfParams(kdf: KdfParams): void {
   if (!(kdf.logN >= 1 && kdf.r >= 1 && kdf.p >= 1)) {
     throw new SecureLoginError('ERR_STORE_CORRUPT', `invalid scrypt parameters (logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p})`)
   }
-  if (kdf.logN > KDF_CAP.logN || kdf.r > KDF_CAP.r || kdf.p > KDF_CAP.p || memoryOf(kdf) > KDF_CAP.memoryBytes) {
+  if (kdf.logN > KDF_CAP.logN || kdf.r > KDF_CAP.r || kdf.p > KDF_CAP.p || scryptMemory(kdf) > KDF_CAP.memoryBytes) {
     throw new SecureLoginError(
       'ERR_STORE_KDF_LIMIT',
       `store asks for scrypt logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p}, above this reader's cap (logN ${KDF_CAP.logN}, r ${KDF_CAP.r}, p ${KDF_CAP.p}, ${KDF_CAP.memoryBytes / 1024 ** 2} MiB)`,
@@ -41,11 +40,7 @@ export async function deriveKek(passphrase: string, salt: Buffer, kdf: KdfParams
   checkKdfParams(kdf)
   const secret = Buffer.from(passphrase.normalize('NFC'), 'utf8')
   try {
-    return await new Promise<Buffer>((resolve, reject) =>
-      scrypt(secret, salt, 32, { N: 2 ** kdf.logN, r: kdf.r, p: kdf.p, maxmem: 2 * memoryOf(kdf) }, (error, key) =>
-        error ? reject(error) : resolve(key),
-      ),
-    )
+    return await scryptAsync(secret, salt, kdf)
   } finally {
     secret.fill(0)
   }

@@ -13,6 +13,15 @@ import { RecoveryCodes } from './RecoveryCodes.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 
 /** What a code field keeps: digits for TOTP, letters, digits and dashes for a recovery code. */
+/** The canonical recovery code, or undefined when `value` is not one. */
+function asRecoveryCode(value: string): string | undefined {
+  try {
+    return normalizeRecoveryCode(value)
+  } catch {
+    return undefined
+  }
+}
+
 const codeCharacters = (value: string) => value.replace(/[^0-9A-Za-z-]/g, '').slice(0, 11)
 
 export type LoginOutcome = LoginResult | { error: SecureLoginError }
@@ -84,15 +93,8 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
   // Six digits are a TOTP code; anything else must be a recovery code (not when renewing them).
   const submitCode = (value: string) => {
     const totp = /^[0-9]{6}$/.test(value)
-    let recovery: string | undefined
-    if (!totp) {
-      try {
-        if (!renewRecoveryCodes) recovery = normalizeRecoveryCode(value)
-      } catch {
-        recovery = undefined
-      }
-      if (recovery === undefined) return setNotice(codeShape())
-    }
+    const recovery = totp || renewRecoveryCodes ? undefined : asRecoveryCode(value)
+    if (!totp && recovery === undefined) return setNotice(codeShape())
     setNotice(undefined)
     setStep({ name: 'checking' })
     const answer = recovery === undefined ? client.submitOtp(value) : client.submitRecoveryCode(recovery)
