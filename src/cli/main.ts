@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<void> {
         y
           .command('init', 'create a new store (the server also does this on first run)', (c) => storeOptions(c).option('kdf-logn', kdfLogn), async (args) => (await import('./store.js')).runStoreInit(args))
           .command('info', 'print the plaintext header (no passphrase needed)', storeOptions, async (args) => (await import('./store.js')).runStoreInfo(args))
-          .command('verify', 'authenticate every record and print counts; non-zero on any problem', storeOptions, async (args) => (await import('./store.js')).runStoreVerify(args))
+          .command('verify', 'authenticate every record, check the audit log\'s hash chain and print counts; non-zero on any problem', (c) => storeOptions(c).option('audit-anchor', { type: 'string', describe: 'N:HASH, an earlier audit log head the chain must still contain' }), async (args) => (await import('./store.js')).runStoreVerify(args))
           .command('compact', 'rewrite the live state under a fresh data key, atomically', storeOptions, async (args) => (await import('./store.js')).runStoreCompact(args))
           .command(
             'rekey',

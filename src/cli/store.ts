@@ -2,8 +2,9 @@ import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
   acquireLock, createStore, openStore, readStoreHeader, storeExists, verifyStore, DEFAULT_KDF,
-  type KdfParams, type StoreLock, type StoreStats,
+  type AuditVerification, type KdfParams, type StoreLock, type StoreStats,
 } from '../store/index.js'
+import type { AuditHead } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { printJson, usageError } from './output.js'
@@ -52,19 +53,33 @@ export async function runStoreInfo(args: StoreArgs): Promise<void> {
   }
 }
 
-export async function runStoreVerify(args: StoreArgs): Promise<void> {
+export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | undefined }): Promise<void> {
+  const auditAnchor = args.auditAnchor === undefined ? undefined : auditAnchorFromArg(args.auditAnchor)
   checkPassphraseSource(args.passphraseFile)
-  const { stats, tornTail } = await withLock(args, async (lock, report) => {
+  const { stats, tornTail, audit } = await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    return verifyStore(args.store, passphrase, { lock, onReport: report })
+    return verifyStore(args.store, passphrase, { lock, onReport: report, ...(auditAnchor ? { auditAnchor } : {}) })
   })
-  if (args.json) printJson({ event: 'store_verified', path: args.store, ok: !tornTail, ...stats, ...(tornTail ? { tornTail } : {}) })
-  else process.stdout.write(`${statsText(args.store, stats)}\n`)
+  if (args.json) printJson({ event: 'store_verified', path: args.store, ok: !tornTail && audit.ok, ...stats, audit, ...(tornTail ? { tornTail } : {}) })
+  else process.stdout.write(`${statsText(args.store, stats)}\n${auditText(audit)}\n`)
   if (tornTail) {
     throw new SecureLoginError('ERR_STORE_CORRUPT', `${args.store} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): an append cut short by a crash`, {
       hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
     })
   }
+  if (!audit.ok) {
+    const more = audit.problems.length > 1 ? ` (and ${audit.problems.length - 1} more)` : ''
+    throw new SecureLoginError('ERR_STORE_CORRUPT', `the audit log of ${args.store} fails its hash chain: ${audit.problems[0]!.problem}${more}`, {
+      hint: 'entries were edited, removed, reordered or cut off by someone holding the passphrase; keep this file as evidence',
+    })
+  }
+}
+
+/** `N:HASH`: a head written down earlier (the server logs it), which the chain must still contain. */
+function auditAnchorFromArg(text: string): AuditHead {
+  const match = /^(\d{1,15}):([0-9a-f]{64})$/.exec(text)
+  if (!match) throw usageError('--audit-anchor is N:HASH, an entry number and its 64 hex digit hash', 'copy it from an earlier `store verify` or the server log')
+  return { n: Number(match[1]), hash: match[2]! }
 }
 
 export async function runStoreCompact(args: StoreArgs): Promise<void> {
@@ -120,6 +135,11 @@ async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Repo
   } finally {
     await lock.release() // the store released it already when it was handed over; this is a no-op then
   }
+}
+
+function auditText(audit: AuditVerification): string {
+  if (audit.ok) return `audit log: ${audit.entries} entries, head ${audit.head.hash.slice(0, 16)}…, ok`
+  return audit.problems.map(({ problem }) => `audit log: ${problem}`).join('\n')
 }
 
 function statsText(path: string, stats: StoreStats): string {

@@ -11,6 +11,8 @@ import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } 
 import { acquireLock, type StoreLock } from './lock.js'
 import { OP_DELETE, OP_EVENT, OP_PUT, ENTRY_KEY_START, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
 import { KeyDirectory } from './keydir.js'
+import { verifyAuditChain, type AuditVerification } from './audit.js'
+import type { AuditHead } from '../protocol/calls.js'
 
 export interface UserRecord {
   username: string
@@ -160,8 +162,15 @@ export async function openStore(path: string, passphrase: string, opts: OpenOpti
   }
 }
 
-/** Opens read-only and authenticates every record; changes nothing on disk. */
-export async function verifyStore(path: string, passphrase: string, opts: { onReport?: Report; lock?: StoreLock } = {}): Promise<{ stats: StoreStats; tornTail: TornTail | undefined }> {
+/**
+ * Opens read-only and authenticates every record, then checks the audit log's hash chain (against
+ * `auditAnchor`, an earlier head, when given); changes nothing on disk.
+ */
+export async function verifyStore(
+  path: string,
+  passphrase: string,
+  opts: { onReport?: Report; lock?: StoreLock; auditAnchor?: AuditHead } = {},
+): Promise<{ stats: StoreStats; tornTail: TornTail | undefined; audit: AuditVerification }> {
   const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
     const state = new State()
@@ -172,7 +181,12 @@ export async function verifyStore(path: string, passphrase: string, opts: { onRe
     })
     try {
       if (!state.keydir.has(keyBytes(SECRET_KEY))) throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
-      return { stats: statsOf(journal, state), tornTail }
+      const read = async (key: string): Promise<unknown> => {
+        const where = state.keydir.get(keyBytes(key))
+        return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
+      }
+      const audit = await verifyAuditChain(read, (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)), opts.auditAnchor)
+      return { stats: statsOf(journal, state), tornTail, audit }
     } finally {
       await journal.close()
     }

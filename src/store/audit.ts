@@ -1,0 +1,240 @@
+import { createHash } from 'node:crypto'
+import { AuditEntry as AuditEntrySchema, AuditHead as AuditHeadSchema } from '../protocol/calls.js'
+import type { AuditEntry, AuditHead } from '../protocol/calls.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import type { Store, StoreChange } from './store.js'
+
+// The audit log: entries in the store, hash-chained, so that an insider who holds the
+// passphrase and edits, removes, reorders or cuts off entries is caught by `verify`
+// (docs/store-format.md, "Audit log").
+
+export interface AuditEvent {
+  actor: string | null
+  action: string
+  target: string | null
+  address: string | null
+  outcome: 'ok' | 'failed' | 'refused'
+  details?: Record<string, string | number | boolean | null>
+}
+
+export interface AuditVerification {
+  ok: boolean
+  /** Entry keys found in the store. */
+  entries: number
+  /** The head as stored (the empty head when missing or malformed: a problem says which). */
+  head: AuditHead
+  problems: Array<{ n: number; problem: string }>
+}
+
+const ENTRY_PREFIX = 'audit/'
+const HEAD_KEY = 'audit-head'
+const ZERO_HASH = '0'.repeat(64)
+const EMPTY_HEAD: AuditHead = { n: 0, hash: ZERO_HASH }
+const entryKey = (n: number) => `${ENTRY_PREFIX}${String(n).padStart(12, '0')}`
+const ENTRY_KEY = /^audit\/(\d{12})$/
+
+/**
+ * The one canonical form, for append and verify alike: fixed key order, `details` sorted, no
+ * `hash`. Built field by field, so whatever else a stored object holds never enters the hash.
+ */
+function canonicalJson(entry: Omit<AuditEntry, 'hash'>): string {
+  const details = entry.details === undefined ? undefined : Object.fromEntries(Object.keys(entry.details).sort().map((key) => [key, entry.details![key]]))
+  return JSON.stringify({
+    n: entry.n,
+    at: entry.at,
+    actor: entry.actor,
+    action: entry.action,
+    target: entry.target,
+    address: entry.address,
+    outcome: entry.outcome,
+    ...(details === undefined ? {} : { details }),
+    prev: entry.prev,
+  })
+}
+
+const hashEntry = (entry: Omit<AuditEntry, 'hash'>) => createHash('sha256').update(canonicalJson(entry), 'utf8').digest('hex')
+
+export class AuditLog {
+  readonly #store: Store
+  readonly #now: () => number
+  #head: AuditHead
+  /** Appends run one after another in arrival order, so two never take the same n. */
+  #queue: Promise<unknown> = Promise.resolve()
+  readonly #listeners = new Set<(entry: AuditEntry) => void>()
+
+  private constructor(store: Store, now: () => number, head: AuditHead) {
+    this.#store = store
+    this.#now = now
+    this.#head = head
+  }
+
+  static async open(store: Store, now: () => number): Promise<AuditLog> {
+    const stored = await store.get<unknown>(HEAD_KEY)
+    if (stored === undefined) return new AuditLog(store, now, { ...EMPTY_HEAD })
+    const head = AuditHeadSchema.safeParse(stored)
+    // Appending onto a head we cannot read would fork or hide the chain: refuse to start.
+    if (!head.success) {
+      throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the audit log head is malformed`, { hint: 'run `securelogin store verify` to see the audit log\'s problems' })
+    }
+    return new AuditLog(store, now, head.data)
+  }
+
+  /** Writes the entry, the new head and `changes` as one record: the action and its record land together or not at all. */
+  append(event: AuditEvent, changes: StoreChange[] = []): Promise<AuditEntry> {
+    const run = this.#queue.then(() => this.#append(event, changes))
+    this.#queue = run.catch(() => {})
+    return run
+  }
+
+  head(): AuditHead {
+    return { ...this.#head }
+  }
+
+  /** Oldest first; `user` matches actor or target; `limit` keeps the last matches. */
+  async query(opts: { user?: string; since?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+    const since = opts.since === undefined ? undefined : Date.parse(opts.since)
+    const last = this.#head.n
+    const matches: AuditEntry[] = []
+    for (let n = 1; n <= last; n++) {
+      const entry = await this.#store.get<AuditEntry>(entryKey(n))
+      if (entry === undefined) continue
+      if (opts.user !== undefined && entry.actor !== opts.user && entry.target !== opts.user) continue
+      if (since !== undefined && Date.parse(entry.at) < since) continue
+      matches.push(entry)
+    }
+    return opts.limit === undefined ? matches : matches.slice(Math.max(0, matches.length - opts.limit))
+  }
+
+  subscribe(listener: (entry: AuditEntry) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  async verify(anchor?: AuditHead): Promise<AuditVerification> {
+    // Take the head and the keys between two appends, then read entries while appends go on:
+    // an append only adds keys above that head, so the view stays consistent without holding
+    // logins up for the whole walk.
+    const snapshot = this.#queue.then(async () => ({ head: await this.#store.get<unknown>(HEAD_KEY), keys: this.#store.keys(ENTRY_PREFIX) }))
+    this.#queue = snapshot.catch(() => {})
+    const { head, keys } = await snapshot
+    return verifyAuditChain((key) => (key === HEAD_KEY ? Promise.resolve(head) : this.#store.get<unknown>(key)), () => keys, anchor)
+  }
+
+  async #append(event: AuditEvent, changes: StoreChange[]): Promise<AuditEntry> {
+    if (changes.some((change) => change.key === HEAD_KEY || change.key.startsWith(ENTRY_PREFIX))) {
+      throw new SecureLoginError('ERR_INTERNAL', 'an audited change may not write the audit log itself')
+    }
+    const body: Omit<AuditEntry, 'hash'> = {
+      n: this.#head.n + 1,
+      at: new Date(this.#now()).toISOString(),
+      actor: event.actor,
+      action: event.action,
+      target: event.target,
+      address: event.address,
+      outcome: event.outcome,
+      ...(event.details === undefined ? {} : { details: event.details }),
+      prev: this.#head.hash,
+    }
+    const entry: AuditEntry = { ...body, hash: hashEntry(body) }
+    // An entry that verify would call malformed must never be written: that is our bug, not tampering.
+    const checked = AuditEntrySchema.safeParse(entry)
+    if (!checked.success) {
+      throw new SecureLoginError('ERR_INTERNAL', `audit entry ${event.action.slice(0, 64)} fails its schema at ${fieldsOf(checked.error)}`)
+    }
+    const head: AuditHead = { n: entry.n, hash: entry.hash }
+    await this.#store.commit([{ key: entryKey(entry.n), value: entry }, { key: HEAD_KEY, value: head }, ...changes])
+    this.#head = head
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(entry)
+      } catch {
+        // The entry is written; one failing subscriber must not turn that into an error for the caller.
+      }
+    }
+    return entry
+  }
+}
+
+/**
+ * Checks the chain in a store's state: every entry's hash against its content, every `prev`
+ * against the entry before, every key against its entry's n, no gaps, the head against the
+ * last entry, and an anchor (an earlier head written down elsewhere) against the entry it
+ * names. Reports bad data as problems; never throws on it.
+ */
+export async function verifyAuditChain(
+  read: (key: string) => Promise<unknown | undefined>,
+  keys: (prefix: string) => string[],
+  anchor?: AuditHead,
+): Promise<AuditVerification> {
+  const problems: Array<{ n: number; problem: string }> = []
+  const report = (n: number, problem: string) => problems.push({ n, problem: problem.slice(0, 256) })
+
+  const storedHead = await readSafely(read, HEAD_KEY)
+  const parsedHead = storedHead.value === undefined && storedHead.ok ? undefined : AuditHeadSchema.safeParse(storedHead.value)
+  // A missing head is the empty log's; a malformed one is reported once, and nothing is compared with it.
+  const headKnown = parsedHead === undefined || parsedHead.success
+  if (!headKnown) report(0, storedHead.ok ? 'the head (audit-head) is malformed' : 'the head (audit-head) cannot be read')
+  const head = parsedHead?.success ? parsedHead.data : EMPTY_HEAD
+
+  const numbers: number[] = []
+  for (const key of keys(ENTRY_PREFIX)) {
+    const n = Number(ENTRY_KEY.exec(key)?.[1] ?? 0)
+    if (n >= 1) numbers.push(n)
+    else report(0, `unexpected key ${JSON.stringify(key.slice(0, 64))} among the audit entries`)
+  }
+  numbers.sort((a, b) => a - b)
+  const last = numbers.at(-1) ?? 0
+
+  /** Stored hashes of the entries that pass the schema, by key number. */
+  const hashes = new Map<number, string>([[0, ZERO_HASH]])
+  let expected = 1
+  for (const n of numbers) {
+    if (n > expected) report(expected, `${span(expected, n - 1)} missing (removed)`)
+    expected = n + 1
+    const stored = await readSafely(read, entryKey(n))
+    const parsed = AuditEntrySchema.safeParse(stored.value)
+    if (!parsed.success) {
+      report(n, stored.ok ? `entry ${n} is malformed (${fieldsOf(parsed.error)})` : `entry ${n} cannot be read`)
+      continue
+    }
+    const entry = parsed.data
+    hashes.set(n, entry.hash)
+    if (entry.n !== n) report(n, `entry ${n}'s key holds entry ${entry.n} (moved or reordered)`)
+    if (hashEntry(entry) !== entry.hash) report(n, `entry ${n}'s hash does not match its content (edited)`)
+    // Unknown when the entry before is missing or malformed: that is reported already.
+    const before = hashes.get(n - 1)
+    if (before !== undefined && entry.prev !== before) report(n, `entry ${n}'s prev is not entry ${n - 1}'s hash (entry ${n - 1} edited, or entries removed or reordered)`)
+  }
+
+  if (headKnown) {
+    if (head.n > last) report(last + 1, `the head says ${head.n} entries but the last is entry ${last} (truncated)`)
+    if (head.n < last) report(head.n + 1, `${span(head.n + 1, last)} beyond the head (n ${head.n})`)
+    const headEntry = hashes.get(head.n)
+    if (head.n <= last && headEntry !== undefined && headEntry !== head.hash) report(head.n, `the head's hash is not entry ${head.n}'s hash`)
+  }
+
+  if (anchor !== undefined) {
+    const anchored = hashes.get(anchor.n)
+    if (anchor.n > last) report(anchor.n, `the anchor names entry ${anchor.n} but the log ends at entry ${last} (truncated)`)
+    else if (anchored === undefined) report(anchor.n, `the anchor's entry ${anchor.n} is missing or malformed`)
+    else if (anchored !== anchor.hash) report(anchor.n, `entry ${anchor.n}'s hash differs from the anchor's (rewritten)`)
+  }
+
+  return { ok: problems.length === 0, entries: numbers.length, head, problems }
+}
+
+const span = (first: number, last: number) => (first === last ? `entry ${first} is` : `entries ${first} to ${last} are`)
+
+async function readSafely(read: (key: string) => Promise<unknown | undefined>, key: string): Promise<{ ok: boolean; value: unknown }> {
+  try {
+    return { ok: true, value: await read(key) }
+  } catch {
+    // A value that is not JSON, say; its text stays out of the message.
+    return { ok: false, value: undefined }
+  }
+}
+
+/** Which fields failed, never their values. */
+function fieldsOf(error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey> }> }): string {
+  return [...new Set(error.issues.map((issue) => issue.path.map(String).join('.') || '(entry)'))].slice(0, 8).join(', ')
+}
