@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react'
 import { Box, Text, useInput } from 'ink'
 import type { SecureLoginError } from '../protocol/errors.js'
-import type { LoginResult, TuiClient } from './types.js'
+import type { Enrolment, LoginResult, TuiClient } from './types.js'
 import { useConnection, asSecureLoginError } from './use-connection.js'
 import { Field, digitsOnly } from './Field.js'
 import { ErrorView } from './ErrorView.js'
@@ -10,19 +10,9 @@ import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
 import { codeShape } from './RegisterApp.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
-import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
-
-/** What a code field keeps: digits for TOTP, letters, digits and dashes for a recovery code. */
-/** The canonical recovery code, or undefined when `value` is not one. */
-function asRecoveryCode(value: string): string | undefined {
-  try {
-    return normalizeRecoveryCode(value)
-  } catch {
-    return undefined
-  }
-}
-
-const codeCharacters = (value: string) => value.replace(/[^0-9A-Za-z-]/g, '').slice(0, 11)
+import { EnrolScreen } from './EnrolScreen.js'
+import { HomeApp } from './HomeApp.js'
+import { codeCharacters, readCode } from './codes.js'
 
 export type LoginOutcome = LoginResult | { error: SecureLoginError }
 
@@ -31,19 +21,35 @@ type Step =
   | { name: 'password' }
   | { name: 'signing-in' }
   | { name: 'code' }
+  | { name: 'enrol'; enrolment: Enrolment; checking: boolean }
   | { name: 'checking' }
   | { name: 'welcome'; result: LoginResult }
+  | { name: 'home'; result: LoginResult }
   | { name: 'renewing'; result: LoginResult }
   | { name: 'renewed'; result: LoginResult; codes: string[] }
   | { name: 'retry'; error: SecureLoginError }
   | { name: 'failed'; error: SecureLoginError }
 
 /**
- * Name, password (SRP, server proof checked), then the TOTP code or a recovery code. With
- * `renewRecoveryCodes` (`securelogin recovery-codes`), a login with a TOTP code goes on to
- * replace every recovery code and shows the new ones.
+ * Name, password (SRP, server proof checked), then the TOTP code or a recovery code; when an
+ * admin reset the person's 2FA, the QR code of a new authenticator and a code from it instead.
+ * Then the home screen, until the person quits or logs out. With `renewRecoveryCodes`
+ * (`securelogin recovery-codes`), a login with a TOTP code goes on to replace every recovery
+ * code, shows the new ones and ends.
  */
-export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { client: TuiClient; onDone: (result: LoginOutcome) => void; renewRecoveryCodes?: boolean }) {
+export function LoginApp({
+  client,
+  onDone,
+  renewRecoveryCodes = false,
+  columns,
+  rows,
+}: {
+  client: TuiClient
+  onDone: (result: LoginOutcome) => void
+  renewRecoveryCodes?: boolean
+  columns?: number
+  rows?: number
+}) {
   const connection = useConnection(client)
   const [step, setStep] = useState<Step>({ name: 'username' })
   const [notice, setNotice] = useState<SecureLoginError>()
@@ -55,7 +61,6 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
     if (connection.stage === 'failed') onDone({ error: connection.error })
   }, [connection])
   useEffect(() => {
-    if (step.name === 'welcome' && !renewRecoveryCodes) onDone(step.result)
     if (step.name === 'welcome' && renewRecoveryCodes) {
       const { result } = step
       setStep({ name: 'renewing', result })
@@ -77,6 +82,10 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
   if (connection.stage === 'connecting') return <Working text={`connecting to ${client.server}`} />
   if (connection.stage === 'trust') return <TrustPrompt server={client.server} fingerprint={connection.fingerprint} onAnswer={connection.answer} />
   if (connection.stage === 'failed') return <ErrorView error={connection.error} />
+  if (step.name === 'home') {
+    const { result } = step
+    return <HomeApp client={client} result={result} columns={columns} rows={rows} onDone={(outcome) => onDone('error' in outcome ? outcome : result)} />
+  }
 
   // An authentication failure may be a typo: offer another try. Anything else ends the run.
   const fail = (error: unknown) => {
@@ -85,20 +94,33 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
     setCode('')
     setStep(failure.code === 'ERR_AUTH_FAILED' ? { name: 'retry', error: failure } : { name: 'failed', error: failure })
   }
+  const loggedIn = (result: LoginResult) => setStep(renewRecoveryCodes ? { name: 'welcome', result } : { name: 'home', result })
   const submitPassword = (value: string) => {
     setStep({ name: 'signing-in' })
-    client.startLogin(username, value).then(() => setStep({ name: 'code' }), fail)
+    client.startLogin(username, value).then(({ enrol }) => setStep(enrol ? { name: 'enrol', enrolment: enrol, checking: false } : { name: 'code' }), fail)
     setPassword('')
   }
-  // Six digits are a TOTP code; anything else must be a recovery code (not when renewing them).
+  // A recovery code is no use when renewing them: that needs the authenticator.
   const submitCode = (value: string) => {
-    const totp = /^[0-9]{6}$/.test(value)
-    const recovery = totp || renewRecoveryCodes ? undefined : asRecoveryCode(value)
-    if (!totp && recovery === undefined) return setNotice(codeShape())
+    const code = readCode(value, !renewRecoveryCodes)
+    if (code === undefined) return setNotice(codeShape())
     setNotice(undefined)
     setStep({ name: 'checking' })
-    const answer = recovery === undefined ? client.submitOtp(value) : client.submitRecoveryCode(recovery)
-    answer.then((result) => setStep({ name: 'welcome', result }), fail)
+    const answer = 'totp' in code ? client.submitOtp(code.totp) : client.submitRecoveryCode(code.recovery)
+    answer.then(loggedIn, fail)
+  }
+  // After an admin's 2FA reset the login's code comes from the new authenticator.
+  const submitEnrolCode = (value: string) => {
+    if (step.name !== 'enrol' || step.checking) return
+    if (!/^[0-9]{6}$/.test(value)) return setNotice(codeShape())
+    setNotice(undefined)
+    setStep({ ...step, checking: true })
+    client.submitOtp(value).then(loggedIn, (error: unknown) => {
+      const failure = asSecureLoginError(error)
+      if (failure.code !== 'ERR_ENROL_CODE') return fail(failure)
+      setNotice(failure)
+      setStep({ ...step, checking: false })
+    })
   }
 
   return (
@@ -115,6 +137,17 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
           onChange={setCode}
           filter={renewRecoveryCodes ? digitsOnly : codeCharacters}
           onSubmit={submitCode}
+        />
+      )}
+      {step.name === 'enrol' && (
+        <EnrolScreen
+          enrolment={step.enrolment}
+          intro="an administrator reset your 2FA: scan this QR code with your authenticator app (or type the secret into it)"
+          label="6-digit code from the new authenticator"
+          checking={step.checking}
+          onCode={submitEnrolCode}
+          columns={columns}
+          rows={rows}
         />
       )}
       {step.name === 'checking' && <Working text="checking the code" />}
@@ -136,7 +169,7 @@ export function LoginApp({ client, onDone, renewRecoveryCodes = false }: { clien
       {(step.name === 'retry' || step.name === 'failed') && <ErrorView error={step.error} />}
       {notice && <ErrorView error={notice} />}
       {step.name === 'retry' && <KeyHints hints={['enter: try again', 'esc: quit']} />}
-      {['username', 'password', 'code'].includes(step.name) && <KeyHints hints={['enter: submit', 'ctrl-c: quit']} />}
+      {['username', 'password', 'code', 'enrol'].includes(step.name) && <KeyHints hints={['enter: submit', 'ctrl-c: quit']} />}
     </Box>
   )
 }

@@ -5,10 +5,10 @@ import { checkNewPassword } from '../auth/password-policy.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { Enrolment, TuiClient } from './types.js'
 import { useConnection, asSecureLoginError } from './use-connection.js'
-import { Field, digitsOnly } from './Field.js'
+import { Field } from './Field.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
-import { QrCode } from './QrCode.js'
+import { EnrolScreen } from './EnrolScreen.js'
 import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
@@ -34,7 +34,6 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
   const [username, setUsername] = useState('')
   const [password, setPassword] = useState('')
   const [repeat, setRepeat] = useState('')
-  const [code, setCode] = useState('')
 
   useEffect(() => {
     if (connection.stage === 'failed') onDone({ error: connection.error })
@@ -102,7 +101,6 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
       ({ user, recoveryCodes }) => setStep({ name: 'done', user, recoveryCodes }),
       (error: unknown) => {
         const failure = asSecureLoginError(error)
-        setCode('')
         if (failure.code === 'ERR_ENROL_CODE' && !failure.message.includes('too many')) {
           setNotice(failure)
           setStep({ ...step, checking: false })
@@ -118,15 +116,14 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
       {step.name === 'repeat' && <Field label="repeat password" value={repeat} onChange={setRepeat} onSubmit={submitRepeat} mask />}
       {step.name === 'registering' && <Working text="registering" />}
       {step.name === 'enrol' && (
-        <Box flexDirection="column">
-          <Text>scan this QR code with your authenticator app (or type the secret into it):</Text>
-          <QrCode uri={step.enrolment.otpauthUri} secret={step.enrolment.secret} {...(columns ? { columns } : {})} {...(rows ? { rows } : {})} />
-          {step.checking ? (
-            <Working text="checking the code" />
-          ) : (
-            <Field label="enter the 6-digit code" value={code} onChange={setCode} filter={digitsOnly} onSubmit={submitCode} />
-          )}
-        </Box>
+        <EnrolScreen
+          enrolment={step.enrolment}
+          intro="scan this QR code with your authenticator app (or type the secret into it):"
+          checking={step.checking}
+          onCode={submitCode}
+          columns={columns}
+          rows={rows}
+        />
       )}
       {step.name === 'done' && (
         <Box flexDirection="column">

@@ -1,8 +1,9 @@
 import { render } from 'ink'
 import type { ReactElement } from 'react'
-import type { TuiClient } from './types.js'
+import type { LoginResult, TuiClient } from './types.js'
 import { RegisterApp, type RegisterResult } from './RegisterApp.js'
 import { LoginApp, type LoginOutcome } from './LoginApp.js'
+import { HomeApp, type HomeOutcome } from './HomeApp.js'
 
 export type Cancelled = { cancelled: true }
 
@@ -30,4 +31,9 @@ export function runRegisterTui(client: TuiClient): Promise<RegisterResult | Canc
 
 export function runLoginTui(client: TuiClient, opts: { renewRecoveryCodes?: boolean } = {}): Promise<LoginOutcome | Cancelled> {
   return runApp<LoginOutcome>((onDone) => <LoginApp client={client} onDone={onDone} renewRecoveryCodes={opts.renewRecoveryCodes ?? false} />, client)
+}
+
+/** `securelogin home`: the caller has resumed the saved session (client.resumeSession) and passes its result. */
+export function runHomeTui(client: TuiClient, result: LoginResult): Promise<HomeOutcome | Cancelled> {
+  return runApp<HomeOutcome>((onDone) => <HomeApp client={client} result={result} onDone={onDone} />, client)
 }

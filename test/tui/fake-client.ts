@@ -1,12 +1,22 @@
 import { SecureLoginError } from '../../src/protocol/errors.js'
-import type { Enrolment, LoginResult, TuiClient } from '../../src/tui/types.js'
+import { canInvite, canManage, whyNotRemove, whyNotSetRole } from '../../src/auth/roles.js'
+import type { AuditEntry, Enrolment, LoginResult, Role, SessionInfo, TuiClient, UserInfo } from '../../src/tui/types.js'
 
 export const URI = 'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
 export const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
 export const RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `fake${i}-cafe${i}`)
 export const NEW_RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `new0${i}-cafe${i}`)
+export const INVITE_TOKEN = `sli_${'A'.repeat(43)}`
 
-/** A TuiClient that records calls and answers as each test sets it up. */
+const MINUTE = 60_000
+const iso = (ms: number) => new Date(ms).toISOString()
+const hex64 = (n: number) => n.toString(16).padStart(64, '0')
+
+/**
+ * A TuiClient that records calls and answers as each test sets it up. Once logged in it keeps
+ * users, the caller's sessions and an audit log in memory, and applies the real role rules
+ * (src/auth/roles.ts), so a refused admin action carries the server's ERR_FORBIDDEN message.
+ */
 export class FakeClient implements TuiClient {
   readonly server = '127.0.0.1:7443'
   readonly calls: string[] = []
@@ -16,6 +26,38 @@ export class FakeClient implements TuiClient {
   loginPassword = 'right password'
   otp = '654321'
   closed = 0
+
+  user = 'alice'
+  role: Role = 'regular_user'
+  /** Set when an admin reset this user's 2FA: the login enrols this authenticator, whose code is `newOtp`. */
+  resetEnrolment: Enrolment | undefined
+  newOtp = '112233'
+  /** How the last login proved the second factor. */
+  loggedInWith: 'totp' | 'recovery' | undefined
+  /** What the last login resolved with. */
+  loginResult: LoginResult | undefined
+
+  readonly now = Date.now()
+  sessions: SessionInfo[] = [
+    this.session('c0ffee01', '127.0.0.1', true),
+    this.session('bead0002', '10.0.0.7', false),
+    this.session('dad00003', '10.0.0.9', false),
+  ]
+  users: UserInfo[] = [
+    this.account('alice', 'regular_user'),
+    this.account('bob', 'regular_user'),
+    this.account('bobby', 'regular_user', { locked: true }),
+    this.account('carol', 'admin'),
+    this.account('root', 'system_admin'),
+  ]
+  auditLog: AuditEntry[] = [
+    this.entry(1, { actor: null, action: 'login', target: 'bob', outcome: 'failed' }),
+    this.entry(2, { actor: 'bob', action: 'login', target: 'bob', outcome: 'ok' }),
+    this.entry(3, { actor: 'carol', action: 'admin.unlock', target: 'bobby', outcome: 'ok' }),
+  ]
+  /** Live audit followers, and how many times a follow was stopped. */
+  readonly followers = new Set<(entry: AuditEntry) => void>()
+  auditStops = 0
 
   async connect(confirmNewServer: (fingerprint: string) => Promise<boolean>): Promise<void> {
     this.calls.push('connect')
@@ -32,37 +74,238 @@ export class FakeClient implements TuiClient {
 
   async confirmEnrolment(code: string): Promise<{ user: string; recoveryCodes: string[] }> {
     this.calls.push(`confirmEnrolment ${code}`)
-    if (!this.enrolCodes.has(code)) throw new SecureLoginError('ERR_ENROL_CODE', 'the code did not match', { hint: "check the clocks of this machine and the phone; codes change every 30 s" })
+    if (!this.enrolCodes.has(code)) throw enrolCode()
     return { user: 'alice', recoveryCodes: RECOVERY_CODES }
   }
 
-  async startLogin(username: string, password: string): Promise<void> {
+  async startLogin(username: string, password: string): Promise<{ enrol?: Enrolment }> {
     this.calls.push(`startLogin ${username}`)
     if (password !== this.loginPassword) throw authFailed()
+    return this.resetEnrolment ? { enrol: this.resetEnrolment } : {}
   }
 
   async submitOtp(code: string): Promise<LoginResult> {
     this.calls.push(`submitOtp ${code}`)
-    if (code !== this.otp) throw authFailed()
-    return { user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z' }
+    if (code !== (this.resetEnrolment ? this.newOtp : this.otp)) throw authFailed()
+    this.resetEnrolment = undefined
+    this.loggedInWith = 'totp'
+    return this.logIn()
   }
 
   async submitRecoveryCode(code: string): Promise<LoginResult> {
     this.calls.push(`submitRecoveryCode ${code}`)
     if (code !== RECOVERY_CODES[0]) throw authFailed()
-    return { user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z', recoveryCodesLeft: 2 }
+    this.loggedInWith = 'recovery'
+    return this.logIn({ recoveryCodesLeft: 2 })
   }
 
   async renewRecoveryCodes(): Promise<string[]> {
     this.calls.push('renewRecoveryCodes')
+    if (this.loggedInWith === 'recovery') throw forbidden('new recovery codes need a login with a TOTP code, not a recovery code')
     return NEW_RECOVERY_CODES
+  }
+
+  async resumeSession(): Promise<LoginResult> {
+    this.calls.push('resumeSession')
+    return this.logIn()
+  }
+
+  async whoami(): Promise<{ user: string; role: Role; session: SessionInfo }> {
+    this.calls.push('whoami')
+    return { user: this.user, role: this.role, session: this.currentSession() }
+  }
+
+  async logout(): Promise<void> {
+    this.calls.push('logout')
+    this.sessions = this.sessions.filter((s) => !s.current)
+  }
+
+  async listSessions(): Promise<SessionInfo[]> {
+    this.calls.push('listSessions')
+    return [...this.sessions]
+  }
+
+  async revokeSession(id: string): Promise<number> {
+    this.calls.push(`revokeSession ${id}`)
+    const before = this.sessions.length
+    this.sessions = this.sessions.filter((s) => s.id !== id)
+    return before - this.sessions.length
+  }
+
+  async revokeOtherSessions(): Promise<number> {
+    this.calls.push('revokeOtherSessions')
+    const before = this.sessions.length
+    this.sessions = this.sessions.filter((s) => s.current)
+    return before - this.sessions.length
+  }
+
+  async changePassword(current: string, code: string, newPassword: string): Promise<{ revokedSessions: number }> {
+    this.calls.push(`changePassword ${code} ${newPassword.length}`)
+    if (current !== this.loginPassword || code !== this.otp) throw authFailed()
+    this.loginPassword = newPassword
+    return { revokedSessions: await this.revokeOtherSessions() }
+  }
+
+  async startTotpReset(password: string, code: string): Promise<Enrolment> {
+    this.calls.push(`startTotpReset ${code}`)
+    if (password !== this.loginPassword || (code !== this.otp && code !== RECOVERY_CODES[0])) throw authFailed()
+    return { otpauthUri: URI, secret: SECRET }
+  }
+
+  async confirmTotpReset(code: string): Promise<void> {
+    this.calls.push(`confirmTotpReset ${code}`)
+    if (!this.enrolCodes.has(code)) throw enrolCode()
+  }
+
+  async listUsers(): Promise<UserInfo[]> {
+    this.calls.push('listUsers')
+    this.mustBeAdmin()
+    return this.users.map((u) => (u.user === this.user ? { ...u, role: this.role } : u))
+  }
+
+  async removeUser(user: string): Promise<{ revokedSessions: number }> {
+    this.calls.push(`removeUser ${user}`)
+    const target = this.target(user)
+    const why = whyNotRemove(this.role, target.role, this.systemAdmins())
+    if (why) throw forbidden(why)
+    this.users = this.users.filter((u) => u.user !== user)
+    return { revokedSessions: 2 }
+  }
+
+  async setRole(user: string, role: Role): Promise<{ previous: Role }> {
+    this.calls.push(`setRole ${user} ${role}`)
+    const target = this.target(user)
+    const why = whyNotSetRole(this.role, target.role, role, user === this.user, this.systemAdmins())
+    if (why) throw forbidden(why)
+    const previous = target.role
+    target.role = role
+    return { previous }
+  }
+
+  async resetUser2fa(user: string): Promise<{ revokedSessions: number }> {
+    this.calls.push(`resetUser2fa ${user}`)
+    const target = this.managed(user)
+    target.twoFactor = 'reset'
+    return { revokedSessions: 1 }
+  }
+
+  async unlockUser(user: string): Promise<{ wasLocked: boolean }> {
+    this.calls.push(`unlockUser ${user}`)
+    const target = this.managed(user)
+    const wasLocked = target.locked
+    target.locked = false
+    target.lockedUntil = null
+    return { wasLocked }
+  }
+
+  async revokeUserSessions(user: string): Promise<number> {
+    this.calls.push(`revokeUserSessions ${user}`)
+    this.managed(user)
+    return 3
+  }
+
+  async invite(role: Role, opts: { user?: string; ttlSeconds?: number } = {}): Promise<{ token: string; expiresAt: string }> {
+    this.calls.push(`invite ${role}${opts.user ? ` ${opts.user}` : ''}`)
+    this.mustBeAdmin()
+    if (!canInvite(this.role, role)) throw forbidden(`${this.role} cannot give the role ${role}`)
+    return { token: INVITE_TOKEN, expiresAt: iso(this.now + 24 * 60 * MINUTE) }
+  }
+
+  async audit(query: { user?: string; limit?: number }, onEntry?: (entry: AuditEntry) => void): Promise<{ entries: AuditEntry[]; stop: () => void }> {
+    this.calls.push(`audit ${query.limit ?? ''}${onEntry ? ' follow' : ''}`)
+    this.mustBeAdmin()
+    if (onEntry) this.followers.add(onEntry)
+    const stop = () => {
+      if (onEntry) this.followers.delete(onEntry)
+      this.auditStops += 1
+    }
+    return { entries: this.auditLog.slice(-(query.limit ?? this.auditLog.length)), stop }
   }
 
   close(): void {
     this.closed += 1
   }
+
+  /** Writes an audit entry, as the server would, and hands it to every follower. */
+  appendAudit(fields: Pick<AuditEntry, 'actor' | 'action' | 'target' | 'outcome'>): AuditEntry {
+    const entry = this.entry(this.auditLog.length + 1, fields)
+    this.auditLog.push(entry)
+    for (const follow of this.followers) follow(entry)
+    return entry
+  }
+
+  private logIn(extra: Partial<LoginResult> = {}): LoginResult {
+    // The idle expiry (30 min) comes before the absolute one (12 h): the TUI shows the earlier.
+    this.loginResult = { user: this.user, role: this.role, expiresAt: iso(Date.now() + 12 * 60 * MINUTE), idleExpiresAt: iso(Date.now() + 30 * MINUTE), ...extra }
+    return this.loginResult
+  }
+
+  private currentSession(): SessionInfo {
+    const current = this.sessions.find((s) => s.current)
+    if (!current) throw forbidden('the session has expired or was revoked')
+    return { ...current, expiresAt: this.loginResult?.idleExpiresAt ?? current.expiresAt }
+  }
+
+  private session(prefix: string, address: string, current: boolean): SessionInfo {
+    return {
+      id: prefix.padEnd(32, '0'),
+      user: this.user,
+      createdAt: iso(this.now - 60 * MINUTE),
+      lastSeenAt: iso(this.now - 5 * MINUTE),
+      expiresAt: iso(this.now + 30 * MINUTE),
+      absoluteExpiresAt: iso(this.now + 11 * 60 * MINUTE),
+      address,
+      current,
+    }
+  }
+
+  private account(user: string, role: Role, opts: { locked?: boolean } = {}): UserInfo {
+    return {
+      user,
+      role,
+      createdAt: iso(this.now - 7 * 24 * 60 * MINUTE),
+      lastLoginAt: user === 'bob' ? null : iso(this.now - 60 * MINUTE),
+      locked: opts.locked ?? false,
+      lockedUntil: opts.locked ? iso(this.now + 15 * MINUTE) : null,
+      twoFactor: 'enrolled',
+      recoveryCodesLeft: 10,
+    }
+  }
+
+  private entry(n: number, fields: Pick<AuditEntry, 'actor' | 'action' | 'target' | 'outcome'>): AuditEntry {
+    return { n, at: iso(this.now + n * 1000), address: '127.0.0.1', ...fields, prev: hex64(n - 1), hash: hex64(n) }
+  }
+
+  private mustBeAdmin(): void {
+    if (this.role === 'regular_user') throw forbidden('regular_user may not do that')
+  }
+
+  private target(user: string): UserInfo {
+    this.mustBeAdmin()
+    const target = this.users.find((u) => u.user === user)
+    if (!target) throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`)
+    return target
+  }
+
+  private managed(user: string): UserInfo {
+    const target = this.target(user)
+    if (!canManage(this.role, target.role)) throw forbidden(`${this.role} cannot manage ${target.role} accounts`)
+    return target
+  }
+
+  private systemAdmins(): number {
+    return this.users.filter((u) => u.role === 'system_admin').length
+  }
 }
 
 function authFailed() {
   return new SecureLoginError('ERR_AUTH_FAILED', 'authentication failed', { hint: "check the user name, the password, and this machine's clock; codes change every 30 s" })
+}
+
+function enrolCode() {
+  return new SecureLoginError('ERR_ENROL_CODE', 'the code did not match', { hint: 'check the clocks of this machine and the phone; codes change every 30 s' })
+}
+
+function forbidden(message: string) {
+  return new SecureLoginError('ERR_FORBIDDEN', message)
 }

@@ -2,9 +2,18 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
 import { type, until } from './typing.js'
 import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
-import { FakeClient, NEW_RECOVERY_CODES, RECOVERY_CODES } from './fake-client.js'
+import { formatTime } from '../../src/tui/format.js'
+import { groupSecret } from '../../src/tui/group-secret.js'
+import { FakeClient, NEW_RECOVERY_CODES, RECOVERY_CODES, SECRET, URI } from './fake-client.js'
 
 afterEach(cleanup)
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** One key, once the screen that should take it has had time to attach its input handler. */
+async function press(app: ReturnType<typeof render>, key: string) {
+  await sleep(100)
+  app.stdin.write(key)
+}
 
 async function start(client: FakeClient) {
   const done: LoginOutcome[] = []
@@ -14,7 +23,7 @@ async function start(client: FakeClient) {
 }
 
 describe('LoginApp', () => {
-  it('signs in with password and code, then welcomes with role and expiry', async () => {
+  it('signs in with password and code, then opens home with user, role and expiry until the person quits', async () => {
     const client = new FakeClient()
     client.fingerprint = undefined // already known: no prompt
     const { app, done } = await start(client)
@@ -23,10 +32,50 @@ describe('LoginApp', () => {
     await type(app, 'right password', '*'.repeat(14))
     await until(() => expect(app.lastFrame()).toContain('6-digit code'))
     await type(app, '654321')
+    await until(() => expect(app.lastFrame()).toContain('signed in as alice (regular_user) on 127.0.0.1:7443'))
+    // The idle expiry (30 min) is the earlier one: local time and minutes left.
+    expect(app.lastFrame()).toContain(`session ends ${formatTime(client.loginResult!.idleExpiresAt)} (in 30 min)`)
+    expect(done).toEqual([])
+    await press(app, 'q')
     await until(() => expect(done).toHaveLength(1))
-    expect(done[0]).toEqual({ user: 'alice', role: 'regular_user', expiresAt: '2026-11-25T00:00:00.000Z' })
-    expect(app.lastFrame()).toContain('welcome alice (regular_user)')
-    expect(app.lastFrame()).toContain('session expires at 2026-11-25T00:00:00.000Z')
+    expect(done[0]).toEqual(client.loginResult)
+    expect(client.calls).not.toContain('logout')
+  })
+
+  it('after an admin reset the 2FA, shows the new QR code and finishes the login with a code from the new authenticator', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    client.resetEnrolment = { otpauthUri: URI, secret: SECRET }
+    const done: LoginOutcome[] = []
+    const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} columns={120} rows={50} />)
+    await until(() => expect(app.lastFrame()).toContain('user name'))
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('an administrator reset your 2FA'))
+    await until(() => expect(app.lastFrame()).toMatch(/[▀█▄]{10}/))
+    expect(app.lastFrame()).toContain(groupSecret(SECRET))
+    expect(app.lastFrame()).toContain('6-digit code from the new authenticator')
+    await type(app, client.newOtp)
+    await until(() => expect(app.lastFrame()).toContain('signed in as alice'))
+    expect(client.calls).toContain(`submitOtp ${client.newOtp}`)
+    expect(client.resetEnrolment).toBeUndefined()
+  })
+
+  it('logs out from home: client.logout, then onDone with the login result', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '654321')
+    await until(() => expect(app.lastFrame()).toContain('log out'))
+    await press(app, 'l')
+    await until(() => expect(done).toHaveLength(1))
+    expect(done[0]).toEqual(client.loginResult)
+    expect(client.calls).toContain('logout')
   })
 
   it('shows a failure as the generic message with its hint, then lets the person try again', async () => {
@@ -50,8 +99,9 @@ describe('LoginApp', () => {
     await type(app, 'right password', '*'.repeat(14))
     await until(() => expect(app.lastFrame()).toContain('6-digit code'))
     await type(app, '654321')
-    await until(() => expect(done).toHaveLength(1))
-    expect(client.calls).toEqual(['connect', 'startLogin alice', 'startLogin alice', 'submitOtp 654321'])
+    await until(() => expect(app.lastFrame()).toContain('signed in as alice'))
+    expect(done).toEqual([])
+    expect(client.calls.filter((call) => call !== 'whoami')).toEqual(['connect', 'startLogin alice', 'startLogin alice', 'submitOtp 654321'])
   })
 
   it('takes a recovery code in the code field, typed loosely, and says how many are left', async () => {
@@ -63,9 +113,9 @@ describe('LoginApp', () => {
     await type(app, 'right password', '*'.repeat(14))
     await until(() => expect(app.lastFrame()).toContain('(or a recovery code)'))
     await type(app, 'FAKE0 CAFE0', 'FAKE0CAFE0')
-    await until(() => expect(done).toHaveLength(1))
-    expect(client.calls).toEqual(['connect', 'startLogin alice', `submitRecoveryCode ${RECOVERY_CODES[0]}`])
-    expect(app.lastFrame()).toContain('recovery code used: 2 left')
+    await until(() => expect(app.lastFrame()).toContain('recovery code used: 2 left'))
+    expect(client.calls.filter((call) => call !== 'whoami')).toEqual(['connect', 'startLogin alice', `submitRecoveryCode ${RECOVERY_CODES[0]}`])
+    expect(done).toEqual([])
   })
 
   it('with renewRecoveryCodes, logs in with a TOTP code and shows ten new codes', async () => {

@@ -1,0 +1,38 @@
+import { useState } from 'react'
+import { Box, Text, useInput } from 'ink'
+
+export interface MenuItem<T extends string> {
+  id: T
+  label: string
+  /** One key that picks the item at once. */
+  shortcut?: string
+}
+
+/** A vertical list: ↑/↓ move, Enter picks, or the item's shortcut key picks it directly. */
+export function Menu<T extends string>({ items, onSelect, initial, isActive = true }: { items: MenuItem<T>[]; onSelect: (id: T) => void; initial?: T | undefined; isActive?: boolean }) {
+  const [index, setIndex] = useState(() => Math.max(0, items.findIndex((item) => item.id === initial)))
+  const at = Math.min(index, items.length - 1)
+  useInput(
+    (input, key) => {
+      if (key.upArrow) setIndex((at - 1 + items.length) % items.length)
+      else if (key.downArrow) setIndex((at + 1) % items.length)
+      else if (key.return) onSelect(items[at].id)
+      else {
+        const picked = items.find((item) => item.shortcut !== undefined && item.shortcut === input)
+        if (picked) onSelect(picked.id)
+      }
+    },
+    { isActive },
+  )
+  return (
+    <Box flexDirection="column">
+      {items.map((item, i) => (
+        <Text key={item.id} color={i === at ? 'cyan' : undefined}>
+          {i === at ? '❯ ' : '  '}
+          {item.shortcut ? <Text dimColor={i !== at}>[{item.shortcut}] </Text> : null}
+          {item.label}
+        </Text>
+      ))}
+    </Box>
+  )
+}
