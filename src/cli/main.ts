@@ -5,7 +5,8 @@ import { SecureLoginError } from '../protocol/errors.js'
 // The whole CLI: parse, call one handler, one catch that prints and sets the exit code.
 // Handlers are imported lazily so `--help` and `--version` load neither Ink nor the server.
 
-const clientOptions = (y: Argv) =>
+/** Where the server is and how it is trusted, and the output format: every client command. */
+const connectionOptions = (y: Argv) =>
   y
     .option('server', {
       type: 'string',
@@ -15,9 +16,20 @@ const clientOptions = (y: Argv) =>
     })
     .option('ca', { type: 'string', describe: "pin this certificate file (the server's certs/server.crt)" })
     .option('accept-fingerprint', { type: 'string', describe: 'trust a new server whose SHA-256 fingerprint is this' })
+    .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
+
+/** Commands that log in or register: a user name and the password. */
+const clientOptions = (y: Argv) =>
+  connectionOptions(y)
     .option('user', { type: 'string', describe: 'user name (1-64 of a-z 0-9 . _ -)' })
     .option('password-stdin', { type: 'boolean', default: false, describe: "read the password from stdin's first line" })
-    .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
+
+/** Commands that run as the saved session (no password). */
+const sessionOptions = (y: Argv) => connectionOptions(y).option('password-stdin', { type: 'boolean', default: false, hidden: true })
+
+const nameArg = { type: 'string', describe: 'user name' } as const
+const roleOption = { type: 'string', demandOption: true, describe: 'regular_user, admin or system_admin' } as const
+const expiresOption = { type: 'string', default: '24h', describe: 'how long the token stays valid (s, m, h, d; 1m to 30d)' } as const
 
 const storeOptions = (y: Argv) =>
   y
@@ -44,6 +56,10 @@ export async function main(argv: string[]): Promise<void> {
             .option('certs', { type: 'string', default: 'certs', describe: 'directory of server.crt and server.key (made on first run)' })
             .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
+            .option('registration', { choices: ['open', 'invite', 'closed'] as const, describe: 'who may register (default: open until a system_admin exists, then invite)' })
+            .option('session-idle', { type: 'string', default: '30m', describe: 'a session unused this long ends (s, m, h, d)' })
+            .option('session-max', { type: 'string', default: '12h', describe: 'a session ends this long after its login whatever its use' })
+            .option('bootstrap-token-file', { type: 'string', describe: "write the bootstrap token here (mode 0600) instead of the terminal" })
             .option('lockout-after', { type: 'number', default: 10, describe: 'lock a user name for 15 minutes after this many failed logins in a row (1 to 100)' })
             // Tests only (hidden): how long the first delayed failure answer waits (it doubles after).
             .option('failure-delay-ms', { type: 'number', hidden: true, describe: 'base delay of failure answers' })
@@ -71,7 +87,10 @@ export async function main(argv: string[]): Promise<void> {
       .command(
         'register',
         'create an account and enrol an authenticator app (TUI, or --password-stdin)',
-        clientOptions,
+        (y) =>
+          clientOptions(y)
+            .option('invite', { type: 'string', describe: 'an invite token from an administrator (sli_...)' })
+            .option('bootstrap-token', { type: 'string', describe: "the server's bootstrap token (slb_...): become its first system_admin" }),
         async (args) => (await import('./register.js')).runRegister(args),
       )
       .command(
@@ -88,6 +107,55 @@ export async function main(argv: string[]): Promise<void> {
         'log in with password and TOTP code, then replace all your recovery codes with ten new ones',
         (y) => clientOptions(y).option('otp', { type: 'string', describe: 'the 6-digit code (else read from the next stdin line)' }),
         async (args) => (await import('./login.js')).runRecoveryCodes(args),
+      )
+      .command('whoami', 'show who the saved session is and when it ends', sessionOptions, async (args) => (await import('./account.js')).runWhoami(args))
+      .command('logout', 'revoke the saved session on the server and forget it here', sessionOptions, async (args) => (await import('./account.js')).runLogout(args))
+      .command(
+        'sessions',
+        'list your sessions, or revoke one or all others',
+        (y) =>
+          sessionOptions(y)
+            .option('revoke', { type: 'string', describe: 'revoke the session with this id (or a unique prefix of 6+ digits)' })
+            .option('revoke-others', { type: 'boolean', default: false, describe: 'revoke every session but this one' }),
+        async (args) => (await import('./account.js')).runSessions(args),
+      )
+      .command(
+        'passwd',
+        'change your password: proves the current one and a code, then revokes every other session (stdin: current, new, code)',
+        (y) => clientOptions(y).option('otp', { type: 'string', describe: 'the 6-digit code (else read from the stdin line after the new password)' }),
+        async (args) => (await import('./account.js')).runPasswd(args),
+      )
+      .command(
+        'reset-2fa',
+        'enrol a new authenticator app: proves the password and a code or recovery code',
+        (y) =>
+          clientOptions(y)
+            .option('otp', { type: 'string', describe: 'a 6-digit code from the current authenticator' })
+            .option('recovery-code', { type: 'string', describe: 'a recovery code instead (alone or "-": read from the next stdin line)' }),
+        async (args) => (await import('./account.js')).runReset2fa(args),
+      )
+      .command('home', 'the terminal UI on the saved session: account, sessions, and administration for admins', sessionOptions, async (args) => (await import('./account.js')).runHome(args))
+      .command('admin', 'user administration (admins and system_admins; the server enforces every rule)', (y) =>
+        y
+          .command('users', 'list every user: role, created, last login, locked, 2FA', sessionOptions, async (args) => (await import('./admin.js')).runAdminUsers(args))
+          .command('invite', 'make a single-use registration token', (c) => sessionOptions(c).option('role', roleOption).option('expires', expiresOption), async (args) => (await import('./admin.js')).runAdminInvite(args))
+          .command('add <name>', 'make a single-use registration token for this user name', (c) => sessionOptions(c).positional('name', nameArg).option('role', roleOption).option('expires', expiresOption), async (args) => (await import('./admin.js')).runAdminInvite(args))
+          .command('remove <name>', 'remove a user and revoke their sessions', (c) => sessionOptions(c).positional('name', nameArg).option('yes', { type: 'boolean', default: false, describe: 'confirm: this cannot be undone' }), async (args) => (await import('./admin.js')).runAdminRemove(args))
+          .command('role <name> <role>', 'change a user\'s role', (c) => sessionOptions(c).positional('name', nameArg).positional('role', { type: 'string', describe: 'regular_user, admin or system_admin' }), async (args) => (await import('./admin.js')).runAdminRole(args))
+          .command('reset-2fa <name>', 'make a user enrol a new authenticator at their next login (revokes their sessions)', (c) => sessionOptions(c).positional('name', nameArg), async (args) => (await import('./admin.js')).runAdminReset2fa(args))
+          .command('unlock <name>', 'lift a lockout after failed logins', (c) => sessionOptions(c).positional('name', nameArg), async (args) => (await import('./admin.js')).runAdminUnlock(args))
+          .command('sessions [name]', "list the sessions of a user, or of everyone you manage", (c) => sessionOptions(c).positional('name', nameArg), async (args) => (await import('./admin.js')).runAdminSessions(args))
+          .command('revoke [id]', 'revoke one session by id, or all of a user\'s with --user', (c) => sessionOptions(c).positional('id', { type: 'string', describe: 'session id (or a unique prefix of 6+ digits)' }).option('user', { type: 'string', describe: 'revoke every session of this user' }), async (args) => (await import('./admin.js')).runAdminRevoke({ ...args, name: args.user }))
+          .command('audit', 'read the audit log (newest last); verify its hash chain', (c) =>
+            sessionOptions(c)
+              .option('user', { type: 'string', describe: 'only entries by or about this user' })
+              .option('since', { type: 'string', describe: 'only entries since this time (ISO) or this long ago (1h)' })
+              .option('limit', { type: 'number', describe: 'only the last N entries' })
+              .option('follow', { type: 'boolean', default: false, describe: 'then print new entries as they are written, until Ctrl-C' })
+              .command('verify', 'check the hash chain: a removed, edited, reordered or truncated entry fails', (v) => sessionOptions(v).option('anchor', { type: 'string', describe: 'N:HASH, an earlier head (from the server log) the chain must still contain' }), async (args) => (await import('./admin.js')).runAdminAuditVerify(args)),
+            async (args) => (await import('./admin.js')).runAdminAudit({ ...args, name: args.user }),
+          )
+          .demandCommand(1, 'name an admin command: users, invite, add, remove, role, reset-2fa, unlock, sessions, revoke or audit'),
       )
       .demandCommand(1, 'name a command')
       .strict()

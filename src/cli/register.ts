@@ -1,5 +1,6 @@
 import { ServerConnection } from '../client/connection.js'
-import { confirmEnrolment, startRegistration } from '../client/register.js'
+import { checkToken, confirmEnrolment, startRegistration } from '../client/register.js'
+import { printEnrolment } from './enrolment-output.js'
 import { normalizeUsername } from '../auth/username.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { Secret } from '../auth/secret.js'
@@ -10,8 +11,17 @@ import { printRecoveryCodes } from './recovery-output.js'
 import { useTui, runTui } from './tui-mode.js'
 
 /** `securelogin register`: the Ink TUI at a terminal, else the --password-stdin contract. */
-export async function runRegister(args: ClientArgs): Promise<void> {
-  if (useTui(args)) return runTui('register', args)
+export interface RegisterArgs extends ClientArgs {
+  invite?: string | undefined
+  bootstrapToken?: string | undefined
+}
+
+export async function runRegister(args: RegisterArgs): Promise<void> {
+  if (args.invite !== undefined && args.bootstrapToken !== undefined) throw usageError('give --invite or --bootstrap-token, not both')
+  const given = args.invite ?? args.bootstrapToken
+  // Checked before anything else: a mistyped token should not cost a password prompt.
+  const token = given !== undefined ? checkToken(given) : undefined
+  if (useTui(args)) return runTui('register', args, token)
   if (args.user === undefined || !args.passwordStdin) {
     throw usageError('without a terminal, register needs --user NAME and --password-stdin', 'echo "$PASSWORD" | securelogin register --user NAME --password-stdin --json')
   }
@@ -20,13 +30,8 @@ export async function runRegister(args: ClientArgs): Promise<void> {
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
     const password = new Secret(checkNewPassword(await lines.next('password'), user))
-    const enrolment = await startRegistration(conn, user, password)
-    if (args.json) printJson({ event: 'enrol', otpauthUri: enrolment.otpauthUri })
-    else {
-      process.stdout.write(`add this account to your authenticator app:\n${enrolment.otpauthUri}\n`)
-      process.stdout.write(`secret: ${enrolment.secret.replace(/(.{4})(?=.)/g, '$1 ')}\n`)
-      process.stdout.write('then write the 6-digit code it shows on the next line of stdin\n')
-    }
+    const enrolment = await startRegistration(conn, user, password, token)
+    printEnrolment(enrolment, { json: args.json })
     const { user: registered, recoveryCodes } = await confirmEnrolment(conn, await lines.next('code'))
     if (args.json) printJson({ event: 'registered', user: registered, recoveryCodes })
     else {

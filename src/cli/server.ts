@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
 import { startServer } from '../server/server.js'
@@ -7,6 +7,8 @@ import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } f
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { loadOrCreateCertificate } from './certs.js'
+import { parseDuration } from './duration.js'
+import type { RegistrationPolicy } from '../server/registration.js'
 
 export interface ServerArgs {
   host: string
@@ -18,6 +20,10 @@ export interface ServerArgs {
   clockFile?: string | undefined
   lockoutAfter: number
   failureDelayMs?: number | undefined
+  registration?: RegistrationPolicy | undefined
+  sessionIdle: string
+  sessionMax: string
+  bootstrapTokenFile?: string | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -31,6 +37,10 @@ export async function runServer(args: ServerArgs): Promise<void> {
     throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', { hint: 'NIST SP 800-63B allows at most 100 failed attempts' })
   }
   const guard = { lockAfter: args.lockoutAfter, ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}) }
+  const sessions = { idleMs: parseDuration(args.sessionIdle, '--session-idle'), absoluteMs: parseDuration(args.sessionMax, '--session-max') }
+  if (sessions.idleMs < 60_000 || sessions.absoluteMs < sessions.idleMs) {
+    throw new SecureLoginError('ERR_USAGE', '--session-idle must be at least 1m and --session-max at least --session-idle')
+  }
 
   // The lock first: a store in use is refused before anyone types a passphrase.
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
@@ -54,7 +64,13 @@ export async function runServer(args: ServerArgs): Promise<void> {
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created) early.log('info', 'certificate_created', { path: join(args.certs, 'server.crt') }, `created certificate ${join(args.certs, 'server.crt')}`)
-    server = await startServer({ host: args.host, port: args.port, cert, key, store, logger, guard, ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}) }).catch((error: NodeJS.ErrnoException) => {
+    const bootstrap: Array<[string, Date]> = []
+    server = await startServer({
+      host: args.host, port: args.port, cert, key, store, logger, guard, sessions,
+      ...(args.registration ? { registration: args.registration } : {}),
+      onBootstrapToken: (token, expiresAt) => bootstrap.push([token, expiresAt]),
+      ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
+    }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {
           hint: 'choose another --port (0 picks a free one) or --host',
@@ -62,7 +78,9 @@ export async function runServer(args: ServerArgs): Promise<void> {
       }
       throw error
     })
+    for (const [token, expiresAt] of bootstrap) await showBootstrapToken(token, expiresAt, args, early)
   } catch (error) {
+    await server?.close()
     await store.close()
     throw error
   }
@@ -77,6 +95,24 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await server.close()
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
+}
+
+/**
+ * The bootstrap token is a secret: it goes to the person at the terminal (stderr), or to
+ * --bootstrap-token-file, or, with no terminal, to a 0600 file beside the store; never to the log.
+ */
+async function showBootstrapToken(token: string, expiresAt: Date, args: ServerArgs, log: Logger): Promise<void> {
+  const file = args.bootstrapTokenFile ?? (process.stderr.isTTY ? undefined : join(dirname(args.store), 'bootstrap-token'))
+  const use = `securelogin register --server ${args.host}:PORT --bootstrap-token TOKEN`
+  if (file === undefined) {
+    process.stderr.write(
+      `\nno system_admin yet: the first to register with this token becomes one (single use, expires ${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
+    )
+    return
+  }
+  await writeFile(file, `${token}\n`, { mode: 0o600 })
+  await chmod(file, 0o600)
+  log.log('info', 'bootstrap_token_written', { path: file, expiresAt: expiresAt.toISOString() }, `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; ${use}`)
 }
 
 /** A clock that reads the time from a file on every call: tests move time forward by writing it. */

@@ -1,28 +1,84 @@
 import { ServerConnection, type ConnectOptions } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
-import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode } from '../client/login.js'
+import { authenticate, renewRecoveryCodes, resumeSession, submitOtp, submitRecoveryCode, type LoginResult as ClientLoginResult } from '../client/login.js'
+import { call, changePassword, confirmTotpReset, startTotpReset } from '../client/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { Secret } from '../auth/secret.js'
+import { normalizeUsername } from '../auth/username.js'
 import type { TuiClient, Enrolment, LoginResult } from '../tui/types.js'
+
+/** Where the TUI keeps the session between runs (the same file the plain commands use). */
+export interface SessionKeeper {
+  save(result: ClientLoginResult): Promise<void>
+  load(): Promise<{ user: string; token: string } | undefined>
+  forget(): Promise<void>
+}
 
 /**
  * The TUI's view of the network. connect() only checks the server (trust prompt included);
- * each registration or login then opens its own connection, so the time a person spends
- * typing never runs into the server's idle timeout.
+ * each login opens its own connection, so the time a person spends typing never runs into the
+ * server's idle timeout. Once logged in, each request opens a connection and resumes the
+ * session by its token: a person may leave the home screen open for as long as the session
+ * lives. A password change or a 2FA reset logs in afresh on its own connection, as it must.
  */
-export function createTuiClient(server: string, options: (confirm?: (fp: string) => Promise<boolean>) => Promise<ConnectOptions>): TuiClient {
+export function createTuiClient(
+  server: string,
+  options: (confirm?: (fp: string) => Promise<boolean>) => Promise<ConnectOptions>,
+  opts: { keeper?: SessionKeeper; registerToken?: string } = {},
+): TuiClient {
   let connectOpts: ConnectOptions | undefined
   let conn: ServerConnection | undefined
+  let session: { user: string; token: string } | undefined
+  const followers = new Set<ServerConnection>()
 
-  const reopen = async (): Promise<ServerConnection> => {
+  const open = async (): Promise<ServerConnection> => {
     if (!connectOpts) throw new SecureLoginError('ERR_INTERNAL', 'connect() must come first')
+    return ServerConnection.open(connectOpts)
+  }
+  const reopen = async (): Promise<ServerConnection> => {
     conn?.close()
-    conn = await ServerConnection.open(connectOpts)
+    conn = await open()
     return conn
   }
   const current = (): ServerConnection => {
     if (!conn) throw new SecureLoginError('ERR_INTERNAL', 'no conversation in progress')
     return conn
+  }
+  const loggedIn = async (result: ClientLoginResult): Promise<LoginResult> => {
+    if (result.token !== undefined) {
+      session = { user: result.user, token: result.token }
+      await opts.keeper?.save(result)
+    }
+    const { token: _, ...shown } = result
+    return shown
+  }
+  /** A connection running as the session. */
+  const resumed = async (): Promise<ServerConnection> => {
+    if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in', { hint: 'log in first: securelogin login' })
+    const c = await open()
+    try {
+      await resumeSession(c, session.token)
+      return c
+    } catch (error) {
+      c.close()
+      throw error
+    }
+  }
+  const withSession = async <T>(work: (c: ServerConnection) => Promise<T>): Promise<T> => {
+    const c = await resumed()
+    try {
+      return await work(c)
+    } finally {
+      c.close()
+    }
+  }
+  /** A fresh login on `conn` (password, then a TOTP code or a recovery code). */
+  const freshLogin = async (password: string, code: string): Promise<ServerConnection> => {
+    if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in')
+    const c = await reopen()
+    await authenticate(c, session.user, new Secret(password))
+    await loggedIn(/^\d{6}$/.test(code.replace(/\s/g, '')) ? await submitOtp(c, code) : await submitRecoveryCode(c, code))
+    return c
   }
 
   return {
@@ -35,19 +91,92 @@ export function createTuiClient(server: string, options: (confirm?: (fp: string)
       connectOpts = opts.trust.kind === 'known-servers' ? { ...opts, trust: { kind: 'known-servers', file: opts.trust.file } } : opts
     },
     async startRegistration(username, password): Promise<Enrolment> {
-      const { otpauthUri, secret } = await startRegistration(await reopen(), username, new Secret(password))
+      const { otpauthUri, secret } = await startRegistration(await reopen(), username, new Secret(password), opts.registerToken)
       return { otpauthUri, secret }
     },
     confirmEnrolment: (code) => confirmEnrolment(current(), code),
     async startLogin(username, password) {
-      await authenticate(await reopen(), username, new Secret(password))
+      const { enrol } = await authenticate(await reopen(), username, new Secret(password))
+      session = { user: normalizeUsername(username), token: '' }
+      return enrol ? { enrol: { otpauthUri: enrol.otpauthUri, secret: enrol.secret } } : {}
     },
-    submitOtp: (code): Promise<LoginResult> => submitOtp(current(), code),
-    submitRecoveryCode: (code): Promise<LoginResult> => submitRecoveryCode(current(), code),
+    submitOtp: async (code) => loggedIn(await submitOtp(current(), code)),
+    submitRecoveryCode: async (code) => loggedIn(await submitRecoveryCode(current(), code)),
     renewRecoveryCodes: () => renewRecoveryCodes(current()),
+    async resumeSession() {
+      const saved = await opts.keeper?.load()
+      if (!saved) throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, { hint: 'log in first: securelogin login' })
+      session = saved
+      const c = await open()
+      try {
+        return await loggedIn(await resumeSession(c, saved.token))
+      } catch (error) {
+        if (error instanceof SecureLoginError && error.code === 'ERR_FORBIDDEN') await opts.keeper?.forget()
+        throw error
+      } finally {
+        c.close()
+      }
+    },
+    whoami: () => withSession((c) => call(c, 'whoami', {})),
+    async logout() {
+      try {
+        await withSession((c) => call(c, 'logout', {}))
+      } finally {
+        await opts.keeper?.forget()
+        session = undefined
+      }
+    },
+    listSessions: async (query = {}) => (await withSession((c) => call(c, 'sessions', query))).sessions,
+    revokeSession: async (id) => (await withSession((c) => call(c, 'revoke', { id }))).revoked,
+    revokeOtherSessions: async () => (await withSession((c) => call(c, 'revoke', { others: true }))).revoked,
+    async changePassword(currentPassword, code, newPassword) {
+      const c = await freshLogin(currentPassword, code)
+      return changePassword(c, session!.user, new Secret(newPassword))
+    },
+    async startTotpReset(password, code) {
+      const c = await freshLogin(password, code)
+      const { otpauthUri, secret } = await startTotpReset(c, session!.user)
+      return { otpauthUri, secret }
+    },
+    confirmTotpReset: (code) => confirmTotpReset(current(), code),
+    listUsers: async () => (await withSession((c) => call(c, 'users', {}))).users,
+    removeUser: (user) => withSession((c) => call(c, 'remove', { user })),
+    setRole: (user, role) => withSession((c) => call(c, 'set_role', { user, role })),
+    resetUser2fa: (user) => withSession((c) => call(c, 'reset_2fa', { user })),
+    unlockUser: (user) => withSession((c) => call(c, 'unlock', { user })),
+    revokeUserSessions: async (user) => (await withSession((c) => call(c, 'revoke', { user }))).revoked,
+    invite: (role, options = {}) =>
+      withSession((c) => call(c, 'invite', { role, ttlSeconds: options.ttlSeconds ?? 24 * 3600, ...(options.user !== undefined ? { user: options.user } : {}) })),
+    async audit(query, onEntry) {
+      if (!onEntry) {
+        const { entries } = await withSession((c) => call(c, 'audit', query))
+        return { entries, stop: () => {} }
+      }
+      const c = await resumed()
+      followers.add(c)
+      try {
+        const { entries } = await call(c, 'audit', { ...query, follow: true })
+        c.onPush((message) => {
+          if (message.type === 'audit_entry') onEntry(message.entry)
+        })
+        return {
+          entries,
+          stop: () => {
+            followers.delete(c)
+            c.close()
+          },
+        }
+      } catch (error) {
+        followers.delete(c)
+        c.close()
+        throw error
+      }
+    },
     close() {
       conn?.close()
       conn = undefined
+      for (const c of followers) c.close()
+      followers.clear()
     },
   }
 }

@@ -1,17 +1,47 @@
-import { connectOptions, type ClientArgs } from './client-options.js'
-import { createTuiClient } from './tui-client.js'
+import { connectOptions, secureloginHome, type ClientArgs } from './client-options.js'
+import { createTuiClient, type SessionKeeper } from './tui-client.js'
+import { forgetSession, loadSession } from '../client/saved-sessions.js'
+import { keepSession, serverKey } from './login.js'
 
 /** The TUI draws only for a person at a terminal; any scripting flag picks the plain contract. */
 export function useTui(args: ClientArgs): boolean {
   return !args.passwordStdin && !args.json && Boolean(process.stdin.isTTY && process.stdout.isTTY)
 }
 
+export type TuiFlow = 'register' | 'login' | 'recovery-codes' | 'home' | 'passwd' | 'reset-2fa'
+
 /** Loads Ink and React only here, so other commands start fast. */
-export async function runTui(flow: 'register' | 'login' | 'recovery-codes', args: ClientArgs): Promise<void> {
-  const { runRegisterTui, runLoginTui } = await import('../tui/render.js')
-  const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm))
-  const result = flow === 'register' ? await runRegisterTui(client) : await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
+export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: string): Promise<void> {
+  const { runRegisterTui, runLoginTui, runHomeTui } = await import('../tui/render.js')
+  const home = secureloginHome()
+  const server = serverKey(args)
+  const keeper: SessionKeeper = {
+    save: (result) => keepSession(args, result),
+    load: async () => loadSession(home, server),
+    forget: async () => void (await forgetSession(home, server)),
+  }
+  const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm), { keeper, ...(registerToken !== undefined ? { registerToken } : {}) })
+  let result
+  if (flow === 'register') result = await runRegisterTui(client)
+  else if (flow === 'login' || flow === 'recovery-codes') result = await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
+  else {
+    // The home screen on the saved session; without one (or an ended one), a login first.
+    const resumed = (await loadSession(home, server)) ? await resumeQuietly(client) : undefined
+    result = resumed ? await runHomeTui(client, resumed) : await runLoginTui(client, {})
+  }
   // The TUI has already shown any error in place; only the exit code is left to set.
   if ('cancelled' in result) process.exitCode = 130
   else if ('error' in result) process.exitCode = result.error.code === 'ERR_USAGE' ? 2 : 1
+}
+
+/** The saved session, resumed before the screen draws; undefined when it has ended (log in again). */
+async function resumeQuietly(client: ReturnType<typeof createTuiClient>) {
+  // A saved session means this server was trusted before: no prompt now.
+  await client.connect(async () => false)
+  try {
+    return await client.resumeSession()
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_FORBIDDEN') return undefined
+    throw error
+  }
 }

@@ -38,6 +38,9 @@ export class ServerConnection {
   readonly #inbox: ServerMessage[] = []
   #waiter: { resolve: (m: ServerMessage) => void; reject: (e: unknown) => void } | undefined
   #failure: SecureLoginError | undefined
+  /** Frames the client did not ask for (audit entries while following), and errors that arrive meanwhile. */
+  #push: ((message: ServerMessageOf<'audit_entry'> | ServerMessageOf<'error'>) => void) | undefined
+  #ended: Array<(error: SecureLoginError) => void> = []
 
   private constructor(socket: TLSSocket, server: string, fingerprint: string, timeoutMs: number) {
     this.#socket = socket
@@ -79,6 +82,17 @@ export class ServerConnection {
     return answer as ServerMessageOf<T>
   }
 
+  /** Takes unsolicited frames (`audit_entry`, and an `error` that ends a stream) while no answer is awaited. */
+  onPush(listener: (message: ServerMessageOf<'audit_entry'> | ServerMessageOf<'error'>) => void): void {
+    this.#push = listener
+  }
+
+  /** Resolves when the connection is gone, with why. */
+  ended(): Promise<SecureLoginError> {
+    if (this.#failure) return Promise.resolve(this.#failure)
+    return new Promise((resolve) => this.#ended.push(resolve))
+  }
+
   close(): void {
     this.#socket.end()
     this.#socket.destroy()
@@ -117,11 +131,13 @@ export class ServerConnection {
     const waiter = this.#waiter
     this.#waiter = undefined
     if (waiter) waiter.resolve(message)
+    else if (this.#push && (message.type === 'audit_entry' || message.type === 'error')) this.#push(message)
     else this.#inbox.push(message)
   }
 
   #abort(error: SecureLoginError): void {
     this.#failure ??= error
+    for (const resolve of this.#ended.splice(0)) resolve(this.#failure)
     const waiter = this.#waiter
     this.#waiter = undefined
     // An error frame sent just before the close is the better explanation: deliver it first.

@@ -1,16 +1,23 @@
 import { deriveClientSession, derivePrivateKey, startClientLogin, verifyServerProof } from '../auth/srp-client.js'
 import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import { normalizeUsername } from '../auth/username.js'
-import type { Role } from '../protocol/messages.js'
+import type { Role, ServerMessageOf } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
-import { checkCodeShape } from './register.js'
+import { checkCodeShape, type Enrolment } from './register.js'
+import { enrolmentOf } from './calls.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 import { revealInput, type SecretInput } from '../auth/secret.js'
 
 export interface LoginResult {
   user: string
   role: Role
+  /** The session's absolute expiry. */
   expiresAt: string
+  /** When the session ends unless used before. */
+  idleExpiresAt: string
+  sessionId: string
+  /** The session's bearer token: after a login, not after a resume. Save it (saved-sessions.ts), never print it. */
+  token?: string
   /** After a login with a recovery code: how many unused codes remain. */
   recoveryCodesLeft?: number
 }
@@ -19,9 +26,9 @@ export interface LoginResult {
  * SRP-6a: username, A -> salt, B -> M1 -> M2. Resolves only once the server has proved it
  * holds the verifier; the TOTP code is sent after that, never to an unproven server.
  */
-export async function authenticate(conn: ServerConnection, username: string, password: SecretInput): Promise<void> {
+export async function authenticate(conn: ServerConnection, username: string, password: SecretInput): Promise<{ enrol?: Enrolment }> {
   const user = normalizeUsername(username)
-  await authenticateWith(conn, user, ({ salt, kdf }) => derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }))
+  return authenticateWith(conn, user, ({ salt, kdf }) => derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }))
 }
 
 /**
@@ -32,26 +39,36 @@ export async function authenticateWith(
   conn: ServerConnection,
   username: string,
   deriveX: (challenge: { salt: string; kdf: PasswordKdf }) => Promise<string>,
-): Promise<void> {
+): Promise<{ enrol?: Enrolment }> {
   const ephemeral = startClientLogin()
   const { salt, kdf, B } = await conn.request({ type: 'login_start', username, A: ephemeral.A }, 'challenge')
   // Held between this client's floor and cap before any work: a server cannot make the stretch
   // cheap (its transcript would then be cheap to attack) nor make it cost minutes.
   const x = await deriveX({ salt, kdf: checkPasswordKdf(kdf) })
   const session = deriveClientSession({ ephemeral, salt, B, username, x })
-  const { M2 } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
+  const { M2, enrol } = await conn.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
   verifyServerProof({ A: ephemeral.A, session, M2 })
+  // After an admin reset the 2FA: the code sent next must come from this new authenticator.
+  return enrol !== undefined ? { enrol: enrolmentOf(username, enrol) } : {}
 }
 
 export async function submitOtp(conn: ServerConnection, code: string): Promise<LoginResult> {
-  const { user, role, expiresAt } = await conn.request({ type: 'login_otp', code: checkCodeShape(code) }, 'welcome')
-  return { user, role, expiresAt }
+  return loginResult(await conn.request({ type: 'login_otp', code: checkCodeShape(code) }, 'welcome'))
+}
+
+/** Runs the connection as a saved session; ERR_FORBIDDEN when it has ended. */
+export async function resumeSession(conn: ServerConnection, token: string): Promise<LoginResult> {
+  return loginResult(await conn.request({ type: 'session_resume', token }, 'welcome'))
+}
+
+function loginResult(welcome: ServerMessageOf<'welcome'>): LoginResult {
+  const { type: _, ...result } = welcome
+  return result
 }
 
 /** A recovery code in place of the TOTP code; the server spends it whether or not more follow. */
 export async function submitRecoveryCode(conn: ServerConnection, code: string): Promise<LoginResult> {
-  const welcome = await conn.request({ type: 'login_recovery', code: normalizeRecoveryCode(code) }, 'welcome')
-  return { user: welcome.user, role: welcome.role, expiresAt: welcome.expiresAt, ...(welcome.recoveryCodesLeft !== undefined ? { recoveryCodesLeft: welcome.recoveryCodesLeft } : {}) }
+  return loginResult(await conn.request({ type: 'login_recovery', code: normalizeRecoveryCode(code) }, 'welcome'))
 }
 
 /** After a login with a TOTP code: ten new recovery codes replace all the old ones. */

@@ -1,7 +1,8 @@
 import { createRegistration } from '../auth/srp-client.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { normalizeUsername } from '../auth/username.js'
-import { secretFromOtpauthUri } from '../auth/totp.js'
+import { enrolmentOf } from './calls.js'
+import { TOKEN_PATTERN } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerConnection } from './connection.js'
 import { revealInput, type SecretInput } from '../auth/secret.js'
@@ -13,13 +14,11 @@ export interface Enrolment {
 }
 
 /** Sends salt and verifier (the password stays here) and returns the TOTP enrolment to show. */
-export async function startRegistration(conn: ServerConnection, username: string, password: SecretInput): Promise<Enrolment> {
+export async function startRegistration(conn: ServerConnection, username: string, password: SecretInput, token?: string): Promise<Enrolment> {
   const user = normalizeUsername(username)
   const { salt, verifier, kdf } = await createRegistration(user, checkNewPassword(revealInput(password), user))
-  const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier, kdf }, 'enrol')
-  const secret = secretFromOtpauthUri(otpauthUri)
-  if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')
-  return { user, otpauthUri, secret }
+  const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier, kdf, ...(token !== undefined ? { token: checkToken(token) } : {}) }, 'enrol')
+  return enrolmentOf(user, otpauthUri)
 }
 
 /** One code from the authenticator activates the account; ERR_ENROL_CODE means try another. */
@@ -34,4 +33,13 @@ export function checkCodeShape(code: string): string {
     throw new SecureLoginError('ERR_USAGE', `a code is 6 digits, got ${digits.length} characters`)
   }
   return digits
+}
+
+/** An invite or bootstrap token as pasted: surrounding space trimmed, shape checked before connecting. */
+export function checkToken(token: string): string {
+  const trimmed = token.trim()
+  if (!TOKEN_PATTERN.test(trimmed) || trimmed.startsWith('sls_')) {
+    throw new SecureLoginError('ERR_USAGE', 'that is not an invite or bootstrap token (sli_... or slb_..., 47 characters)')
+  }
+  return trimmed
 }

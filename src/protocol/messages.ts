@@ -1,27 +1,16 @@
 import { z } from 'zod'
 import { ERROR_CODES } from './errors.js'
+import { PasswordKdf, Role, SRP_HASH_HEX, SRP_INT_HEX, SessionId, Token, hex, isoTime, otpauthUri, totpCode, username } from './fields.js'
+import { AuditEntry, CALL_OPS } from './calls.js'
 
 // Every message on the wire, client to server and server to client. docs/protocol.md describes
 // each one; the schemas are strict, so an unknown field is a protocol error.
 
-const hex = (chars: number) => z.string().regex(new RegExp(`^[0-9a-f]{${chars}}$`))
-const username = z.string().regex(/^[a-z0-9._-]{1,64}$/)
-const totpCode = z.string().regex(/^[0-9]{6}$/)
 /** Crockford base32, two groups of five (src/auth/recovery-codes.ts makes and reads them). */
 const recoveryCode = z.string().regex(/^[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}$/)
 const recoveryCodes = z.array(recoveryCode).length(10)
 
-/** SRP-6a on the RFC 5054 2048-bit group: A, B and v travel as 512 hex digits, salts and proofs as 64. */
-export const SRP_INT_HEX = 512
-export const SRP_HASH_HEX = 64
-
-/** How the client stretched the password before deriving x (src/auth/password-stretch.ts). */
-export const PasswordKdf = z.strictObject({
-  name: z.literal('scrypt'),
-  logN: z.int().min(1).max(30),
-  r: z.int().min(1).max(64),
-  p: z.int().min(1).max(64),
-})
+export { SRP_INT_HEX, SRP_HASH_HEX, PasswordKdf, Role } from './fields.js'
 
 export const RegisterStart = z.strictObject({
   type: z.literal('register_start'),
@@ -29,6 +18,8 @@ export const RegisterStart = z.strictObject({
   salt: hex(SRP_HASH_HEX),
   verifier: hex(SRP_INT_HEX),
   kdf: PasswordKdf,
+  /** A bootstrap token (the first system_admin) or an invite (docs/protocol.md, "Registration policy"). */
+  token: Token.optional(),
 })
 export const RegisterConfirm = z.strictObject({ type: z.literal('register_confirm'), code: totpCode })
 export const LoginStart = z.strictObject({ type: z.literal('login_start'), username, A: hex(SRP_INT_HEX) })
@@ -36,6 +27,10 @@ export const LoginProof = z.strictObject({ type: z.literal('login_proof'), M1: h
 export const LoginOtp = z.strictObject({ type: z.literal('login_otp'), code: totpCode })
 export const LoginRecovery = z.strictObject({ type: z.literal('login_recovery'), code: recoveryCode })
 export const RecoveryCodesRenew = z.strictObject({ type: z.literal('recovery_codes_renew') })
+/** Runs this connection as the session the token names (instead of a login). */
+export const SessionResume = z.strictObject({ type: z.literal('session_resume'), token: Token })
+/** A logged-in request; `args` is checked against CALLS[op].args (src/protocol/calls.ts). */
+export const Call = z.strictObject({ type: z.literal('call'), op: z.enum(CALL_OPS), args: z.record(z.string(), z.unknown()) })
 
 export const ClientMessage = z.discriminatedUnion('type', [
   RegisterStart,
@@ -45,20 +40,32 @@ export const ClientMessage = z.discriminatedUnion('type', [
   LoginOtp,
   LoginRecovery,
   RecoveryCodesRenew,
+  SessionResume,
+  Call,
 ])
 export type ClientMessage = z.infer<typeof ClientMessage>
 
-export const Enrol = z.strictObject({ type: z.literal('enrol'), otpauthUri: z.string().startsWith('otpauth://totp/').max(512) })
+export const Enrol = z.strictObject({ type: z.literal('enrol'), otpauthUri })
 export const Registered = z.strictObject({ type: z.literal('registered'), user: username, recoveryCodes })
 export const RecoveryCodes = z.strictObject({ type: z.literal('recovery_codes'), codes: recoveryCodes })
 export const Challenge = z.strictObject({ type: z.literal('challenge'), salt: hex(SRP_HASH_HEX), kdf: PasswordKdf, B: hex(SRP_INT_HEX) })
-export const ServerProof = z.strictObject({ type: z.literal('server_proof'), M2: hex(SRP_HASH_HEX) })
-export const Role = z.enum(['regular_user', 'admin', 'system_admin'])
+export const ServerProof = z.strictObject({
+  type: z.literal('server_proof'),
+  M2: hex(SRP_HASH_HEX),
+  /** After `admin reset-2fa`: a new authenticator to enrol; the next code must come from it. */
+  enrol: otpauthUri.optional(),
+})
 export const Welcome = z.strictObject({
   type: z.literal('welcome'),
   user: username,
   role: Role,
-  expiresAt: z.iso.datetime(),
+  /** The session's absolute expiry. */
+  expiresAt: isoTime,
+  /** When the session ends if nothing uses it (the earlier of this and expiresAt is the real end). */
+  idleExpiresAt: isoTime,
+  sessionId: SessionId,
+  /** The session's bearer token: after a login only (never after session_resume). */
+  token: Token.optional(),
   /** Present when the login used a recovery code: how many unused ones remain. */
   recoveryCodesLeft: z.int().min(0).max(10).optional(),
 })
@@ -69,7 +76,10 @@ export const ErrorMessage = z.strictObject({
   hint: z.string().max(1024).optional(),
 })
 
-export const ServerMessage = z.discriminatedUnion('type', [Enrol, Registered, Challenge, ServerProof, Welcome, RecoveryCodes, ErrorMessage])
+export const Result = z.strictObject({ type: z.literal('result'), op: z.enum(CALL_OPS), data: z.record(z.string(), z.unknown()) })
+/** Pushed after `call audit {follow: true}`, one per new entry. */
+export const AuditEntryPush = z.strictObject({ type: z.literal('audit_entry'), entry: AuditEntry })
+
+export const ServerMessage = z.discriminatedUnion('type', [Enrol, Registered, Challenge, ServerProof, Welcome, RecoveryCodes, Result, AuditEntryPush, ErrorMessage])
 export type ServerMessage = z.infer<typeof ServerMessage>
 export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>
-export type Role = z.infer<typeof Role>

@@ -1,6 +1,8 @@
 import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
-import type { SessionTable } from './sessions.js'
+import type { Sessions } from './sessions.js'
+import type { AuditLog } from '../store/audit.js'
+import type { RegistrationPolicy } from './registration.js'
 import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
 
@@ -10,7 +12,11 @@ export interface ServerContext {
   logger: Logger
   now: () => number
   randomBytes: (size: number) => Buffer
-  sessions: SessionTable
+  sessions: Sessions
+  /** The hash-chained audit log in the store. */
+  audit: AuditLog
+  /** Undefined: open until a system_admin exists, then invite (src/server/registration.ts). */
+  registration: RegistrationPolicy | undefined
   /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
   pendingNames: Set<string>
   limits: ServerLimits

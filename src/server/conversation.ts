@@ -6,6 +6,8 @@ import type { ServerContext } from './context.js'
 import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } from './register.js'
 import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type Account, type LoginInProgress } from './login.js'
 import { handleRecoveryRenew } from './recovery.js'
+import { handleCall, handleSessionResume } from './calls.js'
+import type { Secret } from '../auth/secret.js'
 
 /** Where one connection stands; any message not expected in the current state ends it. */
 export type ConversationState =
@@ -13,17 +15,20 @@ export type ConversationState =
   | { name: 'awaiting_enrol_code'; pending: PendingRegistration; attempts: number }
   | { name: 'awaiting_proof'; login: LoginInProgress }
   | { name: 'awaiting_otp'; login: LoginInProgress }
-  | { name: 'authenticated'; user: Account; factor: SecondFactor }
+  | { name: 'authenticated'; user: Account; factor: SecondFactor; sessionId: string; totpReset?: { secret: Secret; attempts: number } }
 
-/** How the login that reached 'authenticated' proved the second factor. */
-export type SecondFactor = 'totp' | 'recovery_code'
+/**
+ * How this connection reached 'authenticated': a login with a TOTP code or a recovery code, or
+ * `session` (a saved session resumed, no password on this connection).
+ */
+export type SecondFactor = 'totp' | 'recovery_code' | 'session'
 
 const EXPECTED: Record<ConversationState['name'], ReadonlyArray<ClientMessage['type']>> = {
-  ready: ['register_start', 'login_start'],
+  ready: ['register_start', 'login_start', 'session_resume', 'call'],
   awaiting_enrol_code: ['register_confirm'],
   awaiting_proof: ['login_proof'],
   awaiting_otp: ['login_otp', 'login_recovery'],
-  authenticated: ['recovery_codes_renew'],
+  authenticated: ['recovery_codes_renew', 'call'],
 }
 
 export interface Reply {
@@ -31,6 +36,8 @@ export interface Reply {
   next: ConversationState
   /** Close the connection after sending (failures end the conversation). */
   end?: boolean
+  /** The connection now streams (audit --follow): no idle timeout. */
+  follow?: boolean
 }
 
 /**
@@ -45,6 +52,8 @@ export class Conversation {
   #state: ConversationState = { name: 'ready' }
   #queue: Promise<void> = Promise.resolve()
   #closed = false
+  /** Run at teardown (an audit follower's unsubscribe). */
+  readonly #onClose: Array<() => void> = []
 
   constructor(socket: TLSSocket, ctx: ServerContext) {
     this.#socket = socket
@@ -92,7 +101,7 @@ export class Conversation {
       }
       const reply = await this.#dispatch(message)
       this.#state = reply.next
-      this.#socket.setTimeout(this.#state.name === 'ready' || this.#state.name === 'authenticated' ? this.#ctx.limits.idleMs : this.#ctx.limits.awaitingCodeMs)
+      this.#socket.setTimeout(reply.follow ? 0 : this.#state.name === 'ready' || this.#state.name === 'authenticated' ? this.#ctx.limits.idleMs : this.#ctx.limits.awaitingCodeMs)
       this.#send(reply.message)
       if (reply.end) this.#end()
     } catch (error) {
@@ -124,11 +133,16 @@ export class Conversation {
       case 'recovery_codes_renew':
         if (state.name !== 'authenticated') break
         return handleRecoveryRenew(ctx, state, address)
+      case 'session_resume':
+        return handleSessionResume(ctx, message.token, address)
+      case 'call':
+        return handleCall(ctx, message, state, address, (push) => this.#send(push), (stop) => this.#onClose.push(stop))
     }
     throw new SecureLoginError('ERR_PROTOCOL', `unexpected ${message.type} message`)
   }
 
-  #send(message: ServerMessage): void {
+  #send(message: ServerMessage | { end: SecureLoginError }): void {
+    if ('end' in message) return this.#fail(message.end)
     if (!this.#closed) this.#socket.write(encodeFrame(message))
   }
 
@@ -152,6 +166,7 @@ export class Conversation {
   #teardown(): void {
     if (this.#closed) return
     this.#closed = true
+    for (const stop of this.#onClose.splice(0)) stop()
     if (this.#state.name === 'awaiting_enrol_code') this.#ctx.pendingNames.delete(this.#state.pending.username)
     this.#state = { name: 'ready' }
     // A peer that never reads must not hold the socket open after we are done with it.

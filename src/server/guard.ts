@@ -46,6 +46,9 @@ export class Guard {
   /** The last store write queued per known name. */
   readonly #writes = new Map<string, Promise<void>>()
 
+  /** Called when a name becomes locked (the server audits it). */
+  onLocked: (username: string, address: string, failures: number, lockedUntil: number) => void = () => {}
+
   constructor(store: Store, limits: GuardLimits, now: () => number, logger: Logger) {
     this.#store = store
     this.#limits = limits
@@ -73,6 +76,7 @@ export class Guard {
     else remember(this.#unknownNames, username, next)
     if (lockedUntil !== null && previous.lockedUntil !== lockedUntil) {
       this.#logger.log('warn', 'user_locked', { user: username, address, failures, until: new Date(lockedUntil).toISOString() })
+      this.onLocked(username, address, failures, lockedUntil)
     }
     const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
     remember(this.#addresses, address, byAddress)
@@ -86,6 +90,23 @@ export class Guard {
     if (count && count.failures === 0 && count.lockedUntil === null) return
     this.#saveKnown(username, undefined)
     await this.#writes.get(username)
+  }
+
+  /** Until when a known name is locked (ms since the epoch), or null. */
+  async lockedUntil(username: string): Promise<number | null> {
+    const { lockedUntil } = await this.#loadKnown(username)
+    return lockedUntil !== null && lockedUntil > this.#now() ? lockedUntil : null
+  }
+
+  /** An admin's unlock: the name's count and lock are cleared, durably. */
+  async unlock(username: string): Promise<void> {
+    this.#saveKnown(username, undefined)
+    await this.#writes.get(username)
+  }
+
+  /** A removed account: its count goes (the store's record is deleted with the account). */
+  forget(username: string): void {
+    this.#knownNames.delete(username)
   }
 
   /** Resolves when every queued count is in the store (before the store is closed). */

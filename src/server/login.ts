@@ -1,14 +1,15 @@
 import type { z } from 'zod'
 import type { LoginOtp, LoginProof, LoginRecovery, LoginStart } from '../protocol/messages.js'
-import { authFailed } from '../protocol/errors.js'
+import { authFailed, SecureLoginError } from '../protocol/errors.js'
 import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../auth/srp-server.js'
-import { verifyTotp } from '../auth/totp.js'
+import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
 import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
 import type { Reply, SecondFactor } from './conversation.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
+import { audit, auditBehind } from './audit-events.js'
 
 /** What a conversation keeps of an account: the record without its secrets, which travel wrapped. */
 export type Account = Omit<UserRecord, 'verifier' | 'totpSecret'>
@@ -23,6 +24,8 @@ export interface LoginInProgress {
   kdf: PasswordKdf
   A: string
   ephemeral: ServerEphemeral
+  /** After `admin reset-2fa`: the new TOTP secret offered in server_proof; the code must come from it. */
+  newTotp?: Secret
 }
 
 /** Splits a stored record into what may be kept in plain sight and its secrets. */
@@ -75,6 +78,12 @@ export async function handleLoginProof(
     return failure(ctx, login, address, 'locked')
   }
   if (M2 === undefined) return failure(ctx, login, address, 'proof')
+  if (login.user?.totpReset) {
+    // The password is proven and an admin reset the second factor: enrol a new one now.
+    const newTotp = freshTotpSecret(ctx)
+    const enrol = buildOtpauthUri(login.username, newTotp.reveal())
+    return { message: { type: 'server_proof', M2, enrol }, next: { name: 'awaiting_otp', login: { ...login, newTotp } } }
+  }
   return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }
 }
 
@@ -87,6 +96,7 @@ export async function handleLoginOtp(
 ): Promise<Reply> {
   const user = login.user!
   const nowMs = ctx.now()
+  if (login.newTotp) return enrolAtLogin(ctx, message.code, login, address, nowMs)
   const check = await verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs })
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
@@ -111,6 +121,7 @@ export async function handleLoginRecovery(
 ): Promise<Reply> {
   const user = login.user!
   const nowMs = ctx.now()
+  if (login.newTotp) throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
   const left = await ctx.perUser.run(user.username, async () => {
     const stored = await ctx.store.getRecovery(user.username)
     const index = stored ? await findRecoveryCode(stored, message.code) : -1
@@ -127,20 +138,62 @@ export async function handleLoginRecovery(
   return welcome(ctx, user, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
 }
 
+/** A code from the authenticator enrolled in place of the one an admin reset: stored, then welcome. */
+async function enrolAtLogin(ctx: ServerContext, code: string, login: LoginInProgress, address: string, nowMs: number): Promise<Reply> {
+  const user = login.user!
+  const check = await verifyTotp({ secret: login.newTotp!.reveal(), code, nowMs })
+  if (!check.valid) return failure(ctx, login, address, 'enrol_code')
+  const done = await ctx.perUser.run(user.username, async () => {
+    const record = await ctx.store.getUser(user.username)
+    if (!record?.totpReset) return false // reset again, or removed, meanwhile
+    const { totpReset: _, ...rest } = record
+    await audit(ctx, { actor: user.username, action: 'totp.enrol', target: user.username, address, outcome: 'ok', details: { after: 'admin_reset' } }, [
+      { key: `user/${user.username}`, value: { ...rest, totpSecret: login.newTotp!.reveal(), enrolledStep: check.timeStep } },
+    ])
+    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+    return true
+  })
+  login.newTotp!.wipe()
+  if (!done) return failure(ctx, login, address, 'enrol_stale')
+  ctx.logger.log('info', 'totp_enrolled', { user: user.username, address })
+  const { totpReset: _, ...enrolled } = user
+  return welcome(ctx, enrolled, address, nowMs, 'totp')
+}
+
+/** A fresh TOTP secret, base32, wrapped. */
+export function freshTotpSecret(ctx: ServerContext): Secret {
+  const seed = ctx.randomBytes(TOTP_SECRET_BYTES)
+  const secret = new Secret(encodeTotpSecret(seed))
+  seed.fill(0)
+  return secret
+}
+
+/** The login is complete: a new session (its record and the audit entry in one write), then welcome. */
 async function welcome(
   ctx: ServerContext,
   user: Account,
   address: string,
   nowMs: number,
-  factor: SecondFactor,
+  factor: Exclude<SecondFactor, 'session'>,
   extra: { recoveryCodesLeft?: number } = {},
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address)
-  const session = ctx.sessions.create(user.username, user.role, ctx.randomBytes(32), nowMs)
-  ctx.logger.log('info', 'login_ok', { user: user.username, address, factor })
+  const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
+  await audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change])
+  ctx.sessions.added(record)
+  ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   return {
-    message: { type: 'welcome', user: user.username, role: user.role, expiresAt: new Date(session.expiresAt).toISOString(), ...extra },
-    next: { name: 'authenticated', user, factor },
+    message: {
+      type: 'welcome',
+      user: user.username,
+      role: user.role,
+      expiresAt: new Date(record.absoluteExpiresAt).toISOString(),
+      idleExpiresAt: new Date(ctx.sessions.endsAt(record)).toISOString(),
+      sessionId: record.id,
+      token,
+      ...extra,
+    },
+    next: { name: 'authenticated', user, factor, sessionId: record.id },
   }
 }
 
@@ -148,6 +201,9 @@ async function welcome(
 async function failure(ctx: ServerContext, login: LoginInProgress, address: string, stage: string): Promise<never> {
   const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined)
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
+  // Written behind the answer, for a known name and an unknown one alike: the store's fsync
+  // must not make one name's failure slower than another's.
+  auditBehind(ctx, { actor: null, action: 'login.failed', target: login.username, address, outcome: 'failed', details: { stage } })
   await ctx.sleep(delayMs)
   throw authFailed()
 }

@@ -6,7 +6,10 @@ import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
 import { Conversation } from './conversation.js'
-import { SessionTable } from './sessions.js'
+import { DEFAULT_SESSION_TIMES, Sessions, type SessionTimes } from './sessions.js'
+import { AuditLog } from '../store/audit.js'
+import { issueBootstrapToken, type RegistrationPolicy } from './registration.js'
+import { auditBehind } from './audit-events.js'
 import { KeyedQueue } from './keyed-queue.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 
@@ -23,7 +26,15 @@ export interface ServerOptions {
   /** Failed-login delays and lockout (src/server/guard.ts). */
   guard?: Partial<GuardLimits>
   sleep?: (ms: number) => Promise<void>
-  sessionLifetimeMs?: number
+  /** Idle and absolute session timeouts (30 min and 12 h by default). */
+  sessions?: Partial<SessionTimes>
+  /** Who may register (src/server/registration.ts); default open until a system_admin exists, then invite. */
+  registration?: RegistrationPolicy
+  /**
+   * Called at start when the store has no system_admin, with a fresh single-use bootstrap token
+   * for the first one (`register --bootstrap-token`). Without it no token is made.
+   */
+  onBootstrapToken?: (token: string, expiresAt: Date) => void
   maxConnections?: number
   /** A TLS handshake not finished within this is dropped (default 10 s). */
   handshakeTimeoutMs?: number
@@ -45,24 +56,32 @@ export interface RunningServer {
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 export const DEFAULT_MAX_CONNECTIONS = 1024
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
-export const DEFAULT_SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   prepareServerSrp()
   const now = opts.now ?? Date.now
   const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
+  const randomBytes = opts.randomBytes ?? nodeRandomBytes
   const ctx: ServerContext = {
     store: opts.store,
     logger: opts.logger,
     now,
-    randomBytes: opts.randomBytes ?? nodeRandomBytes,
-    sessions: new SessionTable(opts.sessionLifetimeMs ?? DEFAULT_SESSION_LIFETIME_MS),
+    randomBytes,
+    sessions: await Sessions.load(opts.store, { ...DEFAULT_SESSION_TIMES, ...opts.sessions }, now()),
+    audit: await AuditLog.open(opts.store, now),
+    registration: opts.registration,
     pendingNames: new Set(),
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     perUser: new KeyedQueue(),
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
+  }
+  ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
+    auditBehind(ctx, { actor: null, action: 'user.locked', target: user, address, outcome: 'failed', details: { failures, until: new Date(lockedUntil).toISOString() } })
+  if (opts.onBootstrapToken) {
+    const bootstrap = await issueBootstrapToken(opts.store, now(), randomBytes)
+    if (bootstrap) opts.onBootstrapToken(bootstrap.token, new Date(bootstrap.expiresAt))
   }
   const conversations = new Set<Conversation>()
   const tlsServer = createServer({

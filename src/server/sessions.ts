@@ -1,41 +1,163 @@
-import { createHash } from 'node:crypto'
-import type { Role } from '../protocol/messages.js'
+import type { Store, StoreChange } from '../store/index.js'
+import type { SessionInfo } from '../protocol/calls.js'
+import { hashToken, issueToken, sameHash } from './tokens.js'
 
-export interface Session {
+// Durable sessions (docs/protocol.md, "Sessions"). A login ends with a fresh token; the store
+// keeps only its hash, under `session/ID`. A session ends at the first of: its absolute expiry
+// (12 h after the login), 30 min without use, a logout, a revoke. Every session is also kept in
+// memory, so checking one costs no disk read; a use is written back at most once a minute, so
+// a crash forgets at most a minute of idleness (the session then ends that much sooner).
+
+export interface SessionRecord {
+  id: string
+  hash: string
   user: string
-  role: Role
   createdAt: number
-  expiresAt: number
+  lastSeenAt: number
+  absoluteExpiresAt: number
+  address: string
+  /** How the login proved the second factor. */
+  factor: 'totp' | 'recovery_code'
 }
 
-/**
- * Sessions made at login. The table is keyed by the SHA-256 of a 256-bit random token, so a
- * dump of it cannot be replayed. (Issue 6 persists sessions and hands the token to the client.)
- */
-export class SessionTable {
-  readonly #sessions = new Map<string, Session>()
-  readonly #lifetimeMs: number
-
-  constructor(lifetimeMs: number) {
-    this.#lifetimeMs = lifetimeMs
-  }
-
-  create(user: string, role: Role, token: Buffer, nowMs: number): Session {
-    this.#purge(nowMs)
-    const session = { user, role, createdAt: nowMs, expiresAt: nowMs + this.#lifetimeMs }
-    this.#sessions.set(hashToken(token), session)
-    return session
-  }
-
-  get size(): number {
-    return this.#sessions.size
-  }
-
-  #purge(nowMs: number): void {
-    for (const [key, session] of this.#sessions) if (session.expiresAt <= nowMs) this.#sessions.delete(key)
-  }
+export interface SessionTimes {
+  idleMs: number
+  absoluteMs: number
 }
 
-function hashToken(token: Buffer): string {
-  return createHash('sha256').update(token).digest('hex')
+export const DEFAULT_SESSION_TIMES: SessionTimes = { idleMs: 30 * 60_000, absoluteMs: 12 * 60 * 60_000 }
+const TOUCH_WRITE_MS = 60_000
+
+export const sessionKey = (id: string) => `session/${id}`
+
+export class Sessions {
+  readonly #store: Store
+  readonly #times: SessionTimes
+  readonly #byId = new Map<string, SessionRecord>()
+  /** When each session's lastSeenAt was last written. */
+  readonly #written = new Map<string, number>()
+
+  private constructor(store: Store, times: SessionTimes) {
+    this.#store = store
+    this.#times = times
+  }
+
+  /** Loads every session; ended ones are deleted. */
+  static async load(store: Store, times: SessionTimes, nowMs: number): Promise<Sessions> {
+    const sessions = new Sessions(store, times)
+    const ended: StoreChange[] = []
+    for (const key of store.keys('session/')) {
+      const record = await store.get<SessionRecord>(key)
+      if (!record) continue
+      if (sessions.#alive(record, nowMs)) {
+        sessions.#byId.set(record.id, record)
+        sessions.#written.set(record.id, record.lastSeenAt)
+      } else ended.push({ key, delete: true })
+    }
+    await store.commit(ended)
+    return sessions
+  }
+
+  get times(): SessionTimes {
+    return this.#times
+  }
+
+  /** A new session for a login: the token goes to the client once; the store gets the change to commit. */
+  create(user: string, factor: SessionRecord['factor'], address: string, nowMs: number, randomBytes: (size: number) => Buffer): { token: string; record: SessionRecord; change: StoreChange } {
+    const { token, hash, id } = issueToken('session', randomBytes)
+    const record: SessionRecord = { id, hash, user, createdAt: nowMs, lastSeenAt: nowMs, absoluteExpiresAt: nowMs + this.#times.absoluteMs, address, factor }
+    return { token, record, change: { key: sessionKey(id), value: record } }
+  }
+
+  /** Call once the create's change is committed. */
+  added(record: SessionRecord): void {
+    this.#byId.set(record.id, record)
+    this.#written.set(record.id, record.lastSeenAt)
+  }
+
+  /** The live session a token names, marked as used now; undefined when unknown, ended or revoked. */
+  async resume(token: string, nowMs: number): Promise<SessionRecord | undefined> {
+    const { hash, id } = hashToken(token)
+    const record = this.#byId.get(id)
+    if (!record || !sameHash(record.hash, hash)) return undefined
+    if (!this.#alive(record, nowMs)) {
+      await this.#forget([record.id])
+      return undefined
+    }
+    await this.touch(record.id, nowMs)
+    return record
+  }
+
+  /** The live session, or undefined (ended ones are deleted on the way). */
+  async check(id: string, nowMs: number): Promise<SessionRecord | undefined> {
+    const record = this.#byId.get(id)
+    if (!record) return undefined
+    if (this.#alive(record, nowMs)) return record
+    await this.#forget([id])
+    return undefined
+  }
+
+  /** Marks a use: in memory now, in the store when the last write is over a minute old. */
+  async touch(id: string, nowMs: number): Promise<void> {
+    const record = this.#byId.get(id)
+    if (!record) return
+    record.lastSeenAt = Math.max(record.lastSeenAt, nowMs)
+    if (nowMs - (this.#written.get(id) ?? 0) < TOUCH_WRITE_MS) return
+    this.#written.set(id, nowMs)
+    await this.#store.commit([{ key: sessionKey(id), value: record }])
+  }
+
+  /** Live sessions, of one user or of all. */
+  list(nowMs: number, user?: string): SessionRecord[] {
+    return [...this.#byId.values()].filter((record) => (user === undefined || record.user === user) && this.#alive(record, nowMs))
+  }
+
+  get(id: string): SessionRecord | undefined {
+    return this.#byId.get(id)
+  }
+
+  /** Store changes that delete these sessions; call `removed` once they are committed. */
+  revokeChanges(ids: string[]): StoreChange[] {
+    return ids.filter((id) => this.#byId.has(id)).map((id) => ({ key: sessionKey(id), delete: true }))
+  }
+
+  removed(ids: string[]): void {
+    for (const id of ids) {
+      this.#byId.delete(id)
+      this.#written.delete(id)
+    }
+  }
+
+  /** Ids of every session of a user (live or not), but `except`. */
+  idsOf(user: string, except?: string): string[] {
+    return [...this.#byId.values()].filter((record) => record.user === user && record.id !== except).map((record) => record.id)
+  }
+
+  info(record: SessionRecord, currentId: string | undefined): SessionInfo {
+    const iso = (ms: number) => new Date(ms).toISOString()
+    return {
+      id: record.id,
+      user: record.user,
+      createdAt: iso(record.createdAt),
+      lastSeenAt: iso(record.lastSeenAt),
+      expiresAt: iso(this.endsAt(record)),
+      absoluteExpiresAt: iso(record.absoluteExpiresAt),
+      address: record.address.slice(0, 64),
+      current: record.id === currentId,
+    }
+  }
+
+  endsAt(record: SessionRecord): number {
+    return Math.min(record.absoluteExpiresAt, record.lastSeenAt + this.#times.idleMs)
+  }
+
+  #alive(record: SessionRecord, nowMs: number): boolean {
+    return nowMs < this.endsAt(record)
+  }
+
+  async #forget(ids: string[]): Promise<void> {
+    const changes = this.revokeChanges(ids)
+    this.removed(ids)
+    await this.#store.commit(changes)
+  }
 }

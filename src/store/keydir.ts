@@ -81,6 +81,20 @@ export class KeyDirectory {
     }
   }
 
+  /** Every live key that starts with `prefix`, as a string (bytes compared first: cheap at a million keys). */
+  keysWithPrefix(prefix: Uint8Array): string[] {
+    const decoder = new TextDecoder()
+    const keys: string[] = []
+    const arena = this.#arena
+    outer: for (let slot = 0; slot < this.#capacity; slot++) {
+      if (this.#hashes[slot] === EMPTY || this.#places[slot] === TOMBSTONE || this.#keyLength[slot]! < prefix.length) continue
+      const start = this.#keyStart[slot]!
+      for (let i = 0; i < prefix.length; i++) if (arena[start + i] !== prefix[i]) continue outer
+      keys.push(decoder.decode(arena.subarray(start, start + this.#keyLength[slot]!)))
+    }
+    return keys
+  }
+
   #find(bytes: Uint8Array, start: number, end: number, hash: number): number {
     const mask = this.#capacity - 1
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {

@@ -28,6 +28,8 @@ export interface UserRecord {
   createdAt: string
   /** The TOTP time step of the code that confirmed enrolment: no login may reuse it. */
   enrolledStep?: number
+  /** Set by `admin reset-2fa`: the next login enrols a new authenticator before it ends. */
+  totpReset?: boolean
 }
 
 /** The last successful login of a user: when, and which TOTP time step its code was for. */
@@ -41,6 +43,9 @@ export interface GuardRecord {
   failures: number
   lockedUntil: number | null
 }
+
+/** One change of a `commit`: a put, or a delete. */
+export type StoreChange = { key: string; value: unknown } | { key: string; delete: true }
 
 export interface StoreHeaderInfo {
   formatVersion: number
@@ -104,6 +109,16 @@ export interface Store {
   /** Failed-login state of a user, kept across restarts (issue 5); undefined clears it. */
   getGuard(username: string): Promise<GuardRecord | undefined>
   setGuard(username: string, guard: GuardRecord | undefined): Promise<void>
+  /**
+   * Generic records, for the server's own repositories (sessions, invites, the audit log). Keys
+   * are `kind/name`; values are JSON. docs/store-format.md lists every kind.
+   */
+  get<T>(key: string): Promise<T | undefined>
+  has(key: string): boolean
+  /** Live keys that start with `prefix`, in no particular order. */
+  keys(prefix: string): string[]
+  /** Puts and deletes as one sealed record, all or nothing, fsync'd before this resolves. */
+  commit(changes: StoreChange[]): Promise<void>
   /** 32 random bytes made with the store, for decoy SRP credentials. */
   serverSecret(): Buffer
   stats(): StoreStats
@@ -342,6 +357,23 @@ class JournalStore implements Store {
     if (this.#state.keydir.has(keyBytes(guardKey(username)))) await this.#write([[OP_DELETE, guardKey(username), undefined]])
   }
 
+  get<T>(key: string): Promise<T | undefined> {
+    return this.#get<T>(key)
+  }
+
+  has(key: string): boolean {
+    return this.#state.keydir.has(keyBytes(key))
+  }
+
+  keys(prefix: string): string[] {
+    return this.#state.keydir.keysWithPrefix(keyBytes(prefix))
+  }
+
+  async commit(changes: StoreChange[]): Promise<void> {
+    if (changes.length === 0) return
+    await this.#write(changes.map((change) => ('delete' in change ? [OP_DELETE, change.key, undefined] : [OP_PUT, change.key, change.value])), true)
+  }
+
   serverSecret(): Buffer {
     return Buffer.from(this.#secret)
   }
@@ -386,24 +418,32 @@ class JournalStore implements Store {
     await this.#write(pairs.map(([key, value]) => [OP_PUT, key, value]))
   }
 
-  async #write(changes: Array<[Op, string, unknown]>): Promise<void> {
+  /** Each change its own record (one fsync for all), or with `packed` all in one record: all or nothing. */
+  async #write(changes: Array<[Op, string, unknown]>, packed = false): Promise<void> {
     if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing')
     const entries = changes.map(([op, key, value]) => (op === OP_DELETE ? encodeEntry({ op, key, value: Buffer.alloc(0) }) : entry(op, key, value)))
+    const records = packed ? [Buffer.concat(entries)] : entries
     // Never let one data key seal more records than random nonces allow: rotate it first.
-    while (this.#journal.recordCount + this.#pending + entries.length > this.#journal.maxRecordsPerKey) {
+    while (this.#journal.recordCount + this.#pending + records.length > this.#journal.maxRecordsPerKey) {
       const { recordsAfter } = await this.compact()
-      if (recordsAfter + this.#pending + entries.length > this.#journal.maxRecordsPerKey) {
+      if (recordsAfter + this.#pending + records.length > this.#journal.maxRecordsPerKey) {
         throw new SecureLoginError('ERR_STORE_IO', `${this.path}: the live state alone needs ${recordsAfter} records, the most one data key may seal`)
       }
     }
-    this.#pending += entries.length
+    this.#pending += records.length
     try {
-      await this.#journal.appendMany(entries, (seqs) => {
-        entries.forEach((bytes, i) => this.#state.apply(changes[i]![0], bytes, ENTRY_KEY_START, bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seqs[i]!, 0)))
-        this.#state.unpacked += changes.length
+      await this.#journal.appendMany(records, (seqs) => {
+        let at = 0
+        entries.forEach((bytes, i) => {
+          const [seq, offset] = packed ? [seqs[0]!, at] : [seqs[i]!, 0]
+          const record = records[packed ? 0 : i]!
+          this.#state.apply(changes[i]![0], record, offset + ENTRY_KEY_START, offset + bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seq, offset))
+          at += bytes.length
+        })
+        this.#state.unpacked += records.length === 1 && entries.length > 1 ? 0 : records.length
       })
     } finally {
-      this.#pending -= entries.length
+      this.#pending -= records.length
     }
     this.#maybeCompact()
   }

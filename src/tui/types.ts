@@ -1,8 +1,15 @@
 // What the TUI needs from the network side. src/cli adapts src/client to it; tests pass fakes.
+import type { AuditEntry, SessionInfo, UserInfo } from '../protocol/calls.js'
+import type { Role } from '../protocol/fields.js'
+
+export type { AuditEntry, SessionInfo, UserInfo, Role }
 export interface LoginResult {
   user: string
   role: string
+  /** The session's absolute expiry. */
   expiresAt: string
+  /** When the session ends if unused (ISO time); the earlier of the two is the real end. */
+  idleExpiresAt: string
   /** After a login with a recovery code: how many unused codes remain. */
   recoveryCodesLeft?: number
 }
@@ -27,13 +34,58 @@ export interface TuiClient {
   startRegistration(username: string, password: string): Promise<Enrolment>
   /** Sends one TOTP code; rejects with ERR_ENROL_CODE when it does not match (the person may retry). */
   confirmEnrolment(code: string): Promise<{ user: string; recoveryCodes: string[] }>
-  /** SRP: A -> salt, B -> M1 -> M2 (checked). Rejects with ERR_AUTH_FAILED / ERR_SERVER_AUTH_FAILED. */
-  startLogin(username: string, password: string): Promise<void>
+  /**
+   * SRP: A -> salt, B -> M1 -> M2 (checked). Rejects with ERR_AUTH_FAILED / ERR_SERVER_AUTH_FAILED.
+   * Resolves with `enrol` when an admin reset this user's 2FA: the code sent next (submitOtp)
+   * must come from the new authenticator, which the TUI shows as a QR code first.
+   */
+  startLogin(username: string, password: string): Promise<{ enrol?: Enrolment }>
   /** Sends the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
   submitOtp(code: string): Promise<LoginResult>
   /** Sends a recovery code in place of the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
   submitRecoveryCode(code: string): Promise<LoginResult>
   /** After a login with a TOTP code: ten new recovery codes replace the old ones. */
   renewRecoveryCodes(): Promise<string[]>
+  /** Runs as the session saved by an earlier login (no password); rejects with ERR_FORBIDDEN when it expired or was revoked. */
+  resumeSession(): Promise<LoginResult>
+
+  // Logged in (after submitOtp, submitRecoveryCode or resumeSession):
+  whoami(): Promise<{ user: string; role: Role; session: SessionInfo }>
+  /** Revokes this session on the server and forgets the saved token. */
+  logout(): Promise<void>
+  /** Own sessions; with `user` that user's, with `all` everyone's the caller manages (admins). */
+  listSessions(opts?: { user?: string; all?: boolean }): Promise<SessionInfo[]>
+  /** Revokes one session by id; resolves with how many were revoked (0 or 1). */
+  revokeSession(id: string): Promise<number>
+  /** Revokes every session of the caller but this one. */
+  revokeOtherSessions(): Promise<number>
+  /**
+   * Proves the current password and a TOTP code afresh, then sets the new password (new salt
+   * and verifier) and revokes every other session. Rejects with ERR_AUTH_FAILED or ERR_WEAK_PASSWORD.
+   */
+  changePassword(current: string, code: string, newPassword: string): Promise<{ revokedSessions: number }>
+  /**
+   * Proves the password and a code (TOTP or recovery code) afresh, then starts enrolling a new
+   * authenticator: resolves with the enrolment to show; confirmTotpReset finishes it.
+   */
+  startTotpReset(password: string, code: string): Promise<Enrolment>
+  /** One code from the new authenticator; rejects with ERR_ENROL_CODE when it does not match (retry). */
+  confirmTotpReset(code: string): Promise<void>
+
+  // Admins (the server refuses the rest with ERR_FORBIDDEN):
+  listUsers(): Promise<UserInfo[]>
+  removeUser(user: string): Promise<{ revokedSessions: number }>
+  setRole(user: string, role: Role): Promise<{ previous: Role }>
+  /** Forces re-enrolment of the user's authenticator at their next login; revokes their sessions. */
+  resetUser2fa(user: string): Promise<{ revokedSessions: number }>
+  unlockUser(user: string): Promise<{ wasLocked: boolean }>
+  revokeUserSessions(user: string): Promise<number>
+  /** A single-use registration token for `role` (bound to `user` when given). */
+  invite(role: Role, opts?: { user?: string; ttlSeconds?: number }): Promise<{ token: string; expiresAt: string }>
+  /**
+   * The audit log, oldest first (the last `limit` entries). With `onEntry`, new entries arrive
+   * there as they are written until `stop()` (which closes that follow connection).
+   */
+  audit(query: { user?: string; limit?: number }, onEntry?: (entry: AuditEntry) => void): Promise<{ entries: AuditEntry[]; stop: () => void }>
   close(): void
 }

@@ -1,0 +1,182 @@
+import { call } from '../client/calls.js'
+import type { AuditEntry, UserInfo } from '../protocol/calls.js'
+import { Role } from '../protocol/fields.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { normalizeUsername } from '../auth/username.js'
+import type { ClientArgs } from './client-options.js'
+import { printJson, usageError } from './output.js'
+import { parseDuration } from './duration.js'
+import { withSession } from './with-session.js'
+import { printSessions, resolveSessionId } from './account.js'
+import { serverKey } from './login.js'
+
+// `securelogin admin ...`: user administration over the saved session. Every rule is the
+// server's (src/auth/roles.ts); this file only asks and prints.
+
+export interface AdminArgs extends ClientArgs {
+  name?: string | undefined
+  role?: string | undefined
+  expires?: string | undefined
+  yes?: boolean | undefined
+  id?: string | undefined
+  since?: string | undefined
+  limit?: number | undefined
+  follow?: boolean | undefined
+  anchor?: string | undefined
+}
+
+const roleOf = (value: string | undefined): Role => {
+  const parsed = Role.safeParse(value)
+  if (!parsed.success) throw usageError(`--role must be regular_user, admin or system_admin, got ${JSON.stringify(value ?? '')}`)
+  return parsed.data
+}
+const nameOf = (args: AdminArgs) => {
+  if (args.name === undefined) throw usageError('name the user')
+  return normalizeUsername(args.name)
+}
+const ttlOf = (args: AdminArgs) => Math.round(parseDuration(args.expires ?? '24h', '--expires') / 1000)
+
+export async function runAdminUsers(args: AdminArgs): Promise<void> {
+  await withSession(args, async (conn) => {
+    const { users } = await call(conn, 'users', {})
+    if (args.json) return printJson({ event: 'users', users })
+    printUsers(users)
+  })
+}
+
+function printUsers(users: UserInfo[]): void {
+  const rows = users.map((u) => [u.user, u.role, u.createdAt.slice(0, 10), u.lastLoginAt?.slice(0, 16).replace('T', ' ') ?? 'never', u.locked ? `until ${u.lockedUntil!.slice(11, 16)}` : 'no', u.twoFactor === 'reset' ? 'reset' : 'on', String(u.recoveryCodesLeft)])
+  const head = ['USER', 'ROLE', 'CREATED', 'LAST LOGIN', 'LOCKED', '2FA', 'CODES']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)) + 2)
+  for (const row of [head, ...rows]) process.stdout.write(`${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('')}\n`)
+}
+
+/** `admin invite --role R` (anyone) and `admin add NAME --role R` (that name only): a single-use token, shown once. */
+export async function runAdminInvite(args: AdminArgs): Promise<void> {
+  const role = roleOf(args.role)
+  const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
+  const ttlSeconds = ttlOf(args)
+  await withSession(args, async (conn) => {
+    const invite = await call(conn, 'invite', { role, ttlSeconds, ...(user !== undefined ? { user } : {}) })
+    if (args.json) return printJson({ event: 'invite', ...invite })
+    process.stdout.write(`invite for ${invite.user ?? 'any new user name'} as ${invite.role}, single use, expires ${invite.expiresAt}:\n`)
+    process.stdout.write(`  ${invite.token}\n`)
+    process.stdout.write(`give it to the person over a channel you trust; they run:\n  securelogin register --server ${serverKey(args)}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`)
+  })
+}
+
+export async function runAdminRemove(args: AdminArgs): Promise<void> {
+  const user = nameOf(args)
+  if (!args.yes) throw usageError(`removing ${user} cannot be undone: add --yes to confirm`, `securelogin admin remove ${user} --yes`)
+  await withSession(args, async (conn) => {
+    const { revokedSessions } = await call(conn, 'remove', { user })
+    if (args.json) return printJson({ event: 'removed', user, revokedSessions })
+    process.stdout.write(`removed ${user}; ${revokedSessions} session${revokedSessions === 1 ? '' : 's'} revoked\n`)
+  })
+}
+
+export async function runAdminRole(args: AdminArgs): Promise<void> {
+  const user = nameOf(args)
+  const role = roleOf(args.role)
+  await withSession(args, async (conn) => {
+    const { previous } = await call(conn, 'set_role', { user, role })
+    if (args.json) return printJson({ event: 'role', user, role, previous })
+    process.stdout.write(previous === role ? `${user} is already ${role}\n` : `${user}: ${previous} -> ${role}\n`)
+  })
+}
+
+export async function runAdminReset2fa(args: AdminArgs): Promise<void> {
+  const user = nameOf(args)
+  await withSession(args, async (conn) => {
+    const { revokedSessions } = await call(conn, 'reset_2fa', { user })
+    if (args.json) return printJson({ event: 'reset_2fa', user, revokedSessions })
+    process.stdout.write(`${user} will enrol a new authenticator at their next login; ${revokedSessions} session${revokedSessions === 1 ? '' : 's'} revoked\n`)
+  })
+}
+
+export async function runAdminUnlock(args: AdminArgs): Promise<void> {
+  const user = nameOf(args)
+  await withSession(args, async (conn) => {
+    const { wasLocked } = await call(conn, 'unlock', { user })
+    if (args.json) return printJson({ event: 'unlock', user, wasLocked })
+    process.stdout.write(wasLocked ? `unlocked ${user}\n` : `${user} was not locked; failed-login count cleared\n`)
+  })
+}
+
+export async function runAdminSessions(args: AdminArgs): Promise<void> {
+  const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
+  await withSession(args, async (conn) => {
+    const { sessions } = await call(conn, 'sessions', user !== undefined ? { user } : { all: true })
+    printSessions(sessions, args.json)
+  })
+}
+
+/** `admin revoke ID` (one session) or `admin revoke --user NAME` (all of theirs). */
+export async function runAdminRevoke(args: AdminArgs): Promise<void> {
+  if ((args.id === undefined) === (args.name === undefined)) throw usageError('give a session ID or --user NAME (not both)')
+  await withSession(args, async (conn) => {
+    const { revoked } = args.id !== undefined ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, undefined) }) : await call(conn, 'revoke', { user: normalizeUsername(args.name!) })
+    if (args.json) return printJson({ event: 'revoked', revoked })
+    process.stdout.write(`revoked ${revoked} session${revoked === 1 ? '' : 's'}\n`)
+  })
+}
+
+/** `--since` as an ISO time or a duration ago ("1h"). */
+function sinceOf(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (/^\d+[smhd]$/.test(value.trim())) return new Date(Date.now() - parseDuration(value, '--since')).toISOString()
+  const ms = Date.parse(value)
+  if (Number.isNaN(ms)) throw usageError(`--since must be a time (2026-11-25T10:00:00Z) or a duration (1h), got ${JSON.stringify(value)}`)
+  return new Date(ms).toISOString()
+}
+
+export async function runAdminAudit(args: AdminArgs): Promise<void> {
+  const since = sinceOf(args.since)
+  if (args.limit !== undefined && !(Number.isInteger(args.limit) && args.limit >= 1 && args.limit <= 10_000)) throw usageError('--limit is an integer from 1 to 10000')
+  const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
+  await withSession(args, async (conn) => {
+    const query = { ...(user !== undefined ? { user } : {}), ...(since !== undefined ? { since } : {}), ...(args.limit !== undefined ? { limit: args.limit } : {}) }
+    const { entries } = await call(conn, 'audit', { ...query, ...(args.follow ? { follow: true } : {}) })
+    for (const entry of entries) printEntry(entry, args.json)
+    if (!args.follow) return
+    // Until Ctrl-C, or until the server ends the stream (the session ended, the role was taken away).
+    const ended = new Promise<SecureLoginError | undefined>((resolve) => {
+      conn.onPush((message) => {
+        if (message.type === 'audit_entry') return printEntry(message.entry, args.json)
+        resolve(new SecureLoginError(message.code, message.message, message.hint !== undefined ? { hint: message.hint } : {}))
+      })
+      void conn.ended().then((error) => resolve(error))
+      const onSignal = () => resolve(undefined)
+      process.once('SIGINT', onSignal)
+      process.once('SIGTERM', onSignal)
+    })
+    const error = await ended
+    if (error) throw error
+  })
+}
+
+function printEntry(entry: AuditEntry, json: boolean): void {
+  if (json) return printJson({ event: 'audit', ...entry })
+  const details = entry.details ? ' ' + Object.entries(entry.details).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''
+  process.stdout.write(`${String(entry.n).padStart(6)} ${entry.at} ${entry.outcome.padEnd(7)} ${entry.action.padEnd(16)} actor=${entry.actor ?? '-'} target=${entry.target ?? '-'} from=${entry.address ?? '-'}${details}\n`)
+}
+
+export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {
+  const anchor = args.anchor !== undefined ? anchorOf(args.anchor) : undefined
+  await withSession(args, async (conn) => {
+    const report = await call(conn, 'audit_verify', anchor ? { anchor } : {})
+    if (args.json) printJson({ event: 'audit_verify', ...report })
+    else {
+      process.stdout.write(`audit log: ${report.entries} entries, head ${report.head.n}:${report.head.hash}\n`)
+      for (const problem of report.problems) process.stdout.write(`  entry ${problem.n}: ${problem.problem}\n`)
+      if (report.ok) process.stdout.write('the chain is intact\n')
+    }
+    if (!report.ok) throw new SecureLoginError('ERR_STORE_CORRUPT', `the audit log fails verification (${report.problems.length} problem${report.problems.length === 1 ? '' : 's'})`)
+  })
+}
+
+function anchorOf(value: string): { n: number; hash: string } {
+  const match = /^(\d+):([0-9a-f]{64})$/.exec(value.trim().toLowerCase())
+  if (!match) throw usageError('--anchor is N:HASH, as `admin audit verify` or the server log prints the head')
+  return { n: Number(match[1]), hash: match[2]! }
+}

@@ -1,0 +1,39 @@
+import { CALLS, type CallArgs, type CallOp, type CallResult } from '../protocol/calls.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { createRegistration } from '../auth/srp-client.js'
+import { checkNewPassword } from '../auth/password-policy.js'
+import { secretFromOtpauthUri } from '../auth/totp.js'
+import { revealInput, type SecretInput } from '../auth/secret.js'
+import type { ServerConnection } from './connection.js'
+import type { Enrolment } from './register.js'
+import { checkCodeShape } from './register.js'
+
+/** One logged-in request: `call {op, args}` -> `result {op, data}`, the data checked against its schema. */
+export async function call<Op extends CallOp>(conn: ServerConnection, op: Op, args: CallArgs<Op>): Promise<CallResult<Op>> {
+  const answer = await conn.request({ type: 'call', op, args: args as Record<string, unknown> }, 'result')
+  const parsed = CALLS[op].result.safeParse(answer.data)
+  if (answer.op !== op || !parsed.success) throw new SecureLoginError('ERR_PROTOCOL', `the server's answer to ${op} does not match its schema`)
+  return parsed.data as CallResult<Op>
+}
+
+/** After a login with password and TOTP code on `conn`: a new salt and verifier (the password stays here). */
+export async function changePassword(conn: ServerConnection, username: string, newPassword: SecretInput): Promise<CallResult<'passwd'>> {
+  const { salt, verifier, kdf } = await createRegistration(username, checkNewPassword(revealInput(newPassword), username))
+  return call(conn, 'passwd', { salt, verifier, kdf })
+}
+
+/** After a login with password and a code on `conn`: the new authenticator to enrol. */
+export async function startTotpReset(conn: ServerConnection, username: string): Promise<Enrolment> {
+  const { otpauthUri } = await call(conn, 'totp_reset', {})
+  return enrolmentOf(username, otpauthUri)
+}
+
+export async function confirmTotpReset(conn: ServerConnection, code: string): Promise<void> {
+  await call(conn, 'totp_confirm', { code: checkCodeShape(code) })
+}
+
+export function enrolmentOf(user: string, otpauthUri: string): Enrolment {
+  const secret = secretFromOtpauthUri(otpauthUri)
+  if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')
+  return { user, otpauthUri, secret }
+}

@@ -1,0 +1,425 @@
+import type { z } from 'zod'
+import { CALLS, type AuditEntry, type CallArgs, type CallOp, type CallResult, type UserInfo } from '../protocol/calls.js'
+import type { Call } from '../protocol/messages.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
+import { checkPasswordKdf } from '../auth/password-stretch.js'
+import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
+import { recoveryCodesLeft, type RecoveryHashes } from '../auth/recovery-codes.js'
+import type { StoreChange, UserRecord, LoginRecord } from '../store/index.js'
+import type { ServerContext } from './context.js'
+import type { ConversationState, Reply } from './conversation.js'
+import type { SessionRecord } from './sessions.js'
+import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
+import { audit, auditBehind } from './audit-events.js'
+import { freshTotpSecret, splitAccount } from './login.js'
+
+// Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
+// caller's session and account first, so a revoke, an expiry, a removal or a new role takes
+// effect at the next call, not the next login. The role rules are src/auth/roles.ts; they run
+// here, on the server, whatever the client is.
+
+type Authenticated = Extract<ConversationState, { name: 'authenticated' }>
+/** Sends a frame the client did not ask for (an audit entry), or ends the connection with an error. */
+type Push = (message: { type: 'audit_entry'; entry: AuditEntry } | { end: SecureLoginError }) => void
+
+interface Caller {
+  ctx: ServerContext
+  state: Authenticated
+  record: UserRecord
+  session: SessionRecord
+  address: string
+  nowMs: number
+  push: Push
+  onClose: (stop: () => void) => void
+}
+
+interface Handler<Op extends CallOp> {
+  /** Refused to regular users before anything runs. */
+  admin: boolean
+  /** The audit action recorded when the call is refused (and, by the handler, when it succeeds). */
+  action?: string
+  run(caller: Caller, args: CallArgs<Op>): Promise<Reply>
+}
+
+const forbidden = (message: string, hint?: string) => new SecureLoginError('ERR_FORBIDDEN', message, hint ? { hint } : {})
+const sessionEnded = () => forbidden('your session has ended (expired, logged out or revoked)', 'log in again: securelogin login')
+
+/** `session_resume`: the connection runs as a saved session, without a password. */
+export async function handleSessionResume(ctx: ServerContext, token: string, address: string): Promise<Reply> {
+  const nowMs = ctx.now()
+  const session = await ctx.sessions.resume(token, nowMs)
+  const record = session && (await ctx.store.getUser(session.user))
+  if (!session || !record) {
+    ctx.logger.log('info', 'session_refused', { address })
+    throw sessionEnded()
+  }
+  const { user } = splitAccount(record)
+  ctx.logger.log('info', 'session_resumed', { user: user.username, address, session: session.id })
+  return {
+    message: {
+      type: 'welcome',
+      user: user.username,
+      role: user.role,
+      expiresAt: new Date(session.absoluteExpiresAt).toISOString(),
+      idleExpiresAt: new Date(ctx.sessions.endsAt(session)).toISOString(),
+      sessionId: session.id,
+    },
+    next: { name: 'authenticated', user, factor: 'session', sessionId: session.id },
+  }
+}
+
+/** `call {op, args}`: checks the session, the account and the role, then runs the handler. */
+export async function handleCall(
+  ctx: ServerContext,
+  message: z.infer<typeof Call>,
+  state: ConversationState,
+  address: string,
+  push: Push,
+  onClose: (stop: () => void) => void,
+): Promise<Reply> {
+  if (state.name !== 'authenticated') throw forbidden('not logged in', 'log in first: securelogin login')
+  const nowMs = ctx.now()
+  const session = await ctx.sessions.check(state.sessionId, nowMs)
+  const record = session && (await ctx.store.getUser(state.user.username))
+  if (!session || !record) throw sessionEnded()
+  await ctx.sessions.touch(session.id, nowMs)
+  const op = message.op
+  const parsed = CALLS[op].args.safeParse(message.args)
+  if (!parsed.success) throw new SecureLoginError('ERR_PROTOCOL', `${op}: arguments do not match their schema`)
+  const handler = HANDLERS[op] as unknown as Handler<CallOp>
+  const caller: Caller = { ctx, state, record, session, address, nowMs, push, onClose }
+  try {
+    if (handler.admin && !isAdmin(record.role)) throw forbidden(`${op} needs the admin or system_admin role`)
+    return await handler.run(caller, parsed.data as CallArgs<CallOp>)
+  } catch (error) {
+    if (!(error instanceof SecureLoginError) || error.code === 'ERR_PROTOCOL' || error.code === 'ERR_SHUTTING_DOWN') throw error
+    if (error.code === 'ERR_FORBIDDEN') {
+      ctx.logger.log('info', 'call_refused', { user: record.username, address, op })
+      const target = (parsed.data as { user?: string }).user ?? null
+      auditBehind(ctx, { actor: record.username, action: handler.action ?? `call.${op}`, target, address, outcome: 'refused', details: { reason: error.message } })
+    }
+    // A refused or failed call leaves the connection logged in: the person may try something else.
+    return { message: { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }, next: state }
+  }
+}
+
+function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>, more: Partial<Reply> = {}): Reply {
+  return { message: { type: 'result', op, data: data as Record<string, unknown> }, next: caller.state, ...more }
+}
+
+/** The target account, or ERR_NOT_FOUND. */
+async function target(caller: Caller, user: string): Promise<UserRecord> {
+  const record = await caller.ctx.store.getUser(user)
+  if (!record) throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
+  return record
+}
+
+function mustManage(caller: Caller, targetRole: Role): void {
+  if (!canManage(caller.record.role, targetRole)) throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
+}
+
+/** Deletes sessions and records why, in one write; ends this connection if its own session went. */
+async function revokeSessions(caller: Caller, ids: string[], action: string, target: string, reason: string): Promise<Reply['end']> {
+  const { ctx } = caller
+  await audit(ctx, { actor: caller.record.username, action, target, address: caller.address, outcome: 'ok', details: { count: ids.length, reason } }, ctx.sessions.revokeChanges(ids))
+  ctx.sessions.removed(ids)
+  return ids.includes(caller.session.id)
+}
+
+/** A change to an account and its sessions in one write with its audit entry, serialised per user. */
+async function changeAccount(
+  caller: Caller,
+  user: string,
+  change: (record: UserRecord) => { changes: StoreChange[]; revoke: string[]; action: string; details?: Record<string, string | number | boolean | null> },
+): Promise<{ record: UserRecord; revoked: number }> {
+  const { ctx } = caller
+  return ctx.perUser.run(user, async () => {
+    const record = await target(caller, user)
+    const { changes, revoke, action, details } = change(record)
+    await audit(ctx, { actor: caller.record.username, action, target: user, address: caller.address, outcome: 'ok', ...(details ? { details } : {}) }, [...changes, ...ctx.sessions.revokeChanges(revoke)])
+    ctx.sessions.removed(revoke)
+    return { record, revoked: revoke.length }
+  })
+}
+
+const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
+  whoami: {
+    admin: false,
+    async run(caller) {
+      const { record, session, ctx } = caller
+      return result(caller, 'whoami', { user: record.username, role: record.role, session: ctx.sessions.info(session, session.id) })
+    },
+  },
+
+  logout: {
+    admin: false,
+    action: 'session.logout',
+    async run(caller) {
+      await revokeSessions(caller, [caller.session.id], 'session.logout', caller.session.id, 'logout')
+      return result(caller, 'logout', { revoked: 1 }, { next: { name: 'ready' }, end: true })
+    },
+  },
+
+  sessions: {
+    admin: false,
+    action: 'session.list',
+    async run(caller, args) {
+      const { ctx, record, nowMs, session } = caller
+      let sessions: SessionRecord[]
+      if (args.all) {
+        if (!isAdmin(record.role)) throw forbidden('listing everyone\'s sessions needs the admin or system_admin role')
+        const roles = new Map<string, Role | undefined>()
+        sessions = []
+        for (const s of ctx.sessions.list(nowMs)) {
+          if (!roles.has(s.user)) roles.set(s.user, (await ctx.store.getUser(s.user))?.role)
+          const role = roles.get(s.user)
+          if (s.user === record.username || (role && canManage(record.role, role))) sessions.push(s)
+        }
+      } else if (args.user !== undefined && args.user !== record.username) {
+        mustManage(caller, (await target(caller, args.user)).role)
+        sessions = ctx.sessions.list(nowMs, args.user)
+      } else sessions = ctx.sessions.list(nowMs, record.username)
+      sessions.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+      return result(caller, 'sessions', { sessions: sessions.map((s) => ctx.sessions.info(s, session.id)) })
+    },
+  },
+
+  revoke: {
+    admin: false,
+    action: 'session.revoke',
+    async run(caller, args) {
+      const { ctx, record, session } = caller
+      const given = [args.id, args.others, args.user].filter((value) => value !== undefined).length
+      if (given !== 1) throw new SecureLoginError('ERR_PROTOCOL', 'revoke: give exactly one of id, others, user')
+      let ids: string[]
+      let what: string
+      if (args.id !== undefined) {
+        const found = ctx.sessions.get(args.id)
+        if (!found) throw new SecureLoginError('ERR_NOT_FOUND', `no session ${args.id}`, { hint: 'securelogin sessions lists yours' })
+        if (found.user !== record.username) mustManage(caller, (await target(caller, found.user)).role)
+        ids = [found.id]
+        what = found.id
+      } else if (args.others) {
+        ids = ctx.sessions.idsOf(record.username, session.id)
+        what = record.username
+      } else {
+        const user = args.user!
+        if (user !== record.username) mustManage(caller, (await target(caller, user)).role)
+        ids = ctx.sessions.idsOf(user)
+        what = user
+      }
+      const end = await revokeSessions(caller, ids, 'session.revoke', what, args.others ? 'others' : 'revoke')
+      return result(caller, 'revoke', { revoked: ids.length }, end ? { next: { name: 'ready' }, end } : {})
+    },
+  },
+
+  passwd: {
+    admin: false,
+    action: 'password.change',
+    async run(caller, args) {
+      const { ctx, state, session } = caller
+      if (state.factor !== 'totp') {
+        throw forbidden('changing the password needs a login on this connection with the current password and a code from your authenticator', 'securelogin passwd does that login for you')
+      }
+      checkPasswordKdf(args.kdf)
+      const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
+        changes: [{ key: `user/${record.username}`, value: { ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf } }],
+        revoke: ctx.sessions.idsOf(record.username, session.id),
+        action: 'password.change',
+      }))
+      ctx.logger.log('info', 'password_changed', { user: caller.record.username, address: caller.address, revokedSessions: revoked })
+      return result(caller, 'passwd', { revokedSessions: revoked })
+    },
+  },
+
+  totp_reset: {
+    admin: false,
+    action: 'totp.reset',
+    async run(caller) {
+      if (caller.state.factor === 'session') {
+        throw forbidden('re-enrolling your authenticator needs a login on this connection with your password and a code', 'securelogin reset-2fa does that login for you')
+      }
+      const secret = freshTotpSecret(caller.ctx)
+      const otpauthUri = buildOtpauthUri(caller.record.username, secret.reveal())
+      return result(caller, 'totp_reset', { otpauthUri }, { next: { ...caller.state, totpReset: { secret, attempts: 0 } } })
+    },
+  },
+
+  totp_confirm: {
+    admin: false,
+    action: 'totp.reset',
+    async run(caller, args) {
+      const { ctx, state } = caller
+      const pending = state.totpReset
+      if (!pending) throw new SecureLoginError('ERR_PROTOCOL', 'totp_confirm: no re-enrolment in progress (send totp_reset first)')
+      const check = await verifyTotp({ secret: pending.secret.reveal(), code: args.code, nowMs: caller.nowMs })
+      if (!check.valid) {
+        const attempts = pending.attempts + 1
+        const end = attempts >= ctx.limits.enrolAttempts
+        return {
+          message: { type: 'error', code: 'ERR_ENROL_CODE', message: end ? 'the code did not match, too many attempts' : 'the code did not match', hint: 'check the clocks of this machine and the phone; codes change every 30 s' },
+          next: end ? { name: 'ready' } : { ...state, totpReset: { ...pending, attempts } },
+          end,
+        }
+      }
+      await changeAccount(caller, caller.record.username, (record) => {
+        const { totpReset: _, ...rest } = record
+        return { changes: [{ key: `user/${record.username}`, value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: check.timeStep } }], revoke: [], action: 'totp.reset' }
+      })
+      pending.secret.wipe()
+      const { totpReset: _, ...next } = state
+      ctx.logger.log('info', 'totp_reset', { user: caller.record.username, address: caller.address })
+      return result(caller, 'totp_confirm', { user: caller.record.username }, { next })
+    },
+  },
+
+  users: {
+    admin: true,
+    action: 'user.list',
+    async run(caller) {
+      const { ctx, nowMs } = caller
+      const users: UserInfo[] = []
+      for (const key of ctx.store.keys('user/')) {
+        const record = await ctx.store.get<UserRecord>(key)
+        if (!record) continue
+        const login = await ctx.store.get<LoginRecord>(`login/${record.username}`)
+        const recovery = await ctx.store.get<RecoveryHashes>(`recovery/${record.username}`)
+        const lockedUntil = await ctx.guard.lockedUntil(record.username)
+        users.push({
+          user: record.username,
+          role: record.role,
+          createdAt: record.createdAt,
+          lastLoginAt: login?.at ?? null,
+          locked: lockedUntil !== null && lockedUntil > nowMs,
+          lockedUntil: lockedUntil !== null ? new Date(lockedUntil).toISOString() : null,
+          twoFactor: record.totpReset ? 'reset' : 'enrolled',
+          recoveryCodesLeft: recovery ? recoveryCodesLeft(recovery) : 0,
+        })
+      }
+      users.sort((a, b) => a.user.localeCompare(b.user))
+      return result(caller, 'users', { users })
+    },
+  },
+
+  invite: {
+    admin: true,
+    action: 'invite.create',
+    async run(caller, args) {
+      const { ctx, record, nowMs } = caller
+      if (!canInvite(record.role, args.role)) throw forbidden(`${record.role} cannot invite a new ${args.role}`)
+      if (args.user !== undefined && ctx.store.hasUser(args.user)) {
+        throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${args.user} is taken`, { hint: 'choose another user name' })
+      }
+      const invite = createInvite({ role: args.role, user: args.user ?? null, createdBy: record.username, nowMs, ttlMs: args.ttlSeconds * 1000, randomBytes: ctx.randomBytes })
+      const expiresAt = new Date(invite.record.expiresAt).toISOString()
+      await audit(ctx, { actor: record.username, action: 'invite.create', target: args.user ?? null, address: caller.address, outcome: 'ok', details: { role: args.role, expiresAt } }, [invite.change])
+      return result(caller, 'invite', { token: invite.token, role: args.role, user: args.user ?? null, expiresAt })
+    },
+  },
+
+  remove: {
+    admin: true,
+    action: 'user.remove',
+    async run(caller, args) {
+      const { ctx } = caller
+      const { revoked } = await changeAccount(caller, args.user, (record) => {
+        const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
+        if (why) throw forbidden(why)
+        const name = record.username
+        return {
+          changes: [`user/${name}`, `login/${name}`, `guard/${name}`, `recovery/${name}`].filter((key) => ctx.store.has(key)).map((key) => ({ key, delete: true as const })).concat(roleIndexChanges(name, record.role, undefined) as Array<{ key: string; delete: true }>),
+          revoke: ctx.sessions.idsOf(name),
+          action: 'user.remove',
+          details: { role: record.role },
+        }
+      })
+      ctx.guard.forget(args.user)
+      ctx.logger.log('info', 'user_removed', { user: args.user, by: caller.record.username, address: caller.address })
+      const self = args.user === caller.record.username
+      return result(caller, 'remove', { user: args.user, revokedSessions: revoked }, self ? { next: { name: 'ready' }, end: true } : {})
+    },
+  },
+
+  set_role: {
+    admin: true,
+    action: 'user.role',
+    async run(caller, args) {
+      const { ctx } = caller
+      const { record } = await changeAccount(caller, args.user, (record) => {
+        const why = whyNotSetRole(caller.record.role, record.role, args.role, record.username === caller.record.username, systemAdminCount(ctx.store))
+        if (why) throw forbidden(why)
+        return {
+          changes: [{ key: `user/${record.username}`, value: { ...record, role: args.role } }, ...roleIndexChanges(record.username, record.role, args.role)],
+          revoke: [],
+          action: 'user.role',
+          details: { from: record.role, to: args.role },
+        }
+      })
+      return result(caller, 'set_role', { user: args.user, role: args.role, previous: record.role })
+    },
+  },
+
+  reset_2fa: {
+    admin: true,
+    action: 'user.reset_2fa',
+    async run(caller, args) {
+      const { ctx } = caller
+      const { revoked } = await changeAccount(caller, args.user, (record) => {
+        mustManage(caller, record.role)
+        return { changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }], revoke: ctx.sessions.idsOf(record.username), action: 'user.reset_2fa' }
+      })
+      const self = args.user === caller.record.username
+      return result(caller, 'reset_2fa', { user: args.user, revokedSessions: revoked }, self ? { next: { name: 'ready' }, end: true } : {})
+    },
+  },
+
+  unlock: {
+    admin: true,
+    action: 'user.unlock',
+    async run(caller, args) {
+      const { ctx } = caller
+      mustManage(caller, (await target(caller, args.user)).role)
+      const wasLocked = (await ctx.guard.lockedUntil(args.user)) !== null
+      await ctx.guard.unlock(args.user)
+      await audit(ctx, { actor: caller.record.username, action: 'user.unlock', target: args.user, address: caller.address, outcome: 'ok', details: { wasLocked } })
+      return result(caller, 'unlock', { user: args.user, wasLocked })
+    },
+  },
+
+  audit: {
+    admin: true,
+    action: 'audit.read',
+    async run(caller, args) {
+      const { ctx } = caller
+      const query = { ...(args.user !== undefined ? { user: args.user } : {}), ...(args.since !== undefined ? { since: args.since } : {}), ...(args.limit !== undefined ? { limit: args.limit } : {}) }
+      const entries = await ctx.audit.query(query)
+      const head = ctx.audit.head()
+      if (!args.follow) return result(caller, 'audit', { entries, head })
+      // Follow: each new entry is pushed while the session lives and the caller is still an admin.
+      let queue = Promise.resolve()
+      const stop = ctx.audit.subscribe((entry) => {
+        queue = queue.then(async () => {
+          const alive = await ctx.sessions.check(caller.session.id, ctx.now())
+          const role = alive && (await ctx.store.getUser(caller.record.username))?.role
+          if (!alive || !role || !isAdmin(role)) return caller.push({ end: alive ? forbidden('following the audit log needs the admin or system_admin role') : sessionEnded() })
+          if (args.user !== undefined && entry.actor !== args.user && entry.target !== args.user) return
+          caller.push({ type: 'audit_entry', entry })
+        })
+      })
+      caller.onClose(stop)
+      return result(caller, 'audit', { entries, head }, { follow: true })
+    },
+  },
+
+  audit_verify: {
+    admin: true,
+    action: 'audit.verify',
+    async run(caller, args) {
+      const { ctx } = caller
+      const report = await ctx.audit.verify(args.anchor)
+      await audit(ctx, { actor: caller.record.username, action: 'audit.verify', target: null, address: caller.address, outcome: report.ok ? 'ok' : 'failed', details: { entries: report.entries, problems: report.problems.length } })
+      return result(caller, 'audit_verify', report)
+    },
+  },
+}

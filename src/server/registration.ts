@@ -1,0 +1,105 @@
+import type { Store, StoreChange } from '../store/index.js'
+import type { Role } from '../protocol/fields.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { hashToken, issueToken, sameHash, tokenKind } from './tokens.js'
+
+// Who may register, and as what (docs/protocol.md, "Registration policy"):
+// - the bootstrap token, printed by a server whose store has no system_admin, makes the first
+//   system_admin (single use, expires);
+// - an invite (`admin invite`, `admin add`) registers one person with its role, and only under
+//   its name when it names one (single use, expires);
+// - otherwise the policy decides: `open` lets anyone register as a regular_user, `invite` and
+//   `closed` refuse. Without --registration it is `open` until a system_admin exists, then `invite`.
+// `closed` refuses invites too; only the bootstrap token still works.
+
+export type RegistrationPolicy = 'open' | 'invite' | 'closed'
+export const BOOTSTRAP_KEY = 'bootstrap'
+export const DEFAULT_BOOTSTRAP_TTL_MS = 24 * 60 * 60_000
+
+export interface TokenRecord {
+  hash: string
+  role: Role
+  /** An invite for one name only (`admin add`); null: any name. */
+  user: string | null
+  createdBy: string | null
+  createdAt: number
+  expiresAt: number
+}
+
+/** What a registration may become, and the record it spends. */
+export interface Grant {
+  role: Role
+  via: 'open' | 'bootstrap' | 'invite'
+  /** The token record to delete in the same commit as the account. */
+  tokenKey?: string
+  tokenHash?: string
+}
+
+export const inviteKey = (id: string) => `invite/${id}`
+export const roleIndexKey = (role: Role, user: string) => `role/${role}/${user}`
+
+/** How many system_admins exist (the role index keeps only admins and system_admins). */
+export function systemAdminCount(store: Store): number {
+  return store.keys('role/system_admin/').length
+}
+
+/** The store changes that move a user's role in the index. */
+export function roleIndexChanges(user: string, from: Role | undefined, to: Role | undefined): StoreChange[] {
+  const changes: StoreChange[] = []
+  if (from && from !== 'regular_user' && from !== to) changes.push({ key: roleIndexKey(from, user), delete: true })
+  if (to && to !== 'regular_user' && from !== to) changes.push({ key: roleIndexKey(to, user), value: {} })
+  return changes
+}
+
+/** A fresh bootstrap token when the store has no system_admin (it replaces an older one); else undefined. */
+export async function issueBootstrapToken(store: Store, nowMs: number, randomBytes: (size: number) => Buffer, ttlMs = DEFAULT_BOOTSTRAP_TTL_MS): Promise<{ token: string; expiresAt: number } | undefined> {
+  if (systemAdminCount(store) > 0) {
+    if (store.has(BOOTSTRAP_KEY)) await store.commit([{ key: BOOTSTRAP_KEY, delete: true }])
+    return undefined
+  }
+  const { token, hash } = issueToken('bootstrap', randomBytes)
+  const record: TokenRecord = { hash, role: 'system_admin', user: null, createdBy: null, createdAt: nowMs, expiresAt: nowMs + ttlMs }
+  await store.commit([{ key: BOOTSTRAP_KEY, value: record }])
+  return { token, expiresAt: record.expiresAt }
+}
+
+export function createInvite(opts: { role: Role; user: string | null; createdBy: string; nowMs: number; ttlMs: number; randomBytes: (size: number) => Buffer }): { token: string; record: TokenRecord; change: StoreChange } {
+  const { token, hash, id } = issueToken('invite', opts.randomBytes)
+  const record: TokenRecord = { hash, role: opts.role, user: opts.user, createdBy: opts.createdBy, createdAt: opts.nowMs, expiresAt: opts.nowMs + opts.ttlMs }
+  return { token, record, change: { key: inviteKey(id), value: record } }
+}
+
+const invalidToken = () =>
+  new SecureLoginError('ERR_FORBIDDEN', 'the invite or bootstrap token is not valid (unknown, used or expired)', {
+    hint: 'ask an administrator for a new invite (securelogin admin invite)',
+  })
+
+/** What this registration may become; throws ERR_FORBIDDEN when the policy or the token says no. */
+export async function grantFor(store: Store, policy: RegistrationPolicy | undefined, username: string, token: string | undefined, nowMs: number): Promise<Grant> {
+  if (token === undefined) {
+    const effective = policy ?? (systemAdminCount(store) > 0 ? 'invite' : 'open')
+    if (effective === 'open') return { role: 'regular_user', via: 'open' }
+    throw new SecureLoginError('ERR_FORBIDDEN', effective === 'closed' ? 'registration is closed on this server' : 'registration on this server needs an invite', {
+      hint: effective === 'closed' ? 'ask an administrator' : 'ask an administrator for one, then: securelogin register --invite TOKEN',
+    })
+  }
+  const kind = tokenKind(token)
+  const { hash, id } = hashToken(token)
+  const key = kind === 'bootstrap' ? BOOTSTRAP_KEY : kind === 'invite' ? inviteKey(id) : undefined
+  const record = key ? await store.get<TokenRecord>(key) : undefined
+  if (!key || !record || !sameHash(record.hash, hash) || record.expiresAt <= nowMs) throw invalidToken()
+  if (kind === 'invite' && policy === 'closed') {
+    throw new SecureLoginError('ERR_FORBIDDEN', 'registration is closed on this server, invites included', { hint: 'ask an administrator' })
+  }
+  if (record.user !== null && record.user !== username) {
+    throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for another user name`, { hint: 'register under the name the invite was made for' })
+  }
+  return { role: record.role, via: kind === 'bootstrap' ? 'bootstrap' : 'invite', tokenKey: key, tokenHash: hash }
+}
+
+/** At confirmation: the grant's token must still be there (not spent by a parallel registration). */
+export async function stillGranted(store: Store, grant: Grant, nowMs: number): Promise<boolean> {
+  if (!grant.tokenKey) return true
+  const record = await store.get<TokenRecord>(grant.tokenKey)
+  return record !== undefined && sameHash(record.hash, grant.tokenHash!) && record.expiresAt > nowMs
+}
