@@ -41,6 +41,8 @@ export function noteIssuedSecrets(source: string, stdout: string): void {
     noteSecret('recovery code', match[0], source)
     noteSecret('recovery code', match[0].replace('-', ''), source)
   }
+  // Invite and bootstrap tokens (`admin invite`, `admin add`); session tokens are never printed.
+  for (const match of stdout.matchAll(/\bsl[sbi]_[A-Za-z0-9_-]{43}/g)) noteSecret('bearer token', match[0], source)
 }
 
 /** Where a noted secret shows up, described by kind and length only: the report itself must not leak. */
