@@ -51,7 +51,7 @@ export async function startPackageServer(account: PackageAccount, opts: { tamper
           }
         } else if (m.type === 'login_otp') {
           const result = await verify({ secret: account.totpSecret, token: m.code, epochTolerance: 30 })
-          if (result.valid) send({ type: 'welcome', user: account.username, role: 'regular_user', expiresAt: new Date(Date.now() + 3_600_000).toISOString() })
+          if (result.valid) send({ type: 'welcome', user: account.username, role: 'regular_user', expiresAt: new Date(Date.now() + 3_600_000).toISOString(), idleExpiresAt: new Date(Date.now() + 1_800_000).toISOString(), sessionId: '0'.repeat(32) })
           else send({ type: 'error', code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
         }
       }
