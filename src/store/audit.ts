@@ -54,6 +54,8 @@ function canonicalJson(entry: Omit<AuditEntry, 'hash'>): string {
 
 const hashEntry = (entry: Omit<AuditEntry, 'hash'>) => createHash('sha256').update(canonicalJson(entry), 'utf8').digest('hex')
 
+const CLOCK_SLACK_MS = 5 * 60_000
+
 export class AuditLog {
   readonly #store: Store
   readonly #now: () => number
@@ -90,19 +92,25 @@ export class AuditLog {
     return { ...this.#head }
   }
 
-  /** Oldest first; `user` matches actor or target; `limit` keeps the last matches. */
+  /**
+   * Oldest first; `user` matches actor or target; `limit` keeps the last matches. Walks back from
+   * the head and stops at `limit` matches, or at entries written well before `since` (entries are
+   * in time order; five minutes of slack covers a clock stepped back), so the latest page of a
+   * long log costs its own size, not the log's.
+   */
   async query(opts: { user?: string; since?: string; limit?: number } = {}): Promise<AuditEntry[]> {
     const since = opts.since === undefined ? undefined : Date.parse(opts.since)
-    const last = this.#head.n
     const matches: AuditEntry[] = []
-    for (let n = 1; n <= last; n++) {
+    for (let n = this.#head.n; n >= 1 && (opts.limit === undefined || matches.length < opts.limit); n--) {
       const entry = await this.#store.get<AuditEntry>(entryKey(n))
       if (entry === undefined) continue
+      const at = Date.parse(entry.at)
+      if (since !== undefined && at < since - CLOCK_SLACK_MS) break
       if (opts.user !== undefined && entry.actor !== opts.user && entry.target !== opts.user) continue
-      if (since !== undefined && Date.parse(entry.at) < since) continue
+      if (since !== undefined && at < since) continue
       matches.push(entry)
     }
-    return opts.limit === undefined ? matches : matches.slice(Math.max(0, matches.length - opts.limit))
+    return matches.reverse()
   }
 
   subscribe(listener: (entry: AuditEntry) => void): () => void {
