@@ -12,7 +12,7 @@ import { codeShape } from './RegisterApp.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
 import { EnrolScreen } from './EnrolScreen.js'
 import { HomeApp } from './HomeApp.js'
-import { codeCharacters, readCode } from './codes.js'
+import { codeCharacters, readCode } from './read-code.js'
 
 export type LoginOutcome = LoginResult | { error: SecureLoginError }
 

@@ -166,7 +166,7 @@ export function UserTable({ client, self, onBack, rows }: { client: TuiClient; s
                 <Cell width={14} text={u.role} chosen={chosen} />
                 <Cell width={18} text={formatTime(u.createdAt)} chosen={chosen} />
                 <Cell width={18} text={u.lastLoginAt ? formatTime(u.lastLoginAt) : 'never'} chosen={chosen} />
-                <Cell width={8} text={u.locked ? 'locked' : 'no'} chosen={chosen} color={u.locked ? 'yellow' : undefined} />
+                <Cell width={8} text={u.locked ? 'yes' : 'no'} chosen={chosen} color={u.locked ? 'yellow' : undefined} />
                 <Cell width={10} text={u.twoFactor} chosen={chosen} color={u.twoFactor === 'reset' ? 'yellow' : undefined} />
               </Box>
             )
