@@ -27,7 +27,7 @@ export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: st
   else {
     // The home screen on the saved session; without one (or an ended one), a login first.
     const resumed = (await loadSession(home, server)) ? await resumeQuietly(client) : undefined
-    result = resumed ? await runHomeTui(client, resumed) : await runLoginTui(client, {})
+    result = resumed ? await runHomeTui(client, resumed, flow === 'passwd' ? 'password' : flow === 'reset-2fa' ? 'totp' : 'menu') : await runLoginTui(client, {})
   }
   // The TUI has already shown any error in place; only the exit code is left to set.
   if ('cancelled' in result) process.exitCode = 130

@@ -52,15 +52,18 @@ export function HomeApp({
   columns,
   rows,
   now = Date.now,
+  start = 'menu',
 }: {
   client: TuiClient
   result: LoginResult
+  /** The screen to open first (`securelogin passwd` and `reset-2fa` at a terminal); Esc goes to the menu. */
+  start?: 'menu' | 'password' | 'totp'
   onDone: (outcome: HomeOutcome) => void
   columns?: number | undefined
   rows?: number | undefined
   now?: () => number
 }) {
-  const [screen, setScreen] = useState<Screen>('menu')
+  const [screen, setScreen] = useState<Screen>(start)
   const [last, setLast] = useState<Choice>()
   const [who, setWho] = useState({ user: result.user, role: result.role, endsAt: earlier(result.expiresAt, result.idleExpiresAt) })
   const [notice, setNotice] = useState<SecureLoginError>()

@@ -34,6 +34,6 @@ export function runLoginTui(client: TuiClient, opts: { renewRecoveryCodes?: bool
 }
 
 /** `securelogin home`: the caller has resumed the saved session (client.resumeSession) and passes its result. */
-export function runHomeTui(client: TuiClient, result: LoginResult): Promise<HomeOutcome | Cancelled> {
-  return runApp<HomeOutcome>((onDone) => <HomeApp client={client} result={result} onDone={onDone} />, client)
+export function runHomeTui(client: TuiClient, result: LoginResult, start: 'menu' | 'password' | 'totp' = 'menu'): Promise<HomeOutcome | Cancelled> {
+  return runApp<HomeOutcome>((onDone) => <HomeApp client={client} result={result} onDone={onDone} start={start} />, client)
 }

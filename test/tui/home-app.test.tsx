@@ -41,6 +41,16 @@ describe('HomeApp', () => {
     expect(frame).toContain('↑/↓: move')
   })
 
+  it('opens on the screen it is started at (securelogin passwd at a terminal), and Esc goes to the menu', async () => {
+    const client = new FakeClient()
+    const login = await client.resumeSession()
+    const app = render(<HomeApp client={client} result={login} onDone={() => {}} columns={120} rows={50} start="password" />)
+    await until(() => expect(app.lastFrame()).toContain('current password'))
+    expect(app.lastFrame()).not.toContain('[q] quit')
+    await press(app, ESC)
+    await until(() => expect(app.lastFrame()).toContain('[q] quit'))
+  })
+
   it('shows an admin the users, audit log and invite entries too', async () => {
     const client = new FakeClient()
     client.role = 'admin'
