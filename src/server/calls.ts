@@ -12,7 +12,7 @@ import type { ConversationState, Reply } from './conversation.js'
 import type { SessionRecord } from './sessions.js'
 import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
 import { audit, auditBehind } from './audit-events.js'
-import { freshTotpSecret, splitAccount } from './login.js'
+import { freshTotpSecret, sessionWelcome, splitAccount } from './login.js'
 
 // Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
 // caller's session and account first, so a revoke, an expiry, a removal or a new role takes
@@ -56,17 +56,7 @@ export async function handleSessionResume(ctx: ServerContext, token: string, add
   }
   const { user } = splitAccount(record)
   ctx.logger.log('info', 'session_resumed', { user: user.username, address, session: session.id })
-  return {
-    message: {
-      type: 'welcome',
-      user: user.username,
-      role: user.role,
-      expiresAt: new Date(session.absoluteExpiresAt).toISOString(),
-      idleExpiresAt: new Date(ctx.sessions.endsAt(session)).toISOString(),
-      sessionId: session.id,
-    },
-    next: { name: 'authenticated', user, factor: 'session', sessionId: session.id },
-  }
+  return sessionWelcome(ctx, user, session, 'session')
 }
 
 /** `call {op, args}`: checks the session, the account and the role, then runs the handler. */

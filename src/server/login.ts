@@ -6,6 +6,7 @@ import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from
 import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
 import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
+import type { SessionRecord } from './sessions.js'
 import type { Reply, SecondFactor } from './conversation.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
@@ -101,14 +102,16 @@ export async function handleLoginOtp(
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
-  const fresh = await ctx.perUser.run(user.username, async () => {
+  const stale = await ctx.perUser.run(user.username, async () => {
+    const current = await currentAccount(ctx, login)
+    if (!current) return 'account_changed'
     const last = await ctx.store.getLogin(user.username)
-    if (check.timeStep <= Math.max(user.enrolledStep ?? -1, last?.totpStep ?? -1)) return false
+    if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return 'otp_replayed'
     // Durable before the client hears "welcome".
     await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
-    return true
+    return undefined
   })
-  if (!fresh) return failure(ctx, login, address, 'otp_replayed')
+  if (stale) return failure(ctx, login, address, stale)
   return welcome(ctx, user, address, nowMs, 'totp')
 }
 
@@ -123,6 +126,7 @@ export async function handleLoginRecovery(
   const nowMs = ctx.now()
   if (login.newTotp) throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
   const left = await ctx.perUser.run(user.username, async () => {
+    if (!(await currentAccount(ctx, login))) return undefined
     const stored = await ctx.store.getRecovery(user.username)
     const index = stored ? await findRecoveryCode(stored, message.code) : -1
     if (!stored || index < 0) return undefined
@@ -136,6 +140,16 @@ export async function handleLoginRecovery(
   if (left === undefined) return failure(ctx, login, address, 'recovery_code')
   ctx.logger.log('info', 'recovery_code_used', { user: user.username, address, left })
   return welcome(ctx, user, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
+}
+
+/**
+ * The account as it is now, if this login may still finish: an admin may have removed it or
+ * reset its 2FA, or the person may have changed the password or authenticator, since it began.
+ */
+async function currentAccount(ctx: ServerContext, login: LoginInProgress): Promise<UserRecord | undefined> {
+  const current = await ctx.store.getUser(login.username)
+  if (!current || current.totpReset || current.verifier !== login.verifier.reveal() || current.totpSecret !== login.totpSecret?.reveal()) return undefined
+  return current
 }
 
 /** A code from the authenticator enrolled in place of the one an admin reset: stored, then welcome. */
@@ -182,18 +196,22 @@ async function welcome(
   await audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change])
   ctx.sessions.added(record)
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
+  return sessionWelcome(ctx, user, record, factor, { token, ...extra })
+}
+
+/** `welcome` for a session (a new one after a login, with its token; a resumed one, without), and the state it opens. */
+export function sessionWelcome(ctx: ServerContext, user: Account, session: SessionRecord, factor: SecondFactor, extra: { token?: string; recoveryCodesLeft?: number } = {}): Reply {
   return {
     message: {
       type: 'welcome',
       user: user.username,
       role: user.role,
-      expiresAt: new Date(record.absoluteExpiresAt).toISOString(),
-      idleExpiresAt: new Date(ctx.sessions.endsAt(record)).toISOString(),
-      sessionId: record.id,
-      token,
+      expiresAt: new Date(session.absoluteExpiresAt).toISOString(),
+      idleExpiresAt: new Date(ctx.sessions.endsAt(session)).toISOString(),
+      sessionId: session.id,
       ...extra,
     },
-    next: { name: 'authenticated', user, factor, sessionId: record.id },
+    next: { name: 'authenticated', user, factor, sessionId: session.id },
   }
 }
 
