@@ -103,7 +103,6 @@ export async function runServer(args: ServerArgs): Promise<void> {
  */
 async function showBootstrapToken(token: string, expiresAt: Date, args: ServerArgs, log: Logger): Promise<void> {
   const file = args.bootstrapTokenFile ?? (process.stderr.isTTY ? undefined : join(dirname(args.store), 'bootstrap-token'))
-  const use = `securelogin register --server ${args.host}:PORT --bootstrap-token TOKEN`
   if (file === undefined) {
     process.stderr.write(
       `\nno system_admin yet: the first to register with this token becomes one (single use, expires ${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
@@ -112,7 +111,7 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
   }
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   await chmod(file, 0o600)
-  log.log('info', 'bootstrap_token_written', { path: file, expiresAt: expiresAt.toISOString() }, `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; ${use}`)
+  log.log('info', 'bootstrap_token_written', { path: file, expiresAt: expiresAt.toISOString() }, `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; to become the first system_admin: securelogin register --bootstrap-token "$(cat ${file})"`)
 }
 
 /** A clock that reads the time from a file on every call: tests move time forward by writing it. */
