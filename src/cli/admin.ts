@@ -34,7 +34,12 @@ const nameOf = (args: AdminArgs) => {
   if (args.name === undefined) throw usageError('name the user')
   return normalizeUsername(args.name)
 }
-const ttlOf = (args: AdminArgs) => Math.round(parseDuration(args.expires ?? '24h', '--expires') / 1000)
+/** --expires in seconds, within what the server accepts (src/protocol/calls.ts: 1 min to 30 days). */
+const ttlOf = (args: AdminArgs) => {
+  const seconds = Math.round(parseDuration(args.expires ?? '24h', '--expires') / 1000)
+  if (seconds < 60 || seconds > 30 * 24 * 3600) throw usageError(`--expires must be from 1m to 30d, got ${JSON.stringify(args.expires)}`, 'for example --expires 24h')
+  return seconds
+}
 
 export async function runAdminUsers(args: AdminArgs): Promise<void> {
   await withSession(args, async (conn) => {

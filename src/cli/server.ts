@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
 import { startServer } from '../server/server.js'
@@ -79,6 +79,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
       throw error
     })
     for (const [token, expiresAt] of bootstrap) await showBootstrapToken(token, expiresAt, args, early)
+    if (bootstrap.length === 0) await removeSpentBootstrapFile(args, early)
   } catch (error) {
     await server?.close()
     await store.close()
@@ -102,7 +103,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
  * --bootstrap-token-file, or, with no terminal, to a 0600 file beside the store; never to the log.
  */
 async function showBootstrapToken(token: string, expiresAt: Date, args: ServerArgs, log: Logger): Promise<void> {
-  const file = args.bootstrapTokenFile ?? (process.stderr.isTTY ? undefined : join(dirname(args.store), 'bootstrap-token'))
+  const file = bootstrapTokenPath(args)
   if (file === undefined) {
     process.stderr.write(
       `\nno system_admin yet: the first to register with this token becomes one (single use, expires ${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
@@ -112,6 +113,24 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   await chmod(file, 0o600)
   log.log('info', 'bootstrap_token_written', { path: file, expiresAt: expiresAt.toISOString() }, `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; to become the first system_admin: securelogin register --bootstrap-token "$(cat ${file})"`)
+}
+
+/** Where the bootstrap token is written, or undefined when it goes to the terminal. */
+function bootstrapTokenPath(args: ServerArgs): string | undefined {
+  return args.bootstrapTokenFile ?? (process.stderr.isTTY ? undefined : join(dirname(args.store), 'bootstrap-token'))
+}
+
+/**
+ * Once a system_admin exists the token file holds a spent token: remove it, so nobody mistakes
+ * it for a live one. Only a file that holds nothing but a bootstrap token is removed.
+ */
+async function removeSpentBootstrapFile(args: ServerArgs, log: Logger): Promise<void> {
+  const file = bootstrapTokenPath(args)
+  if (file === undefined) return
+  const text = await readFile(file, 'utf8').catch(() => undefined)
+  if (text === undefined || !/^slb_[A-Za-z0-9_-]{43}\n?$/.test(text)) return
+  await rm(file, { force: true })
+  log.log('info', 'bootstrap_token_removed', { path: file }, `removed ${file}: a system_admin exists, so its bootstrap token is spent`)
 }
 
 /** A clock that reads the time from a file on every call: tests move time forward by writing it. */

@@ -8,7 +8,7 @@ import { authenticate, resumeSession, submitOtp } from '../../src/client/login.j
 import { saveSession } from '../../src/client/saved-sessions.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
 import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
-import { runCli, runCliToEnd } from './cli.js'
+import { runCli, runCliToEnd, type CliRun } from './cli.js'
 import { FileClock } from './clock.js'
 import { makeTempDir } from './env.js'
 import { noteSecret } from './secrets.js'
@@ -121,10 +121,14 @@ export class Lab {
     return join(this.dir, 'certs', 'server.crt')
   }
 
-  /** Starts (or restarts, after stopServer) the server; `serverArgs` replaces the flags given so far. */
+  /**
+   * Starts the server, or restarts it (after stopServer) on the same port, so the sessions
+   * clients saved for HOST:PORT still apply; `serverArgs` replaces the flags given so far.
+   */
   async startServer(serverArgs?: string[]): Promise<ServerProcess> {
     if (serverArgs) this.#serverArgs = serverArgs
-    this.server = await startServerProcess(this.dir, this.passphraseFile, ['--clock-file', this.clock.file, '--bootstrap-token-file', this.bootstrapTokenFile, ...this.#serverArgs])
+    const port = this.server?.port
+    this.server = await startServerProcess(this.dir, this.passphraseFile, ['--clock-file', this.clock.file, '--bootstrap-token-file', this.bootstrapTokenFile, ...this.#serverArgs], port !== undefined ? { port } : {})
     return this.server
   }
 
@@ -185,6 +189,12 @@ export class Lab {
   async runIn(home: string, args: string[], stdin = ''): Promise<CliResult> {
     await mkdir(home, { recursive: true, mode: 0o700 })
     return parseResult(await runCliToEnd([...args, ...this.clientArgs()], stdin, { env: { SECURELOGIN_HOME: home } }))
+  }
+
+  /** Starts the CLI in `home` and leaves it running: for dialogues (enrolment) and `--follow`. */
+  async startIn(home: string, args: string[]): Promise<CliRun> {
+    await mkdir(home, { recursive: true, mode: 0o700 })
+    return runCli([...args, ...this.clientArgs()], { env: { SECURELOGIN_HOME: home } })
   }
 
   /** Runs the CLI as `who` (their own home, so their saved session). */

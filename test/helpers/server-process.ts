@@ -20,10 +20,10 @@ export async function writePassphraseFile(dir: string, passphrase: string, name 
   return file
 }
 
-/** The real `securelogin server` as a child process on 127.0.0.1 port 0, logging JSON. */
-export async function startServerProcess(dir: string, passphraseFile: string, extra: string[] = []): Promise<ServerProcess> {
+/** The real `securelogin server` as a child process on 127.0.0.1 (port 0 unless given), logging JSON. */
+export async function startServerProcess(dir: string, passphraseFile: string, extra: string[] = [], opts: { port?: number } = {}): Promise<ServerProcess> {
   const run = runCli([
-    'server', '--port', '0', '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs'),
+    'server', '--port', String(opts.port ?? 0), '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs'),
     '--passphrase-file', passphraseFile, '--json', ...extra,
   ])
   const first = JSON.parse(await run.nextLine(30_000))
