@@ -191,12 +191,12 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         ids = [found.id]
         what = found.id
       } else if (args.others) {
-        ids = ctx.sessions.idsOf(record.username, session.id)
+        ids = ctx.sessions.idsOf(record.username, caller.nowMs, session.id)
         what = record.username
       } else {
         const user = args.user!
         if (user !== record.username) mustManage(caller, (await target(caller, user)).role)
-        ids = ctx.sessions.idsOf(user)
+        ids = ctx.sessions.idsOf(user, caller.nowMs)
         what = user
       }
       const end = await revokeSessions(caller, ids, 'session.revoke', what, args.others ? 'others' : 'revoke')
@@ -215,7 +215,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       checkPasswordKdf(args.kdf)
       const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
         changes: [{ key: `user/${record.username}`, value: { ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf } }],
-        revoke: ctx.sessions.idsOf(record.username, session.id),
+        revoke: ctx.sessions.idsOf(record.username, caller.nowMs, session.id),
         action: 'password.change',
       }))
       ctx.logger.log('info', 'password_changed', { user: caller.record.username, address: caller.address, revokedSessions: revoked })
@@ -319,7 +319,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         const name = record.username
         return {
           changes: [`user/${name}`, `login/${name}`, `guard/${name}`, `recovery/${name}`].filter((key) => ctx.store.has(key)).map((key) => ({ key, delete: true as const })).concat(roleIndexChanges(name, record.role, undefined) as Array<{ key: string; delete: true }>),
-          revoke: ctx.sessions.idsOf(name),
+          revoke: ctx.sessions.idsOf(name, caller.nowMs),
           action: 'user.remove',
           details: { role: record.role },
         }
@@ -357,7 +357,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { ctx } = caller
       const { revoked } = await changeAccount(caller, args.user, (record) => {
         mustManage(caller, record.role)
-        return { changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }], revoke: ctx.sessions.idsOf(record.username), action: 'user.reset_2fa' }
+        return { changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }], revoke: ctx.sessions.idsOf(record.username, caller.nowMs), action: 'user.reset_2fa' }
       })
       const self = args.user === caller.record.username
       return result(caller, 'reset_2fa', { user: args.user, revokedSessions: revoked }, self ? { next: { name: 'ready' }, end: true } : {})

@@ -42,6 +42,8 @@ export interface ServerOptions {
   maxConnectionsPerAddress?: number
   /** How long a shutdown waits for conversations to finish what is in flight. */
   shutdownGraceMs?: number
+  /** How often ended sessions are deleted (default 10 min). */
+  sessionSweepMs?: number
 }
 
 export interface RunningServer {
@@ -54,6 +56,7 @@ export interface RunningServer {
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000
+export const SESSION_SWEEP_MS = 10 * 60_000
 export const DEFAULT_MAX_CONNECTIONS = 1024
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 
@@ -83,6 +86,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const bootstrap = await issueBootstrapToken(opts.store, now(), randomBytes)
     if (bootstrap) opts.onBootstrapToken(bootstrap.token, new Date(bootstrap.expiresAt))
   }
+  // Ended sessions nobody presents again would stay in memory and in the store until a restart.
+  let sweeping: Promise<unknown> = Promise.resolve()
+  const sweeper = setInterval(() => {
+    sweeping = ctx.sessions
+      .sweep(now())
+      .then((count) => count > 0 && opts.logger.log('info', 'sessions_swept', { count }))
+      .catch((error: unknown) => opts.logger.log('error', 'sessions_sweep_failed', { error: String(error) }))
+  }, opts.sessionSweepMs ?? SESSION_SWEEP_MS).unref()
   const conversations = new Set<Conversation>()
   const tlsServer = createServer({
     key: opts.key,
@@ -143,6 +154,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     fingerprint: new X509Certificate(opts.cert).fingerprint256,
     close() {
       closing ??= (async () => {
+        clearInterval(sweeper)
+        await sweeping
         const stopped = new Promise<void>((resolve) => tlsServer.close(() => resolve()))
         const grace = new Promise<void>((resolve) => setTimeout(resolve, opts.shutdownGraceMs ?? 5_000).unref())
         await Promise.race([Promise.all([...conversations].map((c) => c.shutdown())), grace])

@@ -6,7 +6,8 @@ import { hashToken, issueToken, sameHash } from './tokens.js'
 // keeps only its hash, under `session/ID`. A session ends at the first of: its absolute expiry
 // (12 h after the login), 30 min without use, a logout, a revoke. Every session is also kept in
 // memory, so checking one costs no disk read; a use is written back at most once a minute, so
-// a crash forgets at most a minute of idleness (the session then ends that much sooner).
+// a crash forgets at most a minute of idleness (the session then ends that much sooner). An
+// ended session is deleted when it is next presented, at start-up, or by the server's sweep.
 
 export interface SessionRecord {
   id: string
@@ -128,9 +129,18 @@ export class Sessions {
     }
   }
 
-  /** Ids of every session of a user (live or not), but `except`. */
-  idsOf(user: string, except?: string): string[] {
-    return [...this.#byId.values()].filter((record) => record.user === user && record.id !== except).map((record) => record.id)
+  /** Ids of a user's live sessions, but `except` (ended ones are the sweep's: they are not counted as revoked). */
+  idsOf(user: string, nowMs: number, except?: string): string[] {
+    return this.list(nowMs, user)
+      .filter((record) => record.id !== except)
+      .map((record) => record.id)
+  }
+
+  /** Deletes every ended session that nobody has presented since it ended; returns how many. */
+  async sweep(nowMs: number): Promise<number> {
+    const ended = [...this.#byId.values()].filter((record) => !this.#alive(record, nowMs)).map((record) => record.id)
+    if (ended.length > 0) await this.#forget(ended)
+    return ended.length
   }
 
   info(record: SessionRecord, currentId: string | undefined): SessionInfo {

@@ -24,7 +24,7 @@ export interface InProcessServer {
 
 /** The real server on a real TLS socket on 127.0.0.1 port 0, with a real store file on disk. */
 export async function startInProcessServer(
-  opts: { now?: () => number; limits?: Partial<ServerLimits>; server?: Pick<ServerOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'handshakeTimeoutMs' | 'sleep' | 'guard' | 'onBootstrapToken' | 'registration' | 'sessions'> } = {},
+  opts: { now?: () => number; limits?: Partial<ServerLimits>; server?: Pick<ServerOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'handshakeTimeoutMs' | 'sleep' | 'guard' | 'onBootstrapToken' | 'registration' | 'sessions' | 'sessionSweepMs'> } = {},
 ): Promise<InProcessServer> {
   noteSecret('passphrase', TEST_PASSPHRASE)
   const { dir, remove } = await makeTempDir('server')
