@@ -1,6 +1,7 @@
 import { ServerConnection } from '../client/connection.js'
-import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode, type LoginResult } from '../client/login.js'
-import { saveSession } from '../client/saved-sessions.js'
+import { authenticate, renewRecoveryCodes, resumeSession, submitOtp, submitRecoveryCode, type LoginResult } from '../client/login.js'
+import { call } from '../client/calls.js'
+import { loadSession, saveSession } from '../client/saved-sessions.js'
 import { normalizeUsername } from '../auth/username.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
@@ -42,10 +43,16 @@ export function serverKey(args: ClientArgs): string {
   return `${host}:${port}`
 }
 
-/** Saves the new session's token (never printed) so later commands run as this user. */
+/**
+ * Saves the new session's token (never printed) so later commands run as this user. A session
+ * saved before for this server is revoked: its token is about to be forgotten here, and a token
+ * nobody holds any more should not stay valid on the server until it idles out.
+ */
 export async function keepSession(args: ClientArgs, result: LoginResult): Promise<void> {
   if (result.token === undefined) return
-  await saveSession(secureloginHome(), {
+  const home = secureloginHome()
+  const replaced = await loadSession(home, serverKey(args)).catch(() => undefined)
+  await saveSession(home, {
     server: serverKey(args),
     user: result.user,
     role: result.role,
@@ -54,6 +61,21 @@ export async function keepSession(args: ClientArgs, result: LoginResult): Promis
     expiresAt: result.expiresAt,
     idleExpiresAt: result.idleExpiresAt,
   })
+  if (replaced && replaced.token !== result.token) await revokeReplaced(args, replaced.token)
+}
+
+/** Best effort: the replaced session may have ended already, or the server be gone; the login stands either way. */
+async function revokeReplaced(args: ClientArgs, token: string): Promise<void> {
+  let conn: ServerConnection | undefined
+  try {
+    conn = await ServerConnection.open(await connectOptions(args))
+    await resumeSession(conn, token)
+    await call(conn, 'logout', {})
+  } catch {
+    // Ended, revoked or unreachable: nothing left to revoke, or nothing we can do now.
+  } finally {
+    conn?.close()
+  }
 }
 
 export type StdinLines = ReturnType<typeof stdinLines>

@@ -2,7 +2,7 @@ import { chmod, copyFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, describeResult, inBatches, type Account, type CliResult, type Role } from '../helpers/accounts.js'
+import { Lab, describeResult, inBatches, newPassword, type Account, type CliResult, type Role } from '../helpers/accounts.js'
 import { requireTool } from '../helpers/tools.js'
 
 // The role table (issue 6): every command, run through the real CLI against the real server
@@ -261,6 +261,32 @@ describe.runIf(hasOathtool)('after the table', () => {
       const result = await lab.runIn(home, ['whoami'])
       expectForbidden(result, `whoami in ${home}`)
     }
+  })
+})
+
+// `passwd` and `reset-2fa` run on no saved session: each logs in afresh with the password and a
+// code (a resumed session proves only that its token was stolen or kept). So every caller may,
+// whatever their role and whatever became of their session; run after the table, since a
+// password change revokes the caller's other sessions.
+describe.runIf(hasOathtool)('passwd and reset-2fa prove the password instead: every caller may', () => {
+  it.concurrent.for(CALLERS.map((caller) => ({ caller })))('$caller', async ({ caller }, { expect }) => {
+    const who = account(CALLER_NAME[caller])
+    const nextPassword = newPassword()
+    const passwd = await lab.run(who, ['passwd', '--user', who.name, '--password-stdin', '--otp', lab.codeFor(who)], `${who.password}\n${nextPassword}\n`)
+    expect(passwd.code, `passwd by ${caller}: ${describeResult(passwd)}`).toBe(0)
+    expect(passwd.json).toMatchObject({ event: 'password_changed', user: who.name })
+    who.password = nextPassword
+
+    const oldSecret = who.totpSecret
+    const { result } = await lab.enrolThrough(who, who.home, ['reset-2fa', '--user', who.name, '--password-stdin', '--otp', lab.codeFor(who)])
+    expect(result.code, `reset-2fa by ${caller}: ${describeResult(result)}`).toBe(0)
+    expect(result.json).toMatchObject({ event: 'totp_reset', user: who.name })
+    expect(who.totpSecret).not.toBe(oldSecret)
+
+    // Both logins saved a session: the caller is logged in again, in their own role.
+    const whoami = await lab.run(who, ['whoami'])
+    expect(whoami.code, `whoami by ${caller} after passwd: ${describeResult(whoami)}`).toBe(0)
+    expect(whoami.json).toMatchObject({ user: who.name, role: caller === 'admin' ? 'admin' : caller === 'regular_user' ? 'regular_user' : 'system_admin' })
   })
 })
 

@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto'
 import { copyFile, mkdir, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { secretFromOtpauthUri } from '../../src/auth/totp.js'
 import { openStore } from '../../src/store/index.js'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, describeResult, newPassword, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
+import { Lab, describeResult, newPassword, type Account, type CliResult } from '../helpers/accounts.js'
 import { requireTool } from '../helpers/tools.js'
 
 // Sessions and self-service (issue 6, "Sessions"), through the real server process and the real
@@ -62,24 +61,6 @@ async function loginWith(password: string, secret: string): Promise<CliResult> {
   return lab.runIn(lab.homeOf(`try-${step}`), ['login', '--user', 'sam', '--password-stdin', '--otp', code], `${password}\n`)
 }
 
-/**
- * A command that enrols a new authenticator (reset-2fa, a login after admin reset-2fa): the
- * password on stdin, the `enrol` line read, a code from its secret written back. Returns the
- * result and the new secret.
- */
-async function enrolThrough(home: string, args: string[], password: string): Promise<{ result: CliResult; secret: string }> {
-  const run = await lab.startIn(home, args)
-  run.write(password)
-  const enrol = JSON.parse(await run.nextLine())
-  expect(enrol).toMatchObject({ event: 'enrol', otpauthUri: expect.stringMatching(/^otpauth:\/\/totp\//) })
-  // Noted as a secret by the CLI helper, shown only in this run's own stdout.
-  const secret = secretFromOtpauthUri(enrol['otpauthUri'])!
-  const { code, step } = lab.nextCode(secret, -1)
-  sam.lastStep = step
-  run.write(code)
-  return { result: parseResult(await run.done), secret }
-}
-
 describe.runIf(hasOathtool)('the saved session', () => {
   let homeA: string
   let homeB: string
@@ -99,6 +80,17 @@ describe.runIf(hasOathtool)('the saved session', () => {
       expect((await stat(lab.sessionFile(home))).mode & 0o777).toBe(0o600)
       expect((await stat(dirname(lab.sessionFile(home)))).mode & 0o777).toBe(0o700)
     }
+  })
+
+  it('a new login where a session is saved revokes the one it replaces: a copy of the old token no longer works', async () => {
+    const home = await samLoggedIn('replaced')
+    const copy = lab.homeOf('replaced-copy')
+    await mkdir(dirname(lab.sessionFile(copy)), { recursive: true, mode: 0o700 })
+    await copyFile(lab.sessionFile(home), lab.sessionFile(copy))
+    expectOk(await whoami(copy), 'whoami with the copy, before')
+    await samLoggedIn('replaced')
+    expectCode(await whoami(copy), 'ERR_FORBIDDEN', 'whoami with the replaced token')
+    expectOk(await whoami(home), 'whoami with the new one')
   })
 
   it('the store keeps only the token\'s SHA-256, and the session outlives a restart', async () => {
@@ -225,8 +217,8 @@ describe.runIf(hasOathtool)('passwd', () => {
     const nextPassword = newPassword()
     const changed = await lab.runIn(i, ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)], `${oldPassword}\n${nextPassword}\n`)
     expectOk(changed, 'passwd')
-    // Its own login made a new session (saved in i); every one before it is revoked.
-    expect(changed.json).toMatchObject({ event: 'password_changed', user: 'sam', revokedSessions: live })
+    // Its own login made a new session, saved in i (revoking the one it replaced there); every other one is revoked.
+    expect(changed.json).toMatchObject({ event: 'password_changed', user: 'sam', revokedSessions: live - 1 })
     sam.password = nextPassword
     expectCode(await whoami(j), 'ERR_FORBIDDEN', 'whoami in another session after passwd')
     expectOk(await whoami(i), 'whoami in the session passwd saved')
@@ -239,22 +231,22 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
   it('with a code from the current authenticator: a new secret, and the old authenticator stops working', async () => {
     const home = lab.homeOf('reset-totp')
     const oldSecret = sam.totpSecret
-    const { result, secret } = await enrolThrough(home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)], sam.password)
+    const { result, secret } = await lab.enrolThrough(sam, home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)])
     expectOk(result, 'reset-2fa')
     expect(result.json).toMatchObject({ event: 'totp_reset', user: 'sam' })
     expect(secret).not.toBe(oldSecret)
-    sam.totpSecret = secret
+    expect(sam.totpSecret).toBe(secret)
     expectCode(await loginWith(sam.password, oldSecret), 'ERR_AUTH_FAILED', 'login with the old authenticator')
-    expectOk(await loginWith(sam.password, secret), 'login with the new authenticator')
+    expectOk(await loginWith(sam.password, sam.totpSecret), 'login with the new authenticator')
   })
 
   it('with a recovery code in place of a lost authenticator; the code is spent', async () => {
     const home = lab.homeOf('reset-recovery')
     const recoveryCode = sam.recoveryCodes.shift()!
     const oldSecret = sam.totpSecret
-    const { result, secret } = await enrolThrough(home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode], sam.password)
+    const { result } = await lab.enrolThrough(sam, home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode])
     expectOk(result, 'reset-2fa --recovery-code')
-    sam.totpSecret = secret
+    expect(sam.totpSecret).not.toBe(oldSecret)
     expectCode(await loginWith(sam.password, oldSecret), 'ERR_AUTH_FAILED', 'login with the lost authenticator')
     const again = await lab.runIn(lab.homeOf('reuse-recovery'), ['login', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode], `${sam.password}\n`)
     expectCode(again, 'ERR_AUTH_FAILED', 'the spent recovery code')
@@ -273,10 +265,10 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
 
     // The old authenticator's code cannot skip the enrolment: the password alone is checked, then a new secret is offered.
     const oldSecret = sam.totpSecret
-    const { result, secret } = await enrolThrough(home, ['login', '--user', 'sam', '--password-stdin'], sam.password)
+    const { result } = await lab.enrolThrough(sam, home, ['login', '--user', 'sam', '--password-stdin'])
     expectOk(result, 'the login that enrols')
     expect(result.json).toMatchObject({ event: 'login', user: 'sam' })
-    sam.totpSecret = secret
+    expect(sam.totpSecret).not.toBe(oldSecret)
     expectOk(await whoami(home), 'the session that login saved')
     expect((await usersOf()).get('sam')).toBe('enrolled')
     expectCode(await loginWith(sam.password, oldSecret), 'ERR_AUTH_FAILED', 'login with the authenticator from before the reset')
@@ -312,7 +304,8 @@ describe.runIf(hasOathtool)('what the audit log recorded of all this', () => {
     expect(count('login.ok')).toBeGreaterThanOrEqual(15)
     expect(count('login.failed', 'failed')).toBeGreaterThanOrEqual(7)
     expect(count('user.locked', 'failed')).toBe(1)
-    expect(count('session.logout')).toBe(1)
+    // The logout, and the sessions that logins in the same client home replaced (the passwd's, the one above).
+    expect(count('session.logout')).toBe(3)
     expect(count('session.revoke')).toBe(2)
     expect(count('session.revoke', 'refused')).toBe(1)
     expect(count('password.change')).toBe(1)

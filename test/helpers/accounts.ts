@@ -197,6 +197,33 @@ export class Lab {
     return runCli([...args, ...this.clientArgs()], { env: { SECURELOGIN_HOME: home } })
   }
 
+  /**
+   * A command that enrols a new authenticator for `account` (`reset-2fa`, a login after `admin
+   * reset-2fa`), run in `home`: the password on stdin, the `enrol` line read, a code from its
+   * secret written back. On success the account holds the new authenticator.
+   */
+  async enrolThrough(account: Account, home: string, args: string[]): Promise<{ result: CliResult; secret: string | undefined }> {
+    const run = await this.startIn(home, args)
+    run.write(account.password)
+    let enrol: Record<string, any>
+    try {
+      enrol = JSON.parse(await run.nextLine())
+    } catch {
+      return { result: parseResult(await run.done), secret: undefined }
+    }
+    // The CLI helper notes it as a secret, shown only in this run's own stdout.
+    const secret = secretFromOtpauthUri(enrol['otpauthUri'])
+    if (enrol['event'] !== 'enrol' || !secret) throw new Error(`expected an enrol line, got event ${enrol['event']}`)
+    const { code, step } = this.nextCode(secret, -1)
+    run.write(code)
+    const result = parseResult(await run.done)
+    if (result.code === 0) {
+      account.totpSecret = secret
+      account.lastStep = step
+    }
+    return { result, secret }
+  }
+
   /** Runs the CLI as `who` (their own home, so their saved session). */
   run(who: Account | string, args: string[], stdin = ''): Promise<CliResult> {
     return this.runIn(typeof who === 'string' ? this.homeOf(who) : who.home, args, stdin)
