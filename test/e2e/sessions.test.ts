@@ -199,6 +199,15 @@ describe.runIf(hasOathtool)('sessions: list own, revoke one or all others', () =
 })
 
 describe.runIf(hasOathtool)('passwd', () => {
+  it('a saved session alone cannot change the password or the authenticator: the server wants a fresh login', async () => {
+    const home = await samLoggedIn('resumed-only')
+    await lab.asUser(home, async (run) => {
+      await expect(run('passwd', { salt: 'ab'.repeat(32), verifier: 'cd'.repeat(256), kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 } })).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
+      await expect(run('totp_reset', {})).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
+    })
+    expectOk(await loginWith(sam.password, sam.totpSecret), 'login with the unchanged password and authenticator')
+  })
+
   it('refuses a wrong current password and a weak new one, and changes nothing', async () => {
     const home = await samLoggedIn('passwd-refused')
     const wrong = await lab.runIn(home, ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)], `not sam's password 1\n${newPassword()}\n`)
