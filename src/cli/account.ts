@@ -64,12 +64,15 @@ export async function runSessions(args: SessionsArgs): Promise<void> {
   })
 }
 
-/** A session id as a person types it: the whole 32 digits, or a prefix of at least 6 that names one session. */
-export async function resolveSessionId(conn: Parameters<typeof call>[0], given: string, user?: string): Promise<string> {
+/**
+ * A session id as a person types it: the whole 32 digits, or a prefix of at least 6 that names
+ * one session among the caller's own, or (`everyone`, for admins) all those the caller manages.
+ */
+export async function resolveSessionId(conn: Parameters<typeof call>[0], given: string, everyone = false): Promise<string> {
   const prefix = given.trim().toLowerCase()
   if (!/^[0-9a-f]{6,32}$/.test(prefix)) throw usageError('a session id is 6 to 32 hex digits (as `securelogin sessions` shows)')
   if (prefix.length === 32) return prefix
-  const { sessions } = await call(conn, 'sessions', user !== undefined ? { user } : {})
+  const { sessions } = await call(conn, 'sessions', everyone ? { all: true } : {})
   const matches = sessions.filter((s) => s.id.startsWith(prefix))
   if (matches.length !== 1) throw new SecureLoginError(matches.length ? 'ERR_USAGE' : 'ERR_NOT_FOUND', matches.length ? `${prefix} names ${matches.length} sessions` : `no session ${prefix}`, { hint: 'give more digits of the id' })
   return matches[0]!.id

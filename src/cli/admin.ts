@@ -120,7 +120,7 @@ export async function runAdminSessions(args: AdminArgs): Promise<void> {
 export async function runAdminRevoke(args: AdminArgs): Promise<void> {
   if ((args.id === undefined) === (args.name === undefined)) throw usageError('give a session ID or --user NAME (not both)')
   await withSession(args, async (conn) => {
-    const { revoked } = args.id !== undefined ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, undefined) }) : await call(conn, 'revoke', { user: normalizeUsername(args.name!) })
+    const { revoked } = args.id !== undefined ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, true) }) : await call(conn, 'revoke', { user: normalizeUsername(args.name!) })
     if (args.json) return printJson({ event: 'revoked', revoked })
     process.stdout.write(`revoked ${revoked} session${revoked === 1 ? '' : 's'}\n`)
   })

@@ -141,6 +141,10 @@ describe.runIf(hasOathtool)('with one system_admin', () => {
     const whoami = await lab.run(sys, ['whoami'])
     expectAllowed(whoami, 'whoami')
     expect(whoami.json).toMatchObject({ user: 'sys', role: 'system_admin' })
+    // This server runs with the default session times: 30 minutes idle, 12 hours in all.
+    const { session } = whoami.json!
+    expect(Date.parse(session.expiresAt) - Date.parse(session.lastSeenAt)).toBe(30 * 60_000)
+    expect(Date.parse(session.absoluteExpiresAt) - Date.parse(session.createdAt)).toBe(12 * 3_600_000)
   })
 
   it('sys can neither remove nor demote itself: it is the last system_admin', async () => {

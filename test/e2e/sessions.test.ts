@@ -195,6 +195,12 @@ describe.runIf(hasOathtool)('sessions: list own, revoke one or all others', () =
 
     expectCode(await lab.runIn(f, ['sessions', '--revoke', 'xyz']), 'ERR_USAGE', 'a malformed id')
     expectCode(await lab.runIn(f, ['sessions', '--revoke', '000000']), 'ERR_NOT_FOUND', 'an id that names no session')
+
+    // An admin sees sam's one live session and revokes it by id.
+    const adminList = await lab.run(root, ['admin', 'sessions', 'sam'])
+    expect((adminList.json!['sessions'] as Array<{ id: string; current: boolean }>).map((s) => [s.id, s.current])).toEqual([[ids[0], false]])
+    expect((await lab.run(root, ['admin', 'revoke', ids[0]!.slice(0, 10)])).json).toMatchObject({ event: 'revoked', revoked: 1 })
+    expectCode(await whoami(f), 'ERR_FORBIDDEN', "whoami in the session the admin revoked")
   })
 })
 
