@@ -32,14 +32,16 @@ export function startServerLogin(verifier: string): ServerEphemeral {
  * of the wrong length, a wrong proof) is the same ERR_AUTH_FAILED, so the client learns nothing
  * about which. B is the one startServerLogin made, not made again.
  */
-export function finishServerLogin(opts: {
+export interface ServerProofInput {
   ephemeral: ServerEphemeral
   A: string
   salt: string
   username: string
   verifier: string
   M1: string
-}): { M2: string; K: string } {
+}
+
+export function finishServerLogin(opts: ServerProofInput): { M2: string; K: string } {
   let session: { M1: Buffer; M2: Buffer; K: Buffer }
   let M1: Buffer
   try {

@@ -60,6 +60,7 @@ export async function main(argv: string[]): Promise<void> {
             .option('session-idle', { type: 'string', default: '30m', describe: 'a session unused this long ends (s, m, h, d)' })
             .option('session-max', { type: 'string', default: '12h', describe: 'a session ends this long after its login whatever its use' })
             .option('bootstrap-token-file', { type: 'string', describe: "write the bootstrap token here (mode 0600) instead of the terminal" })
+            .option('srp-engine', { choices: ['openssl', 'package'] as const, default: 'openssl' as const, describe: "SRP maths: OpenSSL's (fast), or the secure-remote-password package's (for comparison)" })
             .option('lockout-after', { type: 'number', default: 10, describe: 'lock a user name for 15 minutes after this many failed logins in a row (1 to 100)' })
             // Tests only (hidden): how long the first delayed failure answer waits (it doubles after).
             .option('failure-delay-ms', { type: 'number', hidden: true, describe: 'base delay of failure answers' })

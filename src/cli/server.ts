@@ -9,6 +9,7 @@ import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { loadOrCreateCertificate } from './certs.js'
 import { parseDuration } from './duration.js'
 import type { RegistrationPolicy } from '../server/registration.js'
+import type { SrpEngineName } from '../auth/srp-engine.js'
 
 export interface ServerArgs {
   host: string
@@ -24,6 +25,7 @@ export interface ServerArgs {
   sessionIdle: string
   sessionMax: string
   bootstrapTokenFile?: string | undefined
+  srpEngine?: SrpEngineName | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -68,6 +70,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
     server = await startServer({
       host: args.host, port: args.port, cert, key, store, logger, guard, sessions,
       ...(args.registration ? { registration: args.registration } : {}),
+      ...(args.srpEngine ? { srpEngine: args.srpEngine } : {}),
       onBootstrapToken: (token, expiresAt) => bootstrap.push([token, expiresAt]),
       ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
     }).catch((error: NodeJS.ErrnoException) => {
@@ -86,7 +89,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
     throw error
   }
 
-  logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint },
+  logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
     `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)
   for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
   sink = logger

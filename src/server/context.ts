@@ -5,6 +5,7 @@ import type { AuditLog } from '../store/audit.js'
 import type { RegistrationPolicy } from './registration.js'
 import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
+import type { SrpServerEngine } from '../auth/srp-engine.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -26,6 +27,8 @@ export interface ServerContext {
   guard: Guard
   /** How a failure answer waits (injected by tests). */
   sleep: (ms: number) => Promise<void>
+  /** The SRP maths (`--srp-engine`). */
+  srp: SrpServerEngine
 }
 
 export interface ServerLimits {

@@ -1,7 +1,7 @@
 import type { z } from 'zod'
 import type { LoginOtp, LoginProof, LoginRecovery, LoginStart } from '../protocol/messages.js'
 import { authFailed, SecureLoginError } from '../protocol/errors.js'
-import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../auth/srp-server.js'
+import { deriveDecoyCredentials, type ServerEphemeral } from '../auth/srp-server.js'
 import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
 import type { UserRecord } from '../store/index.js'
@@ -41,14 +41,14 @@ export async function handleLoginStart(ctx: ServerContext, message: z.infer<type
   let login: LoginInProgress
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
-    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: startServerLogin(verifier.reveal()) }
+    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: ctx.srp.start(verifier.reveal()) }
   } else {
     const serverSecret = ctx.store.serverSecret()
     const decoy = deriveDecoyCredentials(serverSecret, message.username)
     serverSecret.fill(0)
     // A name with no account is stretched with today's default, as a new account would be.
     const verifier = new Secret(decoy.verifier)
-    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: startServerLogin(decoy.verifier) }
+    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: ctx.srp.start(decoy.verifier) }
   }
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
@@ -67,8 +67,8 @@ export async function handleLoginProof(
   let M2: string | undefined
   const proof = { ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.username, verifier: login.verifier.reveal(), M1: message.M1 }
   try {
-    if (login.user) ({ M2 } = finishServerLogin(proof))
-    else finishServerLogin(proof) // the same work for a name with no account; it always fails
+    if (login.user) ({ M2 } = ctx.srp.finish(proof))
+    else ctx.srp.finish(proof) // the same work for a name with no account; it always fails
   } catch {
     M2 = undefined
   }

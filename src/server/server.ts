@@ -1,4 +1,4 @@
-import { prepareServerSrp } from '../auth/srp-server.js'
+import { srpEngine, type SrpEngineName } from '../auth/srp-engine.js'
 import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
@@ -42,6 +42,8 @@ export interface ServerOptions {
   maxConnectionsPerAddress?: number
   /** How long a shutdown waits for conversations to finish what is in flight. */
   shutdownGraceMs?: number
+  /** The SRP maths: `openssl` (default) or the secure-remote-password package's (for comparison). */
+  srpEngine?: SrpEngineName
   /** How often ended sessions are deleted (default 10 min). */
   sessionSweepMs?: number
 }
@@ -61,7 +63,8 @@ export const DEFAULT_MAX_CONNECTIONS = 1024
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  prepareServerSrp()
+  const srp = srpEngine(opts.srpEngine)
+  srp.prepare()
   const now = opts.now ?? Date.now
   const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
@@ -79,6 +82,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     perUser: new KeyedQueue(),
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
+    srp,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
     auditBehind(ctx, { actor: null, action: 'user.locked', target: user, address, outcome: 'failed', details: { failures, until: new Date(lockedUntil).toISOString() } })
