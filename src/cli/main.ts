@@ -64,6 +64,8 @@ export async function main(argv: string[]): Promise<void> {
             .option('lockout-after', { type: 'number', default: 10, describe: 'lock a user name for 15 minutes after this many failed logins in a row (1 to 100)' })
             // Tests only (hidden): how long the first delayed failure answer waits (it doubles after).
             .option('failure-delay-ms', { type: 'number', hidden: true, describe: 'base delay of failure answers' })
+            // The login benchmark only (hidden): time SRP, TOTP and the store commit; SIGUSR2 logs the totals.
+            .option('stage-times', { type: 'boolean', hidden: true, describe: 'measure where login time goes' })
             // Tests only (hidden): time passes when the test says so (TOTP steps, lockouts).
             .option('clock-file', { type: 'string', hidden: true, describe: 'read the current time (ms since the epoch) from this file' }),
         async (args) => (await import('./server.js')).runServer(args),

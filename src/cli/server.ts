@@ -10,6 +10,7 @@ import { loadOrCreateCertificate } from './certs.js'
 import { parseDuration } from './duration.js'
 import type { RegistrationPolicy } from '../server/registration.js'
 import type { SrpEngineName } from '../auth/srp-engine.js'
+import { StageTimes } from '../server/stage-times.js'
 
 export interface ServerArgs {
   host: string
@@ -26,6 +27,7 @@ export interface ServerArgs {
   sessionMax: string
   bootstrapTokenFile?: string | undefined
   srpEngine?: SrpEngineName | undefined
+  stageTimes?: boolean | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -63,14 +65,17 @@ export async function runServer(args: ServerArgs): Promise<void> {
   if (isNew) early.log('info', 'store_created', { path: args.store }, `created store ${args.store}`)
 
   let server
+  let stages: StageTimes | undefined
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created) early.log('info', 'certificate_created', { path: join(args.certs, 'server.crt') }, `created certificate ${join(args.certs, 'server.crt')}`)
     const bootstrap: Array<[string, Date]> = []
+    stages = args.stageTimes ? new StageTimes() : undefined
     server = await startServer({
       host: args.host, port: args.port, cert, key, store, logger, guard, sessions,
       ...(args.registration ? { registration: args.registration } : {}),
       ...(args.srpEngine ? { srpEngine: args.srpEngine } : {}),
+      ...(stages ? { stages } : {}),
       onBootstrapToken: (token, expiresAt) => bootstrap.push([token, expiresAt]),
       ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
     }).catch((error: NodeJS.ErrnoException) => {
@@ -94,7 +99,15 @@ export async function runServer(args: ServerArgs): Promise<void> {
   for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
   sink = logger
 
+  // The login benchmark reads where the time went: SIGUSR2 logs the totals so far.
+  const reportStages = () => {
+    if (!stages) return
+    const totals = stages.snapshot()
+    logger.log('info', 'stage_times', Object.fromEntries(Object.entries(totals).flatMap(([stage, { ms, count }]) => [[`${stage}Ms`, ms], [`${stage}Count`, count]])))
+  }
+  if (stages) process.on('SIGUSR2', reportStages)
   await waitForSignal()
+  if (stages) process.off('SIGUSR2', reportStages)
   logger.log('info', 'stopping', {}, 'stopping: finishing what is in flight')
   await server.close()
   await store.close()

@@ -6,6 +6,7 @@ import type { RegistrationPolicy } from './registration.js'
 import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
 import type { SrpServerEngine } from '../auth/srp-engine.js'
+import type { StageTimes } from './stage-times.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -29,6 +30,8 @@ export interface ServerContext {
   sleep: (ms: number) => Promise<void>
   /** The SRP maths (`--srp-engine`). */
   srp: SrpServerEngine
+  /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */
+  stages?: StageTimes | undefined
 }
 
 export interface ServerLimits {

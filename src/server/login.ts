@@ -11,6 +11,7 @@ import type { Reply, SecondFactor } from './conversation.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
 import { audit, auditBehind } from './audit-events.js'
+import { timed } from './stage-times.js'
 
 /** What a conversation keeps of an account: the record without its secrets, which travel wrapped. */
 export type Account = Omit<UserRecord, 'verifier' | 'totpSecret'>
@@ -41,14 +42,14 @@ export async function handleLoginStart(ctx: ServerContext, message: z.infer<type
   let login: LoginInProgress
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
-    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: ctx.srp.start(verifier.reveal()) }
+    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(verifier.reveal())) }
   } else {
     const serverSecret = ctx.store.serverSecret()
     const decoy = deriveDecoyCredentials(serverSecret, message.username)
     serverSecret.fill(0)
     // A name with no account is stretched with today's default, as a new account would be.
     const verifier = new Secret(decoy.verifier)
-    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: ctx.srp.start(decoy.verifier) }
+    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(decoy.verifier)) }
   }
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
@@ -67,8 +68,8 @@ export async function handleLoginProof(
   let M2: string | undefined
   const proof = { ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.username, verifier: login.verifier.reveal(), M1: message.M1 }
   try {
-    if (login.user) ({ M2 } = ctx.srp.finish(proof))
-    else ctx.srp.finish(proof) // the same work for a name with no account; it always fails
+    if (login.user) ({ M2 } = timed(ctx.stages, 'srp', () => ctx.srp.finish(proof)))
+    else timed(ctx.stages, 'srp', () => ctx.srp.finish(proof)) // the same work for a name with no account; it always fails
   } catch {
     M2 = undefined
   }
@@ -98,7 +99,7 @@ export async function handleLoginOtp(
   const user = login.user!
   const nowMs = ctx.now()
   if (login.newTotp) return enrolAtLogin(ctx, message.code, login, address, nowMs)
-  const check = await verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs })
+  const check = await timed(ctx.stages, 'totp', () => verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs }))
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
@@ -193,7 +194,7 @@ async function welcome(
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address)
   const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
-  await audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change])
+  await timed(ctx.stages, 'store', () => audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change]))
   ctx.sessions.added(record)
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   return sessionWelcome(ctx, user, record, factor, { token, ...extra })

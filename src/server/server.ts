@@ -11,6 +11,7 @@ import { AuditLog } from '../store/audit.js'
 import { issueBootstrapToken, type RegistrationPolicy } from './registration.js'
 import { auditBehind } from './audit-events.js'
 import { KeyedQueue } from './keyed-queue.js'
+import type { StageTimes } from './stage-times.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 
 export interface ServerOptions {
@@ -44,6 +45,8 @@ export interface ServerOptions {
   shutdownGraceMs?: number
   /** The SRP maths: `openssl` (default) or the secure-remote-password package's (for comparison). */
   srpEngine?: SrpEngineName
+  /** Accumulates where login time goes (the login benchmark); off when undefined. */
+  stages?: StageTimes
   /** How often ended sessions are deleted (default 10 min). */
   sessionSweepMs?: number
 }
@@ -83,6 +86,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
+    stages: opts.stages,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
     auditBehind(ctx, { actor: null, action: 'user.locked', target: user, address, outcome: 'failed', details: { failures, until: new Date(lockedUntil).toISOString() } })
