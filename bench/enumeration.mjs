@@ -15,23 +15,18 @@
 // server runs with --failure-delay-ms 0 (every failure delay, per name and per address, is 0 ms)
 // and --lockout-after 100 (the largest allowed; the real user is locked after 100 failures, which
 // changes neither the answer to a wrong password nor, with no delay, its wait).
-import { createHash, randomBytes, randomInt } from 'node:crypto'
-import { spawn, spawnSync } from 'node:child_process'
-import { readFileSync, readdirSync } from 'node:fs'
+import { randomBytes, randomInt } from 'node:crypto'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { connect } from 'node:tls'
-import { fileURLToPath } from 'node:url'
 import srpClient from 'secure-remote-password/client.js'
 import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { ServerConnection } from '../dist/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../dist/client/register.js'
 import { generateTotp } from '../dist/auth/totp.js'
-import { machine, machineBusyMs, ms, parseCount, parseOptions, percentile, table, UsageError } from './lib.mjs'
+import { codeVersion, machine, machineBusyMs, ms, parseCount, parseOptions, percentile, startServerProcess, table, UsageError } from './lib.mjs'
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = join(ROOT, 'bin', 'securelogin')
 const PASSPHRASE = 'correct horse battery staple, enumeration benchmark'
 const KNOWN = 'bench.user'
 const PASSWORD = 'the real password of the bench user 42'
@@ -86,7 +81,7 @@ export async function main(args) {
     const passphraseFile = join(dir, 'passphrase')
     await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
     log('starting the server (a new store: one KDF run) ...')
-    server = await startServerProcess(dir, passphraseFile)
+    server = await startServerProcess(dir, passphraseFile, SERVER_GUARD_ARGS)
     console.log(`server: node bin/securelogin server --port 0 --store ${join(dir, 'data', 'bench.store')} --certs ${join(dir, 'certs')} --passphrase-file FILE --json ${SERVER_GUARD_ARGS.join(' ')} (pid ${server.pid})`)
     console.log('guard neutralised: --failure-delay-ms 0 makes every failure delay 0 ms (per name and per address); --lockout-after 100 is the largest allowed')
     console.log('')
@@ -113,64 +108,6 @@ export async function main(args) {
 }
 
 const SERVER_GUARD_ARGS = ['--failure-delay-ms', '0', '--lockout-after', '100']
-
-/** `node bin/securelogin server` on 127.0.0.1 port 0; resolves once it logs "listening". stop() ends it by its pid. */
-function startServerProcess(dir, passphraseFile) {
-  const args = [BIN, 'server', '--port', '0', '--store', join(dir, 'data', 'bench.store'), '--certs', join(dir, 'certs'),
-    '--passphrase-file', passphraseFile, '--json', ...SERVER_GUARD_ARGS]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  let tail = '' // the last of the log, for error messages; the rest is read and dropped so the pipe never fills
-  let stderr = ''
-  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    try {
-      process.kill(child.pid, 'SIGTERM')
-    } catch {
-      return // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        process.kill(child.pid, 'SIGKILL')
-      } catch {
-        // already gone
-      }
-    }, 10_000)
-    await exited
-    clearTimeout(timer)
-  }
-  return new Promise((resolve, reject) => {
-    const fail = async (why) => {
-      await stop()
-      reject(new Error(`the server did not start: ${why}${stderr ? `\n${stderr.trimEnd()}` : ''}${tail ? `\n${tail.trimEnd()}` : ''}`))
-    }
-    const timer = setTimeout(() => fail('no "listening" line within 60 s'), 60_000)
-    let listening = false
-    let line = ''
-    child.stderr.setEncoding('utf8').on('data', (text) => (stderr = (stderr + text).slice(-8192)))
-    child.stdout.setEncoding('utf8').on('data', (text) => {
-      tail = (tail + text).slice(-8192)
-      if (listening) return
-      line += text
-      const end = line.indexOf('\n')
-      if (end === -1) return
-      clearTimeout(timer)
-      listening = true
-      let first
-      try {
-        first = JSON.parse(line.slice(0, end))
-      } catch {
-        return fail(`its first line is not JSON: ${line.slice(0, end)}`)
-      }
-      if (first.event !== 'listening') return fail(`its first line is not "listening": ${line.slice(0, end)}`)
-      resolve({ pid: child.pid, port: first.port, stop, cpuMs: () => processCpuMs(child.pid), exited })
-    })
-    child.once('error', (error) => fail(error.message))
-    exited.then(({ code, signal }) => {
-      if (!listening) fail(`it exited (${signal ?? code})`)
-    })
-  })
-}
 
 /** Registration as the real client does it (password stretching, TOTP enrolment). */
 async function register(port, ca, caFile) {
@@ -309,31 +246,3 @@ function report({ times, answers, order, wallMs, serverCpuMs, others }, { rounds
     `CPU used by other processes meanwhile, in cores of ${cpus().length} (approximate, from /proc/stat): ${others?.toFixed(2) ?? '-'}`)
 }
 
-/** user + system CPU of a process, from /proc/PID/stat (ticks of 10 ms); NaN where there is none. */
-function processCpuMs(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
-  } catch {
-    return NaN
-  }
-}
-
-/** The commit, whether src/ has changes, and a hash of the compiled server code the benchmark runs. */
-function codeVersion() {
-  const hash = createHash('sha256')
-  for (const sub of ['auth', 'protocol', 'server', 'store']) {
-    const distDir = join(ROOT, 'dist', sub)
-    for (const name of readdirSync(distDir).filter((file) => file.endsWith('.js')).sort()) hash.update(`${sub}/${name}`).update(readFileSync(join(distDir, name)))
-  }
-  const dist = hash.digest('hex').slice(0, 12)
-  const git = (...args) => {
-    const result = spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', timeout: 10_000 })
-    return result.status === 0 ? result.stdout.trim() : undefined
-  }
-  const commit = git('rev-parse', '--short', 'HEAD')
-  const dirty = git('status', '--porcelain', '--', 'src')
-  const describe = `${commit ? `git ${commit}${dirty ? ' with uncommitted changes in src/' : ''}` : 'no git'}, dist/{auth,protocol,server,store} ${dist}`
-  return { dist, describe }
-}

@@ -1,8 +1,14 @@
 // Helpers shared by the benchmarks: child processes that are always reaped, percentiles,
 // formatting, a plain-text table, and a description of the machine.
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { spawn, spawnSync } from 'node:child_process'
+import { readFileSync, readdirSync } from 'node:fs'
 import { cpus, totalmem, release, platform } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+export const BIN = join(ROOT, 'bin', 'securelogin')
 
 /** Child processes started and not yet exited: stopped by killChildren() on error or Ctrl-C. */
 const live = new Set()
@@ -150,4 +156,102 @@ export function parseOptions(args, defaults) {
     }
   }
   return options
+}
+
+/**
+ * `node bin/securelogin server` on 127.0.0.1 port 0 with the store DIR/data/bench.store and the
+ * certificate in DIR/certs, and `extraArgs`; resolves once it logs "listening". `onLine` sees
+ * every later log line. stop() ends it by its pid.
+ */
+export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine } = {}) {
+  const args = [BIN, 'server', '--port', '0', '--store', join(dir, 'data', 'bench.store'), '--certs', join(dir, 'certs'),
+    '--passphrase-file', passphraseFile, '--json', ...extraArgs]
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let tail = '' // the last of the log, for error messages; the rest is read and dropped so the pipe never fills
+  let stderr = ''
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    try {
+      process.kill(child.pid, 'SIGTERM')
+    } catch {
+      return // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(child.pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }, 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+  return new Promise((resolve, reject) => {
+    const fail = async (why) => {
+      await stop()
+      reject(new Error(`the server did not start: ${why}${stderr ? `\n${stderr.trimEnd()}` : ''}${tail ? `\n${tail.trimEnd()}` : ''}`))
+    }
+    const timer = setTimeout(() => fail('no "listening" line within 60 s'), 60_000)
+    let listening = false
+    let line = ''
+    child.stderr.setEncoding('utf8').on('data', (text) => (stderr = (stderr + text).slice(-8192)))
+    child.stdout.setEncoding('utf8').on('data', (text) => {
+      tail = (tail + text).slice(-8192)
+      line += text
+      if (listening) {
+        const lines = line.split('\n')
+        line = lines.pop()
+        if (onLine) for (const one of lines) onLine(one)
+        return
+      }
+      const end = line.indexOf('\n')
+      if (end === -1) return
+      clearTimeout(timer)
+      listening = true
+      const firstLine = line.slice(0, end)
+      line = line.slice(end + 1)
+      let first
+      try {
+        first = JSON.parse(firstLine)
+      } catch {
+        return fail(`its first line is not JSON: ${firstLine}`)
+      }
+      if (first.event !== 'listening') return fail(`its first line is not "listening": ${firstLine}`)
+      resolve({ pid: child.pid, port: first.port, stop, cpuMs: () => processCpuMs(child.pid), exited })
+    })
+    child.once('error', (error) => fail(error.message))
+    exited.then(({ code, signal }) => {
+      if (!listening) fail(`it exited (${signal ?? code})`)
+    })
+  })
+}
+
+/** user + system CPU of a process, from /proc/PID/stat (ticks of 10 ms); NaN where there is none. */
+export function processCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return NaN
+  }
+}
+
+/** The commit, whether src/ has changes, and a hash of the compiled server code the benchmark runs. */
+export function codeVersion() {
+  const hash = createHash('sha256')
+  for (const sub of ['auth', 'protocol', 'server', 'store']) {
+    const distDir = join(ROOT, 'dist', sub)
+    for (const name of readdirSync(distDir).filter((file) => file.endsWith('.js')).sort()) hash.update(`${sub}/${name}`).update(readFileSync(join(distDir, name)))
+  }
+  const dist = hash.digest('hex').slice(0, 12)
+  const git = (...args) => {
+    const result = spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', timeout: 10_000 })
+    return result.status === 0 ? result.stdout.trim() : undefined
+  }
+  const commit = git('rev-parse', '--short', 'HEAD')
+  const dirty = git('status', '--porcelain', '--', 'src')
+  const describe = `${commit ? `git ${commit}${dirty ? ' with uncommitted changes in src/' : ''}` : 'no git'}, dist/{auth,protocol,server,store} ${dist}`
+  return { dist, describe }
 }
