@@ -5,7 +5,8 @@
 const BENCHMARKS = {
   store: { module: './store.mjs', about: 'the encrypted store at 1k, 100k and 1M users: append latency, open time, RSS, file size, compaction' },
   enumeration: { module: './enumeration.mjs', about: 'answer times for a name with no account against a real user with a wrong password (challenge, M1)' },
-  // login: { module: './login.mjs', about: '...' },
+  login: { module: './login.mjs', about: 'full logins per second over real TLS, on each SRP engine, with latency and where the server CPU goes' },
+  startup: { module: './startup.mjs', about: 'cold start of securelogin --version and --help next to node -e 0' },
 }
 
 const [name, ...args] = process.argv.slice(2)

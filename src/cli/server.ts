@@ -94,18 +94,19 @@ export async function runServer(args: ServerArgs): Promise<void> {
     throw error
   }
 
-  logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
-    `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)
-  for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
-  sink = logger
-
-  // The login benchmark reads where the time went: SIGUSR2 logs the totals so far.
+  // The login benchmark reads where the time went: SIGUSR2 logs the totals so far (set before
+  // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
   const reportStages = () => {
     if (!stages) return
     const totals = stages.snapshot()
     logger.log('info', 'stage_times', Object.fromEntries(Object.entries(totals).flatMap(([stage, { ms, count }]) => [[`${stage}Ms`, ms], [`${stage}Count`, count]])))
   }
   if (stages) process.on('SIGUSR2', reportStages)
+  logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
+    `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)
+  for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
+  sink = logger
+
   await waitForSignal()
   if (stages) process.off('SIGUSR2', reportStages)
   logger.log('info', 'stopping', {}, 'stopping: finishing what is in flight')

@@ -1,0 +1,151 @@
+// One load thread of `npm run bench -- login` (bench/login.mjs): runs `connections` loops, each a
+// full login after another over its own new TLS 1.3 connection (handshake, login_start ->
+// challenge, login_proof -> server_proof, login_otp -> welcome), or with `handshakeOnly` just the
+// handshake. The client's SRP maths is on OpenSSL (srp-math's modPow), not the package's jsbn, so
+// that the load side is not the bottleneck; its proofs are exactly what the package computes (the
+// server checks them). Latency is from the connect call to the welcome.
+import { randomBytes } from 'node:crypto'
+import { connect } from 'node:tls'
+import { parentPort, workerData } from 'node:worker_threads'
+import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
+import { RFC5054_2048 } from '../dist/auth/srp-group.js'
+import * as srp from '../dist/auth/srp-math.js'
+import { generateTotp } from '../dist/auth/totp.js'
+
+const params = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
+const { N } = RFC5054_2048
+const kNum = BigInt(`0x${srp.k(params).toString('hex')}`)
+const STEP_MS = 30_000
+
+// The thread lives for the whole benchmark: its users and OpenSSL's group check (about 0.6 s, at
+// the first exponentiation) are paid once, before the first phase; each phase is a message.
+const { ca, users } = workerData
+let port
+let stopAt
+let latencies
+let failures
+let next = 0
+/** Each user's last TOTP step used: a code works once (RFC 6238 5.2), so the next must be later. */
+const lastStep = new Map()
+
+/** The next user who still has an unused code inside the server's window (one step either side). */
+function nextUser() {
+  const nowStep = Math.floor(Date.now() / STEP_MS)
+  for (let tries = 0; tries < users.length; tries++) {
+    const user = users[next++ % users.length]
+    const step = Math.max((lastStep.get(user.name) ?? -Infinity) + 1, nowStep - 1)
+    if (step <= nowStep + 1) {
+      lastStep.set(user.name, step)
+      return { user, step }
+    }
+  }
+  throw new Error(`all ${users.length} users of this thread have used every code of this window: give the benchmark more --users`)
+}
+
+function open() {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca, minVersion: 'TLSv1.3' })
+    socket.setNoDelay(true)
+    socket.once('secureConnect', () => resolve(socket))
+    socket.once('error', reject)
+  })
+}
+
+/** Sends a message and resolves with the next one of the expected type (an error message rejects). */
+function exchange(socket, decoder, message, expected) {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      const [reply] = decoder.push(chunk)
+      if (reply === undefined) return
+      cleanup()
+      if (reply.type === expected) resolve(reply)
+      else reject(new Error(`${reply.type}${reply.code ? ` ${reply.code}` : ''}`))
+    }
+    const onEnd = () => {
+      cleanup()
+      reject(new Error('connection closed'))
+    }
+    const cleanup = () => {
+      socket.off('data', onData)
+      socket.off('close', onEnd)
+      socket.off('error', onEnd)
+    }
+    socket.on('data', onData)
+    socket.once('close', onEnd)
+    socket.once('error', onEnd)
+    socket.write(encodeFrame(message))
+  })
+}
+
+const big = (bytes) => BigInt(`0x${bytes.toString('hex')}`)
+const bytesOf = (n) => Buffer.from(n.toString(16).padStart(RFC5054_2048.byteLength * 2, '0'), 'hex')
+
+async function login() {
+  const { user, step } = nextUser()
+  const code = await generateTotp(user.totp, step * STEP_MS + 1000)
+  const started = performance.now()
+  const socket = await open()
+  try {
+    const decoder = new FrameDecoder()
+    // A = g^a
+    const a = randomBytes(32)
+    const A = srp.A(params, a)
+    const challenge = await exchange(socket, decoder, { type: 'login_start', username: user.name, A: A.toString('hex') }, 'challenge')
+    const B = Buffer.from(challenge.B, 'hex')
+    const salt = Buffer.from(challenge.salt, 'hex')
+    // u = H(A, B); S = (B - k * g^x) ^ (a + u * x), with g^x = v, kept from set-up
+    const u = srp.u(params, A, B)
+    const base = (((big(B) - kNum * user.v) % N) + N) % N
+    const S = bytesOf(srp.modPow(RFC5054_2048, base, bytesOf(big(a) + big(u) * user.x)))
+    const K = srp.K(params, S)
+    const M1 = srp.M1(params, user.name, salt, A, B, K)
+    const proof = await exchange(socket, decoder, { type: 'login_proof', M1: M1.toString('hex') }, 'server_proof')
+    if (proof.M2 !== srp.M2(params, A, M1, K).toString('hex')) throw new Error('wrong M2')
+    await exchange(socket, decoder, { type: 'login_otp', code }, 'welcome')
+  } finally {
+    socket.destroy()
+  }
+  return performance.now() - started
+}
+
+async function handshake() {
+  const started = performance.now()
+  const socket = await open()
+  socket.destroy()
+  return performance.now() - started
+}
+
+async function loop(index, { connections, ratePerSecond, handshakeOnly }) {
+  // With a rate, each loop keeps to its share of it; without, it goes as fast as the server answers.
+  const interval = ratePerSecond > 0 ? (connections * 1000) / ratePerSecond : 0
+  let due = performance.now() + (interval * index) / connections
+  while (performance.now() < stopAt) {
+    if (interval > 0) {
+      const wait = due - performance.now()
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+      due += interval
+    }
+    try {
+      latencies.push(await (handshakeOnly ? handshake() : login()))
+    } catch (error) {
+      const why = String(error?.message ?? error).slice(0, 80)
+      failures.set(why, (failures.get(why) ?? 0) + 1)
+    }
+  }
+}
+
+// The users arrive as hex; x and v are needed as numbers.
+for (const user of users) {
+  user.x = BigInt(`0x${user.x}`)
+  user.v = BigInt(`0x${user.v}`)
+}
+srp.A(params, randomBytes(32)) // the group check, now rather than inside the first login
+parentPort.on('message', async (phase) => {
+  port = phase.port
+  stopAt = performance.now() + phase.durationMs
+  latencies = []
+  failures = new Map()
+  await Promise.all(Array.from({ length: phase.connections }, (_, i) => loop(i, phase)))
+  parentPort.postMessage({ latencies, failures: Object.fromEntries(failures) })
+})
+parentPort.postMessage('ready')

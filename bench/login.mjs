@@ -1,0 +1,268 @@
+// `npm run bench -- login`: full logins per second against the real server, on each SRP engine in
+// the same run, and where the server's time goes. Figures, not a test.
+//
+// Set-up: a store written directly (dist/store) with --users accounts. They share one password
+// and one salt, so the client's scrypt stretch runs once here; x = H(s | H(I | ":" | P')) and
+// v = g^x still differ per user, and the server does for each exactly what it does for any user.
+// Each user gets its own TOTP secret. Then, per engine, the real server
+// (`node bin/securelogin server --srp-engine E --stage-times`) on 127.0.0.1 port 0, and load
+// from --threads worker threads with --connections concurrent loops in all
+// (bench/login-worker.mjs): each login is a new TLS 1.3 connection, login_start, login_proof,
+// login_otp, welcome. Phases:
+//   handshakes  connections that only do the TLS handshake: the server's CPU per handshake
+//   peak        as fast as the server answers
+//   half        at half the peak rate (openssl only): the latency a server has in hand
+//   half+kdf    the same while another client changes passwords back to back (openssl only):
+//               its scrypt stretches (twice per change) run beside the server on this machine
+// Server CPU is read from /proc/PID/stat (user + system, 10 ms ticks) around each phase; SRP, TOTP
+// and the store commit are timed inside the server (--stage-times, totals logged on SIGUSR2). SRP
+// and TOTP are synchronous CPU work; the store commit's wall time includes the fsync wait, so the
+// split gives "store and the rest" as the server's CPU less TLS, SRP and TOTP.
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Worker } from 'node:worker_threads'
+import { createStore } from '../dist/store/index.js'
+import { RFC5054_2048 } from '../dist/auth/srp-group.js'
+import * as srp from '../dist/auth/srp-math.js'
+import { DEFAULT_PASSWORD_KDF, stretchPassword } from '../dist/auth/password-stretch.js'
+import { encodeTotpSecret, generateTotp } from '../dist/auth/totp.js'
+import { ServerConnection } from '../dist/client/connection.js'
+import { authenticate, submitOtp } from '../dist/client/login.js'
+import { changePassword } from '../dist/client/calls.js'
+import { codeVersion, machine, machineBusyMs, ms, parseCount, parseOptions, percentile, startServerProcess, table, UsageError } from './lib.mjs'
+
+const PASSPHRASE = 'correct horse battery staple, login benchmark'
+const PASSWORD = 'the shared password of the benchmark users 7'
+const params = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
+const STORE_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 }
+
+const DEFAULTS = { users: '9000', connections: '16', threads: '2', duration: '8', engines: 'openssl,package', help: false }
+const HELP = `usage: npm run bench -- login [options]
+  --users 9000          accounts in the store (each can log in at most three times per 30 s: TOTP codes are single-use)
+  --connections 16      concurrent logins in all
+  --threads 2           load threads (worker threads in this process)
+  --duration 8          seconds per phase
+  --engines openssl,package   SRP engines to compare, in this order`
+
+const log = (line) => process.stderr.write(`${line}\n`)
+
+export async function main(args) {
+  const options = parseOptions(args, DEFAULTS)
+  if (options.help) {
+    console.log(HELP)
+    return 0
+  }
+  const users = parseCount(options.users)
+  const connections = parseCount(options.connections)
+  const threads = parseCount(options.threads)
+  const durationMs = parseCount(options.duration) * 1000
+  const engines = options.engines.split(',')
+  for (const engine of engines) if (!['openssl', 'package'].includes(engine)) throw new UsageError(`unknown engine ${engine}`)
+  if (connections < threads) throw new UsageError('--connections must be at least --threads')
+
+  const dir = await mkdtemp(join(tmpdir(), 'securelogin-bench-login-'))
+  let server
+  let workers
+  const cleanUp = async () => {
+    await Promise.all((workers ?? []).map((worker) => worker.terminate()))
+    await server?.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+  process.once('SIGINT', () => cleanUp().finally(() => process.exit(130)))
+
+  const code = codeVersion()
+  console.log('login load benchmark (figures, not a test: nothing here passes or fails on a time)')
+  console.log(`machine: ${machine()}`)
+  console.log(`code: ${code.describe}`)
+  console.log(`load: ${threads} worker threads, ${connections} concurrent connections, ${durationMs / 1000} s per phase, ${users} users`)
+
+  const results = []
+  try {
+    const passphraseFile = join(dir, 'passphrase')
+    await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
+    log(`writing ${users} users to a new store ...`)
+    const accounts = await makeStore(dir, users)
+    // A few users of their own for the password changes of the half+kdf phase.
+    const changers = accounts.splice(0, 40)
+    for (const engine of engines) {
+      server = await startBenchServer(dir, passphraseFile, engine)
+      const ca = await readFile(join(dir, 'certs', 'server.crt'))
+      workers ??= await startLoad(ca, accounts, threads)
+      const run = (phase, opts) => runPhase(server, workers, { phase, engine, connections, durationMs, ...opts })
+      log(`${engine}: handshakes ...`)
+      const handshakes = await run('handshakes', { handshakeOnly: true })
+      log(`${engine}: peak ...`)
+      const peak = await run('peak', {})
+      results.push({ ...peak, tlsMs: handshakes.serverCpuPerOpMs })
+      if (engine === 'openssl') {
+        const rate = Math.round(peak.rate / 2)
+        log(`${engine}: half the peak (${rate}/s) ...`)
+        const half = await run('half', { ratePerSecond: rate })
+        results.push({ ...half, tlsMs: handshakes.serverCpuPerOpMs })
+        log(`${engine}: half the peak while passwords change ...`)
+        const kdf = await run('half+kdf', { ratePerSecond: rate, background: () => changePasswords(server.port, ca, changers) })
+        results.push({ ...kdf, tlsMs: handshakes.serverCpuPerOpMs })
+      }
+      await server.stop()
+      server = undefined
+    }
+  } finally {
+    await cleanUp()
+  }
+  report(results, { threads, connections })
+  if (codeVersion().dist !== code.dist) console.log('\nWARNING: dist/ changed while the benchmark ran: the figures may mix two versions. Run it again.')
+  return 0
+}
+
+/** The store, written directly: users with one shared password and salt, each its own x, v and TOTP secret. */
+async function makeStore(dir, count) {
+  await mkdir(join(dir, 'data'), { recursive: true, mode: 0o700 })
+  const salt = randomBytes(32).toString('hex')
+  const stretched = await stretchPassword(PASSWORD, salt, DEFAULT_PASSWORD_KDF)
+  const store = await createStore(join(dir, 'data', 'bench.store'), PASSPHRASE, { kdf: STORE_KDF })
+  const accounts = []
+  try {
+    for (let start = 0; start < count; start += 5000) {
+      const batch = []
+      for (let i = start; i < Math.min(count, start + 5000); i++) {
+        const name = `user${String(i).padStart(6, '0')}`
+        const x = srp.x(params, Buffer.from(salt, 'hex'), name, stretched)
+        const v = srp.v(params, x)
+        const totp = encodeTotpSecret(randomBytes(20))
+        batch.push({ username: name, salt, verifier: v.toString('hex'), kdf: DEFAULT_PASSWORD_KDF, totpSecret: totp, role: 'regular_user', createdAt: new Date().toISOString() })
+        accounts.push({ name, x: x.toString('hex'), v: v.toString('hex'), totp })
+      }
+      await store.addUsers(batch)
+    }
+  } finally {
+    await store.close()
+  }
+  return accounts
+}
+
+async function startBenchServer(dir, passphraseFile, engine) {
+  const waiting = []
+  const server = await startServerProcess(dir, passphraseFile, ['--srp-engine', engine, '--stage-times', '--lockout-after', '100'], {
+    onLine(line) {
+      if (!line.includes('"stage_times"')) return
+      waiting.shift()?.(JSON.parse(line))
+    },
+  })
+  /** The server's stage totals so far: SIGUSR2, then its stage_times log line. */
+  server.stages = () => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the server logged no stage_times within 10 s of SIGUSR2')), 10_000)
+    waiting.push((totals) => {
+      clearTimeout(timer)
+      resolve(totals)
+    })
+    process.kill(server.pid, 'SIGUSR2')
+  })
+  return server
+}
+
+/** One phase: workers' latencies, the server's CPU and stage times over it, the load's CPU. */
+/** The load threads, started once: each gets its own users, so no two spend the same user's codes. */
+async function startLoad(ca, accounts, threads) {
+  const perThread = Math.floor(accounts.length / threads)
+  return Promise.all(Array.from({ length: threads }, (_, t) => new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./login-worker.mjs', import.meta.url), { workerData: { ca, users: accounts.slice(t * perThread, (t + 1) * perThread) } })
+    worker.once('message', () => resolve(worker))
+    worker.once('error', reject)
+  })))
+}
+
+async function runPhase(server, workers, { phase, engine, connections, durationMs, ratePerSecond = 0, handshakeOnly = false, background }) {
+  const threads = workers.length
+  const stagesBefore = await server.stages()
+  const serverCpuBefore = server.cpuMs()
+  const loadCpuBefore = process.cpuUsage()
+  const busyBefore = machineBusyMs()
+  const started = performance.now()
+  const backgroundWork = background?.()
+  const outcomes = await Promise.all(workers.map((worker, t) => new Promise((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+    worker.postMessage({
+      port: server.port,
+      connections: Math.floor(connections / threads) + (t < connections % threads ? 1 : 0),
+      durationMs,
+      ratePerSecond: ratePerSecond / threads,
+      handshakeOnly,
+    })
+  })))
+  const wallMs = performance.now() - started
+  backgroundWork?.stop()
+  const backgroundResult = await backgroundWork?.done
+  const serverCpuMs = server.cpuMs() - serverCpuBefore
+  const load = process.cpuUsage(loadCpuBefore)
+  const busyMs = machineBusyMs() - busyBefore
+  const stagesAfter = await server.stages()
+  const latencies = outcomes.flatMap((o) => o.latencies)
+  const failures = {}
+  for (const o of outcomes) for (const [why, n] of Object.entries(o.failures)) failures[why] = (failures[why] ?? 0) + n
+  const ok = latencies.length
+  const stage = (name) => (stagesAfter[`${name}Ms`] - stagesBefore[`${name}Ms`]) / Math.max(1, ok)
+  const loadCpuMs = (load.user + load.system) / 1000
+  return {
+    engine, phase, ok, failures, background: backgroundResult,
+    rate: ok / (wallMs / 1000),
+    p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99),
+    serverCpuPerOpMs: serverCpuMs / Math.max(1, ok),
+    srpMs: stage('srp'), totpMs: stage('totp'), storeWallMs: stage('store'),
+    loadCpuPerOpMs: loadCpuMs / Math.max(1, ok),
+    otherCores: (busyMs - serverCpuMs - loadCpuMs) / wallMs,
+    serverCores: serverCpuMs / wallMs,
+  }
+}
+
+/** Back-to-back password changes through the real client library until stopped: scrypt twice each (current, new). */
+function changePasswords(port, ca, changers) {
+  let stopped = false
+  let changes = 0
+  let next = 0
+  const done = (async () => {
+    while (!stopped && next < changers.length) {
+      const user = changers[next++]
+      const conn = await ServerConnection.open({ host: '127.0.0.1', port, trust: { kind: 'ca', ca, caFile: 'bench' } })
+      try {
+        await authenticate(conn, user.name, PASSWORD)
+        await submitOtp(conn, await generateTotp(user.totp, Date.now()))
+        await changePassword(conn, user.name, `${PASSWORD} changed`)
+        changes++
+      } finally {
+        conn.close()
+      }
+    }
+    return { changes }
+  })()
+  return { stop: () => (stopped = true), done }
+}
+
+function report(results, { threads, connections }) {
+  console.log('')
+  console.log(table(
+    ['engine', 'phase', 'logins', 'logins/s', 'p50', 'p95', 'p99', 'server CPU/login', 'TLS', 'SRP', 'TOTP', 'store and rest', 'store commit (wall)', 'load CPU/login', 'server cores', 'failed'],
+    results.map((r) => [
+      r.engine, r.phase + (r.background ? ` (${r.background.changes} password changes)` : ''), r.ok, r.rate.toFixed(0),
+      ms(r.p50), ms(r.p95), ms(r.p99),
+      ms(r.serverCpuPerOpMs), ms(r.tlsMs), ms(r.srpMs), ms(r.totpMs), ms(Math.max(0, r.serverCpuPerOpMs - r.tlsMs - r.srpMs - r.totpMs)), ms(r.storeWallMs),
+      ms(r.loadCpuPerOpMs), r.serverCores.toFixed(2),
+      Object.entries(r.failures).map(([why, n]) => `${n} ${why}`).join('; ') || '0',
+    ]),
+  ))
+  const peak = (engine) => results.find((r) => r.engine === engine && r.phase === 'peak')
+  const fast = peak('openssl')
+  const slow = peak('package')
+  const half = results.find((r) => r.phase === 'half')
+  const kdf = results.find((r) => r.phase === 'half+kdf')
+  console.log('')
+  console.log(`load: ${threads} threads, ${connections} connections; CPU on this machine: ${cpus().length} cores`)
+  if (fast && slow) console.log(`openssl / package at peak: ${(fast.rate / slow.rate).toFixed(1)}x the logins per second, ${(slow.serverCpuPerOpMs / fast.serverCpuPerOpMs).toFixed(1)}x less server CPU per login`)
+  const goal = (text, met) => console.log(`goal: ${text}: ${met ? 'met' : 'missed'}`)
+  if (fast) goal(`at least 300 full logins/s (openssl peak ${fast.rate.toFixed(0)}/s)`, fast.rate >= 300)
+  if (fast && slow) goal(`at least 15x the package engine (${(fast.rate / slow.rate).toFixed(1)}x)`, fast.rate >= 15 * slow.rate)
+  if (half) goal(`p99 at half the peak rate under 20 ms (${ms(half.p99)})`, half.p99 < 20)
+  if (half && kdf) goal(`p99 within 1.2x of that while passwords change (${(kdf.p99 / half.p99).toFixed(2)}x)`, kdf.p99 <= 1.2 * half.p99)
+}
