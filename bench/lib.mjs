@@ -238,10 +238,10 @@ export function processCpuMs(pid) {
   }
 }
 
-/** The commit, whether src/ has changes, and a hash of the compiled server code the benchmark runs. */
-export function codeVersion() {
+/** The commit, whether src/ has changes, and a hash of the compiled code (dist/SUB for each SUB) the benchmark runs. */
+export function codeVersion(subs = ['auth', 'protocol', 'server', 'store']) {
   const hash = createHash('sha256')
-  for (const sub of ['auth', 'protocol', 'server', 'store']) {
+  for (const sub of subs) {
     const distDir = join(ROOT, 'dist', sub)
     for (const name of readdirSync(distDir).filter((file) => file.endsWith('.js')).sort()) hash.update(`${sub}/${name}`).update(readFileSync(join(distDir, name)))
   }
@@ -252,6 +252,6 @@ export function codeVersion() {
   }
   const commit = git('rev-parse', '--short', 'HEAD')
   const dirty = git('status', '--porcelain', '--', 'src')
-  const describe = `${commit ? `git ${commit}${dirty ? ' with uncommitted changes in src/' : ''}` : 'no git'}, dist/{auth,protocol,server,store} ${dist}`
+  const describe = `${commit ? `git ${commit}${dirty ? ' with uncommitted changes in src/' : ''}` : 'no git'}, dist/${subs.length === 1 ? subs[0] : `{${subs.join(',')}}`} ${dist}`
   return { dist, describe }
 }

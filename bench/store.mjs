@@ -9,16 +9,14 @@
 // At 1M, also the same store plus unpacked tails of single-user records (by default 16,384 and
 // 60,000): a server-made store is packed plus a tail shorter than the count after which the
 // store packs by itself, so these are the slowest opens a server-made store can have.
-import { createHash, randomBytes } from 'node:crypto'
-import { spawnSync } from 'node:child_process'
-import { readFileSync, readdirSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, open as openFile, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createStore, openStore } from '../dist/store/index.js'
-import { count, killChildren, machine, machineBusyMs, mb, median, ms, parseCount, parseOptions, percentile, runNode, table } from './lib.mjs'
+import { codeVersion, count, killChildren, machine, machineBusyMs, mb, median, ms, parseCount, parseOptions, percentile, runNode, table } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const OPEN_SCRIPT = join(ROOT, 'bench', 'store-open.mjs')
@@ -80,7 +78,7 @@ export async function main(args) {
   process.once('SIGINT', interrupted)
   process.once('SIGTERM', interrupted)
 
-  const code = codeVersion()
+  const code = codeVersion(['store'])
   console.log('store benchmark (figures, not a test: nothing here passes or fails on a time)')
   console.log(`machine: ${machine()}`)
   console.log(`code: ${code.describe}`)
@@ -102,27 +100,11 @@ export async function main(args) {
     process.removeListener('SIGTERM', interrupted)
   }
   report(results, { samples, warmup, runs })
-  if (codeVersion().dist !== code.dist) {
+  if (codeVersion(['store']).dist !== code.dist) {
     console.log('')
     console.log('WARNING: dist/store changed while the benchmark ran (rebuilt by someone else?): the figures mix two versions of the store. Run it again.')
   }
   return 0
-}
-
-/** The commit, whether src/ has changes, and a hash of the compiled store the benchmark runs. */
-function codeVersion() {
-  const distDir = join(ROOT, 'dist', 'store')
-  const hash = createHash('sha256')
-  for (const name of readdirSync(distDir).filter((file) => file.endsWith('.js')).sort()) hash.update(name).update(readFileSync(join(distDir, name)))
-  const dist = hash.digest('hex').slice(0, 12)
-  const git = (...args) => {
-    const result = spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', timeout: 10_000 })
-    return result.status === 0 ? result.stdout.trim() : undefined
-  }
-  const commit = git('rev-parse', '--short', 'HEAD')
-  const dirty = git('status', '--porcelain', '--', 'src')
-  const describe = `${commit ? `git ${commit}${dirty ? ' with uncommitted changes in src/' : ''}` : 'no git'}, dist/store ${dist}`
-  return { dist, describe }
 }
 
 async function measureSize(dir, size, { batch, samples, warmup, runs, tails, phases, cpuProf }) {
