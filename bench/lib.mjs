@@ -161,10 +161,10 @@ export function parseOptions(args, defaults) {
 /**
  * `node bin/securelogin server` on 127.0.0.1 port 0 with the store DIR/data/bench.store and the
  * certificate in DIR/certs, and `extraArgs`; resolves once it logs "listening". `onLine` sees
- * every later log line. stop() ends it by its pid.
+ * every later log line; `nodeArgs` go to node itself (--cpu-prof). stop() ends it by its pid.
  */
-export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine } = {}) {
-  const args = [BIN, 'server', '--port', '0', '--store', join(dir, 'data', 'bench.store'), '--certs', join(dir, 'certs'),
+export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine, nodeArgs = [] } = {}) {
+  const args = [...nodeArgs, BIN, 'server', '--port', '0', '--store', join(dir, 'data', 'bench.store'), '--certs', join(dir, 'certs'),
     '--passphrase-file', passphraseFile, '--json', ...extraArgs]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let tail = '' // the last of the log, for error messages; the rest is read and dropped so the pipe never fills

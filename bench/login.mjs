@@ -38,13 +38,14 @@ const PASSWORD = 'the shared password of the benchmark users 7'
 const params = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
 const STORE_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 }
 
-const DEFAULTS = { users: '9000', connections: '16', threads: '2', duration: '8', engines: 'openssl,package', help: false }
+const DEFAULTS = { users: '9000', connections: '16', threads: '2', duration: '8', engines: 'openssl,package', cpuProf: '', help: false }
 const HELP = `usage: npm run bench -- login [options]
-  --users 9000          accounts in the store (each can log in at most three times per 30 s: TOTP codes are single-use)
+  --users 9000          accounts in the store (each can log in at most twice per 30 s: TOTP codes are single-use)
   --connections 16      concurrent logins in all
   --threads 2           load threads (worker threads in this process)
   --duration 8          seconds per phase
-  --engines openssl,package   SRP engines to compare, in this order`
+  --engines openssl,package   SRP engines to compare, in this order
+  --cpu-prof DIR        run the server under node --cpu-prof, its profile into DIR (figures then include the profiler's cost)`
 
 const log = (line) => process.stderr.write(`${line}\n`)
 
@@ -87,7 +88,7 @@ export async function main(args) {
     // A few users of their own for the password changes of the half+kdf phase.
     const changers = accounts.splice(0, 40)
     for (const engine of engines) {
-      server = await startBenchServer(dir, passphraseFile, engine)
+      server = await startBenchServer(dir, passphraseFile, engine, options.cpuProf)
       const ca = await readFile(join(dir, 'certs', 'server.crt'))
       workers ??= await startLoad(ca, accounts, threads)
       const run = (phase, opts) => runPhase(server, workers, { phase, engine, connections, durationMs, ...opts })
@@ -142,9 +143,10 @@ async function makeStore(dir, count) {
   return accounts
 }
 
-async function startBenchServer(dir, passphraseFile, engine) {
+async function startBenchServer(dir, passphraseFile, engine, cpuProfDir) {
   const waiting = []
   const server = await startServerProcess(dir, passphraseFile, ['--srp-engine', engine, '--stage-times', '--lockout-after', '100'], {
+    nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [],
     onLine(line) {
       if (!line.includes('"stage_times"')) return
       waiting.shift()?.(JSON.parse(line))

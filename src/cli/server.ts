@@ -8,6 +8,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { loadOrCreateCertificate } from './certs.js'
 import { parseDuration } from './duration.js'
+import { createLineWriter } from './line-writer.js'
 import type { RegistrationPolicy } from '../server/registration.js'
 import type { SrpEngineName } from '../auth/srp-engine.js'
 import { StageTimes } from '../server/stage-times.js'
@@ -32,7 +33,8 @@ export interface ServerArgs {
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
 export async function runServer(args: ServerArgs): Promise<void> {
-  const write = (line: string) => process.stdout.write(`${line}\n`)
+  const lines = createLineWriter(process.stdout)
+  const write = (line: string) => lines.write(line)
   const logger: Logger = args.json ? createJsonLogger(write) : createTextLogger(write)
   // Reports made before the server listens go to the log after its first line ("listening").
   const early = createMemoryLogger()
@@ -113,6 +115,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await server.close()
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
+  lines.flush()
 }
 
 /**

@@ -4,7 +4,7 @@ import { authFailed, SecureLoginError } from '../protocol/errors.js'
 import { deriveDecoyCredentials, type ServerEphemeral } from '../auth/srp-server.js'
 import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
-import type { UserRecord } from '../store/index.js'
+import type { StoreChange, UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
 import type { Reply, SecondFactor } from './conversation.js'
@@ -103,17 +103,19 @@ export async function handleLoginOtp(
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
-  const stale = await ctx.perUser.run(user.username, async () => {
+  const outcome = await ctx.perUser.run(user.username, async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { reply: Reply }> => {
     const current = await currentAccount(ctx, login)
-    if (!current) return 'account_changed'
+    if (!current) return { stale: 'account_changed' }
     const last = await ctx.store.getLogin(user.username)
-    if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return 'otp_replayed'
-    // Durable before the client hears "welcome".
-    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
-    return undefined
+    if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return { stale: 'otp_replayed' }
+    // Durable before the client hears "welcome": in the same commit as the session and its audit
+    // entry (one fsync a login), made while this user's queue is held, so a second login with the
+    // same code waits for it and then sees the step as used.
+    const used = ctx.store.loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+    return { reply: await welcome(ctx, user, address, nowMs, 'totp', {}, [used]) }
   })
-  if (stale) return failure(ctx, login, address, stale)
-  return welcome(ctx, user, address, nowMs, 'totp')
+  if ('stale' in outcome) return failure(ctx, login, address, outcome.stale)
+  return outcome.reply
 }
 
 /** A recovery code in place of the TOTP code: each works once, and is spent before "welcome". */
@@ -191,10 +193,11 @@ async function welcome(
   nowMs: number,
   factor: Exclude<SecondFactor, 'session'>,
   extra: { recoveryCodesLeft?: number } = {},
+  changes: StoreChange[] = [],
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address)
   const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
-  await timed(ctx.stages, 'store', () => audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change]))
+  await timed(ctx.stages, 'store', () => audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change, ...changes]))
   ctx.sessions.added(record)
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   return sessionWelcome(ctx, user, record, factor, { token, ...extra })

@@ -56,12 +56,24 @@ const hashEntry = (entry: Omit<AuditEntry, 'hash'>) => createHash('sha256').upda
 
 const CLOCK_SLACK_MS = 5 * 60_000
 
+interface PendingAppend {
+  event: AuditEvent
+  changes: StoreChange[]
+  resolve: (entry: AuditEntry) => void
+  reject: (error: unknown) => void
+}
+
 export class AuditLog {
   readonly #store: Store
   readonly #now: () => number
   #head: AuditHead
-  /** Appends run one after another in arrival order, so two never take the same n. */
+  /**
+   * Appends run one batch after another in arrival order, so two never take the same n. The
+   * appends that arrive while a batch is being written wait in the open batch, and are written
+   * together next, as one record with one fsync: under load, logins do not queue one fsync each.
+   */
   #queue: Promise<unknown> = Promise.resolve()
+  #open: PendingAppend[] | undefined
   readonly #listeners = new Set<(entry: AuditEntry) => void>()
 
   private constructor(store: Store, now: () => number, head: AuditHead) {
@@ -81,11 +93,24 @@ export class AuditLog {
     return new AuditLog(store, now, head.data)
   }
 
-  /** Writes the entry, the new head and `changes` as one record: the action and its record land together or not at all. */
+  /**
+   * Writes the entry, the new head and `changes` in one record (with the other appends of its
+   * batch): the action and its record land together or not at all.
+   */
   append(event: AuditEvent, changes: StoreChange[] = []): Promise<AuditEntry> {
-    const run = this.#queue.then(() => this.#append(event, changes))
-    this.#queue = run.catch(() => {})
-    return run
+    return new Promise<AuditEntry>((resolve, reject) => {
+      let batch = this.#open
+      if (batch === undefined) {
+        const opened: PendingAppend[] = []
+        batch = this.#open = opened
+        const run = this.#queue.then(() => {
+          if (this.#open === opened) this.#open = undefined
+          return this.#write(opened)
+        })
+        this.#queue = run.catch(() => {})
+      }
+      batch.push({ event, changes, resolve, reject })
+    })
   }
 
   head(): AuditHead {
@@ -122,18 +147,55 @@ export class AuditLog {
     // Take the head and the keys between two appends, then read entries while appends go on:
     // an append only adds keys above that head, so the view stays consistent without holding
     // logins up for the whole walk.
+    // Appends that arrive after this call go into a batch behind the snapshot.
+    this.#open = undefined
     const snapshot = this.#queue.then(async () => ({ head: await this.#store.get<unknown>(HEAD_KEY), keys: this.#store.keys(ENTRY_PREFIX) }))
     this.#queue = snapshot.catch(() => {})
     const { head, keys } = await snapshot
     return verifyAuditChain((key) => (key === HEAD_KEY ? Promise.resolve(head) : this.#store.get<unknown>(key)), () => keys, anchor)
   }
 
-  async #append(event: AuditEvent, changes: StoreChange[]): Promise<AuditEntry> {
+  /** One batch: each append's entry chained to the one before, all in one commit; an append that cannot be written is refused alone. */
+  async #write(batch: PendingAppend[]): Promise<void> {
+    let head = this.#head
+    const written: Array<[PendingAppend, AuditEntry]> = []
+    const changes: StoreChange[] = []
+    for (const pending of batch) {
+      try {
+        const entry = this.#entry(pending, head)
+        changes.push({ key: entryKey(entry.n), value: entry }, ...pending.changes)
+        written.push([pending, entry])
+        head = { n: entry.n, hash: entry.hash }
+      } catch (error) {
+        pending.reject(error)
+      }
+    }
+    if (written.length === 0) return
+    try {
+      await this.#store.commit([...changes, { key: HEAD_KEY, value: head }])
+    } catch (error) {
+      for (const [pending] of written) pending.reject(error)
+      return
+    }
+    this.#head = head
+    for (const [pending, entry] of written) {
+      for (const listener of [...this.#listeners]) {
+        try {
+          listener(entry)
+        } catch {
+          // The entry is written; one failing subscriber must not turn that into an error for the caller.
+        }
+      }
+      pending.resolve(entry)
+    }
+  }
+
+  #entry({ event, changes }: PendingAppend, after: AuditHead): AuditEntry {
     if (changes.some((change) => change.key === HEAD_KEY || change.key.startsWith(ENTRY_PREFIX))) {
       throw new SecureLoginError('ERR_INTERNAL', 'an audited change may not write the audit log itself')
     }
     const body: Omit<AuditEntry, 'hash'> = {
-      n: this.#head.n + 1,
+      n: after.n + 1,
       at: new Date(this.#now()).toISOString(),
       actor: event.actor,
       action: event.action,
@@ -141,23 +203,13 @@ export class AuditLog {
       address: event.address,
       outcome: event.outcome,
       ...(event.details === undefined ? {} : { details: event.details }),
-      prev: this.#head.hash,
+      prev: after.hash,
     }
     const entry: AuditEntry = { ...body, hash: hashEntry(body) }
     // An entry that verify would call malformed must never be written: that is our bug, not tampering.
     const checked = AuditEntrySchema.safeParse(entry)
     if (!checked.success) {
       throw new SecureLoginError('ERR_INTERNAL', `audit entry ${event.action.slice(0, 64)} fails its schema at ${fieldsOf(checked.error)}`)
-    }
-    const head: AuditHead = { n: entry.n, hash: entry.hash }
-    await this.#store.commit([{ key: entryKey(entry.n), value: entry }, { key: HEAD_KEY, value: head }, ...changes])
-    this.#head = head
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(entry)
-      } catch {
-        // The entry is written; one failing subscriber must not turn that into an error for the caller.
-      }
     }
     return entry
   }

@@ -102,6 +102,8 @@ export interface Store {
   addUsers(users: UserRecord[]): Promise<void>
   /** Records a successful login (fsync'd before this resolves). */
   recordLogin(username: string, login: LoginRecord): Promise<void>
+  /** The same record as a change, to commit with others (the login's session and audit entry). */
+  loginChange(username: string, login: LoginRecord): StoreChange
   getLogin(username: string): Promise<LoginRecord | undefined>
   /** A user's recovery-code hashes (a used code's hash is null). */
   getRecovery(username: string): Promise<RecoveryHashes | undefined>
@@ -334,6 +336,10 @@ class JournalStore implements Store {
 
   async recordLogin(username: string, login: LoginRecord): Promise<void> {
     await this.#put(loginKey(username), login)
+  }
+
+  loginChange(username: string, login: LoginRecord): StoreChange {
+    return { key: loginKey(username), value: login }
   }
 
   async getLogin(username: string): Promise<LoginRecord | undefined> {

@@ -124,6 +124,23 @@ describe('audit log', () => {
     expect((await AuditLog.open(again, clock())).head()).toEqual({ n: 2, hash: next.hash })
   })
 
+  it('writes the appends that arrive while one is being written together: one record, one fsync', async () => {
+    const store = await f.create()
+    const log = await AuditLog.open(store, clock())
+    const records = store.stats().records
+    // All twenty arrive before the first batch starts (it starts on the next turn of the queue).
+    const entries = await Promise.all(Array.from({ length: 20 }, (_, i) => log.append({ ...EVENTS[i % EVENTS.length]!, details: { i } }, [{ key: `session/s${i}`, value: { i } }])))
+    expect(store.stats().records - records).toBe(1)
+    expect(entries.map((entry) => entry.n)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    entries.slice(1).forEach((entry, i) => expect(entry.prev).toBe(entries[i]!.hash))
+    expect(await store.get('session/s19')).toEqual({ i: 19 })
+    // One append the batch cannot write is refused alone; the others of its batch are written.
+    const mixed = await Promise.allSettled([log.append(EVENTS[0]!), log.append({ ...EVENTS[1]!, action: 'Not An Action' }), log.append(EVENTS[2]!)])
+    expect(mixed.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect(log.head().n).toBe(22)
+    expect(await log.verify()).toMatchObject({ ok: true, entries: 22 })
+  })
+
   it('gives twenty concurrent appends n = 1..20 in arrival order, with a verify between them', async () => {
     const store = await f.create()
     const log = await AuditLog.open(store, clock())

@@ -1,0 +1,31 @@
+// The server's log lines, written once per turn of the event loop: at hundreds of logins a
+// second each login logs three or four lines, and a write to a pipe or a terminal is a
+// synchronous system call in Node (bench/login.mjs measured about 1 ms of server time per login
+// in those writes). Lines keep their order; what is pending is written at exit.
+
+export interface LineWriter {
+  write(line: string): void
+  flush(): void
+}
+
+export function createLineWriter(stream: NodeJS.WritableStream): LineWriter {
+  let pending: string[] = []
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (pending.length === 0) return
+    const text = `${pending.join('\n')}\n`
+    pending = []
+    stream.write(text)
+  }
+  process.once('exit', flush)
+  return {
+    write(line) {
+      pending.push(line)
+      if (scheduled) return
+      scheduled = true
+      setImmediate(flush)
+    },
+    flush,
+  }
+}
