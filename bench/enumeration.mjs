@@ -25,7 +25,7 @@ import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { ServerConnection } from '../dist/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../dist/client/register.js'
 import { generateTotp } from '../dist/auth/totp.js'
-import { codeVersion, machine, machineBusyMs, ms, parseCount, parseOptions, percentile, startServerProcess, table, UsageError } from './lib.mjs'
+import { codeVersion, machine, machineBusyMs, ms, parseCount, optionsOrHelp, percentile, startServerProcess, table, UsageError } from './lib.mjs'
 
 const PASSPHRASE = 'correct horse battery staple, enumeration benchmark'
 const KNOWN = 'bench.user'
@@ -47,11 +47,8 @@ const HELP = `usage: npm run bench -- enumeration [options]
 const log = (line) => process.stderr.write(`${line}\n`)
 
 export async function main(args) {
-  const options = parseOptions(args, DEFAULTS)
-  if (options.help) {
-    console.log(HELP)
-    return 0
-  }
+  const options = optionsOrHelp(args, DEFAULTS, HELP)
+  if (!options) return 0
   const rounds = parseCount(options.rounds)
   const warmup = Number(options.warmup)
   if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup is a whole number, got ${options.warmup}`)

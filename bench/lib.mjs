@@ -136,6 +136,14 @@ export function machine() {
 /** Parses `--name value` and `--flag` options against defaults (booleans become flags). */
 export class UsageError extends Error {}
 
+/** parseOptions, or with --help the help text printed and undefined (the benchmark then exits 0). */
+export function optionsOrHelp(args, defaults, help) {
+  const options = parseOptions(args, defaults)
+  if (!options.help) return options
+  console.log(help)
+  return undefined
+}
+
 export function parseOptions(args, defaults) {
   const options = { ...defaults }
   for (let i = 0; i < args.length; i++) {

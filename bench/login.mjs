@@ -31,7 +31,7 @@ import { encodeTotpSecret, generateTotp } from '../dist/auth/totp.js'
 import { ServerConnection } from '../dist/client/connection.js'
 import { authenticate, submitOtp } from '../dist/client/login.js'
 import { changePassword } from '../dist/client/calls.js'
-import { codeVersion, machine, machineBusyMs, ms, parseCount, parseOptions, percentile, startServerProcess, table, UsageError } from './lib.mjs'
+import { codeVersion, machine, machineBusyMs, ms, parseCount, optionsOrHelp, percentile, startServerProcess, table, UsageError } from './lib.mjs'
 
 const PASSPHRASE = 'correct horse battery staple, login benchmark'
 const PASSWORD = 'the shared password of the benchmark users 7'
@@ -50,11 +50,8 @@ const HELP = `usage: npm run bench -- login [options]
 const log = (line) => process.stderr.write(`${line}\n`)
 
 export async function main(args) {
-  const options = parseOptions(args, DEFAULTS)
-  if (options.help) {
-    console.log(HELP)
-    return 0
-  }
+  const options = optionsOrHelp(args, DEFAULTS, HELP)
+  if (!options) return 0
   const users = parseCount(options.users)
   const connections = parseCount(options.connections)
   const threads = parseCount(options.threads)

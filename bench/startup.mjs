@@ -1,7 +1,7 @@
 // `npm run bench -- startup`: how long `securelogin --version` and `--help` take from a cold
 // process, next to `node -e 0` (what any Node program pays). Figures, not a test.
 import { spawnSync } from 'node:child_process'
-import { BIN, machine, ms, parseCount, parseOptions, percentile, table } from './lib.mjs'
+import { BIN, machine, ms, parseCount, optionsOrHelp, percentile, table } from './lib.mjs'
 
 const DEFAULTS = { runs: '30', help: false }
 const HELP = `usage: npm run bench -- startup [options]
@@ -15,11 +15,8 @@ const COMMANDS = [
 ]
 
 export async function main(args) {
-  const options = parseOptions(args, DEFAULTS)
-  if (options.help) {
-    console.log(HELP)
-    return 0
-  }
+  const options = optionsOrHelp(args, DEFAULTS, HELP)
+  if (!options) return 0
   const runs = parseCount(options.runs)
   console.log('cold start benchmark (figures, not a test)')
   console.log(`machine: ${machine()}`)

@@ -16,7 +16,7 @@ import { PerformanceObserver } from 'node:perf_hooks'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createStore, openStore } from '../dist/store/index.js'
-import { codeVersion, count, killChildren, machine, machineBusyMs, mb, median, ms, parseCount, parseOptions, percentile, runNode, table } from './lib.mjs'
+import { codeVersion, count, killChildren, machine, machineBusyMs, mb, median, ms, parseCount, optionsOrHelp, percentile, runNode, table } from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const OPEN_SCRIPT = join(ROOT, 'bench', 'store-open.mjs')
@@ -52,11 +52,8 @@ const HELP = `usage: npm run bench -- store [options]
 const log = (line) => process.stderr.write(`${line}\n`)
 
 export async function main(args) {
-  const options = parseOptions(args, DEFAULTS)
-  if (options.help) {
-    console.log(HELP)
-    return 0
-  }
+  const options = optionsOrHelp(args, DEFAULTS, HELP)
+  if (!options) return 0
   const sizes = options.sizes.split(',').map(parseCount).sort((a, b) => a - b)
   const batch = parseCount(options.batch)
   const samples = parseCount(options.samples)
