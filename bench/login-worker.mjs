@@ -21,6 +21,7 @@ const STEP_MS = 30_000
 // the first exponentiation) are paid once, before the first phase; each phase is a message.
 const { ca, users } = workerData
 let port
+let renew = false
 let stopAt
 let latencies
 let failures
@@ -116,6 +117,8 @@ async function login() {
     const proof = await exchange(socket, decoder, { type: 'login_proof', M1: M1.toString('hex') }, 'server_proof')
     if (proof.M2 !== srp.M2(params, A, M1, K).toString('hex')) throw new Error('wrong M2')
     await exchange(socket, decoder, { type: 'login_otp', code }, 'welcome')
+    // The server's own KDF work: ten recovery codes hashed with scrypt on its thread pool.
+    if (renew) await exchange(socket, decoder, { type: 'recovery_codes_renew' }, 'recovery_codes')
   } finally {
     socket.destroy()
   }
@@ -156,6 +159,7 @@ for (const user of users) {
 srp.A(params, randomBytes(32)) // the group check, now rather than inside the first login
 parentPort.on('message', async (phase) => {
   port = phase.port
+  renew = phase.renew ?? false
   stopAt = performance.now() + phase.durationMs
   latencies = []
   failures = new Map()

@@ -68,10 +68,22 @@ async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf): Promise<B
   }
 }
 
-/** The stored form of a new set: scrypt of each code under one fresh salt (thread pool, in parallel). */
-export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF): Promise<RecoveryHashes> {
-  const hashes = await Promise.all(codes.map((code) => hashCode(code, salt, kdf)))
-  return { kdf, salt: salt.toString('hex'), hashes: hashes.map((hash) => hash.toString('hex')) }
+/** How a caller runs each scrypt call: the server queues them in its KDF slot (src/server/kdf-slot.ts). */
+export type KdfRunner = <T>(work: () => Promise<T>) => Promise<T>
+const direct: KdfRunner = (work) => work()
+
+/**
+ * The stored form of a new set: scrypt of each code under one fresh salt, one call after another
+ * through `run` (on the thread pool: the event loop goes on meanwhile).
+ */
+export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF, run: KdfRunner = direct): Promise<RecoveryHashes> {
+  const hashes: string[] = []
+  for (const code of codes) {
+    const hash = await run(() => hashCode(code, salt, kdf))
+    hashes.push(hash.toString('hex'))
+    hash.fill(0)
+  }
+  return { kdf, salt: salt.toString('hex'), hashes }
 }
 
 /**
@@ -79,8 +91,8 @@ export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: Reco
  * then a constant-time comparison with every stored hash (used ones included, as zeros), so
  * neither the time nor the answer depends on which code matched or how many are left.
  */
-export async function findRecoveryCode(stored: RecoveryHashes, code: string): Promise<number> {
-  const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf)
+export async function findRecoveryCode(stored: RecoveryHashes, code: string, run: KdfRunner = direct): Promise<number> {
+  const candidate = await run(() => hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf))
   let found = -1
   stored.hashes.forEach((hex, index) => {
     const hash = hex === null ? Buffer.alloc(candidate.length) : Buffer.from(hex, 'hex')

@@ -101,7 +101,11 @@ export async function runServer(args: ServerArgs): Promise<void> {
   const reportStages = () => {
     if (!stages) return
     const totals = stages.snapshot()
-    logger.log('info', 'stage_times', Object.fromEntries(Object.entries(totals).flatMap(([stage, { ms, count }]) => [[`${stage}Ms`, ms], [`${stage}Count`, count]])))
+    const loop = stages.loopDelay()
+    logger.log('info', 'stage_times', {
+      ...Object.fromEntries(Object.entries(totals).flatMap(([stage, { ms, count }]) => [[`${stage}Ms`, ms], [`${stage}Count`, count]])),
+      loopDelayP50Ms: loop.p50, loopDelayP99Ms: loop.p99, loopDelayMaxMs: loop.max,
+    })
   }
   if (stages) process.on('SIGUSR2', reportStages)
   logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },

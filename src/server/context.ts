@@ -7,6 +7,7 @@ import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
 import type { SrpServerEngine } from '../auth/srp-engine.js'
 import type { StageTimes } from './stage-times.js'
+import type { KdfRunner } from '../auth/recovery-codes.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -30,6 +31,8 @@ export interface ServerContext {
   sleep: (ms: number) => Promise<void>
   /** The SRP maths (`--srp-engine`). */
   srp: SrpServerEngine
+  /** Runs the server's scrypt calls one at a time (src/server/kdf-slot.ts). */
+  kdf: KdfRunner
   /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */
   stages?: StageTimes | undefined
 }

@@ -131,7 +131,7 @@ export async function handleLoginRecovery(
   const left = await ctx.perUser.run(user.username, async () => {
     if (!(await currentAccount(ctx, login))) return undefined
     const stored = await ctx.store.getRecovery(user.username)
-    const index = stored ? await findRecoveryCode(stored, message.code) : -1
+    const index = stored ? await findRecoveryCode(stored, message.code, ctx.kdf) : -1
     if (!stored || index < 0) return undefined
     const spent = { ...stored, hashes: stored.hashes.map((hash, i) => (i === index ? null : hash)) }
     await ctx.store.setRecovery(user.username, spent)

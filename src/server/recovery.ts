@@ -6,7 +6,7 @@ import type { ConversationState, Reply } from './conversation.js'
 /** Ten fresh codes for the person, and only their hashes for the store. */
 export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: string[]; hashes: RecoveryHashes }> {
   const codes = generateRecoveryCodes(ctx.randomBytes)
-  return { codes, hashes: await hashRecoveryCodes(codes, ctx.randomBytes(16)) }
+  return { codes, hashes: await hashRecoveryCodes(codes, ctx.randomBytes(16), undefined, ctx.kdf) }
 }
 
 /**

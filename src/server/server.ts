@@ -12,6 +12,7 @@ import { issueBootstrapToken, type RegistrationPolicy } from './registration.js'
 import { auditBehind } from './audit-events.js'
 import { KeyedQueue } from './keyed-queue.js'
 import type { StageTimes } from './stage-times.js'
+import { createKdfSlot } from './kdf-slot.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 
 export interface ServerOptions {
@@ -86,6 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
+    kdf: createKdfSlot(),
     stages: opts.stages,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
