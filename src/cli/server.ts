@@ -98,15 +98,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
 
   // The login benchmark reads where the time went: SIGUSR2 logs the totals so far (set before
   // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
-  const reportStages = () => {
-    if (!stages) return
-    const totals = stages.snapshot()
-    const loop = stages.loopDelay()
-    logger.log('info', 'stage_times', {
-      ...Object.fromEntries(Object.entries(totals).flatMap(([stage, { ms, count }]) => [[`${stage}Ms`, ms], [`${stage}Count`, count]])),
-      loopDelayP50Ms: loop.p50, loopDelayP99Ms: loop.p99, loopDelayMaxMs: loop.max,
-    })
-  }
+  const reportStages = () => stages && logger.log('info', 'stage_times', stages.report())
   if (stages) process.on('SIGUSR2', reportStages)
   logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
     `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)

@@ -1,4 +1,5 @@
 import type { KdfRunner } from '../auth/recovery-codes.js'
+import { KeyedQueue } from './keyed-queue.js'
 
 // The server's own key derivation (recovery-code hashes: scrypt, 16 MiB a call) runs on the libuv
 // thread pool, off the event loop, but not off the CPU: ten hashes at once took both cores of a
@@ -6,10 +7,6 @@ import type { KdfRunner } from '../auth/recovery-codes.js'
 // One call at a time leaves the event loop a core; a renewal then takes about ten times one call.
 
 export function createKdfSlot(): KdfRunner {
-  let tail: Promise<unknown> = Promise.resolve()
-  return <T>(work: () => Promise<T>): Promise<T> => {
-    const next = tail.then(work, work)
-    tail = next.catch(() => {})
-    return next
-  }
+  const queue = new KeyedQueue()
+  return (work) => queue.run('scrypt', work)
 }

@@ -5,6 +5,7 @@
 // which a long synchronous step (a KDF on the loop, say) would show. Off by default: then
 // ctx.stages is undefined and nothing is measured.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
+import type { LogFields } from './logger.js'
 
 export type Stage = 'srp' | 'totp' | 'store'
 const STAGES: readonly Stage[] = ['srp', 'totp', 'store']
@@ -19,21 +20,27 @@ export class StageTimes {
     this.#loop.enable()
   }
 
-  /** The event loop's delay since the last call (ms), then starts a new period. */
-  loopDelay(): { p50: number; p99: number; max: number } {
-    const delay = { p50: this.#loop.percentile(50) / 1e6, p99: this.#loop.percentile(99) / 1e6, max: this.#loop.max / 1e6 }
-    this.#loop.reset()
-    return delay
-  }
-
   add(stage: Stage, ns: bigint): void {
     this.#ns.set(stage, this.#ns.get(stage)! + ns)
     this.#count.set(stage, this.#count.get(stage)! + 1)
   }
 
-  /** Totals so far: milliseconds and how many times each stage ran. */
-  snapshot(): Record<Stage, { ms: number; count: number }> {
-    return Object.fromEntries(STAGES.map((stage) => [stage, { ms: Number(this.#ns.get(stage)!) / 1e6, count: this.#count.get(stage)! }])) as Record<Stage, { ms: number; count: number }>
+  /**
+   * The log fields of a `stage_times` line: each stage's total milliseconds and count so far
+   * (`srpMs`, `srpCount`, ...), and the event loop's delay since the last report, which starts a
+   * new period.
+   */
+  report(): LogFields {
+    const fields: LogFields = {}
+    for (const stage of STAGES) {
+      fields[`${stage}Ms`] = Number(this.#ns.get(stage)!) / 1e6
+      fields[`${stage}Count`] = this.#count.get(stage)!
+    }
+    fields['loopDelayP50Ms'] = this.#loop.percentile(50) / 1e6
+    fields['loopDelayP99Ms'] = this.#loop.percentile(99) / 1e6
+    fields['loopDelayMaxMs'] = this.#loop.max / 1e6
+    this.#loop.reset()
+    return fields
   }
 }
 
