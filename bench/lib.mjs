@@ -128,6 +128,16 @@ export function machineBusyMs() {
   }
 }
 
+/** Time the hypervisor gave this machine's CPUs to others (steal, from /proc/stat), in ms summed over CPUs. */
+export function machineStealMs() {
+  try {
+    const steal = Number(readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/)[8] ?? 0)
+    return (steal * 1000) / 100
+  } catch {
+    return undefined
+  }
+}
+
 export function machine() {
   const cores = cpus()
   return `node ${process.version}, ${platform()} ${release()}, ${cores.length} cores (${cores[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`

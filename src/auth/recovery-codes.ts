@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto'
-import { scryptAsync } from './scrypt.js'
+import { scryptAsync, type ScryptCost } from './scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // Recovery codes: single-use stand-ins for a TOTP code when the phone is lost. Each is 10
@@ -59,27 +59,29 @@ export function normalizeRecoveryCode(input: string): string {
   return `${chars.slice(0, 5)}-${chars.slice(5)}`
 }
 
-async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf): Promise<Buffer> {
+/**
+ * How a caller runs each scrypt call: by default scryptAsync, on the libuv thread pool; the server
+ * gives its KDF slot (src/server/kdf-slot.ts), one call at a time on a low-priority thread.
+ */
+export type KdfRunner = (input: Buffer, salt: Buffer, cost: ScryptCost) => Promise<Buffer>
+
+async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf, run: KdfRunner): Promise<Buffer> {
   const input = Buffer.from(code.replace('-', ''), 'ascii')
   try {
-    return await scryptAsync(input, salt, kdf)
+    return await run(input, salt, kdf)
   } finally {
     input.fill(0)
   }
 }
 
-/** How a caller runs each scrypt call: the server queues them in its KDF slot (src/server/kdf-slot.ts). */
-export type KdfRunner = <T>(work: () => Promise<T>) => Promise<T>
-const direct: KdfRunner = (work) => work()
-
 /**
  * The stored form of a new set: scrypt of each code under one fresh salt, one call after another
- * through `run` (on the thread pool: the event loop goes on meanwhile).
+ * through `run` (off the event loop: it goes on meanwhile).
  */
-export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF, run: KdfRunner = direct): Promise<RecoveryHashes> {
+export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF, run: KdfRunner = scryptAsync): Promise<RecoveryHashes> {
   const hashes: string[] = []
   for (const code of codes) {
-    const hash = await run(() => hashCode(code, salt, kdf))
+    const hash = await hashCode(code, salt, kdf, run)
     hashes.push(hash.toString('hex'))
     hash.fill(0)
   }
@@ -91,8 +93,8 @@ export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: Reco
  * then a constant-time comparison with every stored hash (used ones included, as zeros), so
  * neither the time nor the answer depends on which code matched or how many are left.
  */
-export async function findRecoveryCode(stored: RecoveryHashes, code: string, run: KdfRunner = direct): Promise<number> {
-  const candidate = await run(() => hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf))
+export async function findRecoveryCode(stored: RecoveryHashes, code: string, run: KdfRunner = scryptAsync): Promise<number> {
+  const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf, run)
   let found = -1
   stored.hashes.forEach((hex, index) => {
     const hash = hex === null ? Buffer.alloc(candidate.length) : Buffer.from(hex, 'hex')

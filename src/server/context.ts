@@ -31,7 +31,7 @@ export interface ServerContext {
   sleep: (ms: number) => Promise<void>
   /** The SRP maths (`--srp-engine`). */
   srp: SrpServerEngine
-  /** Runs the server's scrypt calls one at a time (src/server/kdf-slot.ts). */
+  /** Runs the server's scrypt calls one at a time, on a low-priority thread (src/server/kdf-slot.ts). */
   kdf: KdfRunner
   /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */
   stages?: StageTimes | undefined

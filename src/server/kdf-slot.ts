@@ -1,12 +1,104 @@
+import { Worker } from 'node:worker_threads'
 import type { KdfRunner } from '../auth/recovery-codes.js'
-import { KeyedQueue } from './keyed-queue.js'
+import { scryptMemory, type ScryptCost } from '../auth/scrypt.js'
 
-// The server's own key derivation (recovery-code hashes: scrypt, 16 MiB a call) runs on the libuv
-// thread pool, off the event loop, but not off the CPU: ten hashes at once took both cores of a
-// two-core machine and a login's p99 rose fourteen times (bench/login.mjs, "half+recovery").
-// One call at a time leaves the event loop a core; a renewal then takes about ten times one call.
+// The server's own key derivation (recovery-code hashes: scrypt, 16 MiB and about 65 ms a call)
+// runs on one thread of its own at the lowest CPU priority (nice 19), one call at a time.
+// On the libuv thread pool, ten hashes at once took both cores of a two-core machine and a
+// login's p99 rose fourteen times (bench/login.mjs, "half+recovery"); one at a time on the pool
+// still took a core from the logins and the TLS handshakes. At nice 19 the scheduler gives that
+// thread only the time nothing else wants, so a renewal waits for the logins rather than the
+// other way round. (On Linux a thread's nice value is its own: setpriority(2) on a worker thread
+// leaves the event loop's thread at its nice value. Where the call is refused, the thread runs at
+// the process's priority and the slot still takes one call at a time.)
 
-export function createKdfSlot(): KdfRunner {
-  const queue = new KeyedQueue()
-  return (work) => queue.run('scrypt', work)
+/** The worker's code, plain CommonJS so that it runs the same from src/ (tests) and dist/. */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads')
+const { scryptSync } = require('node:crypto')
+let niced = false
+try { require('node:os').setPriority(19); niced = true } catch {}
+parentPort.on('message', ({ id, input, salt, N, r, p, keyBytes, maxmem }) => {
+  const secret = new Uint8Array(input)
+  try {
+    const key = scryptSync(secret, new Uint8Array(salt), keyBytes, { N, r, p, maxmem })
+    const out = new Uint8Array(key)
+    key.fill(0)
+    parentPort.postMessage({ id, key: out.buffer, niced }, [out.buffer])
+  } catch (error) {
+    parentPort.postMessage({ id, error: String((error && error.message) || error), niced })
+  } finally {
+    secret.fill(0)
+  }
+})
+`
+
+export interface KdfSlot {
+  /** One scrypt call, queued behind the others: scryptAsync's answer, from the slot's thread. */
+  run: KdfRunner
+  /** Whether the slot's thread is running at nice 19; undefined before its first answer. */
+  readonly niced: boolean | undefined
+  /** Stops the thread; calls still waiting are refused. */
+  close(): Promise<void>
+}
+
+interface Waiting {
+  resolve(key: Buffer): void
+  reject(error: Error): void
+}
+
+export function createKdfSlot(): KdfSlot {
+  let worker: Worker | undefined
+  let niced: boolean | undefined
+  let nextId = 0
+  const waiting = new Map<number, Waiting>()
+
+  const failAll = (error: Error) => {
+    for (const entry of waiting.values()) entry.reject(error)
+    waiting.clear()
+  }
+  const start = (): Worker => {
+    const thread = new Worker(WORKER_SOURCE, { eval: true, name: 'securelogin-kdf' })
+    thread.on('message', (reply: { id: number; key?: ArrayBuffer; error?: string; niced: boolean }) => {
+      niced = reply.niced
+      const entry = waiting.get(reply.id)
+      waiting.delete(reply.id)
+      if (waiting.size === 0) thread.unref()
+      if (reply.key) entry?.resolve(Buffer.from(reply.key))
+      else entry?.reject(new Error(`scrypt failed: ${reply.error}`))
+    })
+    thread.on('error', (error) => failAll(error))
+    thread.on('exit', () => {
+      if (worker === thread) worker = undefined
+      failAll(new Error('the KDF thread stopped'))
+    })
+    return thread
+  }
+
+  return {
+    get niced() {
+      return niced
+    },
+    run(input: Buffer, salt: Buffer, cost: ScryptCost): Promise<Buffer> {
+      worker ??= start()
+      worker.ref()
+      const id = nextId++
+      // Copies with buffers of their own, moved to the thread (not cloned: a Buffer may sit in
+      // Node's shared pool, and a clone would copy the whole pool).
+      const secret = new Uint8Array(input)
+      const saltCopy = new Uint8Array(salt)
+      const reply = new Promise<Buffer>((resolve, reject) => waiting.set(id, { resolve, reject }))
+      worker.postMessage(
+        { id, input: secret.buffer, salt: saltCopy.buffer, N: 2 ** cost.logN, r: cost.r, p: cost.p, keyBytes: 32, maxmem: 2 * scryptMemory(cost) },
+        [secret.buffer, saltCopy.buffer],
+      )
+      return reply
+    },
+    async close() {
+      const thread = worker
+      worker = undefined
+      failAll(new Error('the server is closing'))
+      await thread?.terminate()
+    },
+  }
 }

@@ -73,6 +73,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const randomBytes = opts.randomBytes ?? nodeRandomBytes
+  const kdfSlot = createKdfSlot()
   const ctx: ServerContext = {
     store: opts.store,
     logger: opts.logger,
@@ -87,7 +88,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
-    kdf: createKdfSlot(),
+    kdf: kdfSlot.run,
     stages: opts.stages,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
@@ -172,6 +173,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await Promise.race([stopped, grace])
         // Failure counts are written behind the answers: all of them reach the store before it closes.
         await ctx.guard.flush()
+        await kdfSlot.close()
       })()
       return closing
     },

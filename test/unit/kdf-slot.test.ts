@@ -1,44 +1,104 @@
 import { randomBytes } from 'node:crypto'
-import { describe, expect, it } from 'vitest'
-import { createKdfSlot } from '../../src/server/kdf-slot.js'
+import { readdirSync, readFileSync } from 'node:fs'
+import { getPriority } from 'node:os'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createKdfSlot, type KdfSlot } from '../../src/server/kdf-slot.js'
 import { generateRecoveryCodes, hashRecoveryCodes } from '../../src/auth/recovery-codes.js'
+import { scryptAsync } from '../../src/auth/scrypt.js'
 
-// The server's KDF slot (src/server/kdf-slot.ts): one scrypt call at a time, so its own key
-// derivation cannot take every core from the event loop.
+// The server's KDF slot (src/server/kdf-slot.ts): its scrypt calls, one at a time, on one thread
+// of their own at nice 19, so its key derivation cannot take a core from the logins.
+
+const cheap = { logN: 10, r: 8, p: 1 }
+const dear = { logN: 14, r: 8, p: 1 }
+
+/** This process's threads and their nice values, from /proc (Linux). */
+function niceValues(): number[] {
+  return readdirSync('/proc/self/task').flatMap((tid) => {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      // Fields after "(comm) ": state is the 3rd field of stat, nice the 19th.
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])]
+    } catch {
+      return [] // the thread ended while we looked
+    }
+  })
+}
+
+let slot: KdfSlot | undefined
+afterEach(async () => {
+  await slot?.close()
+  slot = undefined
+})
 
 describe('createKdfSlot', () => {
-  it('runs the work one at a time, in arrival order, and goes on after a failure', async () => {
-    const slot = createKdfSlot()
-    let running = 0
-    let most = 0
-    const order: number[] = []
-    const job = (i: number, fail = false) => slot(async () => {
-      running++
-      most = Math.max(most, running)
-      await new Promise((resolve) => setTimeout(resolve, 5))
-      order.push(i)
-      running--
-      if (fail) throw new Error(`job ${i}`)
-      return i
-    })
-    const results = await Promise.allSettled([job(1), job(2, true), job(3), job(4)])
-    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
-    expect(order).toEqual([1, 2, 3, 4])
-    expect(most).toBe(1)
+  it("gives scryptAsync's answer and leaves the caller's buffers as they were", async () => {
+    slot = createKdfSlot()
+    const input = Buffer.from('abcde12345')
+    const salt = Buffer.alloc(16, 7)
+    const key = await slot.run(input, salt, cheap)
+    expect(key).toEqual(await scryptAsync(input, salt, cheap))
+    expect(key).toHaveLength(32)
+    expect(input.toString()).toBe('abcde12345')
+    expect(salt).toEqual(Buffer.alloc(16, 7))
   })
 
-  it('takes each of the ten recovery-code hashes as its own turn, so a recovery login can go between them', async () => {
-    let turns = 0
-    const slot = createKdfSlot()
-    const counted = <T>(work: () => Promise<T>) => {
-      turns++
-      return slot(work)
+  it('answers one call at a time in arrival order: a cheap call waits behind a dear one (the thread pool would finish it first)', async () => {
+    slot = createKdfSlot()
+    const order: string[] = []
+    const calls = [
+      slot.run(Buffer.from('first'), Buffer.alloc(16, 1), dear).then(() => order.push('dear')),
+      slot.run(Buffer.from('second'), Buffer.alloc(16, 2), cheap).then(() => order.push('cheap 1')),
+      slot.run(Buffer.from('third'), Buffer.alloc(16, 3), cheap).then(() => order.push('cheap 2')),
+    ]
+    await Promise.all(calls)
+    expect(order).toEqual(['dear', 'cheap 1', 'cheap 2'])
+  })
+
+  it.runIf(process.platform === 'linux')('runs on one thread at nice 19 while the event loop keeps its priority', async () => {
+    const before = niceValues().filter((nice) => nice === 19).length
+    const mine = getPriority()
+    slot = createKdfSlot()
+    expect(slot.niced).toBeUndefined()
+    const pending = [slot.run(Buffer.from('a'), Buffer.alloc(16), dear), slot.run(Buffer.from('b'), Buffer.alloc(16), dear)]
+    await pending[0]
+    expect(slot.niced).toBe(true)
+    // Two calls, one thread: exactly one more thread at nice 19 than before.
+    expect(niceValues().filter((nice) => nice === 19).length).toBe(before + 1)
+    expect(getPriority()).toBe(mine)
+    await pending[1]
+    await slot.close()
+    expect(niceValues().filter((nice) => nice === 19).length).toBe(before)
+  })
+
+  it('refuses a bad call alone and goes on', async () => {
+    slot = createKdfSlot()
+    const bad = slot.run(Buffer.from('x'), Buffer.alloc(16), { logN: 1.5, r: 8, p: 1 })
+    const good = slot.run(Buffer.from('x'), Buffer.alloc(16), cheap)
+    await expect(bad).rejects.toThrow(/^scrypt failed/)
+    expect(await good).toEqual(await scryptAsync(Buffer.from('x'), Buffer.alloc(16), cheap))
+  })
+
+  it('refuses the calls still waiting when it closes, and starts again on the next call', async () => {
+    slot = createKdfSlot()
+    const refused = expect(slot.run(Buffer.from('x'), Buffer.alloc(16), dear)).rejects.toThrow('the server is closing')
+    await slot.close()
+    await refused
+    expect(await slot.run(Buffer.from('y'), Buffer.alloc(16), cheap)).toHaveLength(32)
+  })
+
+  it('hashes the ten recovery codes as ten calls, with the same hashes as without the slot', async () => {
+    slot = createKdfSlot()
+    const run = slot.run
+    let calls = 0
+    const counted: typeof run = (input, salt, cost) => {
+      calls++
+      return run(input, salt, cost)
     }
     const codes = generateRecoveryCodes(randomBytes)
-    const cheap = { name: 'scrypt', logN: 10, r: 8, p: 1 } as const
-    const hashed = await hashRecoveryCodes(codes, Buffer.alloc(16, 7), cheap, counted)
-    expect(turns).toBe(10)
-    // The same hashes as without a slot.
-    expect(await hashRecoveryCodes(codes, Buffer.alloc(16, 7), cheap)).toEqual(hashed)
+    const cheapKdf = { name: 'scrypt', ...cheap } as const
+    const hashed = await hashRecoveryCodes(codes, Buffer.alloc(16, 7), cheapKdf, counted)
+    expect(calls).toBe(10)
+    expect(await hashRecoveryCodes(codes, Buffer.alloc(16, 7), cheapKdf)).toEqual(hashed)
   })
 })

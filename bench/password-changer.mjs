@@ -1,0 +1,45 @@
+// The client of the login benchmark's half+kdf phase (bench/login.mjs), as a process of its own
+// under `nice -n 19`: it logs in as each of its users in turn and changes the password, through
+// the real client library, whose scrypt stretches (two a change, 64 MiB each) are the KDF work.
+// A real user's stretch runs on the user's machine; on the benchmark's one machine it runs at the
+// lowest priority, so that what the phase shows is what password changes cost the server (the
+// commit of the new verifier, the sessions revoked, the audit entry), not the two cores being
+// shared with a third party. `npm run bench -- login --kdf-client-nice 0` runs it beside the
+// server at the same priority instead.
+// Messages: {port, ca, users, password} starts; 'stop' ends it after the current change, and it
+// answers {changes} and exits.
+import { ServerConnection } from '../dist/client/connection.js'
+import { authenticate, submitOtp } from '../dist/client/login.js'
+import { changePassword } from '../dist/client/calls.js'
+import { generateTotp } from '../dist/auth/totp.js'
+
+let stopped = false
+process.on('message', async (message) => {
+  if (message === 'stop') {
+    stopped = true
+    return
+  }
+  const { port, ca, users, password } = message
+  const trust = { kind: 'ca', ca: Buffer.from(ca, 'base64'), caFile: 'bench' }
+  let changes = 0
+  let error
+  try {
+    for (const user of users) {
+      if (stopped) break
+      const conn = await ServerConnection.open({ host: '127.0.0.1', port, trust })
+      try {
+        await authenticate(conn, user.name, password)
+        await submitOtp(conn, await generateTotp(user.totp, Date.now()))
+        await changePassword(conn, user.name, `${password} changed`)
+        changes++
+      } finally {
+        conn.close()
+      }
+    }
+  } catch (failure) {
+    error = String(failure?.message ?? failure).slice(0, 200)
+  }
+  // Ran out of users (or failed) before the phase ended: wait for the stop, then answer.
+  while (!stopped) await new Promise((resolve) => setTimeout(resolve, 20))
+  process.send({ changes, error }, () => process.exit(0))
+})
