@@ -1,11 +1,11 @@
 // The client of the login benchmark's half+kdf phase (bench/login.mjs), as a process of its own
-// under `nice -n 19`: it logs in as each of its users in turn and changes the password, through
-// the real client library, whose scrypt stretches (two a change, 64 MiB each) are the KDF work.
+// at the idle CPU priority (`chrt --idle 0`, SCHED_IDLE; --kdf-client low is nice 19): it logs in
+// as each of its users in turn and changes the password, through the real client library, whose scrypt stretches (two a change, 64 MiB each) are the KDF work.
 // A real user's stretch runs on the user's machine; on the benchmark's one machine it runs at the
-// lowest priority, so that what the phase shows is what password changes cost the server (the
-// commit of the new verifier, the sessions revoked, the audit entry), not the two cores being
-// shared with a third party. `npm run bench -- login --kdf-client-nice 0` runs it beside the
-// server at the same priority instead.
+// idle priority, taking only CPU nobody else wants, so that what the phase shows is what password
+// changes cost the server (the commit of the new verifier, the sessions revoked, the audit entry),
+// not the two cores being shared with a third party. `npm run bench -- login --kdf-client normal`
+// runs it beside the server at the same priority instead.
 // Messages: {port, ca, users, password} starts; 'stop' ends it after the current change, and it
 // answers {changes} and exits.
 import { ServerConnection } from '../dist/client/connection.js'
