@@ -1,6 +1,7 @@
 // The client of the login benchmark's half+kdf phase (bench/login.mjs), as a process of its own
 // at the idle CPU priority (`chrt --idle 0`, SCHED_IDLE; --kdf-client low is nice 19): it logs in
-// as each of its users in turn and changes the password, through the real client library, whose scrypt stretches (two a change, 64 MiB each) are the KDF work.
+// as each of its users in turn and changes the password, through the real client library, whose
+// scrypt stretches (two a change, 64 MiB each) are the KDF work.
 // A real user's stretch runs on the user's machine; on the benchmark's one machine it runs at the
 // idle priority, taking only CPU nobody else wants, so that what the phase shows is what password
 // changes cost the server (the commit of the new verifier, the sessions revoked, the audit entry),
