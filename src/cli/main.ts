@@ -70,7 +70,7 @@ export async function main(argv: string[]): Promise<void> {
             .option('clock-file', { type: 'string', hidden: true, describe: 'read the current time (ms since the epoch) from this file' }),
         async (args) => (await import('./server.js')).runServer(args),
       )
-      .command('store', 'the encrypted store: init, info, verify, compact, rekey (never beside a running server)', (y) =>
+      .command('store', 'the encrypted store: init, info, verify, compact, rekey, rotate-signing-key (never beside a running server)', (y) =>
         y
           .command('init', 'create a new store (the server also does this on first run)', (c) => storeOptions(c).option('kdf-logn', kdfLogn), async (args) => (await import('./store.js')).runStoreInit(args))
           .command('info', 'print the plaintext header (no passphrase needed)', storeOptions, async (args) => (await import('./store.js')).runStoreInfo(args))
@@ -85,7 +85,8 @@ export async function main(argv: string[]): Promise<void> {
                 .option('kdf-logn', kdfLogn),
             async (args) => (await import('./store.js')).runStoreRekey(args),
           )
-          .demandCommand(1, 'name a store command: init, info, verify, compact or rekey'),
+          .command('rotate-signing-key', 'make a new token-signing key; the old one verifies until its tokens expire', storeOptions, async (args) => (await import('./store.js')).runStoreRotateSigningKey(args))
+          .demandCommand(1, 'name a store command: init, info, verify, compact, rekey or rotate-signing-key'),
       )
       .command(
         'register',
@@ -136,6 +137,28 @@ export async function main(argv: string[]): Promise<void> {
             .option('otp', { type: 'string', describe: 'a 6-digit code from the current authenticator' })
             .option('recovery-code', { type: 'string', describe: 'a recovery code instead (alone or "-": read from the next stdin line)' }),
         async (args) => (await import('./account.js')).runReset2fa(args),
+      )
+      .command(
+        'token',
+        'a signed token that vouches for you to one application, from the saved session (stdout: the token)',
+        (y) =>
+          sessionOptions(y)
+            .option('audience', { type: 'string', demandOption: true, describe: "the application's name: the token is good for it alone" })
+            .option('ttl', { type: 'string', default: '5m', describe: 'how long the token lives (10s to 1h; never past the session)' }),
+        async (args) => (await import('./token.js')).runToken(args),
+      )
+      .command('jwks', "print the server's token-signing public keys (JWKS; no login needed)", connectionOptions, async (args) => (await import('./token.js')).runJwks({ ...args, passwordStdin: false }))
+      .command(
+        'verify-token [token]',
+        'check a token offline against a JWKS file and print its claims (token "-" or none: read from stdin)',
+        (y) =>
+          connectionOptions(y)
+            .positional('token', { type: 'string', describe: 'the token (prefer stdin: a command line is visible to other users)' })
+            .option('jwks', { type: 'string', demandOption: true, describe: 'the JWKS file (certs/jwks.json, or `securelogin jwks` saved)' })
+            .option('audience', { type: 'string', demandOption: true, describe: "this application's name: a token for any other is refused" })
+            .option('issuer', { type: 'string', describe: 'the token must be from this issuer (securelogin:STORE_ID)' })
+            .option('check-session', { type: 'boolean', default: false, describe: "also ask --server whether the token's session is still live" }),
+        async (args) => (await import('./token.js')).runVerifyToken({ ...args, passwordStdin: false }),
       )
       .command('home', 'the terminal UI on the saved session: account, sessions, and administration for admins', sessionOptions, async (args) => (await import('./account.js')).runHome(args))
       .command('admin', 'user administration (admins and system_admins; the server enforces every rule)', (y) =>

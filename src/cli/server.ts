@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
 import { startServer } from '../server/server.js'
@@ -12,6 +12,7 @@ import { createLineWriter } from './line-writer.js'
 import type { RegistrationPolicy } from '../server/registration.js'
 import type { SrpEngineName } from '../auth/srp-engine.js'
 import { StageTimes } from '../server/stage-times.js'
+import type { Jwks } from '../protocol/signed-tokens.js'
 
 export interface ServerArgs {
   host: string
@@ -88,6 +89,8 @@ export async function runServer(args: ServerArgs): Promise<void> {
       }
       throw error
     })
+    const jwksPath = await writeJwks(args.certs, server.jwks)
+    early.log('info', 'jwks_written', { path: jwksPath, keys: server.jwks.keys.length, kid: server.jwks.keys[0]!.kid }, `wrote the token-signing public keys to ${jwksPath} (current key ${server.jwks.keys[0]!.kid})`)
     for (const [token, expiresAt] of bootstrap) await showBootstrapToken(token, expiresAt, args, early)
     if (bootstrap.length === 0) await removeSpentBootstrapFile(args, early)
   } catch (error) {
@@ -147,6 +150,18 @@ async function removeSpentBootstrapFile(args: ServerArgs, log: Logger): Promise<
   if (text === undefined || !/^slb_[A-Za-z0-9_-]{43}\n?$/.test(text)) return
   await rm(file, { force: true })
   log.log('info', 'bootstrap_token_removed', { path: file }, `removed ${file}: a system_admin exists, so its bootstrap token is spent`)
+}
+
+/**
+ * CERTS/jwks.json: the public keys applications verify tokens with (public, so mode 0644),
+ * replaced whole (written beside, then renamed) so a reader never sees half a file.
+ */
+async function writeJwks(certs: string, jwks: Jwks): Promise<string> {
+  const path = join(certs, 'jwks.json')
+  const temporary = `${path}.${process.pid}.tmp`
+  await writeFile(temporary, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o644 })
+  await rename(temporary, path)
+  return path
 }
 
 /** A clock that reads the time from a file on every call: tests move time forward by writing it. */

@@ -1,15 +1,16 @@
 import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
-  acquireLock, createStore, openStore, readStoreHeader, storeExists, verifyStore, DEFAULT_KDF,
+  AuditLog, acquireLock, createStore, openStore, readStoreHeader, storeExists, verifyStore, DEFAULT_KDF,
   type AuditVerification, type KdfParams, type StoreLock, type StoreStats,
 } from '../store/index.js'
 import type { AuditHead } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { printJson, usageError } from './output.js'
+import { SigningKeys } from '../server/signing-keys.js'
 
-// `securelogin store init|info|verify|compact|rekey`: the store without the server. Each command
+// `securelogin store init|info|verify|compact|rekey|rotate-signing-key`: the store without the server. Each command
 // but info takes the store's lock first, so none runs beside a server on the same store.
 
 export interface StoreArgs {
@@ -121,6 +122,38 @@ export async function runStoreRekey(args: StoreArgs & { newPassphraseFile?: stri
   })
   if (args.json) printJson({ event: 'store_rekeyed', path: args.store, kdf })
   else process.stdout.write(`rekeyed ${args.store} (${kdfText(kdf)}): the old passphrase no longer opens it\n`)
+}
+
+/**
+ * A new token-signing key; the old one stays in the JWKS (public half only) until every token it
+ * signed has expired. Recorded in the audit log. The server writes the new certs/jwks.json when
+ * it next starts: applications that cache the JWKS must fetch it again.
+ */
+export async function runStoreRotateSigningKey(args: StoreArgs): Promise<void> {
+  checkPassphraseSource(args.passphraseFile)
+  const rotated = await withLock(args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
+    const store = await openStore(args.store, passphrase, { lock, onReport: report })
+    try {
+      const nowMs = Date.now()
+      const rotation = await SigningKeys.rotate(store, nowMs)
+      const log = await AuditLog.open(store, () => nowMs)
+      await log.append(
+        { actor: null, action: 'signing_key.rotated', target: rotation.kid, address: null, outcome: 'ok', details: { retired: rotation.retired ?? null, keys: rotation.jwks.keys.length } },
+        [rotation.change],
+      )
+      return rotation
+    } finally {
+      await store.close()
+    }
+  })
+  if (args.json) printJson({ event: 'signing_key_rotated', path: args.store, kid: rotated.kid, retired: rotated.retired ?? null, keys: rotated.jwks.keys.length })
+  else {
+    process.stdout.write(
+      `new signing key ${rotated.kid}${rotated.retired ? `; ${rotated.retired} now only verifies, for the tokens it signed (at most an hour)` : ''}\n` +
+        'restart the server: it writes the new certs/jwks.json; applications that keep a copy of the JWKS must fetch it again\n',
+    )
+  }
 }
 
 /** Takes the lock before asking for a passphrase, so that a store in use is refused at once. */

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { PasswordKdf, Role, SRP_HASH_HEX, SRP_INT_HEX, SessionId, Token, hex, isoTime, otpauthUri, totpCode, username } from './fields.js'
+import { Audience, TOKEN_TTL_MAX_SECONDS, TOKEN_TTL_MIN_SECONDS, TokenIssued } from './signed-tokens.js'
 
 // What a logged-in connection may ask: `call {op, args}` answered by `result {op, data}`.
 // The server checks every call against the caller's role (src/auth/roles.ts) before it runs.
@@ -92,6 +93,11 @@ export const CALLS = {
   audit: {
     args: z.strictObject({ user: username.optional(), since: isoTime.optional(), limit: z.int().min(1).max(10_000).optional(), follow: z.boolean().optional() }),
     result: z.strictObject({ entries: z.array(AuditEntry), head: AuditHead }),
+  },
+  /** A signed token for one application, from this session (docs/tokens.md); ttlSeconds defaults to 300. */
+  token: {
+    args: z.strictObject({ audience: Audience, ttlSeconds: z.int().min(TOKEN_TTL_MIN_SECONDS).max(TOKEN_TTL_MAX_SECONDS).optional() }),
+    result: TokenIssued,
   },
   /** With `anchor` (an earlier head, e.g. from the server log): the chain must still hold that entry. */
   audit_verify: {

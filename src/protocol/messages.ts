@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { ERROR_CODES } from './errors.js'
 import { PasswordKdf, Role, SRP_HASH_HEX, SRP_INT_HEX, SessionId, Token, hex, isoTime, otpauthUri, totpCode, username } from './fields.js'
 import { AuditEntry, CALL_OPS } from './calls.js'
+import { Audience, Jwks, SignedToken } from './signed-tokens.js'
 
 // Every message on the wire, client to server and server to client. docs/protocol.md describes
 // each one; the schemas are strict, so an unknown field is a protocol error.
@@ -29,6 +30,14 @@ export const LoginRecovery = z.strictObject({ type: z.literal('login_recovery'),
 export const RecoveryCodesRenew = z.strictObject({ type: z.literal('recovery_codes_renew') })
 /** Runs this connection as the session the token names (instead of a login). */
 export const SessionResume = z.strictObject({ type: z.literal('session_resume'), token: Token })
+/** The server's public token-signing keys: no login needed (docs/tokens.md). */
+export const JwksGet = z.strictObject({ type: z.literal('jwks_get') })
+/**
+ * Asks whether a token the server signed is still good: its signature, audience and expiry, and
+ * whether the session it came from is still live. No login needed: holding the token is the
+ * right to ask (RFC 7662 in spirit).
+ */
+export const TokenCheck = z.strictObject({ type: z.literal('token_check'), token: SignedToken, audience: Audience })
 /** A logged-in request; `args` is checked against CALLS[op].args (src/protocol/calls.ts). */
 export const Call = z.strictObject({ type: z.literal('call'), op: z.enum(CALL_OPS), args: z.record(z.string(), z.unknown()) })
 
@@ -41,6 +50,8 @@ export const ClientMessage = z.discriminatedUnion('type', [
   LoginRecovery,
   RecoveryCodesRenew,
   SessionResume,
+  JwksGet,
+  TokenCheck,
   Call,
 ])
 export type ClientMessage = z.infer<typeof ClientMessage>
@@ -76,10 +87,18 @@ export const ErrorMessage = z.strictObject({
   hint: z.string().max(1024).optional(),
 })
 
+export const JwksMessage = z.strictObject({ type: z.literal('jwks'), ...Jwks.shape })
+export const TokenChecked = z.strictObject({
+  type: z.literal('token_checked'),
+  active: z.boolean(),
+  /** Why not: ERR_TOKEN_EXPIRED, ERR_TOKEN_AUDIENCE, ERR_TOKEN_INVALID, or ERR_TOKEN_REVOKED (its session has ended). */
+  code: z.enum(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_AUDIENCE', 'ERR_TOKEN_INVALID', 'ERR_TOKEN_REVOKED']).optional(),
+})
+
 export const Result = z.strictObject({ type: z.literal('result'), op: z.enum(CALL_OPS), data: z.record(z.string(), z.unknown()) })
 /** Pushed after `call audit {follow: true}`, one per new entry. */
 export const AuditEntryPush = z.strictObject({ type: z.literal('audit_entry'), entry: AuditEntry })
 
-export const ServerMessage = z.discriminatedUnion('type', [Enrol, Registered, Challenge, ServerProof, Welcome, RecoveryCodes, Result, AuditEntryPush, ErrorMessage])
+export const ServerMessage = z.discriminatedUnion('type', [Enrol, Registered, Challenge, ServerProof, Welcome, RecoveryCodes, Result, AuditEntryPush, JwksMessage, TokenChecked, ErrorMessage])
 export type ServerMessage = z.infer<typeof ServerMessage>
 export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>

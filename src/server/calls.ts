@@ -13,6 +13,7 @@ import type { SessionRecord } from './sessions.js'
 import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
 import { audit, auditBehind } from './audit-events.js'
 import { freshTotpSecret, sessionWelcome, splitAccount } from './login.js'
+import { issueSignedToken } from './signed-tokens.js'
 
 // Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
 // caller's session and account first, so a revoke, an expiry, a removal or a new role takes
@@ -139,6 +140,14 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller) {
       const { record, session, ctx } = caller
       return result(caller, 'whoami', { user: record.username, role: record.role, session: ctx.sessions.info(session, session.id) })
+    },
+  },
+
+  token: {
+    admin: false,
+    action: 'token.issued',
+    async run(caller, args) {
+      return result(caller, 'token', await issueSignedToken(caller.ctx, caller, args))
     },
   },
 

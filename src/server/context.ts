@@ -8,6 +8,7 @@ import type { Guard } from './guard.js'
 import type { SrpServerEngine } from '../auth/srp-engine.js'
 import type { StageTimes } from './stage-times.js'
 import type { KdfRunner } from '../auth/recovery-codes.js'
+import type { SigningKeys } from './signing-keys.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -33,6 +34,8 @@ export interface ServerContext {
   srp: SrpServerEngine
   /** Runs the server's scrypt calls one at a time, on a low-priority thread (src/server/kdf-slot.ts). */
   kdf: KdfRunner
+  /** The token-signing keys (src/server/signing-keys.ts). */
+  signingKeys: SigningKeys
   /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */
   stages?: StageTimes | undefined
 }

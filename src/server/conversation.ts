@@ -7,6 +7,7 @@ import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } 
 import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type Account, type LoginInProgress } from './login.js'
 import { handleRecoveryRenew } from './recovery.js'
 import { handleCall, handleSessionResume } from './calls.js'
+import { handleJwksGet, handleTokenCheck } from './signed-tokens.js'
 import type { Secret } from '../auth/secret.js'
 
 /** Where one connection stands; any message not expected in the current state ends it. */
@@ -24,11 +25,11 @@ export type ConversationState =
 export type SecondFactor = 'totp' | 'recovery_code' | 'session'
 
 const EXPECTED: Record<ConversationState['name'], ReadonlyArray<ClientMessage['type']>> = {
-  ready: ['register_start', 'login_start', 'session_resume', 'call'],
+  ready: ['register_start', 'login_start', 'session_resume', 'jwks_get', 'token_check', 'call'],
   awaiting_enrol_code: ['register_confirm'],
   awaiting_proof: ['login_proof'],
   awaiting_otp: ['login_otp', 'login_recovery'],
-  authenticated: ['recovery_codes_renew', 'call'],
+  authenticated: ['recovery_codes_renew', 'jwks_get', 'token_check', 'call'],
 }
 
 export interface Reply {
@@ -135,6 +136,10 @@ export class Conversation {
         return handleRecoveryRenew(ctx, state, address)
       case 'session_resume':
         return handleSessionResume(ctx, message.token, address)
+      case 'jwks_get':
+        return Promise.resolve(handleJwksGet(ctx, state))
+      case 'token_check':
+        return handleTokenCheck(ctx, message, state)
       case 'call':
         return handleCall(ctx, message, state, address, (push) => this.#send(push), (stop) => this.#onClose.push(stop))
     }

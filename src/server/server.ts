@@ -13,6 +13,8 @@ import { auditBehind } from './audit-events.js'
 import { KeyedQueue } from './keyed-queue.js'
 import type { StageTimes } from './stage-times.js'
 import { createKdfSlot } from './kdf-slot.js'
+import { SigningKeys } from './signing-keys.js'
+import type { Jwks } from '../protocol/signed-tokens.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 
 export interface ServerOptions {
@@ -57,6 +59,8 @@ export interface RunningServer {
   port: number
   /** SHA-256 of the certificate's DER, colon-separated upper-case hex (as openssl prints it). */
   fingerprint: string
+  /** The token-signing public keys (what `certs/jwks.json` holds), the current one first. */
+  jwks: Jwks
   /** Stops accepting, lets handlers in flight finish, ends every conversation. Does not close the store. */
   close(): Promise<void>
 }
@@ -89,6 +93,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
     kdf: kdfSlot.run,
+    signingKeys: await SigningKeys.load(opts.store, now()),
     stages: opts.stages,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
@@ -163,6 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     host: address.address,
     port: address.port,
     fingerprint: new X509Certificate(opts.cert).fingerprint256,
+    jwks: ctx.signingKeys.jwks(),
     close() {
       closing ??= (async () => {
         clearInterval(sweeper)

@@ -1,0 +1,225 @@
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readStoreHeader } from '../../src/store/index.js'
+import { Jwks } from '../../src/protocol/signed-tokens.js'
+import { killAllCli, runCliToEnd } from '../helpers/cli.js'
+import { Lab, describeResult, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
+import { requireTool } from '../helpers/tools.js'
+
+// Signed session tokens (issue 8), through the real server process and the real CLI: the
+// signing key made on the first start, certs/jwks.json and `securelogin jwks`, `token`, offline
+// `verify-token` (and jose's own verifier, apart from our wrapper), `--check-session` after a
+// logout, another server's token, and `store rotate-signing-key` with the old key kept until its
+// tokens have expired. The server's clock starts five minutes behind this machine's, so a
+// token's iat is never ahead of the verifier's clock however far the tests move the server's.
+
+const hasOathtool = requireTool('oathtool')
+const MINUTE = 60_000
+
+let lab: Lab
+let other: Lab
+let root: Account
+let ada: Account
+
+beforeAll(async () => {
+  lab = await Lab.start('tokens', { serverArgs: ['--registration', 'open'], startMs: Date.now() - 5 * MINUTE })
+  other = await Lab.start('tokens-other', { serverArgs: ['--registration', 'open'], startMs: Date.now() - 5 * MINUTE })
+  if (!hasOathtool) return
+  root = await lab.register('root', { bootstrapToken: await lab.bootstrapToken() })
+  ada = await lab.register('ada')
+  await lab.mustLogin(root)
+  await lab.mustLogin(ada)
+})
+
+afterAll(async () => {
+  await killAllCli()
+  await lab?.close()
+  await other?.close()
+})
+
+function expectOk(result: CliResult, what: string): void {
+  expect(result.code, `${what}: ${describeResult(result)}`).toBe(0)
+}
+
+function expectCode(result: CliResult, code: string, what: string): void {
+  expect(result.code, `${what}: ${describeResult(result)}`).toBe(code === 'ERR_USAGE' ? 2 : 1)
+  expect(result.error?.code, `${what}: ${describeResult(result)}`).toBe(code)
+}
+
+const jwksPath = (of: Lab) => join(of.dir, 'certs', 'jwks.json')
+const readJwks = async (of: Lab) => Jwks.parse(JSON.parse(await readFile(jwksPath(of), 'utf8')))
+
+/** `securelogin token` as `who`, in JSON: the token and what the server says of it. */
+async function tokenFor(who: Account, audience: string, ttl?: string, of: Lab = lab): Promise<{ token: string; kid: string; jti: string; expiresAt: string }> {
+  const result = await of.run(who, ['token', '--audience', audience, ...(ttl ? ['--ttl', ttl] : [])])
+  expectOk(result, `token --audience ${audience}`)
+  return result.json as { token: string; kid: string; jti: string; expiresAt: string }
+}
+
+/** `securelogin verify-token` with the token on stdin (it never goes on a command line here). */
+function verify(token: string, audience: string, jwks = jwksPath(lab), more: string[] = []): Promise<CliResult> {
+  return lab.run('verifier', ['verify-token', '--jwks', jwks, '--audience', audience, ...more, '-'], `${token}\n`)
+}
+
+/** The token with one character of its payload changed (still base64url, still three parts). */
+function tampered(token: string): string {
+  const [header, payload, signature] = token.split('.') as [string, string, string]
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString())
+  const changed = Buffer.from(JSON.stringify({ ...claims, role: 'system_admin' })).toString('base64url')
+  return `${header}.${changed}.${signature}`
+}
+
+/** The token with one character in the middle of its signature changed. */
+function otherSignature(token: string): string {
+  const at = token.lastIndexOf('.') + 40
+  return `${token.slice(0, at)}${token[at] === 'A' ? 'B' : 'A'}${token.slice(at + 1)}`
+}
+
+describe.skipIf(!hasOathtool)('signed tokens', () => {
+  it('writes certs/jwks.json on the first start (one Ed25519 key, mode 0644), and `securelogin jwks` prints the same keys', async () => {
+    const jwks = await readJwks(lab)
+    expect(jwks.keys).toHaveLength(1)
+    expect(jwks.keys[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' })
+    expect(jwks.keys[0]).not.toHaveProperty('d')
+    expect((await stat(jwksPath(lab))).mode & 0o777).toBe(0o644)
+    const printed = await runCliToEnd(['jwks', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '')
+    expect(printed.code).toBe(0)
+    expect(JSON.parse(printed.stdout)).toEqual(jwks)
+    // Two servers, two keys.
+    expect((await readJwks(other)).keys[0]!.kid).not.toBe(jwks.keys[0]!.kid)
+  })
+
+  it('issues a token with sub, role, aud, iat, exp, jti, the session id, and the key in its header', async () => {
+    const issued = await tokenFor(ada, 'billing')
+    const claims = decodeJwt(issued.token)
+    const header = decodeProtectedHeader(issued.token)
+    const whoami = await lab.run(ada, ['whoami'])
+    const { storeId } = await readStoreHeader(lab.storePath)
+    expect(header).toEqual({ alg: 'EdDSA', typ: 'JWT', kid: (await readJwks(lab)).keys[0]!.kid })
+    expect(issued.kid).toBe(header.kid)
+    expect(claims).toEqual({
+      iss: `securelogin:${storeId}`,
+      sub: 'ada',
+      role: 'regular_user',
+      aud: 'billing',
+      iat: Math.floor(lab.clock.ms / 1000),
+      exp: Math.floor(lab.clock.ms / 1000) + 300,
+      jti: issued.jti,
+      sid: whoami.json!['session'].id,
+    })
+    expect(issued.jti).toMatch(/^[A-Za-z0-9_-]{22}$/)
+    expect(issued.expiresAt).toBe(new Date((claims.exp as number) * 1000).toISOString())
+    // Plain output is the token alone, for $(securelogin token ...).
+    const plain = await runCliToEnd(['token', '--audience', 'billing', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '', { env: { SECURELOGIN_HOME: ada.home } })
+    expect(plain.code).toBe(0)
+    expect(plain.stdout).toMatch(/^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$/)
+  })
+
+  it('verify-token prints the claims of a good token; refuses another audience, a tampered one and an expired one with their codes', async () => {
+    const { token } = await tokenFor(ada, 'billing', '1h')
+    const good = await verify(token, 'billing')
+    expectOk(good, 'verify-token')
+    expect(good.json).toMatchObject({ event: 'token_valid', claims: { sub: 'ada', role: 'regular_user', aud: 'billing' }, sessionChecked: false })
+    expectCode(await verify(token, 'payroll'), 'ERR_TOKEN_AUDIENCE', 'another audience')
+    expectCode(await verify(tampered(token), 'billing'), 'ERR_TOKEN_INVALID', 'tampered')
+    expectCode(await verify(otherSignature(token), 'billing'), 'ERR_TOKEN_INVALID', 'a signature changed')
+    expectCode(await verify('not.a.token', 'billing'), 'ERR_TOKEN_INVALID', 'not a token')
+    // The server's clock is five minutes behind: a 10 s token expired long ago by this clock.
+    const { token: short } = await tokenFor(ada, 'billing', '10s')
+    expectCode(await verify(short, 'billing'), 'ERR_TOKEN_EXPIRED', 'expired')
+    // The plain output says who, for people.
+    const plain = parseResult(await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', '-'], `${token}\n`))
+    expect(plain.code).toBe(0)
+    expect(plain.stdout).toContain('valid token for billing')
+    expect(plain.stdout).toContain('user ada (regular_user)')
+  })
+
+  it("verifies with jose's own createLocalJWKSet and jwtVerify, given only certs/jwks.json", async () => {
+    const { token } = await tokenFor(ada, 'billing', '1h')
+    const keys = createLocalJWKSet(JSON.parse(await readFile(jwksPath(lab), 'utf8')))
+    const { payload, protectedHeader } = await jwtVerify(token, keys, { audience: 'billing', algorithms: ['EdDSA'], issuer: `securelogin:${(await readStoreHeader(lab.storePath)).storeId}` })
+    expect(payload.sub).toBe('ada')
+    expect(protectedHeader.alg).toBe('EdDSA')
+    await expect(jwtVerify(token, keys, { audience: 'payroll' })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' })
+    await expect(jwtVerify(tampered(token), keys)).rejects.toMatchObject({ code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' })
+  })
+
+  it("refuses another server's token: its key is not in this server's JWKS", async () => {
+    const bea = await other.register('bea')
+    await other.mustLogin(bea)
+    const { token } = await tokenFor(bea, 'billing', '1h', other)
+    expectCode(await verify(token, 'billing'), 'ERR_TOKEN_INVALID', "another server's token")
+    expectOk(await verify(token, 'billing', jwksPath(other)), 'its own server verifies it')
+  })
+
+  it('--check-session asks the server: live until the session ends, then ERR_TOKEN_REVOKED (offline it still verifies)', async () => {
+    const home = lab.homeOf('ada-second')
+    await lab.mustLogin(ada, { home })
+    const issued = await lab.runIn(home, ['token', '--audience', 'billing', '--ttl', '1h'])
+    expectOk(issued, 'token')
+    const token = issued.json!['token'] as string
+    const check = () => verify(token, 'billing', jwksPath(lab), ['--check-session'])
+    const live = await check()
+    expectOk(live, 'check-session, live')
+    expect(live.json).toMatchObject({ sessionChecked: true })
+    expectOk(await lab.runIn(home, ['logout']), 'logout')
+    expectCode(await check(), 'ERR_TOKEN_REVOKED', 'after the logout')
+    expectOk(await verify(token, 'billing'), 'offline, the signature and expiry still hold')
+  })
+
+  it('refuses a token without a session, a bad --ttl and a bad --audience before asking the server', async () => {
+    expectCode(await lab.run('nobody', ['token', '--audience', 'billing']), 'ERR_FORBIDDEN', 'no saved session')
+    expectCode(await lab.run(ada, ['token', '--audience', 'billing', '--ttl', '2h']), 'ERR_USAGE', 'ttl over an hour')
+    expectCode(await lab.run(ada, ['token', '--audience', 'billing', '--ttl', '5s']), 'ERR_USAGE', 'ttl under 10 s')
+    expectCode(await lab.run(ada, ['token', '--audience', 'a b']), 'ERR_USAGE', 'audience with a space')
+    expectCode(await verify('x.y.z', 'billing', join(lab.dir, 'no-such-jwks.json')), 'ERR_USAGE', 'no JWKS file')
+  })
+
+  it('audits each token issued (audience, jti, key) and logs no token', async () => {
+    const { token, jti, kid } = await tokenFor(ada, 'audit-check')
+    const audit = await lab.run(root, ['admin', 'audit', '--user', 'ada'])
+    expectOk(audit, 'admin audit')
+    const entry = audit.events.find((e) => e['action'] === 'token.issued' && e['details']?.['jti'] === jti)
+    expect(entry).toMatchObject({ actor: 'ada', outcome: 'ok', details: { audience: 'audit-check', jti, kid, ttl: 300 } })
+    expect(audit.stdout).not.toContain(token)
+    expect(lab.server.log()).not.toContain(token)
+    expect(lab.server.log()).toContain(`"event":"token_issued"`)
+  })
+
+  it('rotate-signing-key: refused beside the running server; then a new current key, the old one kept until its tokens expire, then dropped', async () => {
+    const before = await readJwks(lab)
+    const { token: old } = await tokenFor(ada, 'billing', '1h')
+    const storeArgs = ['store', 'rotate-signing-key', '--store', lab.storePath, '--passphrase-file', lab.passphraseFile, '--json']
+    const busy = parseResult(await runCliToEnd(storeArgs, ''))
+    expect(busy.error?.code).toBe('ERR_STORE_LOCKED')
+
+    await lab.stopServer()
+    const rotated = parseResult(await runCliToEnd(storeArgs, ''))
+    expect(rotated.code, describeResult(rotated)).toBe(0)
+    expect(rotated.json).toMatchObject({ event: 'signing_key_rotated', retired: before.keys[0]!.kid, keys: 2 })
+    await lab.startServer()
+    const after = await readJwks(lab)
+    expect(after.keys.map((k) => k.kid)).toEqual([rotated.json!['kid'], before.keys[0]!.kid])
+    // The old key's token still verifies; new tokens are signed with the new key.
+    expectOk(await verify(old, 'billing'), "the retired key's token")
+    await lab.mustLogin(ada)
+    const fresh = await tokenFor(ada, 'billing')
+    expect(fresh.kid).toBe(rotated.json!['kid'])
+    expectOk(await verify(fresh.token, 'billing'), "the new key's token")
+    // The rotation is in the audit log.
+    const audit = await lab.run(root, ['admin', 'audit'])
+    expectOk(audit, 'admin audit')
+    expect(audit.events.some((e) => e['action'] === 'signing_key.rotated' && e['target'] === rotated.json!['kid'])).toBe(true)
+
+    // Once the longest token life and the clock slack have passed since the rotation (the store
+    // command used this machine's clock, the server's is five minutes behind), the retired key
+    // is dropped at the next start.
+    await lab.stopServer()
+    lab.clock.advance(70 * MINUTE)
+    await lab.startServer()
+    expect((await readJwks(lab)).keys.map((k) => k.kid)).toEqual([rotated.json!['kid']])
+    expectCode(await verify(old, 'billing'), 'ERR_TOKEN_INVALID', 'a token of a key long retired')
+  })
+})
