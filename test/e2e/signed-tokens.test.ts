@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
+import { request } from 'node:https'
 import { join } from 'node:path'
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -7,6 +9,8 @@ import { Jwks } from '../../src/protocol/signed-tokens.js'
 import { killAllCli, runCliToEnd } from '../helpers/cli.js'
 import { Lab, describeResult, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
 import { requireTool } from '../helpers/tools.js'
+import { ROOT } from '../helpers/env.js'
+import { noteOutput } from '../helpers/secrets.js'
 
 // Signed session tokens (issue 8), through the real server process and the real CLI: the
 // signing key made on the first start, certs/jwks.json and `securelogin jwks`, `token`, offline
@@ -69,6 +73,44 @@ function tampered(token: string): string {
   const claims = JSON.parse(Buffer.from(payload, 'base64url').toString())
   const changed = Buffer.from(JSON.stringify({ ...claims, role: 'system_admin' })).toString('base64url')
   return `${header}.${changed}.${signature}`
+}
+
+/** examples/app-server (built into dist/examples by the build), stopped by its pid. */
+async function startApp(args: string[]): Promise<{ port: number; stop: () => Promise<void>; output: () => string }> {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'examples', 'app-server.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text))
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (output += text))
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()))
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM')
+    await exited
+    noteOutput('examples/app-server', 'log', output)
+  }
+  const deadline = Date.now() + 15_000
+  while (!output.includes('"event":"listening"')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop()
+      throw new Error(`the example app did not start: ${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const port = JSON.parse(output.split('\n')[0]!).port as number
+  return { port, stop, output: () => output }
+}
+
+/** GET https://127.0.0.1:PORT/PATH with the token as a bearer, trusting `caFile`. */
+async function httpsGet(port: number, path: string, caFile: string, token?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }> {
+  const ca = await readFile(caFile)
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, ca, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text || '{}') }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
 }
 
 /** The token with one character in the middle of its signature changed. */
@@ -187,7 +229,56 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     expect(lab.server.log()).not.toContain(token)
     expect(lab.server.log()).toContain(`"event":"token_issued"`)
   })
+})
 
+describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts the tokens)', () => {
+  let app: { port: number; stop: () => Promise<void>; output: () => string }
+
+  beforeAll(async () => {
+    if (!hasOathtool) return
+    app = await startApp(['--jwks', jwksPath(lab), '--audience', 'billing', '--cert', lab.certPath, '--key', join(lab.dir, 'certs', 'server.key'), '--port', '0'])
+  })
+  afterAll(async () => {
+    await app?.stop()
+  })
+
+  const whoami = (token?: string, path = '/whoami') => httpsGet(app.port, path, lab.certPath, token)
+
+  it('answers a request with a good token for its audience with who the user is', async () => {
+    const { token } = await tokenFor(ada, 'billing')
+    const answer = await whoami(token)
+    expect(answer.status).toBe(200)
+    expect(answer.body).toMatchObject({ user: 'ada', role: 'regular_user', audience: 'billing' })
+  })
+
+  it('refuses no token, an expired one, another audience\'s, a tampered one and another server\'s, each with its code', async () => {
+    const { token: expired } = await tokenFor(ada, 'billing', '10s')
+    const { token: payroll } = await tokenFor(ada, 'payroll')
+    const { token: good } = await tokenFor(ada, 'billing')
+    const bea = other.accounts.get('bea') ?? (await other.register('bea'))
+    await other.mustLogin(bea)
+    const { token: foreign } = await tokenFor(bea, 'billing', undefined, other)
+    const cases: Array<[string, string | undefined, string]> = [
+      ['no token', undefined, 'ERR_TOKEN_INVALID'],
+      ['expired', expired, 'ERR_TOKEN_EXPIRED'],
+      ['another audience', payroll, 'ERR_TOKEN_AUDIENCE'],
+      ['tampered', tampered(good), 'ERR_TOKEN_INVALID'],
+      ["another server's", foreign, 'ERR_TOKEN_INVALID'],
+    ]
+    for (const [what, token, code] of cases) {
+      const answer = await whoami(token)
+      expect(answer.status, what).toBe(401)
+      expect(answer.body, what).toMatchObject({ error: code })
+      expect(answer.headers['www-authenticate'], what).toMatch(/^Bearer realm="billing", error="invalid_token"/)
+    }
+    expect((await whoami(good, '/admin')).status).toBe(404)
+    // The application's log names users and codes, never a token.
+    for (const token of [expired, payroll, good, foreign]) expect(app.output()).not.toContain(token)
+    expect(app.output()).toContain('"status":401')
+  })
+})
+
+describe.skipIf(!hasOathtool)('signing key rotation', () => {
   it('rotate-signing-key: refused beside the running server; then a new current key, the old one kept until its tokens expire, then dropped', async () => {
     const before = await readJwks(lab)
     const { token: old } = await tokenFor(ada, 'billing', '1h')
