@@ -91,6 +91,7 @@ export async function runVerifyToken(args: VerifyTokenArgs): Promise<void> {
 }
 
 async function readTokenFromStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('paste the token, then Enter: ')
   const lines = stdinLines()
   try {
     return (await lines.next('token')).trim()
