@@ -1,4 +1,6 @@
+import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
+import { SecureLoginError } from '../protocol/errors.js'
 import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signing-key.js'
 import { signToken } from '../auth/sign-token.js'
 import { TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, type Jwks, type TokenClaims } from '../protocol/signed-tokens.js'
@@ -10,22 +12,24 @@ import { TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, type Jwks, type T
 
 export const SIGNING_KEYS = 'signing/keys'
 
-interface KeyRecord {
-  kid: string
-  x: string
-  createdAt: string
-  /** Only for the current key. */
-  d?: string
+const base64url = (length: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${length}}$`))
+const KeyRecord = z.strictObject({
+  kid: base64url(43),
+  x: base64url(43),
+  createdAt: z.iso.datetime(),
+  /** The private key: only on the current key. */
+  d: base64url(43).optional(),
   /** When it stopped signing: the key leaves the JWKS once every token it signed has expired. */
-  retiredAt?: string
-}
-
-interface SigningKeysRecord {
+  retiredAt: z.iso.datetime().optional(),
+})
+type KeyRecord = z.infer<typeof KeyRecord>
+const SigningKeysRecord = z.strictObject({
   /** `securelogin:` and the store id: every token's `iss`. */
-  issuer: string
-  /** The current key first. */
-  keys: KeyRecord[]
-}
+  issuer: z.string().min(1).max(128),
+  /** The current key first (with `d`), then retired ones (without). */
+  keys: z.array(KeyRecord).min(1).refine(([current, ...retired]) => current!.d !== undefined && retired.every((key) => key.d === undefined && key.retiredAt !== undefined)),
+})
+type SigningKeysRecord = z.infer<typeof SigningKeysRecord>
 
 /** How long a retired key stays in the JWKS: a token signed just before the rotation, and the slack. */
 export const RETIRED_KEY_KEPT_MS = (TOKEN_TTL_MAX_SECONDS + TOKEN_CLOCK_TOLERANCE_SECONDS) * 1000
@@ -42,7 +46,7 @@ export class SigningKeys {
    * are dropped (the change is committed here, before the server serves).
    */
   static async load(store: Store, nowMs: number): Promise<SigningKeys> {
-    const stored = await store.get<SigningKeysRecord>(SIGNING_KEYS)
+    const stored = await readRecord(store)
     const record = stored ? prune(stored, nowMs) : { issuer: `securelogin:${store.stats().storeId}`, keys: [await newKey(nowMs)] }
     if (!stored || record.keys.length !== stored.keys.length) await store.commit([{ key: SIGNING_KEYS, value: record }])
     return new SigningKeys(record)
@@ -85,6 +89,17 @@ export class SigningKeys {
     const jwk: PrivateSigningJwk = { kty: 'OKP', crv: 'Ed25519', x: key.x, d: key.d! }
     return signToken(jwk, key.kid, claims)
   }
+}
+
+/** The stored record, checked: a start on keys it cannot read would sign with the wrong one, or none. */
+async function readRecord(store: Store): Promise<SigningKeysRecord | undefined> {
+  const value = await store.get<unknown>(SIGNING_KEYS)
+  if (value === undefined) return undefined
+  const parsed = SigningKeysRecord.safeParse(value)
+  if (!parsed.success) {
+    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the token-signing keys record is malformed`, { hint: 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it' })
+  }
+  return parsed.data
 }
 
 async function newKey(nowMs: number): Promise<KeyRecord> {
