@@ -171,6 +171,10 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     // The server's clock is five minutes behind: a 10 s token expired long ago by this clock.
     const { token: short } = await tokenFor(ada, 'billing', '10s')
     expectCode(await verify(short, 'billing'), 'ERR_TOKEN_EXPIRED', 'expired')
+    // As the command line the issue gives: the token as an argument.
+    const positional = parseResult(await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', token, '--json'], ''))
+    expect(positional.code, describeResult(positional)).toBe(0)
+    expect(positional.json).toMatchObject({ event: 'token_valid', claims: { sub: 'ada' } })
     // The plain output says who, for people.
     const plain = parseResult(await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', '-'], `${token}\n`))
     expect(plain.code).toBe(0)
