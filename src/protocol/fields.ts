@@ -3,6 +3,8 @@ import { z } from 'zod'
 // Field shapes shared by the message and call schemas (docs/protocol.md, "Encodings").
 
 export const hex = (chars: number) => z.string().regex(new RegExp(`^[0-9a-f]{${chars}}$`))
+/** Exactly `chars` characters of unpadded base64url (RFC 4648 5): JWK members, token ids. */
+export const base64url = (chars: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${chars}}$`))
 export const username = z.string().regex(/^[a-z0-9._-]{1,64}$/)
 export const totpCode = z.string().regex(/^[0-9]{6}$/)
 export const isoTime = z.iso.datetime()

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { Role, SessionId, isoTime, username } from './fields.js'
+import { Role, SessionId, base64url, isoTime, username } from './fields.js'
 
 // Signed session tokens (docs/tokens.md): a JWT the server signs with its Ed25519 key for one
 // application (the audience), which checks it offline against the server's public keys (JWKS,
@@ -15,8 +15,6 @@ export const TOKEN_TTL_MIN_SECONDS = 10
 export const TOKEN_TTL_MAX_SECONDS = 60 * 60
 /** Clocks drift: exp and iat are checked with this much slack unless the verifier says otherwise. */
 export const TOKEN_CLOCK_TOLERANCE_SECONDS = 30
-
-const base64url = (length: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${length}}$`))
 
 /** A public signing key as the JWKS publishes it (RFC 8037: OKP, Ed25519); kid is its RFC 7638 thumbprint. */
 export const PublicJwk = z.strictObject({

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import { base64url } from '../protocol/fields.js'
 import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signing-key.js'
 import { signToken } from '../auth/sign-token.js'
 import { TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, type Jwks, type TokenClaims } from '../protocol/signed-tokens.js'
@@ -12,7 +13,6 @@ import { TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, type Jwks, type T
 
 export const SIGNING_KEYS = 'signing/keys'
 
-const base64url = (length: number) => z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${length}}$`))
 const KeyRecord = z.strictObject({
   kid: base64url(43),
   x: base64url(43),
