@@ -1,9 +1,10 @@
-import { readFile, readdir } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ServerConnection } from '../../src/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
 import { authenticateWith, submitOtp } from '../../src/client/login.js'
+import { call } from '../../src/client/calls.js'
 import { derivePrivateKey } from '../../src/auth/srp-client.js'
 import { generateTotp } from '../../src/auth/totp.js'
 import { openStore, verifyStore, type UserRecord } from '../../src/store/index.js'
@@ -47,8 +48,12 @@ afterAll(async () => {
   await remove()
 })
 
+// A registration's recovery-code hashes run on the server's nice-19 thread, which a busy machine
+// starves: an answer may take far longer than usual. The test's own timeout is the only limit.
+const ANSWER_TIMEOUT_MS = 120_000
+
 async function connect(port: number): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port, trust: { kind: 'ca', ca: await readFile(certPath), caFile: certPath }, timeoutMs: 10_000 })
+  return ServerConnection.open({ host: '127.0.0.1', port, trust: { kind: 'ca', ca: await readFile(certPath), caFile: certPath }, timeoutMs: ANSWER_TIMEOUT_MS })
 }
 
 async function register(port: number, name: string): Promise<string> {
@@ -63,7 +68,7 @@ async function register(port: number, name: string): Promise<string> {
 }
 
 // The password's stretch (scrypt, 64 MiB) is what the client pays per login; this test is about
-// the store, and logs each user in up to 21 times, so it derives each user's x once.
+// the store, and logs each user in up to 41 times, so it derives each user's x once.
 const xs = new Map<string, Promise<string>>()
 const cachedX = (name: string) => ({ salt, kdf }: { salt: string; kdf: PasswordKdf }) => {
   const key = `${name} ${salt}`
@@ -71,11 +76,13 @@ const cachedX = (name: string) => ({ salt, kdf }: { salt: string; kdf: PasswordK
   return xs.get(key)!
 }
 
-async function login(port: number, name: string, secret: string): Promise<void> {
+/** A full login; with `logout`, the session is ended again (one more record superseded, for compaction). */
+async function login(port: number, name: string, secret: string, opts: { logout?: boolean } = {}): Promise<void> {
   const conn = await connect(port)
   try {
     await authenticateWith(conn, name, cachedX(name))
     await submitOtp(conn, await generateTotp(secret, clock.ms))
+    if (opts.logout) await call(conn, 'logout', {})
   } finally {
     conn.close()
   }
@@ -100,23 +107,26 @@ async function storeVerify(opts: { tornTailAllowed?: boolean } = {}): Promise<Re
   return report
 }
 
-/** Runs `work` on `lanes` loops until told to stop; an error ends a loop (the server went away). */
-function loops(lanes: number, work: (lane: number) => Promise<void>): { stop: () => Promise<void> } {
-  let stopped = false
-  const running = Array.from({ length: lanes }, async (_, lane) => {
-    while (!stopped) {
-      try {
-        await work(lane)
-      } catch {
-        return
-      }
-    }
-  })
-  return {
-    async stop() {
-      stopped = true
-      await Promise.all(running)
-    },
+/** An error as one line for the report: its code and message (the client's errors carry no secret). */
+const describeError = (error: unknown) => {
+  const { code, message } = error as { code?: string; message?: string }
+  return `${code ?? 'no code'}: ${message ?? String(error)}`
+}
+
+/**
+ * The users the killed store holds, read from a copy (the original stays as the kill left it, for
+ * the restarted server to recover): acknowledged means durable, whatever the server was doing.
+ */
+async function usersInKilledStore(names: string[]): Promise<Map<string, string | undefined>> {
+  const copy = join(dir, 'copy', 'killed.store')
+  await rm(join(dir, 'copy'), { recursive: true, force: true })
+  await mkdir(join(dir, 'copy'))
+  await copyFile(storePath(), copy)
+  const store = await openStore(copy, PASSPHRASE, { autoCompact: false })
+  try {
+    return new Map(await Promise.all(names.map(async (name) => [name, (await store.getUser(name))?.totpSecret] as const)))
+  } finally {
+    await store.close()
   }
 }
 
@@ -125,63 +135,91 @@ describe('SIGKILL at random moments', () => {
     const init = await runCliToEnd(['store', 'init', '--store', storePath(), '--passphrase-file', passphraseFile, '--kdf-logn', String(TEST_KDF.logN), '--json'], '')
     expect(init.code).toBe(0)
     const acknowledged = new Map<string, string>()
-    let lost = 0
+    // What was lost: an acknowledged user missing from the killed store, or refused at a login.
+    const lost: string[] = []
+    // Every error met, for the report. Those before a kill are failures; those after it are the
+    // kill's (a connection reset, a refused connect) and are only counted.
+    const unexpected: string[] = []
+    let afterKill = 0
     let next = 0
     let compactionsSeen = 0
     let tornTails = 0
+    let registrationRetries = 0
     for (let cycle = 0; cycle < CYCLES; cycle++) {
-      // Restart after the kill: every acknowledged user logs in (SRP + TOTP).
+      // Restart after the kill: every acknowledged user logs in (SRP + TOTP) at a step none has used.
       clock.advance(90_000)
       const server: ServerProcess = await startServerProcess(dir, passphraseFile, serverArgs())
       const port = server.port
       const users = [...acknowledged]
       for (let i = 0; i < users.length; i += 6) {
-        const results = await Promise.allSettled(users.slice(i, i + 6).map(([name, secret]) => login(port, name, secret)))
-        lost += results.filter((r) => r.status === 'rejected').length
+        await Promise.all(
+          users.slice(i, i + 6).map(([name, secret]) => login(port, name, secret).catch((error) => lost.push(`cycle ${cycle}, ${name} refused after the restart (${describeError(error)})`))),
+        )
       }
-      // Load: registrations, and logins (which supersede records, so compactions run), then SIGKILL.
-      // One registration per cycle (every acknowledged user logs in after every restart, so the
-      // suite's time grows with their square); logins keep appending records until the kill.
+      // Load: one registration (retried under a new name if it fails, every failure reported),
+      // and beside it logins and logouts (which supersede records, so compactions run), each user
+      // at most once in this step, so that no login is a refused replay; then SIGKILL.
       clock.advance(30_000)
-      const before = acknowledged.size
-      let registering = true
-      const load = loops(2, async (lane) => {
-        if (lane === 0 && registering) {
-          registering = false
+      let killed = false
+      const meet = (where: string) => (error: unknown) => {
+        if (killed) afterKill += 1
+        else unexpected.push(`cycle ${cycle}, ${where}: ${describeError(error)}`)
+      }
+      const registration = (async () => {
+        for (let attempt = 1; attempt <= 3; attempt++) {
           const name = `k${next++}`
-          const secret = await register(port, name)
-          acknowledged.set(name, secret)
-          return
+          try {
+            acknowledged.set(name, await register(port, name))
+            return
+          } catch (error) {
+            meet(`registering ${name}`)(error)
+            registrationRetries += 1
+          }
         }
-        if (acknowledged.size === 0) return void (await sleep(5))
-        const [name, secret] = [...acknowledged][random(0, acknowledged.size)]!
-        // A second pick of one user in this step is a replay, refused: that is fine here.
-        await login(port, name, secret).catch((error: { code?: string }) => {
-          if (error.code !== 'ERR_AUTH_FAILED') throw error
-        })
-      })
-      // The kill comes at a random moment after this cycle's registration was acknowledged.
-      for (let waited = 0; acknowledged.size === before && waited < 10_000; waited += 5) await sleep(5)
+        throw new Error(`cycle ${cycle}: three registrations failed: ${unexpected.join('; ')}`)
+      })()
+      const loggedIn = new Set<string>()
+      let loading = true
+      const logins = (async () => {
+        while (loading) {
+          const [name, secret] = users.find(([user]) => !loggedIn.has(user)) ?? []
+          if (!name || !secret) break
+          loggedIn.add(name)
+          await login(port, name, secret, { logout: true }).catch(meet(`logging ${name} in`))
+        }
+      })()
+      // However long the registration takes, the kill comes a random moment after its acknowledgement.
+      await registration
       await sleep(random(0, 250))
+      killed = true
       server.run.kill('SIGKILL')
       expect((await server.run.done).signal).toBe('SIGKILL')
+      loading = false
+      await logins
       compactionsSeen += (server.log().match(/"event":"store_compacted"/g) ?? []).length
-      await load.stop()
       // The killed store verifies: every record authentic, at most a torn tail (the real command
       // runs at the end; here the same check in-process, to keep the cycles short).
-      const { stats, tornTail } = await verifyStore(storePath(), PASSPHRASE)
+      const { tornTail } = await verifyStore(storePath(), PASSPHRASE)
       if (tornTail) tornTails += 1
-      expect(stats.users).toBeGreaterThanOrEqual(acknowledged.size)
+      // And holds every acknowledged user with the TOTP secret they were given.
+      for (const [name, secret] of await usersInKilledStore([...acknowledged.keys()])) {
+        if (secret !== acknowledged.get(name)) lost.push(`cycle ${cycle}, ${name} ${secret === undefined ? 'missing from' : 'changed in'} the killed store`)
+      }
     }
     clock.advance(90_000)
     const final = await startServerProcess(dir, passphraseFile, serverArgs())
-    for (const [name, secret] of acknowledged) await login(final.port, name, secret).catch(() => (lost += 1))
+    for (const [name, secret] of acknowledged) await login(final.port, name, secret).catch((error) => lost.push(`at the end, ${name} refused (${describeError(error)})`))
     expect(await final.stop()).toBe(0)
     const verified = await storeVerify()
-    console.log(`kill test: ${CYCLES} cycles of restart, log in everyone, load, SIGKILL; ${acknowledged.size} acknowledged users, lost ${lost}, torn tails seen ${tornTails}, compactions logged ${compactionsSeen}, store ${JSON.stringify({ records: verified.records, live: verified.live, dead: verified.dead })}`)
-    expect(acknowledged.size).toBeGreaterThanOrEqual(CYCLES)
-    expect(lost).toBe(0)
-  }, 240_000)
+    console.log(
+      `kill test: ${CYCLES} cycles of restart, log in everyone, load, SIGKILL; ${acknowledged.size} acknowledged users (${registrationRetries} registrations retried), lost ${lost.length}, errors before a kill ${unexpected.length}, after ${afterKill}, torn tails seen ${tornTails}, compactions logged ${compactionsSeen}, store ${JSON.stringify({ records: verified.records, live: verified.live, dead: verified.dead })}`,
+    )
+    for (const line of [...lost, ...unexpected]) console.log(`kill test: ${line}`)
+    expect(lost).toEqual([])
+    expect(unexpected).toEqual([])
+    // One registration is acknowledged in every cycle before its kill, by construction.
+    expect(acknowledged.size).toBe(CYCLES)
+  }, 600_000)
 })
 
 describe('SIGKILL during store commands', () => {
@@ -212,24 +250,40 @@ describe('SIGKILL during store commands', () => {
     await store.addUsers(names.map(record))
     for (let step = 1; step <= 3; step++) for (let i = 0; i < 200; i++) await store.recordLogin(names[i]!, { at: 'x', totpStep: step })
     await store.close()
-  }, 60_000)
+  }, 300_000)
 
   /**
-   * Starts the command and SIGKILLs it a random moment after its new file appears beside the
-   * store (so inside the write, or just after the rename); returns whether it was mid-write.
+   * Starts the command and SIGKILLs it `delayMs` after its new file appears beside the store (so
+   * inside the write, or just after the rename); returns whether it was mid-write (its temporary
+   * file is left). No deadline of its own: a slow machine only makes it slower.
    */
-  async function killDuring(args: string[], purpose: 'compact' | 'rekey', extraMs: number): Promise<boolean> {
+  async function killDuring(args: string[], purpose: 'compact' | 'rekey', delayMs: number): Promise<boolean> {
     const run = runCli(args)
-    const deadline = Date.now() + 20_000
     let writing = false
-    while (!writing && Date.now() < deadline && run.child.exitCode === null) {
+    while (!writing && run.child.exitCode === null) {
       writing = (await readdir(join(dir, 'big'))).some((name) => name.includes(`.${purpose}.`))
       if (!writing) await sleep(1)
     }
-    if (writing) await sleep(random(0, extraMs))
+    if (writing && delayMs > 0) await sleep(delayMs)
     run.kill('SIGKILL')
-    await run.done
+    const { code, signal } = await run.done
+    // Ended by the kill, or finished whole before it: never failed on its own.
+    expect(signal === 'SIGKILL' || code === 0, `${purpose} exited ${code} (${signal}) on its own`).toBe(true)
     return (await leftovers()) > 0
+  }
+
+  /**
+   * ROUNDS kills at random moments up to `spreadMs` after the new file appears; then, while none
+   * has landed mid-write, kills the moment it appears (the file is filled for a long while after
+   * it is made, so such a kill is all but always mid-write) for up to 20 more rounds.
+   */
+  async function killRounds(kill: (delayMs: number) => Promise<boolean>, spreadMs: number): Promise<{ rounds: number; midWrite: number }> {
+    let midWrite = 0
+    let round = 0
+    for (; round < ROUNDS || (midWrite === 0 && round < ROUNDS + 20); round++) {
+      if (await kill(round < ROUNDS ? random(0, spreadMs) : 0)) midWrite += 1
+    }
+    return { rounds: round, midWrite }
   }
 
   it('compaction: the complete old store or the complete new one, never less', async () => {
@@ -237,28 +291,25 @@ describe('SIGKILL during store commands', () => {
     const full = await runCliToEnd(args, '')
     expect(full.code).toBe(0)
     const { ms } = JSON.parse(full.stdout) as { ms: number }
-    let midWrite = 0
-    // Where a kill lands is chance (about a third land mid-write): go on past ROUNDS, up to 20,
-    // until one has, so the mid-write case is always exercised.
-    let round = 0
-    for (; round < ROUNDS || (midWrite === 0 && round < 20); round++) {
-      if (await killDuring(args, 'compact', Math.ceil(ms * 1.2))) midWrite += 1
+    const { rounds, midWrite } = await killRounds(async (delayMs) => {
+      const mid = await killDuring(args, 'compact', delayMs)
       await checkAll(PASSPHRASE)
-    }
+      return mid
+    }, Math.ceil(ms * 1.2))
     const stats = await checkAll(PASSPHRASE)
     expect(await leftovers()).toBe(0)
-    console.log(`kill during compaction: ${round} kills after the new file appeared (a compaction takes ${ms} ms), ${midWrite} mid-write (removed at the next open), users ${stats.users}, records ${stats.records}`)
+    console.log(`kill during compaction: ${rounds} kills after the new file appeared (a compaction takes ${ms} ms), ${midWrite} mid-write (removed at the next open), users ${stats.users}, records ${stats.records}`)
     expect(midWrite).toBeGreaterThan(0)
-  }, 60_000)
+  }, 300_000)
 
-  it('rekey: exactly one of the old and new passphrases opens the whole store', async () => {
+  it('rekey: exactly one of the old and new passphrases opens the whole store, also after a kill mid-write', async () => {
     const passphrases = [PASSPHRASE, 'the other kill test passphrase']
     const files = await Promise.all(passphrases.map((p, i) => writePassphraseFile(dir, p, `rekey-${i}`)))
     const rekey = (from: number) => ['store', 'rekey', '--store', bigStore(), '--passphrase-file', files[from]!, '--new-passphrase-file', files[1 - from]!, '--kdf-logn', String(TEST_KDF.logN), '--json']
     let current = 0
-    const outcomes = { old: 0, new: 0, midWrite: 0 }
-    for (let round = 0; round < ROUNDS; round++) {
-      if (await killDuring(rekey(current), 'rekey', 150)) outcomes.midWrite += 1
+    const outcomes = { old: 0, new: 0 }
+    const { rounds, midWrite } = await killRounds(async (delayMs) => {
+      const mid = await killDuring(rekey(current), 'rekey', delayMs)
       const opens: boolean[] = []
       for (const p of passphrases) {
         opens.push(await openStore(bigStore(), p, { autoCompact: false }).then((s) => s.close().then(() => true), (e) => {
@@ -268,10 +319,14 @@ describe('SIGKILL during store commands', () => {
       }
       expect(opens.filter(Boolean)).toHaveLength(1)
       const now = opens.indexOf(true)
+      // Killed before the rename, the old passphrase must still be the one.
+      if (mid) expect(now).toBe(current)
       outcomes[now === current ? 'old' : 'new'] += 1
       current = now
       await checkAll(passphrases[current]!)
-    }
-    console.log(`kill during rekey: ${ROUNDS} kills after the new file appeared; ${outcomes.midWrite} mid-write; afterwards the old passphrase opened it ${outcomes.old} times, the new one ${outcomes.new}`)
-  }, 60_000)
+      return mid
+    }, 150)
+    console.log(`kill during rekey: ${rounds} kills after the new file appeared; ${midWrite} mid-write; afterwards the old passphrase opened it ${outcomes.old} times, the new one ${outcomes.new}`)
+    expect(midWrite).toBeGreaterThan(0)
+  }, 300_000)
 })

@@ -102,7 +102,7 @@ describe('the server on a damaged store', () => {
     await appendFile(storeFile(), Buffer.from([0, 0, 1, 0, 7, 7, 7, 7, 7, 7])) // a 256-byte record cut after 6 bytes
     const server = await startServerProcess(serverDir, passphraseFile)
     try {
-      await vi.waitFor(() => expect(server.log()).toContain('"event":"store_torn_tail"'))
+      await vi.waitFor(() => expect(server.log()).toContain('"event":"store_torn_tail"'), { timeout: 30_000 })
       const line = server.log().split('\n').find((l) => l.includes('store_torn_tail'))!
       expect(JSON.parse(line)).toMatchObject({ event: 'store_torn_tail', level: 'warn', offset: size, length: 10, cut: true })
     } finally {

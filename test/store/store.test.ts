@@ -192,7 +192,7 @@ describe('compaction', () => {
     // live: secret, alice, her login (3); dead after the 4th login: 3 logins; the 5th tips it.
     expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(0)
     await store.recordLogin('alice', { at: 'x', totpStep: 5 })
-    await vi.waitFor(() => expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(1))
+    await vi.waitFor(() => expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(1), { timeout: 30_000 })
     expect(reports.find((r) => r.event === 'store_compacted')).toMatchObject({ reason: 'dead entries outnumber live ones' })
     expect(store.stats()).toMatchObject({ live: 3, dead: 0 })
   })
@@ -254,8 +254,9 @@ describe('the KDF', () => {
     await deriveKek('a passphrase', Buffer.alloc(32, 1), DEFAULT_KDF)
     const elapsed = performance.now() - started
     clearInterval(timer)
-    // A blocked loop would fire the timer once, after the KDF; a free one fires it all along.
-    expect(ticks).toBeGreaterThan(Math.min(10, elapsed / 20))
+    // A blocked loop would fire the timer at most once, after the KDF; a free one fires it all
+    // along (how often depends on the machine's load, so only "more than once" is checked).
+    expect(ticks).toBeGreaterThanOrEqual(2)
     console.log(`default KDF (scrypt logN ${DEFAULT_KDF.logN}): ${Math.round(elapsed)} ms, ${ticks} timer ticks meanwhile`)
   })
 })

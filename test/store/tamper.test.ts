@@ -101,9 +101,9 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
     await writeFile(f.path, file)
     await fixChecksum()
     const before = await f.sha256()
-    const started = performance.now()
+    // ERR_STORE_KDF_LIMIT comes from the parameter check alone (src/store/kdf.ts), which runs
+    // before the KDF; scrypt itself would fail with another code. No timing: that depends on the machine.
     await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_KDF_LIMIT' })
-    expect(performance.now() - started).toBeLessThan(1000)
     expect(await f.sha256()).toBe(before)
   })
 

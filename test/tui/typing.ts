@@ -4,7 +4,7 @@ import type { render } from 'ink-testing-library'
 type App = ReturnType<typeof render>
 
 /** The first QR draw and the first Ink render can take a while on a loaded machine. */
-export const until = (check: () => void) => vi.waitFor(check, { timeout: 5_000 })
+export const until = (check: () => void) => vi.waitFor(check, { timeout: 20_000 })
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
