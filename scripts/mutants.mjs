@@ -10,7 +10,7 @@
 //
 // Slow (minutes): not part of `npm test`.
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -176,12 +176,14 @@ const MUTANTS = [
 ]
 
 function run(cmd, args, cwd) {
-  return spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true', FORCE_COLOR: '0' }, maxBuffer: 64 * 1024 * 1024 })
+  return spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' }, maxBuffer: 64 * 1024 * 1024 })
 }
 
 /** A copy of the tree as it is now (tracked and untracked files that git does not ignore). */
 function scratchCopy() {
   const dir = mkdtempSync(join(tmpdir(), 'securelogin-mutants-'))
+  // Readable by others, as a checkout is: a tamper test runs the CLI as an unprivileged user.
+  chmodSync(dir, 0o755)
   const listed = run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], root)
   if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`)
   for (const file of listed.stdout.split('\0').filter(Boolean)) {
@@ -200,9 +202,10 @@ function build(dir) {
   if (result.status !== 0) throw new Error(`build failed: ${result.stdout}${result.stderr}`)
 }
 
-/** The names of the failing tests in a vitest run's output. */
+/** The names of the failing tests in a vitest run's output ("FAIL  file > describe > test"). */
 function failures(output) {
-  return [...new Set(output.split('\n').filter((line) => /^\s*(×|FAIL)\s/.test(line)).map((line) => line.replace(/^\s*(×|FAIL)\s+/, '').replace(/\s+\d+ms$/, '').trim()))]
+  const lines = output.replace(/\x1b\[[0-9;]*m/g, '').split('\n')
+  return [...new Set(lines.filter((line) => /^\s*FAIL\s.* > /.test(line)).map((line) => line.replace(/^\s*FAIL\s+/, '').trim()))]
 }
 
 const filter = process.argv[2]
@@ -218,7 +221,7 @@ try {
   // The unmutated tree first: a test file that fails on its own proves nothing about a mutant.
   const files = [...new Set(chosen.flatMap((m) => m.tests))]
   const clean = run(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', ...files], dir)
-  if (clean.status !== 0) throw new Error(`the test files fail without any mutant:\n${failures(clean.stdout + clean.stderr).join('\n')}`)
+  if (clean.status !== 0) throw new Error(`the test files fail without any mutant:\n${(clean.stdout + clean.stderr).split('\n').slice(-60).join('\n')}`)
   console.log(`${files.length} test files pass on the unmutated tree; ${chosen.length} mutants follow\n`)
   for (const mutant of chosen) {
     const path = join(dir, mutant.file)
