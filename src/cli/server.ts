@@ -22,6 +22,7 @@ export interface ServerArgs {
   passphraseFile?: string | undefined
   json: boolean
   clockFile?: string | undefined
+  kdfNice?: number | undefined
   lockoutAfter: number
   failureDelayMs?: number | undefined
   registration?: RegistrationPolicy | undefined
@@ -81,6 +82,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
       ...(stages ? { stages } : {}),
       onBootstrapToken: (token, expiresAt) => bootstrap.push([token, expiresAt]),
       ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
+      ...(args.kdfNice === undefined ? {} : { kdfNice: args.kdfNice }),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {

@@ -14,10 +14,10 @@ import { scryptMemory, type ScryptCost } from '../auth/scrypt.js'
 
 /** The worker's code, plain CommonJS so that it runs the same from src/ (tests) and dist/. */
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
 const { scryptSync } = require('node:crypto')
 let niced = false
-try { require('node:os').setPriority(19); niced = true } catch {}
+try { require('node:os').setPriority(workerData.nice); niced = workerData.nice === 19 } catch {}
 parentPort.on('message', ({ id, input, salt, N, r, p, keyBytes, maxmem }) => {
   const secret = new Uint8Array(input)
   try {
@@ -47,7 +47,11 @@ interface Waiting {
   reject(error: Error): void
 }
 
-export function createKdfSlot(): KdfSlot {
+/** The thread's nice value: 19 in service. The test suite runs it at the process's own (0). */
+export const KDF_NICE = 19
+
+export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
+  const nice = opts.nice ?? KDF_NICE
   let worker: Worker | undefined
   let niced: boolean | undefined
   let nextId = 0
@@ -58,7 +62,7 @@ export function createKdfSlot(): KdfSlot {
     waiting.clear()
   }
   const start = (): Worker => {
-    const thread = new Worker(WORKER_SOURCE, { eval: true, name: 'securelogin-kdf' })
+    const thread = new Worker(WORKER_SOURCE, { eval: true, name: 'securelogin-kdf', workerData: { nice } })
     thread.on('message', (reply: { id: number; key?: ArrayBuffer; error?: string; niced: boolean }) => {
       niced = reply.niced
       const entry = waiting.get(reply.id)
