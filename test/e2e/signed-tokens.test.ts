@@ -18,6 +18,8 @@ import { noteOutput } from '../helpers/secrets.js'
 // logout, another server's token, and `store rotate-signing-key` with the old key kept until its
 // tokens have expired. The server's clock starts five minutes behind this machine's, so a
 // token's iat is never ahead of the verifier's clock however far the tests move the server's.
+// Real time goes on meanwhile (ten minutes on a loaded machine): a token that a verifier on this
+// machine's clock must accept lives an hour, or a 5-minute one would expire by chance.
 
 const hasOathtool = requireTool('oathtool')
 const MINUTE = 60_000
@@ -249,7 +251,7 @@ describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts t
   const whoami = (token?: string, path = '/whoami') => httpsGet(app.port, path, lab.certPath, token)
 
   it('answers a request with a good token for its audience with who the user is', async () => {
-    const { token } = await tokenFor(ada, 'billing')
+    const { token } = await tokenFor(ada, 'billing', '1h')
     const answer = await whoami(token)
     expect(answer.status).toBe(200)
     expect(answer.body).toMatchObject({ user: 'ada', role: 'regular_user', audience: 'billing' })
@@ -257,11 +259,11 @@ describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts t
 
   it('refuses no token, an expired one, another audience\'s, a tampered one and another server\'s, each with its code', async () => {
     const { token: expired } = await tokenFor(ada, 'billing', '10s')
-    const { token: payroll } = await tokenFor(ada, 'payroll')
-    const { token: good } = await tokenFor(ada, 'billing')
+    const { token: payroll } = await tokenFor(ada, 'payroll', '1h')
+    const { token: good } = await tokenFor(ada, 'billing', '1h')
     const bea = other.accounts.get('bea') ?? (await other.register('bea'))
     await other.mustLogin(bea)
-    const { token: foreign } = await tokenFor(bea, 'billing', undefined, other)
+    const { token: foreign } = await tokenFor(bea, 'billing', '1h', other)
     const cases: Array<[string, string | undefined, string]> = [
       ['no token', undefined, 'ERR_TOKEN_INVALID'],
       ['expired', expired, 'ERR_TOKEN_EXPIRED'],
@@ -300,7 +302,7 @@ describe.skipIf(!hasOathtool)('signing key rotation', () => {
     // The old key's token still verifies; new tokens are signed with the new key.
     expectOk(await verify(old, 'billing'), "the retired key's token")
     await lab.mustLogin(ada)
-    const fresh = await tokenFor(ada, 'billing')
+    const fresh = await tokenFor(ada, 'billing', '1h')
     expect(fresh.kid).toBe(rotated.json!['kid'])
     expectOk(await verify(fresh.token, 'billing'), "the new key's token")
     // The rotation is in the audit log.
