@@ -25,7 +25,18 @@ import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { ServerConnection } from '../dist/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../dist/client/register.js'
 import { generateTotp } from '../dist/auth/totp.js'
-import { codeVersion, machine, machineBusyMs, ms, parseCount, optionsOrHelp, percentile, startServerProcess, table, UsageError } from './lib.mjs'
+import {
+  codeVersion,
+  machine,
+  machineBusyMs,
+  ms,
+  parseCount,
+  optionsOrHelp,
+  percentile,
+  startServerProcess,
+  table,
+  UsageError,
+} from './lib.mjs'
 
 const PASSPHRASE = 'correct horse battery staple, enumeration benchmark'
 const KNOWN = 'bench.user'
@@ -79,8 +90,12 @@ export async function main(args) {
     await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
     log('starting the server (a new store: one KDF run) ...')
     server = await startServerProcess(dir, passphraseFile, SERVER_GUARD_ARGS)
-    console.log(`server: node bin/securelogin server --port 0 --store ${join(dir, 'data', 'bench.store')} --certs ${join(dir, 'certs')} --passphrase-file FILE --json ${SERVER_GUARD_ARGS.join(' ')} (pid ${server.pid})`)
-    console.log('guard neutralised: --failure-delay-ms 0 makes every failure delay 0 ms (per name and per address); --lockout-after 100 is the largest allowed')
+    console.log(
+      `server: node bin/securelogin server --port 0 --store ${join(dir, 'data', 'bench.store')} --certs ${join(dir, 'certs')} --passphrase-file FILE --json ${SERVER_GUARD_ARGS.join(' ')} (pid ${server.pid})`,
+    )
+    console.log(
+      'guard neutralised: --failure-delay-ms 0 makes every failure delay 0 ms (per name and per address); --lockout-after 100 is the largest allowed',
+    )
     console.log('')
     const ca = await readFile(join(dir, 'certs', 'server.crt'))
     log(`registering ${KNOWN} ...`)
@@ -99,7 +114,9 @@ export async function main(args) {
   report(result, { rounds, warmup })
   if (codeVersion().dist !== code.dist) {
     console.log('')
-    console.log('WARNING: dist/ changed while the benchmark ran (rebuilt by someone else?): the figures may mix two versions of the server. Run it again.')
+    console.log(
+      'WARNING: dist/ changed while the benchmark ran (rebuilt by someone else?): the figures may mix two versions of the server. Run it again.',
+    )
   }
   return 0
 }
@@ -108,7 +125,12 @@ const SERVER_GUARD_ARGS = ['--failure-delay-ms', '0', '--lockout-after', '100']
 
 /** Registration as the real client does it (password stretching, TOTP enrolment). */
 async function register(port, ca, caFile) {
-  const conn = await ServerConnection.open({ host: '127.0.0.1', port, trust: { kind: 'ca', ca, caFile }, timeoutMs: 60_000 })
+  const conn = await ServerConnection.open({
+    host: '127.0.0.1',
+    port,
+    trust: { kind: 'ca', ca, caFile },
+    timeoutMs: 60_000,
+  })
   try {
     const { secret } = await startRegistration(conn, KNOWN, PASSWORD)
     await confirmEnrolment(conn, await generateTotp(secret, Date.now()))
@@ -144,7 +166,9 @@ async function measure(server, ca, { rounds, warmup }) {
   const cpu = process.cpuUsage(cpuBefore)
   const serverCpuMs = server.cpuMs() - serverCpuBefore
   const busyMs = machineBusyMs() - busyBefore
-  const others = Number.isFinite(busyMs) ? Math.max(0, busyMs - (cpu.user + cpu.system) / 1000 - serverCpuMs) / wallMs : undefined
+  const others = Number.isFinite(busyMs)
+    ? Math.max(0, busyMs - (cpu.user + cpu.system) / 1000 - serverCpuMs) / wallMs
+    : undefined
   return { times, answers: [...answers], order, wallMs, serverCpuMs, others }
 }
 
@@ -193,7 +217,8 @@ function attemptToProof(port, ca, username) {
       for (const message of messages) {
         if (challengeMs === undefined) {
           challengeMs = now - sentAt
-          if (message.type !== 'challenge') return finish(new Error(`login_start for ${username} was answered with ${JSON.stringify(message)}`))
+          if (message.type !== 'challenge')
+            return finish(new Error(`login_start for ${username} was answered with ${JSON.stringify(message)}`))
           // Outside the timed windows: the client's own SRP maths.
           const x = srpClient.derivePrivateKey(message.salt, username, WRONG)
           const { proof: M1 } = srpClient.deriveSession(ephemeral.secret, message.B, message.salt, username, x)
@@ -207,7 +232,9 @@ function attemptToProof(port, ca, username) {
       }
     })
     socket.once('error', (error) => finish(error))
-    socket.once('close', () => finish(new Error(`the server closed the connection for ${username} before answering M1`)))
+    socket.once('close', () =>
+      finish(new Error(`the server closed the connection for ${username} before answering M1`)),
+    )
   })
 }
 
@@ -228,18 +255,30 @@ function report({ times, answers, order, wallMs, serverCpuMs, others }, { rounds
       rows.push([label, CASE_LABEL[c], s.n, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.mean)])
     }
     const ratio = (key) => (byCase.unknown[key] / byCase.known[key]).toFixed(2)
-    ratios.push([label, ratio('p50'), ratio('p90'), ratio('p99'), ratio('mean'), ms(byCase.unknown.p50 - byCase.known.p50).replace(/^(?!-)/, '+')])
+    ratios.push([
+      label,
+      ratio('p50'),
+      ratio('p90'),
+      ratio('p99'),
+      ratio('mean'),
+      ms(byCase.unknown.p50 - byCase.known.p50).replace(/^(?!-)/, '+'),
+    ])
   }
-  console.log(`${rounds} timed rounds after ${warmup} untimed (known user first in ${order.knownFirst}, the unknown name first in ${order.unknownFirst}); client-observed, one TLS connection per attempt`)
+  console.log(
+    `${rounds} timed rounds after ${warmup} untimed (known user first in ${order.knownFirst}, the unknown name first in ${order.unknownFirst}); client-observed, one TLS connection per attempt`,
+  )
   console.log('')
   console.log(table(['step', 'case', 'n', 'p50', 'p90', 'p99', 'mean'], rows))
   console.log('')
-  console.log('ratio unknown / known (1.00 means the server takes as long for a name with no account as for a wrong password):')
+  console.log(
+    'ratio unknown / known (1.00 means the server takes as long for a name with no account as for a wrong password):',
+  )
   console.log('')
   console.log(table(['step', 'p50', 'p90', 'p99', 'mean', 'p50 unknown - known'], ratios))
   console.log('')
   console.log(`answers to M1 (every one): ${answers.join('; ')}`)
-  console.log(`wall time ${ms(wallMs)}; server CPU ${ms(serverCpuMs)}; ` +
-    `CPU used by other processes meanwhile, in cores of ${cpus().length} (approximate, from /proc/stat): ${others?.toFixed(2) ?? '-'}`)
+  console.log(
+    `wall time ${ms(wallMs)}; server CPU ${ms(serverCpuMs)}; ` +
+      `CPU used by other processes meanwhile, in cores of ${cpus().length} (approximate, from /proc/stat): ${others?.toFixed(2) ?? '-'}`,
+  )
 }
-

@@ -40,7 +40,11 @@ export function runNode(args, { env = {}, timeoutMs = 10 * 60_000 } = {}) {
       clearTimeout(timer)
       live.delete(child)
       if (code === 0) return resolve(stdout)
-      const why = timedOut ? `timed out after ${timeoutMs} ms and was killed` : signal ? `died of ${signal}` : `exited with ${code}`
+      const why = timedOut
+        ? `timed out after ${timeoutMs} ms and was killed`
+        : signal
+          ? `died of ${signal}`
+          : `exited with ${code}`
       reject(new Error(`node ${args.join(' ')} ${why}${stderr ? `:\n${stderr.trimEnd()}` : ''}`))
     })
   })
@@ -57,11 +61,14 @@ function killChild(child) {
 
 /** Kills every child still running and waits until each has exited. */
 export async function killChildren() {
-  const waiting = [...live].map((child) => new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    child.once('close', resolve)
-    killChild(child)
-  }))
+  const waiting = [...live].map(
+    (child) =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve()
+        child.once('close', resolve)
+        killChild(child)
+      }),
+  )
   await Promise.all(waiting)
 }
 
@@ -182,8 +189,21 @@ export function parseOptions(args, defaults) {
  * every later log line; `nodeArgs` go to node itself (--cpu-prof). stop() ends it by its pid.
  */
 export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine, nodeArgs = [] } = {}) {
-  const args = [...nodeArgs, BIN, 'server', '--port', '0', '--store', join(dir, 'data', 'bench.store'), '--certs', join(dir, 'certs'),
-    '--passphrase-file', passphraseFile, '--json', ...extraArgs]
+  const args = [
+    ...nodeArgs,
+    BIN,
+    'server',
+    '--port',
+    '0',
+    '--store',
+    join(dir, 'data', 'bench.store'),
+    '--certs',
+    join(dir, 'certs'),
+    '--passphrase-file',
+    passphraseFile,
+    '--json',
+    ...extraArgs,
+  ]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let tail = '' // the last of the log, for error messages; the rest is read and dropped so the pipe never fills
   let stderr = ''
@@ -208,7 +228,11 @@ export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine
   return new Promise((resolve, reject) => {
     const fail = async (why) => {
       await stop()
-      reject(new Error(`the server did not start: ${why}${stderr ? `\n${stderr.trimEnd()}` : ''}${tail ? `\n${tail.trimEnd()}` : ''}`))
+      reject(
+        new Error(
+          `the server did not start: ${why}${stderr ? `\n${stderr.trimEnd()}` : ''}${tail ? `\n${tail.trimEnd()}` : ''}`,
+        ),
+      )
     }
     const timer = setTimeout(() => fail('no "listening" line within 60 s'), 60_000)
     let listening = false
@@ -261,7 +285,10 @@ export function codeVersion(subs = ['auth', 'protocol', 'server', 'store']) {
   const hash = createHash('sha256')
   for (const sub of subs) {
     const distDir = join(ROOT, 'dist', sub)
-    for (const name of readdirSync(distDir).filter((file) => file.endsWith('.js')).sort()) hash.update(`${sub}/${name}`).update(readFileSync(join(distDir, name)))
+    for (const name of readdirSync(distDir)
+      .filter((file) => file.endsWith('.js'))
+      .sort())
+      hash.update(`${sub}/${name}`).update(readFileSync(join(distDir, name)))
   }
   const dist = hash.digest('hex').slice(0, 12)
   const git = (...args) => {

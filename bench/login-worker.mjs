@@ -50,7 +50,9 @@ function nextUser() {
       return { user, step }
     }
   }
-  throw new Error(`all ${users.length} users of this thread have used every code of this window: give the benchmark more --users`)
+  throw new Error(
+    `all ${users.length} users of this thread have used every code of this window: give the benchmark more --users`,
+  )
 }
 
 // One TLS context for every connection (a `ca` option to connect() would parse it and build a new
@@ -116,7 +118,12 @@ async function login() {
     const decoder = new FrameDecoder()
     // A = g^a, made ahead
     const { a, A } = ephemerals.pop() ?? (madeInline++, ephemeral())
-    const challenge = await exchange(socket, decoder, { type: 'login_start', username: user.name, A: A.toString('hex') }, 'challenge')
+    const challenge = await exchange(
+      socket,
+      decoder,
+      { type: 'login_start', username: user.name, A: A.toString('hex') },
+      'challenge',
+    )
     const B = Buffer.from(challenge.B, 'hex')
     const salt = Buffer.from(challenge.salt, 'hex')
     // u = H(A, B); S = (B - k * g^x) ^ (a + u * x), with g^x = v, kept from set-up

@@ -33,9 +33,22 @@ export async function main(args) {
   }
   const base = percentile(times[0], 50)
   console.log('')
-  console.log(table(['command', 'p50', 'p90', 'min', 'p50 - node -e 0'], COMMANDS.map(([name], i) => [name, ms(percentile(times[i], 50)), ms(percentile(times[i], 90)), ms(Math.min(...times[i])), i === 0 ? '-' : ms(percentile(times[i], 50) - base)])))
+  console.log(
+    table(
+      ['command', 'p50', 'p90', 'min', 'p50 - node -e 0'],
+      COMMANDS.map(([name], i) => [
+        name,
+        ms(percentile(times[i], 50)),
+        ms(percentile(times[i], 90)),
+        ms(Math.min(...times[i])),
+        i === 0 ? '-' : ms(percentile(times[i], 50) - base),
+      ]),
+    ),
+  )
   const version = percentile(times[1], 50) - base
   console.log('')
-  console.log(`goal: securelogin --version within 100 ms of node -e 0 (${ms(version)}): ${version <= 100 ? 'met' : 'missed'}`)
+  console.log(
+    `goal: securelogin --version within 100 ms of node -e 0 (${ms(version)}): ${version <= 100 ? 'met' : 'missed'}`,
+  )
   return 0
 }

@@ -77,7 +77,13 @@ async function measureOpen() {
     rssBefore: before.rss,
     ...after,
     maxRss: process.resourceUsage().maxRSS * 1024,
-    stats: { records: stats.records, entries: stats.entries, live: stats.live, users: stats.users, fileSize: stats.fileSize },
+    stats: {
+      records: stats.records,
+      entries: stats.entries,
+      live: stats.live,
+      users: stats.users,
+      fileSize: stats.fileSize,
+    },
   }
 }
 

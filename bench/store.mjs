@@ -16,7 +16,21 @@ import { PerformanceObserver } from 'node:perf_hooks'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createStore, openStore } from '../dist/store/index.js'
-import { codeVersion, count, killChildren, machine, machineBusyMs, mb, median, ms, parseCount, optionsOrHelp, percentile, runNode, table } from './lib.mjs'
+import {
+  codeVersion,
+  count,
+  killChildren,
+  machine,
+  machineBusyMs,
+  mb,
+  median,
+  ms,
+  parseCount,
+  optionsOrHelp,
+  percentile,
+  runNode,
+  table,
+} from './lib.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const OPEN_SCRIPT = join(ROOT, 'bench', 'store-open.mjs')
@@ -54,13 +68,19 @@ const log = (line) => process.stderr.write(`${line}\n`)
 export async function main(args) {
   const options = optionsOrHelp(args, DEFAULTS, HELP)
   if (!options) return 0
-  const sizes = options.sizes.split(',').map(parseCount).sort((a, b) => a - b)
+  const sizes = options.sizes
+    .split(',')
+    .map(parseCount)
+    .sort((a, b) => a - b)
   const batch = parseCount(options.batch)
   const samples = parseCount(options.samples)
   const warmup = Number(options.warmup)
   const runs = parseCount(options.runs)
   const tailAt = options.tail ? parseCount(options.tailAt) : undefined
-  const tails = options.tailRecords.split(',').map(parseCount).sort((a, b) => a - b)
+  const tails = options.tailRecords
+    .split(',')
+    .map(parseCount)
+    .sort((a, b) => a - b)
   const cpuProf = options.cpuProf ? resolve(options.cpuProf) : undefined
 
   const dir = await mkdtemp(join(tmpdir(), 'securelogin-bench-'))
@@ -79,13 +99,25 @@ export async function main(args) {
   console.log('store benchmark (figures, not a test: nothing here passes or fails on a time)')
   console.log(`machine: ${machine()}`)
   console.log(`code: ${code.describe}`)
-  console.log(`stores under ${dir} (removed at the end); fill KDF scrypt logN ${FILL_KDF.logN}, r ${FILL_KDF.r}, p ${FILL_KDF.p}`)
+  console.log(
+    `stores under ${dir} (removed at the end); fill KDF scrypt logN ${FILL_KDF.logN}, r ${FILL_KDF.r}, p ${FILL_KDF.p}`,
+  )
   console.log('')
 
   const results = []
   try {
     for (const size of sizes) {
-      results.push(await measureSize(dir, size, { batch, samples, warmup, runs, tails: size === tailAt ? tails : [], phases: options.phases, cpuProf }))
+      results.push(
+        await measureSize(dir, size, {
+          batch,
+          samples,
+          warmup,
+          runs,
+          tails: size === tailAt ? tails : [],
+          phases: options.phases,
+          cpuProf,
+        }),
+      )
     }
   } catch (error) {
     await killChildren()
@@ -99,7 +131,9 @@ export async function main(args) {
   report(results, { samples, warmup, runs })
   if (codeVersion(['store']).dist !== code.dist) {
     console.log('')
-    console.log('WARNING: dist/store changed while the benchmark ran (rebuilt by someone else?): the figures mix two versions of the store. Run it again.')
+    console.log(
+      'WARNING: dist/store changed while the benchmark ran (rebuilt by someone else?): the figures mix two versions of the store. Run it again.',
+    )
   }
   return 0
 }
@@ -123,7 +157,9 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
     result.fillMs = fillMs
     result.beforeCompact = store.stats()
 
-    log(`[${result.label}] compacting ${result.beforeCompact.records} records (${mb(result.beforeCompact.fileSize)}) ...`)
+    log(
+      `[${result.label}] compacting ${result.beforeCompact.records} records (${mb(result.beforeCompact.fileSize)}) ...`,
+    )
     const started = performance.now()
     result.compact = await store.compact()
     result.compactCallMs = performance.now() - started
@@ -191,8 +227,10 @@ async function timeAddUser(store, size, warmup, samples) {
     p99: percentile(latencies, 99),
     max: Math.max(...latencies),
     gcPauses: pauses,
-    othersDuringAddUser: busyBefore === undefined ? undefined
-      : Math.max(0, machineBusyMs() - busyBefore - (own.user + own.system) / 1000) / (performance.now() - started),
+    othersDuringAddUser:
+      busyBefore === undefined
+        ? undefined
+        : Math.max(0, machineBusyMs() - busyBefore - (own.user + own.system) / 1000) / (performance.now() - started),
   }
 }
 
@@ -204,13 +242,17 @@ async function measureOpen(path, label, runs, cpuProf) {
     const busyBefore = machineBusyMs()
     const ownBefore = process.cpuUsage()
     const started = performance.now()
-    const stdout = await runNode(['--expose-gc', OPEN_SCRIPT, path], { env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE } })
+    const stdout = await runNode(['--expose-gc', OPEN_SCRIPT, path], {
+      env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE },
+    })
     const wallMs = performance.now() - started
     const own = process.cpuUsage(ownBefore)
     const child = JSON.parse(stdout)
     // Cores' worth of CPU that processes other than this benchmark used while the child ran.
-    const others = busyBefore === undefined ? undefined
-      : Math.max(0, machineBusyMs() - busyBefore - child.processCpuMs - (own.user + own.system) / 1000) / wallMs
+    const others =
+      busyBefore === undefined
+        ? undefined
+        : Math.max(0, machineBusyMs() - busyBefore - child.processCpuMs - (own.user + own.system) / 1000) / wallMs
     children.push({ ...child, others })
   }
   if (cpuProf) {
@@ -218,7 +260,10 @@ async function measureOpen(path, label, runs, cpuProf) {
     log(`[${label}] open under --cpu-prof (not counted) ...`)
     const name = `store-open-${label.replace(/[^a-z0-9]+/gi, '-')}.cpuprofile`
     await warmPageCache(path)
-    await runNode(['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', name, '--expose-gc', OPEN_SCRIPT, path], { env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE } })
+    await runNode(
+      ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', name, '--expose-gc', OPEN_SCRIPT, path],
+      { env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE } },
+    )
   }
   const pick = (key) => median(children.map((child) => child[key]))
   return {
@@ -252,7 +297,11 @@ async function warmPageCache(path) {
 async function measurePhases(path, label) {
   log(`[${label}] read / decrypt / parse breakdown in a fresh child process ...`)
   await warmPageCache(path)
-  return JSON.parse(await runNode(['--expose-gc', OPEN_SCRIPT, path, '--phases'], { env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE } }))
+  return JSON.parse(
+    await runNode(['--expose-gc', OPEN_SCRIPT, path, '--phases'], {
+      env: { SECURELOGIN_BENCH_PASSPHRASE: PASSPHRASE },
+    }),
+  )
 }
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
@@ -293,11 +342,22 @@ const verdict = (ok) => (ok ? 'met' : 'missed')
 
 function report(results, { samples, warmup, runs }) {
   // Every store that was opened: each size, then its tails.
-  const opens = results.flatMap((r) => [{ label: r.label, open: r.open }, ...r.tails.map((tail) => ({ label: tail.label, open: tail.open }))])
-  const openCells = (open) => [ms(open.openExclKdfMs), ms(open.openCpuExclKdfMs), ms(open.kdfMs), mb(open.rss), mb(open.maxRss)]
+  const opens = results.flatMap((r) => [
+    { label: r.label, open: r.open },
+    ...r.tails.map((tail) => ({ label: tail.label, open: tail.open })),
+  ])
+  const openCells = (open) => [
+    ms(open.openExclKdfMs),
+    ms(open.openCpuExclKdfMs),
+    ms(open.kdfMs),
+    mb(open.rss),
+    mb(open.maxRss),
+  ]
 
   console.log('')
-  console.log(`Store at scale (open: median of ${runs} fresh child processes, page cache warmed by reading the file first; addUser: ${samples} sequential calls after ${warmup} untimed)`)
+  console.log(
+    `Store at scale (open: median of ${runs} fresh child processes, page cache warmed by reading the file first; addUser: ${samples} sequential calls after ${warmup} untimed)`,
+  )
   console.log('')
   const rows = []
   for (const r of results) {
@@ -311,29 +371,72 @@ function report(results, { samples, warmup, runs }) {
       ms(r.p99),
       ...openCells(r.open),
     ])
-    for (const tail of r.tails) rows.push([tail.label, tail.open.stats.records, mb(tail.open.stats.fileSize), '', '', '', '', ...openCells(tail.open)])
+    for (const tail of r.tails)
+      rows.push([
+        tail.label,
+        tail.open.stats.records,
+        mb(tail.open.stats.fileSize),
+        '',
+        '',
+        '',
+        '',
+        ...openCells(tail.open),
+      ])
   }
-  console.log(table(
-    ['users', 'records', 'file size', 'fill (addUsers)', 'compact (call / result.ms)', 'addUser p50', 'addUser p99', 'open excl. KDF', 'open CPU excl. KDF', 'KDF', 'RSS after open', 'peak RSS'],
-    rows,
-  ))
+  console.log(
+    table(
+      [
+        'users',
+        'records',
+        'file size',
+        'fill (addUsers)',
+        'compact (call / result.ms)',
+        'addUser p50',
+        'addUser p99',
+        'open excl. KDF',
+        'open CPU excl. KDF',
+        'KDF',
+        'RSS after open',
+        'peak RSS',
+      ],
+      rows,
+    ),
+  )
   console.log('')
-  console.log('records and file size: the store as opened (packed by the compaction, plus the addUser records appended after it).')
-  console.log('open excl. KDF: openStore (lock, header, KDF, replay of every record) minus the KDF timed alone in the same child')
-  console.log('(deriveKek, same salt and parameters). open CPU: user + system CPU time of the child during openStore, KDF excluded.')
+  console.log(
+    'records and file size: the store as opened (packed by the compaction, plus the addUser records appended after it).',
+  )
+  console.log(
+    'open excl. KDF: openStore (lock, header, KDF, replay of every record) minus the KDF timed alone in the same child',
+  )
+  console.log(
+    '(deriveKek, same salt and parameters). open CPU: user + system CPU time of the child during openStore, KDF excluded.',
+  )
   console.log('RSS after open: process.memoryUsage().rss after global.gc(); peak RSS: getrusage maxrss of the child.')
-  console.log(`RSS of the child before openStore (node and the benchmark's modules): ${opens.map(({ label, open }) => `${label} ${mb(open.rssBefore)}`).join(', ')}`)
+  console.log(
+    `RSS of the child before openStore (node and the benchmark's modules): ${opens.map(({ label, open }) => `${label} ${mb(open.rssBefore)}`).join(', ')}`,
+  )
   console.log('MB = 10^6 bytes.')
 
   const withPhases = opens.filter(({ open }) => open.phases)
   if (withPhases.length > 0) {
     console.log('')
-    console.log('Where an open goes (each pass reads the whole file again, in 4 MiB chunks, in one fresh child process):')
+    console.log(
+      'Where an open goes (each pass reads the whole file again, in 4 MiB chunks, in one fresh child process):',
+    )
     console.log('')
-    console.log(table(
-      ['users', 'read file', 'read + AES-GCM open', 'read + open + parse entries', 'openStore excl. KDF'],
-      withPhases.map(({ label, open }) => [label, ms(open.phases.readMs), ms(open.phases.decryptMs), ms(open.phases.parseMs), ms(open.openExclKdfMs)]),
-    ))
+    console.log(
+      table(
+        ['users', 'read file', 'read + AES-GCM open', 'read + open + parse entries', 'openStore excl. KDF'],
+        withPhases.map(({ label, open }) => [
+          label,
+          ms(open.phases.readMs),
+          ms(open.phases.decryptMs),
+          ms(open.phases.parseMs),
+          ms(open.openExclKdfMs),
+        ]),
+      ),
+    )
   }
 
   console.log('')
@@ -344,22 +447,46 @@ function report(results, { samples, warmup, runs }) {
   const small = results[0]
   const large = results.at(-1)
   const ratio = large.p99 / small.p99
-  const goals = [[`addUser p99 at ${large.label} within ${GOALS.p99Ratio}x of ${small.label}`, `${ms(large.p99)} / ${ms(small.p99)} = ${ratio.toFixed(2)}x`, verdict(ratio <= GOALS.p99Ratio)]]
+  const goals = [
+    [
+      `addUser p99 at ${large.label} within ${GOALS.p99Ratio}x of ${small.label}`,
+      `${ms(large.p99)} / ${ms(small.p99)} = ${ratio.toFixed(2)}x`,
+      verdict(ratio <= GOALS.p99Ratio),
+    ],
+  ]
   for (const { label, open } of [{ label: large.label, open: large.open }, ...large.tails]) {
-    goals.push([`open at ${label} excl. KDF under ${GOALS.openMs / 1000} s`, ms(open.openExclKdfMs), verdict(open.openExclKdfMs < GOALS.openMs)])
-    goals.push([`RSS after open at ${label} under ${mb(GOALS.rssBytes)}`, mb(open.rss), verdict(open.rss < GOALS.rssBytes)])
+    goals.push([
+      `open at ${label} excl. KDF under ${GOALS.openMs / 1000} s`,
+      ms(open.openExclKdfMs),
+      verdict(open.openExclKdfMs < GOALS.openMs),
+    ])
+    goals.push([
+      `RSS after open at ${label} under ${mb(GOALS.rssBytes)}`,
+      mb(open.rss),
+      verdict(open.rss < GOALS.rssBytes),
+    ])
   }
   console.log(table(['goal', 'figure', 'result'], goals))
   console.log('')
-  console.log(`ratios ${large.label} / ${small.label}: addUser p50 ${(large.p50 / small.p50).toFixed(2)}x, p99 ${ratio.toFixed(2)}x; ` +
-    `open excl. KDF ${(large.open.openExclKdfMs / small.open.openExclKdfMs).toFixed(1)}x; RSS ${(large.open.rss / small.open.rss).toFixed(1)}x; users ${(large.size / small.size).toFixed(0)}x`)
-  console.log(`open excl. KDF per user: ${results.map((r) => `${r.label} ${((r.open.openExclKdfMs * 1000) / r.size).toFixed(2)} µs`).join(', ')}`)
+  console.log(
+    `ratios ${large.label} / ${small.label}: addUser p50 ${(large.p50 / small.p50).toFixed(2)}x, p99 ${ratio.toFixed(2)}x; ` +
+      `open excl. KDF ${(large.open.openExclKdfMs / small.open.openExclKdfMs).toFixed(1)}x; RSS ${(large.open.rss / small.open.rss).toFixed(1)}x; users ${(large.size / small.size).toFixed(0)}x`,
+  )
+  console.log(
+    `open excl. KDF per user: ${results.map((r) => `${r.label} ${((r.open.openExclKdfMs * 1000) / r.size).toFixed(2)} µs`).join(', ')}`,
+  )
   console.log(`addUser slowest call: ${results.map((r) => `${r.label} ${ms(r.max)}`).join(', ')}`)
-  console.log(`GC pauses in the benchmark process during the addUser calls: ${results.map((r) => `${r.label} ${r.gcPauses.length} (longest ${ms(Math.max(0, ...r.gcPauses))})`).join(', ')}`)
-  console.log(`open excl. KDF, every run: ${opens.map(({ label, open }) => `${label}: ${open.runs.map((run) => ms(run.openExclKdfMs)).join(' / ')}`).join('; ')}`)
-  console.log('other work on the machine inflates wall times. CPU used by other processes, in cores of ' +
-    `${cpus().length} (approximate, from /proc/stat): during the addUser calls ${results.map((r) => `${r.label} ${r.othersDuringAddUser?.toFixed(2) ?? '-'}`).join(', ')}; ` +
-    `during each open ${opens.map(({ label, open }) => `${label}: ${open.runs.map((run) => run.others?.toFixed(2) ?? '-').join(' / ')}`).join('; ')}`)
+  console.log(
+    `GC pauses in the benchmark process during the addUser calls: ${results.map((r) => `${r.label} ${r.gcPauses.length} (longest ${ms(Math.max(0, ...r.gcPauses))})`).join(', ')}`,
+  )
+  console.log(
+    `open excl. KDF, every run: ${opens.map(({ label, open }) => `${label}: ${open.runs.map((run) => ms(run.openExclKdfMs)).join(' / ')}`).join('; ')}`,
+  )
+  console.log(
+    'other work on the machine inflates wall times. CPU used by other processes, in cores of ' +
+      `${cpus().length} (approximate, from /proc/stat): during the addUser calls ${results.map((r) => `${r.label} ${r.othersDuringAddUser?.toFixed(2) ?? '-'}`).join(', ')}; ` +
+      `during each open ${opens.map(({ label, open }) => `${label}: ${open.runs.map((run) => run.others?.toFixed(2) ?? '-').join(' / ')}`).join('; ')}`,
+  )
   const events = results.flatMap((r) => r.reports.map((e) => `${r.label}: ${e.event}`))
   if (events.length > 0) console.log(`store reports: ${events.join(', ')}`)
 }

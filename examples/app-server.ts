@@ -30,7 +30,9 @@ const { values } = parseArgs({
 })
 for (const required of ['jwks', 'audience', 'cert', 'key'] as const) {
   if (values[required] === undefined) {
-    process.stderr.write(`app-server: error: --${required} is required (--jwks FILE --audience NAME --cert FILE --key FILE [--host H] [--port P])\n`)
+    process.stderr.write(
+      `app-server: error: --${required} is required (--jwks FILE --audience NAME --cert FILE --key FILE [--host H] [--port P])\n`,
+    )
     process.exit(2)
   }
 }
@@ -62,7 +64,14 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
   try {
     const claims = await verifyToken(match[1]!, { jwks: await readFile(jwksFile, 'utf8'), audience })
     response.writeHead(200, { 'content-type': 'application/json' })
-    response.end(JSON.stringify({ user: claims.sub, role: claims.role, audience: claims.aud, expiresAt: new Date(claims.exp * 1000).toISOString() }))
+    response.end(
+      JSON.stringify({
+        user: claims.sub,
+        role: claims.role,
+        audience: claims.aud,
+        expiresAt: new Date(claims.exp * 1000).toISOString(),
+      }),
+    )
     log({ event: 'request', path: request.url, status: 200, user: claims.sub, jti: claims.jti })
   } catch (error) {
     if (!(error instanceof SecureLoginError)) throw error
@@ -71,7 +80,11 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
   }
 }
 
-const tls: ServerOptions = { cert: await readFile(values.cert!), key: await readFile(values.key!), minVersion: 'TLSv1.3' }
+const tls: ServerOptions = {
+  cert: await readFile(values.cert!),
+  key: await readFile(values.key!),
+  minVersion: 'TLSv1.3',
+}
 const server = createServer(tls, (request, response) => {
   handle(request, response).catch((error: unknown) => {
     log({ event: 'internal_error', error: String(error) })

@@ -35,8 +35,8 @@ const MUTANTS = [
     name: 'store-failed-fsync-not-fatal',
     why: 'a failed fsync does not block later writes',
     file: 'src/store/journal.ts',
-    from: "this.#failed = ioError(`cannot write to ${this.path}`, error)\n      await file.handle.truncate(file.end).catch(() => {})\n      throw this.#failed",
-    to: "await file.handle.truncate(file.end).catch(() => {})\n      throw ioError(`cannot write to ${this.path}`, error)",
+    from: 'this.#failed = ioError(`cannot write to ${this.path}`, error)\n      await file.handle.truncate(file.end).catch(() => {})\n      throw this.#failed',
+    to: 'await file.handle.truncate(file.end).catch(() => {})\n      throw ioError(`cannot write to ${this.path}`, error)',
     tests: ['test/store/durability.test.ts'],
   },
   {
@@ -59,8 +59,8 @@ const MUTANTS = [
     name: 'totp-window-login',
     why: 'login accepts codes two steps (60 s) away',
     file: 'src/server/login.ts',
-    from: "verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs })",
-    to: "verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs, window: 2 })",
+    from: 'verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs })',
+    to: 'verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs, window: 2 })',
     tests: ['test/e2e/second-factor.test.ts'],
   },
   {
@@ -176,7 +176,12 @@ const MUTANTS = [
 ]
 
 function run(cmd, args, cwd) {
-  return spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, CI: 'true', NO_COLOR: '1' }, maxBuffer: 64 * 1024 * 1024 })
+  return spawnSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, CI: 'true', NO_COLOR: '1' },
+    maxBuffer: 64 * 1024 * 1024,
+  })
 }
 
 /** A copy of the tree as it is now (tracked and untracked files that git does not ignore). */
@@ -205,7 +210,11 @@ function build(dir) {
 /** The names of the failing tests in a vitest run's output ("FAIL  file > describe > test"). */
 function failures(output) {
   const lines = output.replace(/\x1b\[[0-9;]*m/g, '').split('\n')
-  return [...new Set(lines.filter((line) => /^\s*FAIL\s.* > /.test(line)).map((line) => line.replace(/^\s*FAIL\s+/, '').trim()))]
+  return [
+    ...new Set(
+      lines.filter((line) => /^\s*FAIL\s.* > /.test(line)).map((line) => line.replace(/^\s*FAIL\s+/, '').trim()),
+    ),
+  ]
 }
 
 const filters = process.argv.slice(2)
@@ -221,7 +230,10 @@ try {
   // The unmutated tree first: a test file that fails on its own proves nothing about a mutant.
   const files = [...new Set(chosen.flatMap((m) => m.tests))]
   const clean = run(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', ...files], dir)
-  if (clean.status !== 0) throw new Error(`the test files fail without any mutant:\n${(clean.stdout + clean.stderr).split('\n').slice(-60).join('\n')}`)
+  if (clean.status !== 0)
+    throw new Error(
+      `the test files fail without any mutant:\n${(clean.stdout + clean.stderr).split('\n').slice(-60).join('\n')}`,
+    )
   console.log(`${files.length} test files pass on the unmutated tree; ${chosen.length} mutants follow\n`)
   for (const mutant of chosen) {
     const path = join(dir, mutant.file)
@@ -229,7 +241,9 @@ try {
     const { from, to } = mutant
     const count = original.split(from).length - 1
     if (count !== 1) {
-      console.log(`✗ ${mutant.name}: the code to change occurs ${count} times in ${mutant.file} (the mutant is out of date)`)
+      console.log(
+        `✗ ${mutant.name}: the code to change occurs ${count} times in ${mutant.file} (the mutant is out of date)`,
+      )
       survived += 1
       continue
     }
@@ -237,7 +251,11 @@ try {
     try {
       if (mutant.build) build(dir)
       const started = Date.now()
-      const result = run(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', ...mutant.tests, ...(mutant.only ? ['-t', mutant.only] : [])], dir)
+      const result = run(
+        process.execPath,
+        ['node_modules/vitest/vitest.mjs', 'run', ...mutant.tests, ...(mutant.only ? ['-t', mutant.only] : [])],
+        dir,
+      )
       const failed = failures(result.stdout + result.stderr)
       const seconds = ((Date.now() - started) / 1000).toFixed(0)
       if (result.status === 0) {
@@ -257,4 +275,3 @@ try {
 }
 console.log(`\n${chosen.length - survived} of ${chosen.length} mutants caught`)
 process.exit(survived === 0 ? 0 : 1)
-

@@ -12,7 +12,10 @@ export function normalizePassword(input: string): string {
   const password = input.normalize('NFKC')
   const length = [...password].length
   if (length < PASSWORD_MIN || length > PASSWORD_MAX) {
-    throw weak(`password must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters, got ${length}`, 'a longer passphrase of several words is easier to remember and harder to guess')
+    throw weak(
+      `password must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters, got ${length}`,
+      'a longer passphrase of several words is easier to remember and harder to guess',
+    )
   }
   return password
 }
@@ -26,7 +29,10 @@ export function checkNewPassword(input: string, username: string): string {
   const password = normalizePassword(input)
   const lower = password.toLowerCase()
   if (commonPasswords().has(lower)) {
-    throw weak('that password is one of the most common ones, the first an attacker tries', 'use a passphrase of several unrelated words')
+    throw weak(
+      'that password is one of the most common ones, the first an attacker tries',
+      'use a passphrase of several unrelated words',
+    )
   }
   if (username.length >= 3 && lower.includes(username.toLowerCase())) {
     throw weak('the password contains the user name', 'choose a password that does not contain your user name')
@@ -43,7 +49,9 @@ let common: Set<string> | undefined
  */
 export function commonPasswords(): Set<string> {
   if (!common) {
-    const { dictionary } = createRequire(import.meta.url)('@zxcvbn-ts/language-common') as { dictionary: Record<string, string[]> }
+    const { dictionary } = createRequire(import.meta.url)('@zxcvbn-ts/language-common') as {
+      dictionary: Record<string, string[]>
+    }
     common = new Set(dictionary['passwords-common']!.map((entry) => entry.toLowerCase()))
   }
   return common

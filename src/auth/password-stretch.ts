@@ -39,7 +39,8 @@ export function checkPasswordKdf(kdf: PasswordKdf): PasswordKdf {
   if (!valid || kdf.logN > maxLogN || kdf.p > maxP || memory < minMemoryBytes || memory > maxMemoryBytes) {
     throw new SecureLoginError(
       'ERR_KDF_LIMIT',
-      `password stretching ${valid ? describePasswordKdf(kdf) : 'with invalid parameters'} is outside the accepted range (${minMemoryBytes / MiB} to ${maxMemoryBytes / MiB} MiB, logN at most ${maxLogN}, p at most ${maxP})`,
+      `password stretching ${valid ? describePasswordKdf(kdf) : 'with invalid parameters'} is outside the accepted ` +
+        `range (${minMemoryBytes / MiB} to ${maxMemoryBytes / MiB} MiB, logN at most ${maxLogN}, p at most ${maxP})`,
       { hint: 'the server may be misconfigured or an impostor; tell its administrator' },
     )
   }

@@ -52,9 +52,13 @@ export function normalizeRecoveryCode(input: string): string {
     .replace(/o/g, '0')
     .replace(/[il]/g, '1')
   if (chars.length !== CODE_CHARS || [...chars].some((c) => !ALPHABET.includes(c))) {
-    throw new SecureLoginError('ERR_USAGE', `a recovery code is 10 letters and digits (xxxxx-xxxxx), got ${chars.length} characters`, {
-      hint: 'use one of the codes shown when you registered or last renewed them',
-    })
+    throw new SecureLoginError(
+      'ERR_USAGE',
+      `a recovery code is 10 letters and digits (xxxxx-xxxxx), got ${chars.length} characters`,
+      {
+        hint: 'use one of the codes shown when you registered or last renewed them',
+      },
+    )
   }
   return `${chars.slice(0, 5)}-${chars.slice(5)}`
 }
@@ -78,7 +82,12 @@ async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf, run: KdfRu
  * The stored form of a new set: scrypt of each code under one fresh salt, one call after another
  * through `run` (off the event loop: it goes on meanwhile).
  */
-export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: RecoveryKdf = RECOVERY_KDF, run: KdfRunner = scryptAsync): Promise<RecoveryHashes> {
+export async function hashRecoveryCodes(
+  codes: string[],
+  salt: Buffer,
+  kdf: RecoveryKdf = RECOVERY_KDF,
+  run: KdfRunner = scryptAsync,
+): Promise<RecoveryHashes> {
   const hashes: string[] = []
   for (const code of codes) {
     const hash = await hashCode(code, salt, kdf, run)
@@ -93,7 +102,11 @@ export async function hashRecoveryCodes(codes: string[], salt: Buffer, kdf: Reco
  * then a constant-time comparison with every stored hash (used ones included, as zeros), so
  * neither the time nor the answer depends on which code matched or how many are left.
  */
-export async function findRecoveryCode(stored: RecoveryHashes, code: string, run: KdfRunner = scryptAsync): Promise<number> {
+export async function findRecoveryCode(
+  stored: RecoveryHashes,
+  code: string,
+  run: KdfRunner = scryptAsync,
+): Promise<number> {
   const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf, run)
   let found = -1
   stored.hashes.forEach((hex, index) => {
@@ -105,4 +118,5 @@ export async function findRecoveryCode(stored: RecoveryHashes, code: string, run
   return found
 }
 
-export const recoveryCodesLeft = (stored: RecoveryHashes): number => stored.hashes.filter((hash) => hash !== null).length
+export const recoveryCodesLeft = (stored: RecoveryHashes): number =>
+  stored.hashes.filter((hash) => hash !== null).length

@@ -24,11 +24,18 @@ export function canManage(actor: Role, target: Role): boolean {
  * Why `actor` may not give `role` to a user who is `target` now (undefined: allowed). `self`:
  * the actor is changing their own role. `systemAdmins`: how many system_admins exist now.
  */
-export function whyNotSetRole(actor: Role, target: Role, role: Role, self: boolean, systemAdmins: number): string | undefined {
+export function whyNotSetRole(
+  actor: Role,
+  target: Role,
+  role: Role,
+  self: boolean,
+  systemAdmins: number,
+): string | undefined {
   if (self && RANK[role] > RANK[actor]) return 'nobody can raise their own role'
   if (!canManage(actor, target)) return `${actor} cannot manage ${target} accounts`
   if (!canManage(actor, role)) return `${actor} cannot give the role ${role}`
-  if (target === 'system_admin' && role !== 'system_admin' && systemAdmins <= 1) return 'the last system_admin cannot be demoted'
+  if (target === 'system_admin' && role !== 'system_admin' && systemAdmins <= 1)
+    return 'the last system_admin cannot be demoted'
   return undefined
 }
 

@@ -19,8 +19,12 @@ export const scryptMemory = (cost: ScryptCost): number => 128 * 2 ** cost.logN *
  */
 export function scryptAsync(input: Buffer, salt: Buffer, cost: ScryptCost, keyBytes = 32): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) =>
-    scrypt(input, salt, keyBytes, { N: 2 ** cost.logN, r: cost.r, p: cost.p, maxmem: 2 * scryptMemory(cost) }, (error, key) =>
-      error ? reject(error) : resolve(key),
+    scrypt(
+      input,
+      salt,
+      keyBytes,
+      { N: 2 ** cost.logN, r: cost.r, p: cost.p, maxmem: 2 * scryptMemory(cost) },
+      (error, key) => (error ? reject(error) : resolve(key)),
     ),
   )
 }

@@ -13,14 +13,23 @@ export interface Registration {
 }
 
 /** s = random, x = H(s, H(I | ':' | P')), v = g^x mod N: what the server stores instead of a password. */
-export async function createRegistration(username: string, password: string, kdf: PasswordKdf = DEFAULT_PASSWORD_KDF): Promise<Registration> {
+export async function createRegistration(
+  username: string,
+  password: string,
+  kdf: PasswordKdf = DEFAULT_PASSWORD_KDF,
+): Promise<Registration> {
   const salt = srp.generateSalt()
   const x = await derivePrivateKey({ salt, username, password, kdf })
   return { salt, verifier: srp.deriveVerifier(x), kdf }
 }
 
 /** P' = scrypt(p, s), then x = H(s, H(I | ':' | P')): the cost of every offline guess. */
-export async function derivePrivateKey(opts: { salt: string; username: string; password: string; kdf: PasswordKdf }): Promise<string> {
+export async function derivePrivateKey(opts: {
+  salt: string
+  username: string
+  password: string
+  kdf: PasswordKdf
+}): Promise<string> {
   return srp.derivePrivateKey(opts.salt, opts.username, await stretchPassword(opts.password, opts.salt, opts.kdf))
 }
 

@@ -1,6 +1,12 @@
 import srpServer from 'secure-remote-password/server.js'
 import { authFailed } from '../protocol/errors.js'
-import { finishServerLogin, prepareServerSrp, startServerLogin, type ServerEphemeral, type ServerProofInput } from './srp-server.js'
+import {
+  finishServerLogin,
+  prepareServerSrp,
+  startServerLogin,
+  type ServerEphemeral,
+  type ServerProofInput,
+} from './srp-server.js'
 
 // The server's SRP maths, chosen with `securelogin server --srp-engine`: `openssl` (ours, the
 // default: src/auth/srp-server.ts) or `package` (the secure-remote-password package's server.js,
@@ -20,7 +26,12 @@ export interface SrpServerEngine {
   prepare(): void
 }
 
-const opensslEngine: SrpServerEngine = { name: 'openssl', start: startServerLogin, finish: finishServerLogin, prepare: prepareServerSrp }
+const opensslEngine: SrpServerEngine = {
+  name: 'openssl',
+  start: startServerLogin,
+  finish: finishServerLogin,
+  prepare: prepareServerSrp,
+}
 
 /** The package as shipped: it makes B again inside deriveSession (four exponentiations a login). */
 const packageEngine: SrpServerEngine = {

@@ -19,7 +19,8 @@ export interface SrpGroup {
 
 function group(bits: SrpGroup['bits'], hexN: string, g: number): SrpGroup {
   const NBytes = Buffer.from(hexN.replace(/\s+/g, ''), 'hex')
-  if (NBytes.length * 8 !== bits || NBytes[0] === 0) throw new Error(`SRP group N must be ${bits} bits, got ${NBytes.length} bytes`)
+  if (NBytes.length * 8 !== bits || NBytes[0] === 0)
+    throw new Error(`SRP group N must be ${bits} bits, got ${NBytes.length} bytes`)
   return {
     bits,
     N: BigInt(`0x${NBytes.toString('hex')}`),

@@ -118,7 +118,8 @@ function PAD(group: SrpGroup, x: bigint | Buffer): Buffer {
   if (Buffer.isBuffer(x) && x.length === group.byteLength) return x
   const n = Buffer.isBuffer(x) ? toBigInt(x) : x
   const hex = n.toString(16)
-  if (n < 0n || hex.length > group.byteLength * 2) throw new RangeError(`SRP: a value does not fit in ${group.byteLength} bytes`)
+  if (n < 0n || hex.length > group.byteLength * 2)
+    throw new RangeError(`SRP: a value does not fit in ${group.byteLength} bytes`)
   return Buffer.from(hex.padStart(group.byteLength * 2, '0'), 'hex')
 }
 

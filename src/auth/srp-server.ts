@@ -48,7 +48,14 @@ export function finishServerLogin(opts: ServerProofInput): { M2: string; K: stri
     // The wire carries A as PAD(A), which is what the package hashes for a 512-digit A.
     const A = hexBytes(opts.A, INT_BYTES)
     const B = hexBytes(opts.ephemeral.B, INT_BYTES)
-    session = deriveSession(A, B, hexBytes(opts.ephemeral.b), hexBytes(opts.salt), opts.username, numberBytes(opts.verifier))
+    session = deriveSession(
+      A,
+      B,
+      hexBytes(opts.ephemeral.b),
+      hexBytes(opts.salt),
+      opts.username,
+      numberBytes(opts.verifier),
+    )
     M1 = hexBytes(opts.M1)
   } catch (cause) {
     throw Object.assign(authFailed(), { cause })
@@ -100,7 +107,8 @@ export function deriveDecoyCredentials(serverSecret: Buffer, username: string): 
 /** Hex digits in pairs to bytes as given (leading zeros kept: they are hashed); `bytes` if the length is fixed. */
 function hexBytes(hex: string, bytes?: number): Buffer {
   if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new TypeError('SRP: expected an even number of hex digits')
-  if (bytes !== undefined && hex.length !== bytes * 2) throw new RangeError(`SRP: expected ${bytes} bytes, got ${hex.length / 2}`)
+  if (bytes !== undefined && hex.length !== bytes * 2)
+    throw new RangeError(`SRP: expected ${bytes} bytes, got ${hex.length / 2}`)
   return Buffer.from(hex, 'hex')
 }
 

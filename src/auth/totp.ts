@@ -16,7 +16,8 @@ export function encodeTotpSecret(bytes: Uint8Array): string {
 /** otpauth URI with every parameter spelled out (otplib's generateURI drops the defaults). */
 export function buildOtpauthUri(username: string, secret: string): string {
   const label = `${encodeURIComponent(TOTP_ISSUER)}:${encodeURIComponent(username)}`
-  const query = `secret=${secret}&issuer=${encodeURIComponent(TOTP_ISSUER)}&algorithm=SHA1&digits=${TOTP_DIGITS}&period=${TOTP_PERIOD_SECONDS}`
+  const issuer = encodeURIComponent(TOTP_ISSUER)
+  const query = `secret=${secret}&issuer=${issuer}&algorithm=SHA1&digits=${TOTP_DIGITS}&period=${TOTP_PERIOD_SECONDS}`
   return `otpauth://totp/${label}?${query}`
 }
 
@@ -39,7 +40,12 @@ export type TotpCheck = { valid: true; timeStep: number } | { valid: false }
  * RFC 6238 5.2: accept the current step and `window` steps either side (one by default).
  * A malformed code is simply invalid; otplib throws on one, so its shape is checked first.
  */
-export async function verifyTotp(opts: { secret: string; code: string; nowMs: number; window?: number }): Promise<TotpCheck> {
+export async function verifyTotp(opts: {
+  secret: string
+  code: string
+  nowMs: number
+  window?: number
+}): Promise<TotpCheck> {
   if (!CODE_PATTERN.test(opts.code)) return { valid: false }
   const result = await verify({
     secret: opts.secret,

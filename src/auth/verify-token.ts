@@ -45,7 +45,8 @@ export async function verifyToken(token: string, options: VerifyTokenOptions): P
   const { iat, exp } = claims.data
   const nowSeconds = Math.floor(now.getTime() / 1000)
   if (iat > nowSeconds + tolerance) throw invalid('it was issued in the future (check this clock)')
-  if (exp - iat > TOKEN_TTL_MAX_SECONDS) throw invalid(`it claims a life of more than ${TOKEN_TTL_MAX_SECONDS / 60} minutes`)
+  if (exp - iat > TOKEN_TTL_MAX_SECONDS)
+    throw invalid(`it claims a life of more than ${TOKEN_TTL_MAX_SECONDS / 60} minutes`)
   return claims.data
 }
 
@@ -55,11 +56,16 @@ function parseJwks(input: unknown): Jwks {
     try {
       value = JSON.parse(input)
     } catch {
-      throw new SecureLoginError('ERR_USAGE', 'the JWKS is not JSON', { hint: 'give the file the server writes (certs/jwks.json) or `securelogin jwks` prints' })
+      throw new SecureLoginError('ERR_USAGE', 'the JWKS is not JSON', {
+        hint: 'give the file the server writes (certs/jwks.json) or `securelogin jwks` prints',
+      })
     }
   }
   const parsed = Jwks.safeParse(value)
-  if (!parsed.success) throw new SecureLoginError('ERR_USAGE', 'the JWKS does not hold securelogin public keys', { hint: 'give the file the server writes (certs/jwks.json) or `securelogin jwks` prints' })
+  if (!parsed.success)
+    throw new SecureLoginError('ERR_USAGE', 'the JWKS does not hold securelogin public keys', {
+      hint: 'give the file the server writes (certs/jwks.json) or `securelogin jwks` prints',
+    })
   return parsed.data
 }
 
@@ -67,13 +73,19 @@ const invalid = (why: string) => new SecureLoginError('ERR_TOKEN_INVALID', `the 
 
 function fromJose(error: unknown): SecureLoginError {
   if (error instanceof errors.JWTExpired) {
-    return new SecureLoginError('ERR_TOKEN_EXPIRED', 'the token has expired', { hint: 'get a new one: securelogin token --audience APP' })
+    return new SecureLoginError('ERR_TOKEN_EXPIRED', 'the token has expired', {
+      hint: 'get a new one: securelogin token --audience APP',
+    })
   }
   if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === 'aud') return new SecureLoginError('ERR_TOKEN_AUDIENCE', 'the token is for another application', { hint: 'ask for one with --audience set to this application' })
+    if (error.claim === 'aud')
+      return new SecureLoginError('ERR_TOKEN_AUDIENCE', 'the token is for another application', {
+        hint: 'ask for one with --audience set to this application',
+      })
     return invalid(`its "${error.claim}" claim fails (${error.reason})`)
   }
-  if (error instanceof errors.JWKSNoMatchingKey) return invalid('no key in the JWKS signed it (another server, or a key retired long ago)')
+  if (error instanceof errors.JWKSNoMatchingKey)
+    return invalid('no key in the JWKS signed it (another server, or a key retired long ago)')
   if (error instanceof errors.JWSSignatureVerificationFailed) return invalid('the signature does not match')
   if (error instanceof errors.JOSEAlgNotAllowed) return invalid('it is not signed with EdDSA')
   if (error instanceof errors.JOSEError) return invalid(error.message.replace(/\.$/, ''))

@@ -19,7 +19,10 @@ export async function runWhoami(args: ClientArgs): Promise<void> {
     const { user, role, session } = await call(conn, 'whoami', {})
     if (args.json) return printJson({ event: 'whoami', user, role, server: serverKey(args), session })
     process.stdout.write(`${user} (${role}) on ${serverKey(args)}\n`)
-    process.stdout.write(`session ${session.id.slice(0, 8)}, logged in ${session.createdAt}, ends ${fromNow(session.expiresAt)} (${session.expiresAt})\n`)
+    process.stdout.write(
+      `session ${session.id.slice(0, 8)}, logged in ${session.createdAt}, ends ${fromNow(session.expiresAt)} ` +
+        `(${session.expiresAt})\n`,
+    )
   })
 }
 
@@ -41,7 +44,12 @@ export async function runLogout(args: ClientArgs): Promise<void> {
   }
   await forgetSession(home, server)
   if (args.json) printJson({ event: 'logout', server, revoked })
-  else process.stdout.write(revoked ? `logged out of ${server}; the session is revoked\n` : `logged out of ${server}; the session had already ended\n`)
+  else
+    process.stdout.write(
+      revoked
+        ? `logged out of ${server}; the session is revoked\n`
+        : `logged out of ${server}; the session had already ended\n`,
+    )
 }
 
 export interface SessionsArgs extends ClientArgs {
@@ -68,13 +76,23 @@ export async function runSessions(args: SessionsArgs): Promise<void> {
  * A session id as a person types it: the whole 32 digits, or a prefix of at least 6 that names
  * one session among the caller's own, or (`everyone`, for admins) all those the caller manages.
  */
-export async function resolveSessionId(conn: Parameters<typeof call>[0], given: string, everyone = false): Promise<string> {
+export async function resolveSessionId(
+  conn: Parameters<typeof call>[0],
+  given: string,
+  everyone = false,
+): Promise<string> {
   const prefix = given.trim().toLowerCase()
-  if (!/^[0-9a-f]{6,32}$/.test(prefix)) throw usageError('a session id is 6 to 32 hex digits (as `securelogin sessions` shows)')
+  if (!/^[0-9a-f]{6,32}$/.test(prefix))
+    throw usageError('a session id is 6 to 32 hex digits (as `securelogin sessions` shows)')
   if (prefix.length === 32) return prefix
   const { sessions } = await call(conn, 'sessions', everyone ? { all: true } : {})
   const matches = sessions.filter((s) => s.id.startsWith(prefix))
-  if (matches.length !== 1) throw new SecureLoginError(matches.length ? 'ERR_USAGE' : 'ERR_NOT_FOUND', matches.length ? `${prefix} names ${matches.length} sessions` : `no session ${prefix}`, { hint: 'give more digits of the id' })
+  if (matches.length !== 1)
+    throw new SecureLoginError(
+      matches.length ? 'ERR_USAGE' : 'ERR_NOT_FOUND',
+      matches.length ? `${prefix} names ${matches.length} sessions` : `no session ${prefix}`,
+      { hint: 'give more digits of the id' },
+    )
   return matches[0]!.id
 }
 
@@ -83,7 +101,10 @@ export function printSessions(sessions: SessionInfo[], json: boolean): void {
   if (sessions.length === 0) return void process.stdout.write('no sessions\n')
   process.stdout.write(`${'ID'.padEnd(10)}${'USER'.padEnd(16)}${'FROM'.padEnd(18)}${'LOGGED IN'.padEnd(22)}ENDS\n`)
   for (const s of sessions) {
-    process.stdout.write(`${(s.id.slice(0, 8) + (s.current ? '*' : '')).padEnd(10)}${s.user.padEnd(16)}${s.address.padEnd(18)}${s.createdAt.slice(0, 19).padEnd(22)}${fromNow(s.expiresAt)}\n`)
+    process.stdout.write(
+      `${(s.id.slice(0, 8) + (s.current ? '*' : '')).padEnd(10)}${s.user.padEnd(16)}${s.address.padEnd(18)}` +
+        `${s.createdAt.slice(0, 19).padEnd(22)}${fromNow(s.expiresAt)}\n`,
+    )
   }
 }
 
@@ -98,7 +119,8 @@ async function whoFor(args: ClientArgs): Promise<string | undefined> {
  * password, new password, then the code if --otp did not give it.
  */
 export async function runPasswd(args: LoginArgs): Promise<void> {
-  if (args.recoveryCode !== undefined) throw usageError('changing the password needs a code from your authenticator, not a recovery code')
+  if (args.recoveryCode !== undefined)
+    throw usageError('changing the password needs a code from your authenticator, not a recovery code')
   if (useTui(args)) return runTui('passwd', args)
   const user = await whoFor(args)
   const nextPassword: { value?: Secret } = {}
@@ -109,12 +131,19 @@ export async function runPasswd(args: LoginArgs): Promise<void> {
       const { revokedSessions } = await changePassword(conn, result.user, nextPassword.value!)
       nextPassword.value!.wipe()
       if (args.json) printJson({ event: 'password_changed', user: result.user, revokedSessions })
-      else process.stdout.write(`password changed for ${result.user}; ${revokedSessions} other session${revokedSessions === 1 ? '' : 's'} revoked\n`)
+      else
+        process.stdout.write(
+          `password changed for ${result.user}; ${revokedSessions} other ` +
+            `session${revokedSessions === 1 ? '' : 's'} revoked\n`,
+        )
     },
-    { ...(user !== undefined ? { user } : {}), afterPassword: async (lines, name) => {
-      // Read and checked before the login: a weak new password must not cost a TOTP code.
-      nextPassword.value = new Secret(checkNewPassword(await lines.next('new password'), name))
-    } },
+    {
+      ...(user !== undefined ? { user } : {}),
+      afterPassword: async (lines, name) => {
+        // Read and checked before the login: a weak new password must not cost a TOTP code.
+        nextPassword.value = new Secret(checkNewPassword(await lines.next('new password'), name))
+      },
+    },
   )
 }
 
@@ -125,17 +154,29 @@ export async function runPasswd(args: LoginArgs): Promise<void> {
 export async function runReset2fa(args: LoginArgs): Promise<void> {
   if (useTui(args)) return runTui('reset-2fa', args)
   const user = await whoFor(args)
-  await loggedIn(args, 'reset-2fa', async (conn, result, lines) => {
-    const enrolment = await startTotpReset(conn, result.user)
-    printEnrolment(enrolment, { json: args.json })
-    await confirmTotpReset(conn, await lines.next('code from the new authenticator'))
-    if (args.json) printJson({ event: 'totp_reset', user: result.user })
-    else process.stdout.write(`two-factor authentication re-enrolled for ${result.user}; the old authenticator no longer works\n`)
-  }, user !== undefined ? { user } : {})
+  await loggedIn(
+    args,
+    'reset-2fa',
+    async (conn, result, lines) => {
+      const enrolment = await startTotpReset(conn, result.user)
+      printEnrolment(enrolment, { json: args.json })
+      await confirmTotpReset(conn, await lines.next('code from the new authenticator'))
+      if (args.json) printJson({ event: 'totp_reset', user: result.user })
+      else
+        process.stdout.write(
+          `two-factor authentication re-enrolled for ${result.user}; the old authenticator no longer works\n`,
+        )
+    },
+    user !== undefined ? { user } : {},
+  )
 }
 
 /** `securelogin home`: the TUI's home screen on the saved session. */
 export async function runHome(args: ClientArgs): Promise<void> {
-  if (!useTui(args)) throw usageError('securelogin home is the terminal UI: run it at a terminal', 'without one, use whoami, sessions, passwd, admin ...')
+  if (!useTui(args))
+    throw usageError(
+      'securelogin home is the terminal UI: run it at a terminal',
+      'without one, use whoami, sessions, passwd, admin ...',
+    )
   return runTui('home', args)
 }

@@ -27,7 +27,8 @@ export interface AdminArgs extends ClientArgs {
 
 const roleOf = (value: string | undefined): Role => {
   const parsed = Role.safeParse(value)
-  if (!parsed.success) throw usageError(`--role must be regular_user, admin or system_admin, got ${JSON.stringify(value ?? '')}`)
+  if (!parsed.success)
+    throw usageError(`--role must be regular_user, admin or system_admin, got ${JSON.stringify(value ?? '')}`)
   return parsed.data
 }
 const nameOf = (args: AdminArgs) => {
@@ -37,7 +38,11 @@ const nameOf = (args: AdminArgs) => {
 /** --expires in seconds, within what the server accepts (src/protocol/calls.ts: 1 min to 30 days). */
 const ttlOf = (args: AdminArgs) => {
   const seconds = Math.round(parseDuration(args.expires ?? '24h', '--expires') / 1000)
-  if (seconds < 60 || seconds > 30 * 24 * 3600) throw usageError(`--expires must be from 1m to 30d, got ${JSON.stringify(args.expires)}`, 'for example --expires 24h')
+  if (seconds < 60 || seconds > 30 * 24 * 3600)
+    throw usageError(
+      `--expires must be from 1m to 30d, got ${JSON.stringify(args.expires)}`,
+      'for example --expires 24h',
+    )
   return seconds
 }
 
@@ -50,10 +55,19 @@ export async function runAdminUsers(args: AdminArgs): Promise<void> {
 }
 
 function printUsers(users: UserInfo[]): void {
-  const rows = users.map((u) => [u.user, u.role, u.createdAt.slice(0, 10), u.lastLoginAt?.slice(0, 16).replace('T', ' ') ?? 'never', u.locked ? `until ${u.lockedUntil!.slice(11, 16)}` : 'no', u.twoFactor === 'reset' ? 'reset' : 'on', String(u.recoveryCodesLeft)])
+  const rows = users.map((u) => [
+    u.user,
+    u.role,
+    u.createdAt.slice(0, 10),
+    u.lastLoginAt?.slice(0, 16).replace('T', ' ') ?? 'never',
+    u.locked ? `until ${u.lockedUntil!.slice(11, 16)}` : 'no',
+    u.twoFactor === 'reset' ? 'reset' : 'on',
+    String(u.recoveryCodesLeft),
+  ])
   const head = ['USER', 'ROLE', 'CREATED', 'LAST LOGIN', 'LOCKED', '2FA', 'CODES']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)) + 2)
-  for (const row of [head, ...rows]) process.stdout.write(`${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('')}\n`)
+  for (const row of [head, ...rows])
+    process.stdout.write(`${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('')}\n`)
 }
 
 /** `admin invite --role R` (anyone) and `admin add NAME --role R` (that name only): a single-use token, shown once. */
@@ -64,15 +78,24 @@ export async function runAdminInvite(args: AdminArgs): Promise<void> {
   await withSession(args, async (conn) => {
     const invite = await call(conn, 'invite', { role, ttlSeconds, ...(user !== undefined ? { user } : {}) })
     if (args.json) return printJson({ event: 'invite', ...invite })
-    process.stdout.write(`invite for ${invite.user ?? 'any new user name'} as ${invite.role}, single use, expires ${invite.expiresAt}:\n`)
+    process.stdout.write(
+      `invite for ${invite.user ?? 'any new user name'} as ${invite.role}, single use, expires ${invite.expiresAt}:\n`,
+    )
     process.stdout.write(`  ${invite.token}\n`)
-    process.stdout.write(`give it to the person over a channel you trust; they run:\n  securelogin register --server ${serverKey(args)}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`)
+    process.stdout.write(
+      `give it to the person over a channel you trust; they run:\n  securelogin register --server ` +
+        `${serverKey(args)}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`,
+    )
   })
 }
 
 export async function runAdminRemove(args: AdminArgs): Promise<void> {
   const user = nameOf(args)
-  if (!args.yes) throw usageError(`removing ${user} cannot be undone: add --yes to confirm`, `securelogin admin remove ${user} --yes`)
+  if (!args.yes)
+    throw usageError(
+      `removing ${user} cannot be undone: add --yes to confirm`,
+      `securelogin admin remove ${user} --yes`,
+    )
   await withSession(args, async (conn) => {
     const { revokedSessions } = await call(conn, 'remove', { user })
     if (args.json) return printJson({ event: 'removed', user, revokedSessions })
@@ -95,7 +118,10 @@ export async function runAdminReset2fa(args: AdminArgs): Promise<void> {
   await withSession(args, async (conn) => {
     const { revokedSessions } = await call(conn, 'reset_2fa', { user })
     if (args.json) return printJson({ event: 'reset_2fa', user, revokedSessions })
-    process.stdout.write(`${user} will enrol a new authenticator at their next login; ${revokedSessions} session${revokedSessions === 1 ? '' : 's'} revoked\n`)
+    process.stdout.write(
+      `${user} will enrol a new authenticator at their next login; ${revokedSessions} ` +
+        `session${revokedSessions === 1 ? '' : 's'} revoked\n`,
+    )
   })
 }
 
@@ -118,9 +144,13 @@ export async function runAdminSessions(args: AdminArgs): Promise<void> {
 
 /** `admin revoke ID` (one session) or `admin revoke --user NAME` (all of theirs). */
 export async function runAdminRevoke(args: AdminArgs): Promise<void> {
-  if ((args.id === undefined) === (args.name === undefined)) throw usageError('give a session ID or --user NAME (not both)')
+  if ((args.id === undefined) === (args.name === undefined))
+    throw usageError('give a session ID or --user NAME (not both)')
   await withSession(args, async (conn) => {
-    const { revoked } = args.id !== undefined ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, true) }) : await call(conn, 'revoke', { user: normalizeUsername(args.name!) })
+    const { revoked } =
+      args.id !== undefined
+        ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, true) })
+        : await call(conn, 'revoke', { user: normalizeUsername(args.name!) })
     if (args.json) return printJson({ event: 'revoked', revoked })
     process.stdout.write(`revoked ${revoked} session${revoked === 1 ? '' : 's'}\n`)
   })
@@ -131,16 +161,22 @@ function sinceOf(value: string | undefined): string | undefined {
   if (value === undefined) return undefined
   if (/^\d+[smhd]$/.test(value.trim())) return new Date(Date.now() - parseDuration(value, '--since')).toISOString()
   const ms = Date.parse(value)
-  if (Number.isNaN(ms)) throw usageError(`--since must be a time (2026-11-25T10:00:00Z) or a duration (1h), got ${JSON.stringify(value)}`)
+  if (Number.isNaN(ms))
+    throw usageError(`--since must be a time (2026-11-25T10:00:00Z) or a duration (1h), got ${JSON.stringify(value)}`)
   return new Date(ms).toISOString()
 }
 
 export async function runAdminAudit(args: AdminArgs): Promise<void> {
   const since = sinceOf(args.since)
-  if (args.limit !== undefined && !(Number.isInteger(args.limit) && args.limit >= 1 && args.limit <= 10_000)) throw usageError('--limit is an integer from 1 to 10000')
+  if (args.limit !== undefined && !(Number.isInteger(args.limit) && args.limit >= 1 && args.limit <= 10_000))
+    throw usageError('--limit is an integer from 1 to 10000')
   const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
   await withSession(args, async (conn) => {
-    const query = { ...(user !== undefined ? { user } : {}), ...(since !== undefined ? { since } : {}), ...(args.limit !== undefined ? { limit: args.limit } : {}) }
+    const query = {
+      ...(user !== undefined ? { user } : {}),
+      ...(since !== undefined ? { since } : {}),
+      ...(args.limit !== undefined ? { limit: args.limit } : {}),
+    }
     const { entries } = await call(conn, 'audit', { ...query, ...(args.follow ? { follow: true } : {}) })
     for (const entry of entries) printEntry(entry, args.json)
     if (!args.follow) return
@@ -148,7 +184,9 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
     const ended = new Promise<SecureLoginError | undefined>((resolve) => {
       conn.onPush((message) => {
         if (message.type === 'audit_entry') return printEntry(message.entry, args.json)
-        resolve(new SecureLoginError(message.code, message.message, message.hint !== undefined ? { hint: message.hint } : {}))
+        resolve(
+          new SecureLoginError(message.code, message.message, message.hint !== undefined ? { hint: message.hint } : {}),
+        )
       })
       void conn.ended().then((error) => resolve(error))
       const onSignal = () => resolve(undefined)
@@ -162,8 +200,16 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
 
 function printEntry(entry: AuditEntry, json: boolean): void {
   if (json) return printJson({ event: 'audit', ...entry })
-  const details = entry.details ? ' ' + Object.entries(entry.details).map(([k, v]) => `${k}=${String(v)}`).join(' ') : ''
-  process.stdout.write(`${String(entry.n).padStart(6)} ${entry.at} ${entry.outcome.padEnd(7)} ${entry.action.padEnd(16)} actor=${entry.actor ?? '-'} target=${entry.target ?? '-'} from=${entry.address ?? '-'}${details}\n`)
+  const details = entry.details
+    ? ' ' +
+      Object.entries(entry.details)
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(' ')
+    : ''
+  process.stdout.write(
+    `${String(entry.n).padStart(6)} ${entry.at} ${entry.outcome.padEnd(7)} ${entry.action.padEnd(16)} ` +
+      `actor=${entry.actor ?? '-'} target=${entry.target ?? '-'} from=${entry.address ?? '-'}${details}\n`,
+  )
 }
 
 export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {
@@ -176,7 +222,12 @@ export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {
       for (const problem of report.problems) process.stdout.write(`  entry ${problem.n}: ${problem.problem}\n`)
       if (report.ok) process.stdout.write('the chain is intact\n')
     }
-    if (!report.ok) throw new SecureLoginError('ERR_STORE_CORRUPT', `the audit log fails verification (${report.problems.length} problem${report.problems.length === 1 ? '' : 's'})`)
+    if (!report.ok)
+      throw new SecureLoginError(
+        'ERR_STORE_CORRUPT',
+        `the audit log fails verification (${report.problems.length} ` +
+          `problem${report.problems.length === 1 ? '' : 's'})`,
+      )
   })
 }
 

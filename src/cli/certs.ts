@@ -29,22 +29,34 @@ export async function loadOrCreateCertificate(dir: string): Promise<CertificateP
       await promisify(execFile)('bash', [GEN_CERT, '--out', dir])
     } catch (error) {
       const stderr = String((error as { stderr?: string }).stderr ?? '').trim()
-      throw new SecureLoginError('ERR_CONFIG', `cannot make a certificate in ${dir}: ${stderr || 'gen-cert.sh failed'}`, {
-        hint: 'is openssl installed? scripts/gen-cert.sh makes the certificate by hand',
-        cause: error,
-      })
+      throw new SecureLoginError(
+        'ERR_CONFIG',
+        `cannot make a certificate in ${dir}: ${stderr || 'gen-cert.sh failed'}`,
+        {
+          hint: 'is openssl installed? scripts/gen-cert.sh makes the certificate by hand',
+          cause: error,
+        },
+      )
     }
     created = true
   } else if (!haveCert || !haveKey) {
-    throw new SecureLoginError('ERR_CONFIG', `${haveCert ? keyPath : certPath} is missing (the other file of the pair exists)`, {
-      hint: `restore it, or make a new pair with scripts/gen-cert.sh --force --out ${dir}`,
-    })
+    throw new SecureLoginError(
+      'ERR_CONFIG',
+      `${haveCert ? keyPath : certPath} is missing (the other file of the pair exists)`,
+      {
+        hint: `restore it, or make a new pair with scripts/gen-cert.sh --force --out ${dir}`,
+      },
+    )
   }
   const mode = (await stat(keyPath)).mode & 0o777
   if ((mode & 0o077) !== 0) {
-    throw new SecureLoginError('ERR_CONFIG', `private key ${keyPath} is readable by others (mode ${mode.toString(8).padStart(4, '0')})`, {
-      hint: `chmod 600 ${keyPath}`,
-    })
+    throw new SecureLoginError(
+      'ERR_CONFIG',
+      `private key ${keyPath} is readable by others (mode ${mode.toString(8).padStart(4, '0')})`,
+      {
+        hint: `chmod 600 ${keyPath}`,
+      },
+    )
   }
   return { cert: await readFile(certPath), key: await readFile(keyPath), created }
 }

@@ -41,7 +41,10 @@ export async function connectOptions(
     try {
       ca = await readFile(args.ca)
     } catch (error) {
-      throw new SecureLoginError('ERR_USAGE', `cannot read --ca file ${args.ca} (${(error as NodeJS.ErrnoException).code})`)
+      throw new SecureLoginError(
+        'ERR_USAGE',
+        `cannot read --ca file ${args.ca} (${(error as NodeJS.ErrnoException).code})`,
+      )
     }
     trust = { kind: 'ca', ca, caFile: args.ca }
   } else {

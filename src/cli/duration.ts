@@ -5,7 +5,11 @@ const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_
 /** "90s", "30m", "12h", "7d" -> milliseconds. */
 export function parseDuration(value: string, flag: string): number {
   const match = /^(\d{1,6})([smhd])$/.exec(value.trim())
-  if (!match) throw usageError(`${flag} must be a number and a unit (s, m, h or d), got ${JSON.stringify(value)}`, `for example ${flag} 30m`)
+  if (!match)
+    throw usageError(
+      `${flag} must be a number and a unit (s, m, h or d), got ${JSON.stringify(value)}`,
+      `for example ${flag} 30m`,
+    )
   return Number(match[1]) * UNITS[match[2]!]!
 }
 

@@ -1,5 +1,12 @@
 import { ServerConnection } from '../client/connection.js'
-import { authenticate, renewRecoveryCodes, resumeSession, submitOtp, submitRecoveryCode, type LoginResult } from '../client/login.js'
+import {
+  authenticate,
+  renewRecoveryCodes,
+  resumeSession,
+  submitOtp,
+  submitRecoveryCode,
+  type LoginResult,
+} from '../client/login.js'
 import { call } from '../client/calls.js'
 import { loadSession, saveSession } from '../client/saved-sessions.js'
 import { normalizeUsername } from '../auth/username.js'
@@ -22,15 +29,31 @@ export interface LoginArgs extends ClientArgs {
 export async function runLogin(args: LoginArgs): Promise<void> {
   if (useTui(args) && args.otp === undefined && args.recoveryCode === undefined) return runTui('login', args)
   await loggedIn(args, 'login', async (_conn, result) => {
-    if (args.json) printJson({ event: 'login', user: result.user, role: result.role, sessionId: result.sessionId, expiresAt: result.expiresAt, idleExpiresAt: result.idleExpiresAt, ...(result.recoveryCodesLeft !== undefined ? { recoveryCodesLeft: result.recoveryCodesLeft } : {}) })
-    else process.stdout.write(`welcome ${result.user} (${result.role}); session expires at ${result.expiresAt}, or after 30 min unused\n`)
+    if (args.json)
+      printJson({
+        event: 'login',
+        user: result.user,
+        role: result.role,
+        sessionId: result.sessionId,
+        expiresAt: result.expiresAt,
+        idleExpiresAt: result.idleExpiresAt,
+        ...(result.recoveryCodesLeft !== undefined ? { recoveryCodesLeft: result.recoveryCodesLeft } : {}),
+      })
+    else
+      process.stdout.write(
+        `welcome ${result.user} (${result.role}); session expires at ${result.expiresAt}, or after 30 min unused\n`,
+      )
     warnRecoveryCodesLeft(result.recoveryCodesLeft)
   })
 }
 
 /** `securelogin recovery-codes`: log in with a TOTP code, then replace every recovery code. */
 export async function runRecoveryCodes(args: LoginArgs): Promise<void> {
-  if (args.recoveryCode !== undefined) throw usageError('renewing recovery codes needs a code from your authenticator, not a recovery code', 'use --otp CODE, or the next stdin line')
+  if (args.recoveryCode !== undefined)
+    throw usageError(
+      'renewing recovery codes needs a code from your authenticator, not a recovery code',
+      'use --otp CODE, or the next stdin line',
+    )
   if (useTui(args) && args.otp === undefined) return runTui('recovery-codes', args)
   await loggedIn(args, 'recovery codes', async (conn, result) => {
     printRecoveryCodes(await renewRecoveryCodes(conn), { json: args.json, event: 'recovery_codes', user: result.user })
@@ -93,12 +116,19 @@ export async function loggedIn(
 ): Promise<void> {
   const name = args.user ?? opts.user
   if (name === undefined || !args.passwordStdin) {
-    throw usageError(`without a terminal, ${what} needs --user NAME and --password-stdin`, 'echo "$PASSWORD" | securelogin login --user NAME --password-stdin --otp CODE --json')
+    throw usageError(
+      `without a terminal, ${what} needs --user NAME and --password-stdin`,
+      'echo "$PASSWORD" | securelogin login --user NAME --password-stdin --otp CODE --json',
+    )
   }
-  if (args.otp !== undefined && args.recoveryCode !== undefined) throw usageError('give --otp or --recovery-code, not both')
+  if (args.otp !== undefined && args.recoveryCode !== undefined)
+    throw usageError('give --otp or --recovery-code, not both')
   const user = normalizeUsername(name)
   // Checked before connecting: a mistyped code must not cost a login attempt.
-  const fromFlag = args.recoveryCode !== undefined && args.recoveryCode !== '' && args.recoveryCode !== '-' ? normalizeRecoveryCode(args.recoveryCode) : undefined
+  const fromFlag =
+    args.recoveryCode !== undefined && args.recoveryCode !== '' && args.recoveryCode !== '-'
+      ? normalizeRecoveryCode(args.recoveryCode)
+      : undefined
   const lines = stdinLines()
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
@@ -107,7 +137,10 @@ export async function loggedIn(
     const { enrol } = await authenticate(conn, user, password)
     let result: LoginResult
     if (enrol) {
-      printEnrolment(enrol, { json: args.json, why: 'an administrator reset your two-factor authentication: enrol a new authenticator' })
+      printEnrolment(enrol, {
+        json: args.json,
+        why: 'an administrator reset your two-factor authentication: enrol a new authenticator',
+      })
       result = await submitOtp(conn, await lines.next('code from the new authenticator'))
     } else {
       result =

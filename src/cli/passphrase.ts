@@ -9,10 +9,17 @@ export const MIN_PASSPHRASE_CHARS = 8
  * The admin passphrase: the first line of --passphrase-file, or typed without echo at a
  * terminal (twice for a new store). No terminal and no file is a usage error.
  */
-export async function readPassphrase(opts: { file: string | undefined; isNew: boolean; storePath: string }): Promise<string> {
+export async function readPassphrase(opts: {
+  file: string | undefined
+  isNew: boolean
+  storePath: string
+}): Promise<string> {
   const passphrase = opts.file !== undefined ? await readPassphraseFile(opts.file) : await promptPassphrase(opts)
   if (opts.isNew && [...passphrase].length < MIN_PASSPHRASE_CHARS) {
-    throw usageError(`a new store's passphrase must be at least ${MIN_PASSPHRASE_CHARS} characters`, 'it protects every account: use several words')
+    throw usageError(
+      `a new store's passphrase must be at least ${MIN_PASSPHRASE_CHARS} characters`,
+      'it protects every account: use several words',
+    )
   }
   return passphrase
 }
@@ -20,7 +27,10 @@ export async function readPassphrase(opts: { file: string | undefined; isNew: bo
 /** Checks up front that a passphrase can be had at all, before anything is made on disk. */
 export function checkPassphraseSource(file: string | undefined): void {
   if (file === undefined && !process.stdin.isTTY) {
-    throw usageError('no passphrase: stdin is not a terminal and no --passphrase-file was given', 'pass --passphrase-file FILE (its first line is the passphrase), or run in a terminal')
+    throw usageError(
+      'no passphrase: stdin is not a terminal and no --passphrase-file was given',
+      'pass --passphrase-file FILE (its first line is the passphrase), or run in a terminal',
+    )
   }
 }
 
@@ -29,7 +39,11 @@ async function readPassphraseFile(file: string): Promise<string> {
   try {
     text = await readFile(file, 'utf8')
   } catch (error) {
-    throw new SecureLoginError('ERR_USAGE', `cannot read passphrase file ${file} (${(error as NodeJS.ErrnoException).code})`, { cause: error })
+    throw new SecureLoginError(
+      'ERR_USAGE',
+      `cannot read passphrase file ${file} (${(error as NodeJS.ErrnoException).code})`,
+      { cause: error },
+    )
   }
   const line = text.split(/\r?\n/, 1)[0] ?? ''
   if (line === '') throw usageError(`passphrase file ${file} has an empty first line`)

@@ -17,13 +17,17 @@ export interface RegisterArgs extends ClientArgs {
 }
 
 export async function runRegister(args: RegisterArgs): Promise<void> {
-  if (args.invite !== undefined && args.bootstrapToken !== undefined) throw usageError('give --invite or --bootstrap-token, not both')
+  if (args.invite !== undefined && args.bootstrapToken !== undefined)
+    throw usageError('give --invite or --bootstrap-token, not both')
   const given = args.invite ?? args.bootstrapToken
   // Checked before anything else: a mistyped token should not cost a password prompt.
   const token = given !== undefined ? checkToken(given) : undefined
   if (useTui(args)) return runTui('register', args, token)
   if (args.user === undefined || !args.passwordStdin) {
-    throw usageError('without a terminal, register needs --user NAME and --password-stdin', 'echo "$PASSWORD" | securelogin register --user NAME --password-stdin --json')
+    throw usageError(
+      'without a terminal, register needs --user NAME and --password-stdin',
+      'echo "$PASSWORD" | securelogin register --user NAME --password-stdin --json',
+    )
   }
   const user = normalizeUsername(args.user)
   const lines = stdinLines()

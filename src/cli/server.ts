@@ -42,19 +42,31 @@ export async function runServer(args: ServerArgs): Promise<void> {
   const early = createMemoryLogger()
   checkPassphraseSource(args.passphraseFile)
   if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
-    throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', { hint: 'NIST SP 800-63B allows at most 100 failed attempts' })
+    throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', {
+      hint: 'NIST SP 800-63B allows at most 100 failed attempts',
+    })
   }
-  const guard = { lockAfter: args.lockoutAfter, ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}) }
-  const sessions = { idleMs: parseDuration(args.sessionIdle, '--session-idle'), absoluteMs: parseDuration(args.sessionMax, '--session-max') }
+  const guard = {
+    lockAfter: args.lockoutAfter,
+    ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}),
+  }
+  const sessions = {
+    idleMs: parseDuration(args.sessionIdle, '--session-idle'),
+    absoluteMs: parseDuration(args.sessionMax, '--session-max'),
+  }
   if (sessions.idleMs < 60_000 || sessions.absoluteMs < sessions.idleMs) {
-    throw new SecureLoginError('ERR_USAGE', '--session-idle must be at least 1m and --session-max at least --session-idle')
+    throw new SecureLoginError(
+      'ERR_USAGE',
+      '--session-idle must be at least 1m and --session-max at least --session-idle',
+    )
   }
 
   // The lock first: a store in use is refused before anyone types a passphrase.
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
   // Store reports (a torn tail cut off, a stale lock taken over, a compaction) go to the log.
   let sink: Logger = early
-  const onReport = (event: string, fields: Record<string, unknown>) => sink.log(WARNINGS.has(event) ? 'warn' : 'info', event, fields as never)
+  const onReport = (event: string, fields: Record<string, unknown>) =>
+    sink.log(WARNINGS.has(event) ? 'warn' : 'info', event, fields as never)
   const lock = await acquireLock(args.store, onReport)
   let store: Store
   const isNew = !storeExists(args.store)
@@ -72,11 +84,24 @@ export async function runServer(args: ServerArgs): Promise<void> {
   let stages: StageTimes | undefined
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
-    if (created) early.log('info', 'certificate_created', { path: join(args.certs, 'server.crt') }, `created certificate ${join(args.certs, 'server.crt')}`)
+    if (created)
+      early.log(
+        'info',
+        'certificate_created',
+        { path: join(args.certs, 'server.crt') },
+        `created certificate ${join(args.certs, 'server.crt')}`,
+      )
     const bootstrap: Array<[string, Date]> = []
     stages = args.stageTimes ? new StageTimes() : undefined
     server = await startServer({
-      host: args.host, port: args.port, cert, key, store, logger, guard, sessions,
+      host: args.host,
+      port: args.port,
+      cert,
+      key,
+      store,
+      logger,
+      guard,
+      sessions,
       ...(args.registration ? { registration: args.registration } : {}),
       ...(args.srpEngine ? { srpEngine: args.srpEngine } : {}),
       ...(stages ? { stages } : {}),
@@ -92,7 +117,12 @@ export async function runServer(args: ServerArgs): Promise<void> {
       throw error
     })
     const jwksPath = await writeJwks(args.certs, server.jwks)
-    early.log('info', 'jwks_written', { path: jwksPath, keys: server.jwks.keys.length, kid: server.jwks.keys[0]!.kid }, `wrote the token-signing public keys to ${jwksPath} (current key ${server.jwks.keys[0]!.kid})`)
+    early.log(
+      'info',
+      'jwks_written',
+      { path: jwksPath, keys: server.jwks.keys.length, kid: server.jwks.keys[0]!.kid },
+      `wrote the token-signing public keys to ${jwksPath} (current key ${server.jwks.keys[0]!.kid})`,
+    )
     for (const [token, expiresAt] of bootstrap) await showBootstrapToken(token, expiresAt, args, early)
     if (bootstrap.length === 0) await removeSpentBootstrapFile(args, early)
   } catch (error) {
@@ -105,8 +135,12 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
   const reportStages = () => stages && logger.log('info', 'stage_times', stages.report())
   if (stages) process.on('SIGUSR2', reportStages)
-  logger.log('info', 'listening', { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
-    `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`)
+  logger.log(
+    'info',
+    'listening',
+    { host: server.host, port: server.port, fingerprint: server.fingerprint, srpEngine: args.srpEngine ?? 'openssl' },
+    `listening on ${server.host}:${server.port} (sha256 ${server.fingerprint})`,
+  )
   for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
   sink = logger
 
@@ -127,13 +161,20 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
   const file = bootstrapTokenPath(args)
   if (file === undefined) {
     process.stderr.write(
-      `\nno system_admin yet: the first to register with this token becomes one (single use, expires ${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
+      `\nno system_admin yet: the first to register with this token becomes one (single use, expires ` +
+        `${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
     )
     return
   }
   await writeFile(file, `${token}\n`, { mode: 0o600 })
   await chmod(file, 0o600)
-  log.log('info', 'bootstrap_token_written', { path: file, expiresAt: expiresAt.toISOString() }, `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; to become the first system_admin: securelogin register --bootstrap-token "$(cat ${file})"`)
+  log.log(
+    'info',
+    'bootstrap_token_written',
+    { path: file, expiresAt: expiresAt.toISOString() },
+    `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; to ` +
+      `become the first system_admin: securelogin register --bootstrap-token "$(cat ${file})"`,
+  )
 }
 
 /** Where the bootstrap token is written, or undefined when it goes to the terminal. */
@@ -151,7 +192,12 @@ async function removeSpentBootstrapFile(args: ServerArgs, log: Logger): Promise<
   const text = await readFile(file, 'utf8').catch(() => undefined)
   if (text === undefined || !/^slb_[A-Za-z0-9_-]{43}\n?$/.test(text)) return
   await rm(file, { force: true })
-  log.log('info', 'bootstrap_token_removed', { path: file }, `removed ${file}: a system_admin exists, so its bootstrap token is spent`)
+  log.log(
+    'info',
+    'bootstrap_token_removed',
+    { path: file },
+    `removed ${file}: a system_admin exists, so its bootstrap token is spent`,
+  )
 }
 
 /**
@@ -170,12 +216,18 @@ async function writeJwks(certs: string, jwks: Jwks): Promise<string> {
 function fileClock(file: string): () => number {
   return () => {
     const ms = Number(readFileSync(file, 'utf8').trim())
-    if (!Number.isFinite(ms)) throw new SecureLoginError('ERR_CONFIG', `--clock-file ${file} does not hold a time in milliseconds`)
+    if (!Number.isFinite(ms))
+      throw new SecureLoginError('ERR_CONFIG', `--clock-file ${file} does not hold a time in milliseconds`)
     return ms
   }
 }
 
-const WARNINGS = new Set(['store_torn_tail', 'store_lock_taken_over', 'store_leftover_removed', 'store_compaction_failed'])
+const WARNINGS = new Set([
+  'store_torn_tail',
+  'store_lock_taken_over',
+  'store_leftover_removed',
+  'store_compaction_failed',
+])
 
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {

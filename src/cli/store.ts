@@ -1,8 +1,18 @@
 import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
-  AuditLog, acquireLock, createStore, openStore, readStoreHeader, storeExists, verifyStore, DEFAULT_KDF,
-  type AuditVerification, type KdfParams, type StoreLock, type StoreStats,
+  AuditLog,
+  acquireLock,
+  createStore,
+  openStore,
+  readStoreHeader,
+  storeExists,
+  verifyStore,
+  DEFAULT_KDF,
+  type AuditVerification,
+  type KdfParams,
+  type StoreLock,
+  type StoreStats,
 } from '../store/index.js'
 import type { AuditHead } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -25,14 +35,21 @@ const kdfText = (kdf: KdfParams) => `scrypt logN ${kdf.logN} r ${kdf.r} p ${kdf.
 
 export function kdfFromArgs(logN: number | undefined): KdfParams {
   if (logN === undefined) return DEFAULT_KDF
-  if (!Number.isInteger(logN) || logN < 10 || logN > 20) throw usageError('--kdf-logn is an integer from 10 to 20', `the default, ${DEFAULT_KDF.logN}, takes about half a second`)
+  if (!Number.isInteger(logN) || logN < 10 || logN > 20)
+    throw usageError(
+      '--kdf-logn is an integer from 10 to 20',
+      `the default, ${DEFAULT_KDF.logN}, takes about half a second`,
+    )
   return { ...DEFAULT_KDF, logN }
 }
 
 export async function runStoreInit(args: StoreArgs & { kdfLogn?: number | undefined }): Promise<void> {
   const kdf = kdfFromArgs(args.kdfLogn)
   checkPassphraseSource(args.passphraseFile)
-  if (storeExists(args.store)) throw new SecureLoginError('ERR_STORE_IO', `${args.store} already exists`, { hint: 'choose another --store; a store is never overwritten' })
+  if (storeExists(args.store))
+    throw new SecureLoginError('ERR_STORE_IO', `${args.store} already exists`, {
+      hint: 'choose another --store; a store is never overwritten',
+    })
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
   await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: true, storePath: args.store })
@@ -49,7 +66,13 @@ export async function runStoreInfo(args: StoreArgs): Promise<void> {
   if (args.json) printJson({ event: 'store_info', path: args.store, ...info })
   else {
     process.stdout.write(
-      [`store ${args.store}`, `format version ${info.formatVersion}`, `kdf ${kdfText(info.kdf)}`, `store id ${info.storeId}`, `file size ${info.fileSize} bytes`].join('\n') + '\n',
+      [
+        `store ${args.store}`,
+        `format version ${info.formatVersion}`,
+        `kdf ${kdfText(info.kdf)}`,
+        `store id ${info.storeId}`,
+        `file size ${info.fileSize} bytes`,
+      ].join('\n') + '\n',
     )
   }
 }
@@ -61,25 +84,48 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
     return verifyStore(args.store, passphrase, { lock, onReport: report, ...(auditAnchor ? { auditAnchor } : {}) })
   })
-  if (args.json) printJson({ event: 'store_verified', path: args.store, ok: !tornTail && audit.ok, ...stats, audit, ...(tornTail ? { tornTail } : {}) })
+  if (args.json)
+    printJson({
+      event: 'store_verified',
+      path: args.store,
+      ok: !tornTail && audit.ok,
+      ...stats,
+      audit,
+      ...(tornTail ? { tornTail } : {}),
+    })
   else process.stdout.write(`${statsText(args.store, stats)}\n${auditText(audit)}\n`)
   if (tornTail) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `${args.store} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): an append cut short by a crash`, {
-      hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
-    })
+    throw new SecureLoginError(
+      'ERR_STORE_CORRUPT',
+      `${args.store} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): an append cut ` +
+        `short by a crash`,
+      {
+        hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
+      },
+    )
   }
   if (!audit.ok) {
     const more = audit.problems.length > 1 ? ` (and ${audit.problems.length - 1} more)` : ''
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `the audit log of ${args.store} fails its hash chain: ${audit.problems[0]!.problem}${more}`, {
-      hint: 'entries were edited, removed, reordered or cut off by someone holding the passphrase; keep this file as evidence',
-    })
+    throw new SecureLoginError(
+      'ERR_STORE_CORRUPT',
+      `the audit log of ${args.store} fails its hash chain: ${audit.problems[0]!.problem}${more}`,
+      {
+        hint:
+          'entries were edited, removed, reordered or cut off by someone holding the passphrase; ' +
+          'keep this file as evidence',
+      },
+    )
   }
 }
 
 /** `N:HASH`: a head written down earlier (the server logs it), which the chain must still contain. */
 function auditAnchorFromArg(text: string): AuditHead {
   const match = /^(\d{1,15}):([0-9a-f]{64})$/.exec(text)
-  if (!match) throw usageError('--audit-anchor is N:HASH, an entry number and its 64 hex digit hash', 'copy it from an earlier `store verify` or the server log')
+  if (!match)
+    throw usageError(
+      '--audit-anchor is N:HASH, an entry number and its 64 hex digit hash',
+      'copy it from an earlier `store verify` or the server log',
+    )
   return { n: Number(match[1]), hash: match[2]! }
 }
 
@@ -93,7 +139,8 @@ export async function runStoreCompact(args: StoreArgs): Promise<void> {
       if (args.json) printJson({ event: 'store_compacted', path: args.store, ...result })
       else {
         process.stdout.write(
-          `compacted ${args.store}: ${result.recordsBefore} -> ${result.recordsAfter} records, ${result.bytesBefore} -> ${result.bytesAfter} bytes in ${result.ms} ms; new data key\n`,
+          `compacted ${args.store}: ${result.recordsBefore} -> ${result.recordsAfter} records, ` +
+            `${result.bytesBefore} -> ${result.bytesAfter} bytes in ${result.ms} ms; new data key\n`,
         )
       }
     } finally {
@@ -102,12 +149,17 @@ export async function runStoreCompact(args: StoreArgs): Promise<void> {
   })
 }
 
-export async function runStoreRekey(args: StoreArgs & { newPassphraseFile?: string | undefined; kdfLogn?: number | undefined }): Promise<void> {
+export async function runStoreRekey(
+  args: StoreArgs & { newPassphraseFile?: string | undefined; kdfLogn?: number | undefined },
+): Promise<void> {
   const kdf = kdfFromArgs(args.kdfLogn)
   checkPassphraseSource(args.passphraseFile)
   checkPassphraseSource(args.newPassphraseFile)
   if (args.passphraseFile !== undefined && args.newPassphraseFile === undefined) {
-    throw usageError('--passphrase-file needs --new-passphrase-file too', 'rekey reads the old passphrase from one file and the new from the other')
+    throw usageError(
+      '--passphrase-file needs --new-passphrase-file too',
+      'rekey reads the old passphrase from one file and the new from the other',
+    )
   }
   await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
@@ -139,7 +191,14 @@ export async function runStoreRotateSigningKey(args: StoreArgs): Promise<void> {
       const rotation = await SigningKeys.rotate(store, nowMs)
       const log = await AuditLog.open(store, () => nowMs)
       await log.append(
-        { actor: null, action: 'signing_key.rotated', target: rotation.kid, address: null, outcome: 'ok', details: { retired: rotation.retired ?? null, keys: rotation.jwks.keys.length } },
+        {
+          actor: null,
+          action: 'signing_key.rotated',
+          target: rotation.kid,
+          address: null,
+          outcome: 'ok',
+          details: { retired: rotation.retired ?? null, keys: rotation.jwks.keys.length },
+        },
         [rotation.change],
       )
       return rotation
@@ -147,11 +206,22 @@ export async function runStoreRotateSigningKey(args: StoreArgs): Promise<void> {
       await store.close()
     }
   })
-  if (args.json) printJson({ event: 'signing_key_rotated', path: args.store, kid: rotated.kid, retired: rotated.retired ?? null, keys: rotated.jwks.keys.length })
+  if (args.json)
+    printJson({
+      event: 'signing_key_rotated',
+      path: args.store,
+      kid: rotated.kid,
+      retired: rotated.retired ?? null,
+      keys: rotated.jwks.keys.length,
+    })
   else {
+    const retired = rotated.retired
+      ? `; ${rotated.retired} now only verifies, for the tokens it signed (at most an hour)`
+      : ''
     process.stdout.write(
-      `new signing key ${rotated.kid}${rotated.retired ? `; ${rotated.retired} now only verifies, for the tokens it signed (at most an hour)` : ''}\n` +
-        'restart the server: it writes the new certs/jwks.json; applications that keep a copy of the JWKS must fetch it again\n',
+      `new signing key ${rotated.kid}${retired}\n` +
+        'restart the server: it writes the new certs/jwks.json; applications that keep a copy of the JWKS must ' +
+        'fetch it again\n',
     )
   }
 }
@@ -160,7 +230,12 @@ export async function runStoreRotateSigningKey(args: StoreArgs): Promise<void> {
 async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Report) => Promise<T>): Promise<T> {
   const report: Report = (event, fields) => {
     if (args.json) process.stderr.write(`${JSON.stringify({ event, ...fields })}\n`)
-    else process.stderr.write(`securelogin: ${event.replace(/_/g, ' ')} ${Object.entries(fields).map(([k, v]) => `${k}=${String(v)}`).join(' ')}\n`)
+    else
+      process.stderr.write(
+        `securelogin: ${event.replace(/_/g, ' ')} ${Object.entries(fields)
+          .map(([k, v]) => `${k}=${String(v)}`)
+          .join(' ')}\n`,
+      )
   }
   const lock = await acquireLock(args.store, report)
   try {

@@ -4,7 +4,12 @@ import { ServerConnection } from '../client/connection.js'
 import { checkToken, fetchJwks } from '../client/tokens.js'
 import { verifyToken } from '../auth/verify-token.js'
 import { SecureLoginError } from '../protocol/errors.js'
-import { AUDIENCE_PATTERN, TOKEN_TTL_MAX_SECONDS, TOKEN_TTL_MIN_SECONDS, type TokenClaims } from '../protocol/signed-tokens.js'
+import {
+  AUDIENCE_PATTERN,
+  TOKEN_TTL_MAX_SECONDS,
+  TOKEN_TTL_MIN_SECONDS,
+  type TokenClaims,
+} from '../protocol/signed-tokens.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
 import { parseDuration, fromNow } from './duration.js'
 import { printJson, usageError } from './output.js'
@@ -21,7 +26,11 @@ export interface TokenArgs extends ClientArgs {
 
 function checkAudience(audience: string): string {
   if (!AUDIENCE_PATTERN.test(audience)) {
-    throw usageError('--audience is the application\'s name: 1 to 128 of letters, digits and . _ : / @ -, starting with a letter or digit', 'for example --audience billing')
+    throw usageError(
+      "--audience is the application's name: 1 to 128 of letters, digits and . _ : / @ -, starting with a letter " +
+        'or digit',
+      'for example --audience billing',
+    )
   }
   return audience
 }
@@ -31,13 +40,17 @@ export async function runToken(args: TokenArgs): Promise<void> {
   const audience = checkAudience(args.audience)
   const ttlSeconds = parseDuration(args.ttl, '--ttl') / 1000
   if (ttlSeconds < TOKEN_TTL_MIN_SECONDS || ttlSeconds > TOKEN_TTL_MAX_SECONDS) {
-    throw usageError(`--ttl is from ${TOKEN_TTL_MIN_SECONDS}s to ${TOKEN_TTL_MAX_SECONDS / 60}m`, 'tokens are short-lived: ask for a new one when it ends')
+    throw usageError(
+      `--ttl is from ${TOKEN_TTL_MIN_SECONDS}s to ${TOKEN_TTL_MAX_SECONDS / 60}m`,
+      'tokens are short-lived: ask for a new one when it ends',
+    )
   }
   const issued = await withSession(args, (conn) => call(conn, 'token', { audience, ttlSeconds }))
   if (args.json) printJson({ event: 'token', audience, ...issued })
   else {
     process.stdout.write(`${issued.token}\n`)
-    if (process.stderr.isTTY) process.stderr.write(`token for ${audience}, expires ${fromNow(issued.expiresAt)} (${issued.expiresAt})\n`)
+    if (process.stderr.isTTY)
+      process.stderr.write(`token for ${audience}, expires ${fromNow(issued.expiresAt)} (${issued.expiresAt})\n`)
   }
 }
 
@@ -71,17 +84,32 @@ export async function runVerifyToken(args: VerifyTokenArgs): Promise<void> {
   try {
     jwksText = await readFile(args.jwks, 'utf8')
   } catch (error) {
-    throw usageError(`cannot read --jwks file ${args.jwks} (${(error as NodeJS.ErrnoException).code})`, 'the server writes certs/jwks.json; `securelogin jwks > jwks.json` fetches it')
+    throw usageError(
+      `cannot read --jwks file ${args.jwks} (${(error as NodeJS.ErrnoException).code})`,
+      'the server writes certs/jwks.json; `securelogin jwks > jwks.json` fetches it',
+    )
   }
   // yargs reads a lone "-" as an empty string.
   const token = !args.token || args.token === '-' ? await readTokenFromStdin() : args.token
-  const claims = await verifyToken(token, { jwks: jwksText, audience, ...(args.issuer !== undefined ? { issuer: args.issuer } : {}) })
+  const claims = await verifyToken(token, {
+    jwks: jwksText,
+    audience,
+    ...(args.issuer !== undefined ? { issuer: args.issuer } : {}),
+  })
   if (args.checkSession) {
     const conn = await ServerConnection.open(await connectOptions(args))
     try {
       const { active, code } = await checkToken(conn, token, audience)
-      if (!active && code === 'ERR_TOKEN_REVOKED') throw new SecureLoginError(code, 'the session this token came from has ended (logged out, revoked or expired)', { hint: 'the user logs in again and gets a new token' })
-      if (!active) throw new SecureLoginError(code ?? 'ERR_TOKEN_INVALID', 'the server does not vouch for this token', { hint: 'is --server the server that signed it?' })
+      if (!active && code === 'ERR_TOKEN_REVOKED')
+        throw new SecureLoginError(
+          code,
+          'the session this token came from has ended (logged out, revoked or expired)',
+          { hint: 'the user logs in again and gets a new token' },
+        )
+      if (!active)
+        throw new SecureLoginError(code ?? 'ERR_TOKEN_INVALID', 'the server does not vouch for this token', {
+          hint: 'is --server the server that signed it?',
+        })
     } finally {
       conn.close()
     }
@@ -102,12 +130,14 @@ async function readTokenFromStdin(): Promise<string> {
 
 function claimsText(claims: TokenClaims, sessionChecked: boolean): string {
   const at = (seconds: number) => new Date(seconds * 1000).toISOString()
-  return [
-    `valid token for ${claims.aud}${sessionChecked ? ' (its session is live)' : ''}`,
-    `user ${claims.sub} (${claims.role})`,
-    `issued ${at(claims.iat)} by ${claims.iss}`,
-    `expires ${at(claims.exp)} (${fromNow(at(claims.exp))})`,
-    `session ${claims.sid}`,
-    `token id ${claims.jti}`,
-  ].join('\n') + '\n'
+  return (
+    [
+      `valid token for ${claims.aud}${sessionChecked ? ' (its session is live)' : ''}`,
+      `user ${claims.sub} (${claims.role})`,
+      `issued ${at(claims.iat)} by ${claims.iss}`,
+      `expires ${at(claims.exp)} (${fromNow(at(claims.exp))})`,
+      `session ${claims.sid}`,
+      `token id ${claims.jti}`,
+    ].join('\n') + '\n'
+  )
 }

@@ -1,6 +1,13 @@
 import { ServerConnection, type ConnectOptions } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
-import { authenticate, renewRecoveryCodes, resumeSession, submitOtp, submitRecoveryCode, type LoginResult as ClientLoginResult } from '../client/login.js'
+import {
+  authenticate,
+  renewRecoveryCodes,
+  resumeSession,
+  submitOtp,
+  submitRecoveryCode,
+  type LoginResult as ClientLoginResult,
+} from '../client/login.js'
 import { call, changePassword, confirmTotpReset, startTotpReset } from '../client/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { Secret } from '../auth/secret.js'
@@ -54,7 +61,8 @@ export function createTuiClient(
   }
   /** A connection running as the session. */
   const resumed = async (): Promise<ServerConnection> => {
-    if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in', { hint: 'log in first: securelogin login' })
+    if (!session)
+      throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in', { hint: 'log in first: securelogin login' })
     const c = await open()
     try {
       await resumeSession(c, session.token)
@@ -77,7 +85,9 @@ export function createTuiClient(
     if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in')
     const c = await reopen()
     await authenticate(c, session.user, new Secret(password))
-    await loggedIn(/^\d{6}$/.test(code.replace(/\s/g, '')) ? await submitOtp(c, code) : await submitRecoveryCode(c, code))
+    await loggedIn(
+      /^\d{6}$/.test(code.replace(/\s/g, '')) ? await submitOtp(c, code) : await submitRecoveryCode(c, code),
+    )
     return c
   }
 
@@ -88,10 +98,18 @@ export function createTuiClient(
       const probe = await ServerConnection.open(opts)
       probe.close()
       // Later connections must present the certificate just checked (now in known_servers, or the --ca).
-      connectOpts = opts.trust.kind === 'known-servers' ? { ...opts, trust: { kind: 'known-servers', file: opts.trust.file } } : opts
+      connectOpts =
+        opts.trust.kind === 'known-servers'
+          ? { ...opts, trust: { kind: 'known-servers', file: opts.trust.file } }
+          : opts
     },
     async startRegistration(username, password): Promise<Enrolment> {
-      const { otpauthUri, secret } = await startRegistration(await reopen(), username, new Secret(password), opts.registerToken)
+      const { otpauthUri, secret } = await startRegistration(
+        await reopen(),
+        username,
+        new Secret(password),
+        opts.registerToken,
+      )
       return { otpauthUri, secret }
     },
     confirmEnrolment: (code) => confirmEnrolment(current(), code),
@@ -105,7 +123,10 @@ export function createTuiClient(
     renewRecoveryCodes: () => renewRecoveryCodes(current()),
     async resumeSession() {
       const saved = await opts.keeper?.load()
-      if (!saved) throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, { hint: 'log in first: securelogin login' })
+      if (!saved)
+        throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, {
+          hint: 'log in first: securelogin login',
+        })
       session = saved
       const c = await open()
       try {
@@ -146,7 +167,13 @@ export function createTuiClient(
     unlockUser: (user) => withSession((c) => call(c, 'unlock', { user })),
     revokeUserSessions: async (user) => (await withSession((c) => call(c, 'revoke', { user }))).revoked,
     invite: (role, options = {}) =>
-      withSession((c) => call(c, 'invite', { role, ttlSeconds: options.ttlSeconds ?? 24 * 3600, ...(options.user !== undefined ? { user: options.user } : {}) })),
+      withSession((c) =>
+        call(c, 'invite', {
+          role,
+          ttlSeconds: options.ttlSeconds ?? 24 * 3600,
+          ...(options.user !== undefined ? { user: options.user } : {}),
+        }),
+      ),
     async audit(query, onEntry) {
       if (!onEntry) {
         const { entries } = await withSession((c) => call(c, 'audit', query))

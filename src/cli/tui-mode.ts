@@ -20,14 +20,20 @@ export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: st
     load: async () => loadSession(home, server),
     forget: async () => void (await forgetSession(home, server)),
   }
-  const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm), { keeper, ...(registerToken !== undefined ? { registerToken } : {}) })
+  const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm), {
+    keeper,
+    ...(registerToken !== undefined ? { registerToken } : {}),
+  })
   let result
   if (flow === 'register') result = await runRegisterTui(client)
-  else if (flow === 'login' || flow === 'recovery-codes') result = await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
+  else if (flow === 'login' || flow === 'recovery-codes')
+    result = await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
   else {
     // The home screen on the saved session; without one (or an ended one), a login first.
     const resumed = (await loadSession(home, server)) ? await resumeQuietly(client) : undefined
-    result = resumed ? await runHomeTui(client, resumed, flow === 'passwd' ? 'password' : flow === 'reset-2fa' ? 'totp' : 'menu') : await runLoginTui(client, {})
+    result = resumed
+      ? await runHomeTui(client, resumed, flow === 'passwd' ? 'password' : flow === 'reset-2fa' ? 'totp' : 'menu')
+      : await runLoginTui(client, {})
   }
   // The TUI has already shown any error in place; only the exit code is left to set.
   if ('cancelled' in result) process.exitCode = 130

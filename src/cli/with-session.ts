@@ -10,11 +10,17 @@ import { serverKey } from './login.js'
  * session, or one the server says has ended, is ERR_FORBIDDEN with the way out in the hint;
  * an ended session's file is deleted (it can never work again).
  */
-export async function withSession<T>(args: ClientArgs, work: (conn: ServerConnection, session: LoginResult, saved: SavedSession) => Promise<T>): Promise<T> {
+export async function withSession<T>(
+  args: ClientArgs,
+  work: (conn: ServerConnection, session: LoginResult, saved: SavedSession) => Promise<T>,
+): Promise<T> {
   const server = serverKey(args)
   const home = secureloginHome()
   const saved = await loadSession(home, server)
-  if (!saved) throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, { hint: 'log in first: securelogin login' })
+  if (!saved)
+    throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, {
+      hint: 'log in first: securelogin login',
+    })
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
     let session: LoginResult

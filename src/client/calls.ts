@@ -9,16 +9,28 @@ import type { Enrolment } from './register.js'
 import { checkCodeShape } from './register.js'
 
 /** One logged-in request: `call {op, args}` -> `result {op, data}`, the data checked against its schema. */
-export async function call<Op extends CallOp>(conn: ServerConnection, op: Op, args: CallArgs<Op>): Promise<CallResult<Op>> {
+export async function call<Op extends CallOp>(
+  conn: ServerConnection,
+  op: Op,
+  args: CallArgs<Op>,
+): Promise<CallResult<Op>> {
   const answer = await conn.request({ type: 'call', op, args: args as Record<string, unknown> }, 'result')
   const parsed = CALLS[op].result.safeParse(answer.data)
-  if (answer.op !== op || !parsed.success) throw new SecureLoginError('ERR_PROTOCOL', `the server's answer to ${op} does not match its schema`)
+  if (answer.op !== op || !parsed.success)
+    throw new SecureLoginError('ERR_PROTOCOL', `the server's answer to ${op} does not match its schema`)
   return parsed.data as CallResult<Op>
 }
 
 /** After a login with password and TOTP code on `conn`: a new salt and verifier (the password stays here). */
-export async function changePassword(conn: ServerConnection, username: string, newPassword: SecretInput): Promise<CallResult<'passwd'>> {
-  const { salt, verifier, kdf } = await createRegistration(username, checkNewPassword(revealInput(newPassword), username))
+export async function changePassword(
+  conn: ServerConnection,
+  username: string,
+  newPassword: SecretInput,
+): Promise<CallResult<'passwd'>> {
+  const { salt, verifier, kdf } = await createRegistration(
+    username,
+    checkNewPassword(revealInput(newPassword), username),
+  )
   return call(conn, 'passwd', { salt, verifier, kdf })
 }
 

@@ -118,7 +118,8 @@ export class ServerConnection {
     try {
       for (const raw of this.#decoder.push(chunk)) {
         const parsed = ServerMessage.safeParse(raw)
-        if (!parsed.success) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent a message that does not match its schema')
+        if (!parsed.success)
+          throw new SecureLoginError('ERR_PROTOCOL', 'the server sent a message that does not match its schema')
         this.#deliver(parsed.data)
       }
     } catch (error) {
@@ -186,34 +187,55 @@ function handshakeError(error: NodeJS.ErrnoException, server: string, trust: Tru
     })
   }
   if (trust.kind === 'ca') {
-    return new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} is not vouched for by ${trust.caFile} (${code || error.message})`, {
-      hint: 'pass the certificate the server uses (certs/server.crt) as --ca',
-      cause: error,
-    })
+    return new SecureLoginError(
+      'ERR_TLS_UNTRUSTED',
+      `server ${server} is not vouched for by ${trust.caFile} (${code || error.message})`,
+      {
+        hint: 'pass the certificate the server uses (certs/server.crt) as --ca',
+        cause: error,
+      },
+    )
   }
-  return new SecureLoginError('ERR_CONNECT', `TLS handshake with ${server} failed (${code || error.message})`, { cause: error })
+  return new SecureLoginError('ERR_CONNECT', `TLS handshake with ${server} failed (${code || error.message})`, {
+    cause: error,
+  })
 }
 
-async function checkKnownServer(trust: Extract<TrustPolicy, { kind: 'known-servers' }>, server: string, fingerprint: string): Promise<void> {
+async function checkKnownServer(
+  trust: Extract<TrustPolicy, { kind: 'known-servers' }>,
+  server: string,
+  fingerprint: string,
+): Promise<void> {
   const known = await lookupKnownServer(trust.file, server)
   if (known !== undefined) {
     if (normalizeFingerprint(known) === fingerprint) return
     throw new SecureLoginError(
       'ERR_TLS_CHANGED',
-      `the certificate of ${server} has changed: someone may be intercepting this connection (was ${known}, now ${fingerprint})`,
+      `the certificate of ${server} has changed: someone may be intercepting this connection (was ${known}, now ` +
+        `${fingerprint})`,
       { hint: `if the server's certificate was replaced on purpose, remove the line for ${server} from ${trust.file}` },
     )
   }
   if (trust.acceptFingerprint !== undefined) {
     if (normalizeFingerprint(trust.acceptFingerprint) !== fingerprint) {
-      throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} has sha256 fingerprint ${fingerprint}, not the one given`, {
-        hint: 'compare with the fingerprint the server printed when it started',
-      })
+      throw new SecureLoginError(
+        'ERR_TLS_UNTRUSTED',
+        `server ${server} has sha256 fingerprint ${fingerprint}, not the one given`,
+        {
+          hint: 'compare with the fingerprint the server printed when it started',
+        },
+      )
     }
   } else if (!trust.confirmNewServer) {
-    throw new SecureLoginError('ERR_TLS_UNTRUSTED', `the authenticity of server ${server} can't be established (sha256 ${fingerprint})`, {
-      hint: `pass --ca certs/server.crt, or --accept-fingerprint ${fingerprint} after checking it against the server's`,
-    })
+    throw new SecureLoginError(
+      'ERR_TLS_UNTRUSTED',
+      `the authenticity of server ${server} can't be established (sha256 ${fingerprint})`,
+      {
+        hint:
+          `pass --ca certs/server.crt, or --accept-fingerprint ${fingerprint} after checking it against the ` +
+          "server's",
+      },
+    )
   } else if (!(await trust.confirmNewServer(fingerprint))) {
     throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} was not trusted`)
   }

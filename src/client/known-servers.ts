@@ -26,7 +26,11 @@ export async function rememberKnownServer(file: string, server: string, fingerpr
 
 /** Accepts "AB:CD:...", "abcd..." or "sha256:AB:CD..." and returns openssl's colon form. */
 export function normalizeFingerprint(input: string): string | undefined {
-  const hex = input.trim().replace(/^sha256[:= ]?/i, '').replace(/:/g, '').toUpperCase()
+  const hex = input
+    .trim()
+    .replace(/^sha256[:= ]?/i, '')
+    .replace(/:/g, '')
+    .toUpperCase()
   if (!/^[0-9A-F]{64}$/.test(hex)) return undefined
   return hex.match(/../g)!.join(':')
 }

@@ -26,9 +26,15 @@ export interface LoginResult {
  * SRP-6a: username, A -> salt, B -> M1 -> M2. Resolves only once the server has proved it
  * holds the verifier; the TOTP code is sent after that, never to an unproven server.
  */
-export async function authenticate(conn: ServerConnection, username: string, password: SecretInput): Promise<{ enrol?: Enrolment }> {
+export async function authenticate(
+  conn: ServerConnection,
+  username: string,
+  password: SecretInput,
+): Promise<{ enrol?: Enrolment }> {
   const user = normalizeUsername(username)
-  return authenticateWith(conn, user, ({ salt, kdf }) => derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }))
+  return authenticateWith(conn, user, ({ salt, kdf }) =>
+    derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }),
+  )
 }
 
 /**

@@ -14,16 +14,37 @@ export interface Enrolment {
 }
 
 /** Sends salt and verifier (the password stays here) and returns the TOTP enrolment to show. */
-export async function startRegistration(conn: ServerConnection, username: string, password: SecretInput, token?: string): Promise<Enrolment> {
+export async function startRegistration(
+  conn: ServerConnection,
+  username: string,
+  password: SecretInput,
+  token?: string,
+): Promise<Enrolment> {
   const user = normalizeUsername(username)
   const { salt, verifier, kdf } = await createRegistration(user, checkNewPassword(revealInput(password), user))
-  const { otpauthUri } = await conn.request({ type: 'register_start', username: user, salt, verifier, kdf, ...(token !== undefined ? { token: checkToken(token) } : {}) }, 'enrol')
+  const { otpauthUri } = await conn.request(
+    {
+      type: 'register_start',
+      username: user,
+      salt,
+      verifier,
+      kdf,
+      ...(token !== undefined ? { token: checkToken(token) } : {}),
+    },
+    'enrol',
+  )
   return enrolmentOf(user, otpauthUri)
 }
 
 /** One code from the authenticator activates the account; ERR_ENROL_CODE means try another. */
-export async function confirmEnrolment(conn: ServerConnection, code: string): Promise<{ user: string; recoveryCodes: string[] }> {
-  const { user, recoveryCodes } = await conn.request({ type: 'register_confirm', code: checkCodeShape(code) }, 'registered')
+export async function confirmEnrolment(
+  conn: ServerConnection,
+  code: string,
+): Promise<{ user: string; recoveryCodes: string[] }> {
+  const { user, recoveryCodes } = await conn.request(
+    { type: 'register_confirm', code: checkCodeShape(code) },
+    'registered',
+  )
   return { user, recoveryCodes }
 }
 
@@ -39,7 +60,10 @@ export function checkCodeShape(code: string): string {
 export function checkToken(token: string): string {
   const trimmed = token.trim()
   if (!TOKEN_PATTERN.test(trimmed) || trimmed.startsWith('sls_')) {
-    throw new SecureLoginError('ERR_USAGE', 'that is not an invite or bootstrap token (sli_... or slb_..., 47 characters)')
+    throw new SecureLoginError(
+      'ERR_USAGE',
+      'that is not an invite or bootstrap token (sli_... or slb_..., 47 characters)',
+    )
   }
   return trimmed
 }

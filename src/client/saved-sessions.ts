@@ -51,7 +51,9 @@ export async function loadSession(home: string, server: string): Promise<SavedSe
     throw new SecureLoginError('ERR_CONFIG', `${file} is not a saved session`, { hint: `delete it and log in again` })
   }
   if (typeof session.token !== 'string' || !TOKEN_PATTERN.test(session.token) || session.server !== server) {
-    throw new SecureLoginError('ERR_CONFIG', `${file} is not a saved session for ${server}`, { hint: 'delete it and log in again' })
+    throw new SecureLoginError('ERR_CONFIG', `${file} is not a saved session for ${server}`, {
+      hint: 'delete it and log in again',
+    })
   }
   return session
 }

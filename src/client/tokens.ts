@@ -11,7 +11,11 @@ export async function fetchJwks(conn: ServerConnection): Promise<Jwks> {
 }
 
 /** Whether the server still vouches for a token: valid for `audience`, and its session live. */
-export async function checkToken(conn: ServerConnection, token: string, audience: string): Promise<Omit<ServerMessageOf<'token_checked'>, 'type'>> {
+export async function checkToken(
+  conn: ServerConnection,
+  token: string,
+  audience: string,
+): Promise<Omit<ServerMessageOf<'token_checked'>, 'type'>> {
   const { active, code } = await conn.request({ type: 'token_check', token, audience }, 'token_checked')
   return code === undefined ? { active } : { active, code }
 }

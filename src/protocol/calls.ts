@@ -1,5 +1,17 @@
 import { z } from 'zod'
-import { PasswordKdf, Role, SRP_HASH_HEX, SRP_INT_HEX, SessionId, Token, hex, isoTime, otpauthUri, totpCode, username } from './fields.js'
+import {
+  PasswordKdf,
+  Role,
+  SRP_HASH_HEX,
+  SRP_INT_HEX,
+  SessionId,
+  Token,
+  hex,
+  isoTime,
+  otpauthUri,
+  totpCode,
+  username,
+} from './fields.js'
 import { Audience, TOKEN_TTL_MAX_SECONDS, TOKEN_TTL_MIN_SECONDS, TokenIssued } from './signed-tokens.js'
 
 // What a logged-in connection may ask: `call {op, args}` answered by `result {op, data}`.
@@ -58,14 +70,20 @@ export type AuditHead = z.infer<typeof AuditHead>
 export const AuditProblem = z.strictObject({ n: z.int().min(0), problem: z.string().max(256) })
 
 const empty = z.strictObject({})
-const ttlSeconds = z.int().min(60).max(30 * 24 * 3600)
+const ttlSeconds = z
+  .int()
+  .min(60)
+  .max(30 * 24 * 3600)
 
 export const CALLS = {
   whoami: { args: empty, result: z.strictObject({ user: username, role: Role, session: SessionInfo }) },
   /** Revokes this connection's session on the server. */
   logout: { args: empty, result: z.strictObject({ revoked: z.int() }) },
   /** Own sessions; with `user`, that user's (admins); `all`, everyone's the caller may manage. */
-  sessions: { args: z.strictObject({ user: username.optional(), all: z.boolean().optional() }), result: z.strictObject({ sessions: z.array(SessionInfo) }) },
+  sessions: {
+    args: z.strictObject({ user: username.optional(), all: z.boolean().optional() }),
+    result: z.strictObject({ sessions: z.array(SessionInfo) }),
+  },
   /** Exactly one of: `id` (one session), `others` (all of the caller's but this one), `user` (all of that user's). */
   revoke: {
     args: z.strictObject({ id: SessionId.optional(), others: z.literal(true).optional(), user: username.optional() }),
@@ -85,18 +103,38 @@ export const CALLS = {
     args: z.strictObject({ role: Role, user: username.optional(), ttlSeconds }),
     result: z.strictObject({ token: Token, role: Role, user: username.nullable(), expiresAt: isoTime }),
   },
-  remove: { args: z.strictObject({ user: username }), result: z.strictObject({ user: username, revokedSessions: z.int() }) },
-  set_role: { args: z.strictObject({ user: username, role: Role }), result: z.strictObject({ user: username, role: Role, previous: Role }) },
-  reset_2fa: { args: z.strictObject({ user: username }), result: z.strictObject({ user: username, revokedSessions: z.int() }) },
-  unlock: { args: z.strictObject({ user: username }), result: z.strictObject({ user: username, wasLocked: z.boolean() }) },
+  remove: {
+    args: z.strictObject({ user: username }),
+    result: z.strictObject({ user: username, revokedSessions: z.int() }),
+  },
+  set_role: {
+    args: z.strictObject({ user: username, role: Role }),
+    result: z.strictObject({ user: username, role: Role, previous: Role }),
+  },
+  reset_2fa: {
+    args: z.strictObject({ user: username }),
+    result: z.strictObject({ user: username, revokedSessions: z.int() }),
+  },
+  unlock: {
+    args: z.strictObject({ user: username }),
+    result: z.strictObject({ user: username, wasLocked: z.boolean() }),
+  },
   /** Entries oldest first; with `follow`, new ones then arrive as `audit_entry` frames until the connection ends. */
   audit: {
-    args: z.strictObject({ user: username.optional(), since: isoTime.optional(), limit: z.int().min(1).max(10_000).optional(), follow: z.boolean().optional() }),
+    args: z.strictObject({
+      user: username.optional(),
+      since: isoTime.optional(),
+      limit: z.int().min(1).max(10_000).optional(),
+      follow: z.boolean().optional(),
+    }),
     result: z.strictObject({ entries: z.array(AuditEntry), head: AuditHead }),
   },
   /** A signed token for one application, from this session (docs/tokens.md); ttlSeconds defaults to 300. */
   token: {
-    args: z.strictObject({ audience: Audience, ttlSeconds: z.int().min(TOKEN_TTL_MIN_SECONDS).max(TOKEN_TTL_MAX_SECONDS).optional() }),
+    args: z.strictObject({
+      audience: Audience,
+      ttlSeconds: z.int().min(TOKEN_TTL_MIN_SECONDS).max(TOKEN_TTL_MAX_SECONDS).optional(),
+    }),
     result: TokenIssued,
   },
   /** With `anchor` (an earlier head, e.g. from the server log): the chain must still hold that entry. */

@@ -1,6 +1,18 @@
 import { z } from 'zod'
 import { ERROR_CODES } from './errors.js'
-import { PasswordKdf, Role, SRP_HASH_HEX, SRP_INT_HEX, SessionId, Token, hex, isoTime, otpauthUri, totpCode, username } from './fields.js'
+import {
+  PasswordKdf,
+  Role,
+  SRP_HASH_HEX,
+  SRP_INT_HEX,
+  SessionId,
+  Token,
+  hex,
+  isoTime,
+  otpauthUri,
+  totpCode,
+  username,
+} from './fields.js'
 import { AuditEntry, CALL_OPS } from './calls.js'
 import { Audience, Jwks, SignedToken } from './signed-tokens.js'
 
@@ -39,7 +51,11 @@ export const JwksGet = z.strictObject({ type: z.literal('jwks_get') })
  */
 export const TokenCheck = z.strictObject({ type: z.literal('token_check'), token: SignedToken, audience: Audience })
 /** A logged-in request; `args` is checked against CALLS[op].args (src/protocol/calls.ts). */
-export const Call = z.strictObject({ type: z.literal('call'), op: z.enum(CALL_OPS), args: z.record(z.string(), z.unknown()) })
+export const Call = z.strictObject({
+  type: z.literal('call'),
+  op: z.enum(CALL_OPS),
+  args: z.record(z.string(), z.unknown()),
+})
 
 export const ClientMessage = z.discriminatedUnion('type', [
   RegisterStart,
@@ -59,7 +75,12 @@ export type ClientMessage = z.infer<typeof ClientMessage>
 export const Enrol = z.strictObject({ type: z.literal('enrol'), otpauthUri })
 export const Registered = z.strictObject({ type: z.literal('registered'), user: username, recoveryCodes })
 export const RecoveryCodes = z.strictObject({ type: z.literal('recovery_codes'), codes: recoveryCodes })
-export const Challenge = z.strictObject({ type: z.literal('challenge'), salt: hex(SRP_HASH_HEX), kdf: PasswordKdf, B: hex(SRP_INT_HEX) })
+export const Challenge = z.strictObject({
+  type: z.literal('challenge'),
+  salt: hex(SRP_HASH_HEX),
+  kdf: PasswordKdf,
+  B: hex(SRP_INT_HEX),
+})
 export const ServerProof = z.strictObject({
   type: z.literal('server_proof'),
   M2: hex(SRP_HASH_HEX),
@@ -91,14 +112,33 @@ export const JwksMessage = z.strictObject({ type: z.literal('jwks'), ...Jwks.sha
 export const TokenChecked = z.strictObject({
   type: z.literal('token_checked'),
   active: z.boolean(),
-  /** Why not: ERR_TOKEN_EXPIRED, ERR_TOKEN_AUDIENCE, ERR_TOKEN_INVALID, or ERR_TOKEN_REVOKED (its session has ended). */
+  /**
+   * Why not: ERR_TOKEN_EXPIRED, ERR_TOKEN_AUDIENCE, ERR_TOKEN_INVALID, or ERR_TOKEN_REVOKED (its
+   * session has ended).
+   */
   code: z.enum(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_AUDIENCE', 'ERR_TOKEN_INVALID', 'ERR_TOKEN_REVOKED']).optional(),
 })
 
-export const Result = z.strictObject({ type: z.literal('result'), op: z.enum(CALL_OPS), data: z.record(z.string(), z.unknown()) })
+export const Result = z.strictObject({
+  type: z.literal('result'),
+  op: z.enum(CALL_OPS),
+  data: z.record(z.string(), z.unknown()),
+})
 /** Pushed after `call audit {follow: true}`, one per new entry. */
 export const AuditEntryPush = z.strictObject({ type: z.literal('audit_entry'), entry: AuditEntry })
 
-export const ServerMessage = z.discriminatedUnion('type', [Enrol, Registered, Challenge, ServerProof, Welcome, RecoveryCodes, Result, AuditEntryPush, JwksMessage, TokenChecked, ErrorMessage])
+export const ServerMessage = z.discriminatedUnion('type', [
+  Enrol,
+  Registered,
+  Challenge,
+  ServerProof,
+  Welcome,
+  RecoveryCodes,
+  Result,
+  AuditEntryPush,
+  JwksMessage,
+  TokenChecked,
+  ErrorMessage,
+])
 export type ServerMessage = z.infer<typeof ServerMessage>
 export type ServerMessageOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>

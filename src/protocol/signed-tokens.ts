@@ -32,7 +32,10 @@ export const Jwks = z.strictObject({ keys: z.array(PublicJwk).min(1).max(32) })
 export type Jwks = z.infer<typeof Jwks>
 
 /** A compact JWS: three base64url parts. */
-export const SignedToken = z.string().max(4096).regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
+export const SignedToken = z
+  .string()
+  .max(4096)
+  .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
 
 /** What a token says (RFC 7519 names, and `sid`: the session it was issued from). */
 export const TokenClaims = z.strictObject({
@@ -48,4 +51,9 @@ export const TokenClaims = z.strictObject({
 })
 export type TokenClaims = z.infer<typeof TokenClaims>
 
-export const TokenIssued = z.strictObject({ token: SignedToken, kid: base64url(43), jti: base64url(22), expiresAt: isoTime })
+export const TokenIssued = z.strictObject({
+  token: SignedToken,
+  kid: base64url(43),
+  jti: base64url(22),
+  expiresAt: isoTime,
+})

@@ -16,5 +16,7 @@ export async function audit(ctx: ServerContext, event: AuditEvent, changes: Stor
 
 /** Appends without holding up the answer (failures: their timing must not depend on the store). */
 export function auditBehind(ctx: ServerContext, event: AuditEvent): void {
-  audit(ctx, event).catch((error: unknown) => ctx.logger.log('error', 'audit_write_failed', { action: event.action, error: String(error) }))
+  audit(ctx, event).catch((error: unknown) =>
+    ctx.logger.log('error', 'audit_write_failed', { action: event.action, error: String(error) }),
+  )
 }

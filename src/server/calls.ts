@@ -1,5 +1,12 @@
 import type { z } from 'zod'
-import { CALLS, type AuditEntry, type CallArgs, type CallOp, type CallResult, type UserInfo } from '../protocol/calls.js'
+import {
+  CALLS,
+  type AuditEntry,
+  type CallArgs,
+  type CallOp,
+  type CallResult,
+  type UserInfo,
+} from '../protocol/calls.js'
 import type { Call } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
@@ -43,8 +50,10 @@ interface Handler<Op extends CallOp> {
   run(caller: Caller, args: CallArgs<Op>): Promise<Reply>
 }
 
-const forbidden = (message: string, hint?: string) => new SecureLoginError('ERR_FORBIDDEN', message, hint ? { hint } : {})
-const sessionEnded = () => forbidden('your session has ended (expired, logged out or revoked)', 'log in again: securelogin login')
+const forbidden = (message: string, hint?: string) =>
+  new SecureLoginError('ERR_FORBIDDEN', message, hint ? { hint } : {})
+const sessionEnded = () =>
+  forbidden('your session has ended (expired, logged out or revoked)', 'log in again: securelogin login')
 
 /** `session_resume`: the connection runs as a saved session, without a password. */
 export async function handleSessionResume(ctx: ServerContext, token: string, address: string): Promise<Reply> {
@@ -84,14 +93,25 @@ export async function handleCall(
     if (handler.admin && !isAdmin(record.role)) throw forbidden(`${op} needs the admin or system_admin role`)
     return await handler.run(caller, parsed.data as CallArgs<CallOp>)
   } catch (error) {
-    if (!(error instanceof SecureLoginError) || error.code === 'ERR_PROTOCOL' || error.code === 'ERR_SHUTTING_DOWN') throw error
+    if (!(error instanceof SecureLoginError) || error.code === 'ERR_PROTOCOL' || error.code === 'ERR_SHUTTING_DOWN')
+      throw error
     if (error.code === 'ERR_FORBIDDEN') {
       ctx.logger.log('info', 'call_refused', { user: record.username, address, op })
       const target = (parsed.data as { user?: string }).user ?? null
-      auditBehind(ctx, { actor: record.username, action: handler.action ?? `call.${op}`, target, address, outcome: 'refused', details: { reason: error.message } })
+      auditBehind(ctx, {
+        actor: record.username,
+        action: handler.action ?? `call.${op}`,
+        target,
+        address,
+        outcome: 'refused',
+        details: { reason: error.message },
+      })
     }
     // A refused or failed call leaves the connection logged in: the person may try something else.
-    return { message: { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }, next: state }
+    return {
+      message: { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+      next: state,
+    }
   }
 }
 
@@ -102,18 +122,37 @@ function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>,
 /** The target account, or ERR_NOT_FOUND. */
 async function target(caller: Caller, user: string): Promise<UserRecord> {
   const record = await caller.ctx.store.getUser(user)
-  if (!record) throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
+  if (!record)
+    throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
   return record
 }
 
 function mustManage(caller: Caller, targetRole: Role): void {
-  if (!canManage(caller.record.role, targetRole)) throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
+  if (!canManage(caller.record.role, targetRole))
+    throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
 }
 
 /** Deletes sessions and records why, in one write; ends this connection if its own session went. */
-async function revokeSessions(caller: Caller, ids: string[], action: string, target: string, reason: string): Promise<Reply['end']> {
+async function revokeSessions(
+  caller: Caller,
+  ids: string[],
+  action: string,
+  target: string,
+  reason: string,
+): Promise<Reply['end']> {
   const { ctx } = caller
-  await audit(ctx, { actor: caller.record.username, action, target, address: caller.address, outcome: 'ok', details: { count: ids.length, reason } }, ctx.sessions.revokeChanges(ids))
+  await audit(
+    ctx,
+    {
+      actor: caller.record.username,
+      action,
+      target,
+      address: caller.address,
+      outcome: 'ok',
+      details: { count: ids.length, reason },
+    },
+    ctx.sessions.revokeChanges(ids),
+  )
   ctx.sessions.removed(ids)
   return ids.includes(caller.session.id)
 }
@@ -122,13 +161,29 @@ async function revokeSessions(caller: Caller, ids: string[], action: string, tar
 async function changeAccount(
   caller: Caller,
   user: string,
-  change: (record: UserRecord) => { changes: StoreChange[]; revoke: string[]; action: string; details?: Record<string, string | number | boolean | null> },
+  change: (record: UserRecord) => {
+    changes: StoreChange[]
+    revoke: string[]
+    action: string
+    details?: Record<string, string | number | boolean | null>
+  },
 ): Promise<{ record: UserRecord; revoked: number }> {
   const { ctx } = caller
   return ctx.perUser.run(user, async () => {
     const record = await target(caller, user)
     const { changes, revoke, action, details } = change(record)
-    await audit(ctx, { actor: caller.record.username, action, target: user, address: caller.address, outcome: 'ok', ...(details ? { details } : {}) }, [...changes, ...ctx.sessions.revokeChanges(revoke)])
+    await audit(
+      ctx,
+      {
+        actor: caller.record.username,
+        action,
+        target: user,
+        address: caller.address,
+        outcome: 'ok',
+        ...(details ? { details } : {}),
+      },
+      [...changes, ...ctx.sessions.revokeChanges(revoke)],
+    )
     ctx.sessions.removed(revoke)
     return { record, revoked: revoke.length }
   })
@@ -139,7 +194,11 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     admin: false,
     async run(caller) {
       const { record, session, ctx } = caller
-      return result(caller, 'whoami', { user: record.username, role: record.role, session: ctx.sessions.info(session, session.id) })
+      return result(caller, 'whoami', {
+        user: record.username,
+        role: record.role,
+        session: ctx.sessions.info(session, session.id),
+      })
     },
   },
 
@@ -167,7 +226,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { ctx, record, nowMs, session } = caller
       let sessions: SessionRecord[]
       if (args.all) {
-        if (!isAdmin(record.role)) throw forbidden('listing everyone\'s sessions needs the admin or system_admin role')
+        if (!isAdmin(record.role)) throw forbidden("listing everyone's sessions needs the admin or system_admin role")
         const roles = new Map<string, Role | undefined>()
         sessions = []
         for (const s of ctx.sessions.list(nowMs)) {
@@ -195,7 +254,10 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       let what: string
       if (args.id !== undefined) {
         const found = ctx.sessions.get(args.id)
-        if (!found) throw new SecureLoginError('ERR_NOT_FOUND', `no session ${args.id}`, { hint: 'securelogin sessions lists yours' })
+        if (!found)
+          throw new SecureLoginError('ERR_NOT_FOUND', `no session ${args.id}`, {
+            hint: 'securelogin sessions lists yours',
+          })
         if (found.user !== record.username) mustManage(caller, (await target(caller, found.user)).role)
         ids = [found.id]
         what = found.id
@@ -219,15 +281,28 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx, state, session } = caller
       if (state.factor !== 'totp') {
-        throw forbidden('changing the password needs a login on this connection with the current password and a code from your authenticator', 'securelogin passwd does that login for you')
+        throw forbidden(
+          'changing the password needs a login on this connection with the current password and a code from your ' +
+            'authenticator',
+          'securelogin passwd does that login for you',
+        )
       }
       checkPasswordKdf(args.kdf)
       const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
-        changes: [{ key: `user/${record.username}`, value: { ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf } }],
+        changes: [
+          {
+            key: `user/${record.username}`,
+            value: { ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf },
+          },
+        ],
         revoke: ctx.sessions.idsOf(record.username, caller.nowMs, session.id),
         action: 'password.change',
       }))
-      ctx.logger.log('info', 'password_changed', { user: caller.record.username, address: caller.address, revokedSessions: revoked })
+      ctx.logger.log('info', 'password_changed', {
+        user: caller.record.username,
+        address: caller.address,
+        revokedSessions: revoked,
+      })
       return result(caller, 'passwd', { revokedSessions: revoked })
     },
   },
@@ -237,11 +312,19 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'totp.reset',
     async run(caller) {
       if (caller.state.factor === 'session') {
-        throw forbidden('re-enrolling your authenticator needs a login on this connection with your password and a code', 'securelogin reset-2fa does that login for you')
+        throw forbidden(
+          're-enrolling your authenticator needs a login on this connection with your password and a code',
+          'securelogin reset-2fa does that login for you',
+        )
       }
       const secret = freshTotpSecret(caller.ctx)
       const otpauthUri = buildOtpauthUri(caller.record.username, secret.reveal())
-      return result(caller, 'totp_reset', { otpauthUri }, { next: { ...caller.state, totpReset: { secret, attempts: 0 } } })
+      return result(
+        caller,
+        'totp_reset',
+        { otpauthUri },
+        { next: { ...caller.state, totpReset: { secret, attempts: 0 } } },
+      )
     },
   },
 
@@ -251,20 +334,35 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx, state } = caller
       const pending = state.totpReset
-      if (!pending) throw new SecureLoginError('ERR_PROTOCOL', 'totp_confirm: no re-enrolment in progress (send totp_reset first)')
+      if (!pending)
+        throw new SecureLoginError('ERR_PROTOCOL', 'totp_confirm: no re-enrolment in progress (send totp_reset first)')
       const check = await verifyTotp({ secret: pending.secret.reveal(), code: args.code, nowMs: caller.nowMs })
       if (!check.valid) {
         const attempts = pending.attempts + 1
         const end = attempts >= ctx.limits.enrolAttempts
         return {
-          message: { type: 'error', code: 'ERR_ENROL_CODE', message: end ? 'the code did not match, too many attempts' : 'the code did not match', hint: 'check the clocks of this machine and the phone; codes change every 30 s' },
+          message: {
+            type: 'error',
+            code: 'ERR_ENROL_CODE',
+            message: end ? 'the code did not match, too many attempts' : 'the code did not match',
+            hint: 'check the clocks of this machine and the phone; codes change every 30 s',
+          },
           next: end ? { name: 'ready' } : { ...state, totpReset: { ...pending, attempts } },
           end,
         }
       }
       await changeAccount(caller, caller.record.username, (record) => {
         const { totpReset: _, ...rest } = record
-        return { changes: [{ key: `user/${record.username}`, value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: check.timeStep } }], revoke: [], action: 'totp.reset' }
+        return {
+          changes: [
+            {
+              key: `user/${record.username}`,
+              value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: check.timeStep },
+            },
+          ],
+          revoke: [],
+          action: 'totp.reset',
+        }
       })
       pending.secret.wipe()
       const { totpReset: _, ...next } = state
@@ -308,11 +406,31 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { ctx, record, nowMs } = caller
       if (!canInvite(record.role, args.role)) throw forbidden(`${record.role} cannot invite a new ${args.role}`)
       if (args.user !== undefined && ctx.store.hasUser(args.user)) {
-        throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${args.user} is taken`, { hint: 'choose another user name' })
+        throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${args.user} is taken`, {
+          hint: 'choose another user name',
+        })
       }
-      const invite = createInvite({ role: args.role, user: args.user ?? null, createdBy: record.username, nowMs, ttlMs: args.ttlSeconds * 1000, randomBytes: ctx.randomBytes })
+      const invite = createInvite({
+        role: args.role,
+        user: args.user ?? null,
+        createdBy: record.username,
+        nowMs,
+        ttlMs: args.ttlSeconds * 1000,
+        randomBytes: ctx.randomBytes,
+      })
       const expiresAt = new Date(invite.record.expiresAt).toISOString()
-      await audit(ctx, { actor: record.username, action: 'invite.create', target: args.user ?? null, address: caller.address, outcome: 'ok', details: { role: args.role, expiresAt } }, [invite.change])
+      await audit(
+        ctx,
+        {
+          actor: record.username,
+          action: 'invite.create',
+          target: args.user ?? null,
+          address: caller.address,
+          outcome: 'ok',
+          details: { role: args.role, expiresAt },
+        },
+        [invite.change],
+      )
       return result(caller, 'invite', { token: invite.token, role: args.role, user: args.user ?? null, expiresAt })
     },
   },
@@ -327,7 +445,10 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         if (why) throw forbidden(why)
         const name = record.username
         return {
-          changes: [`user/${name}`, `login/${name}`, `guard/${name}`, `recovery/${name}`].filter((key) => ctx.store.has(key)).map((key) => ({ key, delete: true as const })).concat(roleIndexChanges(name, record.role, undefined) as Array<{ key: string; delete: true }>),
+          changes: [`user/${name}`, `login/${name}`, `guard/${name}`, `recovery/${name}`]
+            .filter((key) => ctx.store.has(key))
+            .map((key) => ({ key, delete: true as const }))
+            .concat(roleIndexChanges(name, record.role, undefined) as Array<{ key: string; delete: true }>),
           revoke: ctx.sessions.idsOf(name, caller.nowMs),
           action: 'user.remove',
           details: { role: record.role },
@@ -336,7 +457,12 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       ctx.guard.forget(args.user)
       ctx.logger.log('info', 'user_removed', { user: args.user, by: caller.record.username, address: caller.address })
       const self = args.user === caller.record.username
-      return result(caller, 'remove', { user: args.user, revokedSessions: revoked }, self ? { next: { name: 'ready' }, end: true } : {})
+      return result(
+        caller,
+        'remove',
+        { user: args.user, revokedSessions: revoked },
+        self ? { next: { name: 'ready' }, end: true } : {},
+      )
     },
   },
 
@@ -346,10 +472,19 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx } = caller
       const { record } = await changeAccount(caller, args.user, (record) => {
-        const why = whyNotSetRole(caller.record.role, record.role, args.role, record.username === caller.record.username, systemAdminCount(ctx.store))
+        const why = whyNotSetRole(
+          caller.record.role,
+          record.role,
+          args.role,
+          record.username === caller.record.username,
+          systemAdminCount(ctx.store),
+        )
         if (why) throw forbidden(why)
         return {
-          changes: [{ key: `user/${record.username}`, value: { ...record, role: args.role } }, ...roleIndexChanges(record.username, record.role, args.role)],
+          changes: [
+            { key: `user/${record.username}`, value: { ...record, role: args.role } },
+            ...roleIndexChanges(record.username, record.role, args.role),
+          ],
           revoke: [],
           action: 'user.role',
           details: { from: record.role, to: args.role },
@@ -366,10 +501,19 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { ctx } = caller
       const { revoked } = await changeAccount(caller, args.user, (record) => {
         mustManage(caller, record.role)
-        return { changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }], revoke: ctx.sessions.idsOf(record.username, caller.nowMs), action: 'user.reset_2fa' }
+        return {
+          changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }],
+          revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
+          action: 'user.reset_2fa',
+        }
       })
       const self = args.user === caller.record.username
-      return result(caller, 'reset_2fa', { user: args.user, revokedSessions: revoked }, self ? { next: { name: 'ready' }, end: true } : {})
+      return result(
+        caller,
+        'reset_2fa',
+        { user: args.user, revokedSessions: revoked },
+        self ? { next: { name: 'ready' }, end: true } : {},
+      )
     },
   },
 
@@ -381,7 +525,14 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       mustManage(caller, (await target(caller, args.user)).role)
       const wasLocked = (await ctx.guard.lockedUntil(args.user)) !== null
       await ctx.guard.unlock(args.user)
-      await audit(ctx, { actor: caller.record.username, action: 'user.unlock', target: args.user, address: caller.address, outcome: 'ok', details: { wasLocked } })
+      await audit(ctx, {
+        actor: caller.record.username,
+        action: 'user.unlock',
+        target: args.user,
+        address: caller.address,
+        outcome: 'ok',
+        details: { wasLocked },
+      })
       return result(caller, 'unlock', { user: args.user, wasLocked })
     },
   },
@@ -391,7 +542,11 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'audit.read',
     async run(caller, args) {
       const { ctx } = caller
-      const query = { ...(args.user !== undefined ? { user: args.user } : {}), ...(args.since !== undefined ? { since: args.since } : {}), ...(args.limit !== undefined ? { limit: args.limit } : {}) }
+      const query = {
+        ...(args.user !== undefined ? { user: args.user } : {}),
+        ...(args.since !== undefined ? { since: args.since } : {}),
+        ...(args.limit !== undefined ? { limit: args.limit } : {}),
+      }
       const entries = await ctx.audit.query(query)
       const head = ctx.audit.head()
       if (!args.follow) return result(caller, 'audit', { entries, head })
@@ -401,7 +556,10 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         queue = queue.then(async () => {
           const alive = await ctx.sessions.check(caller.session.id, ctx.now())
           const role = alive && (await ctx.store.getUser(caller.record.username))?.role
-          if (!alive || !role || !isAdmin(role)) return caller.push({ end: alive ? forbidden('following the audit log needs the admin or system_admin role') : sessionEnded() })
+          if (!alive || !role || !isAdmin(role))
+            return caller.push({
+              end: alive ? forbidden('following the audit log needs the admin or system_admin role') : sessionEnded(),
+            })
           if (args.user !== undefined && entry.actor !== args.user && entry.target !== args.user) return
           caller.push({ type: 'audit_entry', entry })
         })
@@ -417,7 +575,14 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx } = caller
       const report = await ctx.audit.verify(args.anchor)
-      await audit(ctx, { actor: caller.record.username, action: 'audit.verify', target: null, address: caller.address, outcome: report.ok ? 'ok' : 'failed', details: { entries: report.entries, problems: report.problems.length } })
+      await audit(ctx, {
+        actor: caller.record.username,
+        action: 'audit.verify',
+        target: null,
+        address: caller.address,
+        outcome: report.ok ? 'ok' : 'failed',
+        details: { entries: report.entries, problems: report.problems.length },
+      })
       return result(caller, 'audit_verify', report)
     },
   },

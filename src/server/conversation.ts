@@ -4,7 +4,14 @@ import { ClientMessage, type ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } from './register.js'
-import { handleLoginStart, handleLoginProof, handleLoginOtp, handleLoginRecovery, type Account, type LoginInProgress } from './login.js'
+import {
+  handleLoginStart,
+  handleLoginProof,
+  handleLoginOtp,
+  handleLoginRecovery,
+  type Account,
+  type LoginInProgress,
+} from './login.js'
 import { handleRecoveryRenew } from './recovery.js'
 import { handleCall, handleSessionResume } from './calls.js'
 import { handleJwksGet, handleTokenCheck } from './signed-tokens.js'
@@ -16,7 +23,13 @@ export type ConversationState =
   | { name: 'awaiting_enrol_code'; pending: PendingRegistration; attempts: number }
   | { name: 'awaiting_proof'; login: LoginInProgress }
   | { name: 'awaiting_otp'; login: LoginInProgress }
-  | { name: 'authenticated'; user: Account; factor: SecondFactor; sessionId: string; totpReset?: { secret: Secret; attempts: number } }
+  | {
+      name: 'authenticated'
+      user: Account
+      factor: SecondFactor
+      sessionId: string
+      totpReset?: { secret: Secret; attempts: number }
+    }
 
 /**
  * How this connection reached 'authenticated': a login with a TOTP code or a recovery code, or
@@ -94,7 +107,10 @@ export class Conversation {
     try {
       const parsed = ClientMessage.safeParse(raw)
       if (!parsed.success) {
-        throw new SecureLoginError('ERR_PROTOCOL', `message does not match its schema: ${describeIssue(parsed.error.issues[0])}`)
+        throw new SecureLoginError(
+          'ERR_PROTOCOL',
+          `message does not match its schema: ${describeIssue(parsed.error.issues[0])}`,
+        )
       }
       const message = parsed.data
       if (!EXPECTED[this.#state.name].includes(message.type)) {
@@ -102,7 +118,13 @@ export class Conversation {
       }
       const reply = await this.#dispatch(message)
       this.#state = reply.next
-      this.#socket.setTimeout(reply.follow ? 0 : this.#state.name === 'ready' || this.#state.name === 'authenticated' ? this.#ctx.limits.idleMs : this.#ctx.limits.awaitingCodeMs)
+      this.#socket.setTimeout(
+        reply.follow
+          ? 0
+          : this.#state.name === 'ready' || this.#state.name === 'authenticated'
+            ? this.#ctx.limits.idleMs
+            : this.#ctx.limits.awaitingCodeMs,
+      )
       this.#send(reply.message)
       if (reply.end) this.#end()
     } catch (error) {
@@ -141,7 +163,14 @@ export class Conversation {
       case 'token_check':
         return handleTokenCheck(ctx, message, state)
       case 'call':
-        return handleCall(ctx, message, state, address, (push) => this.#send(push), (stop) => this.#onClose.push(stop))
+        return handleCall(
+          ctx,
+          message,
+          state,
+          address,
+          (push) => this.#send(push),
+          (stop) => this.#onClose.push(stop),
+        )
     }
     throw new SecureLoginError('ERR_PROTOCOL', `unexpected ${message.type} message`)
   }
@@ -157,7 +186,8 @@ export class Conversation {
     if (!known) this.#ctx.logger.log('error', 'internal_error', { address: this.#address, error: String(error) })
     const code = known ? error.code : 'ERR_INTERNAL'
     const message = known ? error.message : 'internal error'
-    if (known && error.code === 'ERR_PROTOCOL') this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: message })
+    if (known && error.code === 'ERR_PROTOCOL')
+      this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: message })
     this.#send({ type: 'error', code, message, ...(known && error.hint ? { hint: error.hint } : {}) })
     this.#end()
   }

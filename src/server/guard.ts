@@ -23,7 +23,13 @@ export interface GuardLimits {
   maxDelayMs: number
 }
 
-export const DEFAULT_GUARD: GuardLimits = { delayAfter: 3, lockAfter: 10, lockMs: 15 * 60_000, baseDelayMs: 250, maxDelayMs: 8_000 }
+export const DEFAULT_GUARD: GuardLimits = {
+  delayAfter: 3,
+  lockAfter: 10,
+  lockMs: 15 * 60_000,
+  baseDelayMs: 250,
+  maxDelayMs: 8_000,
+}
 export const MAX_LOCK_AFTER = 100
 
 interface Count {
@@ -70,12 +76,22 @@ export class Guard {
     const previous = loaded ?? { failures: 0, lockedUntil: null }
     const expired = previous.lockedUntil !== null && previous.lockedUntil <= now
     const failures = (expired ? 0 : previous.failures) + 1
-    const lockedUntil = !expired && previous.lockedUntil !== null ? previous.lockedUntil : failures >= this.#limits.lockAfter ? now + this.#limits.lockMs : null
+    const lockedUntil =
+      !expired && previous.lockedUntil !== null
+        ? previous.lockedUntil
+        : failures >= this.#limits.lockAfter
+          ? now + this.#limits.lockMs
+          : null
     const next = { failures, lockedUntil }
     if (known) this.#saveKnown(username, next)
     else remember(this.#unknownNames, username, next)
     if (lockedUntil !== null && previous.lockedUntil !== lockedUntil) {
-      this.#logger.log('warn', 'user_locked', { user: username, address, failures, until: new Date(lockedUntil).toISOString() })
+      this.#logger.log('warn', 'user_locked', {
+        user: username,
+        address,
+        failures,
+        until: new Date(lockedUntil).toISOString(),
+      })
       this.onLocked(username, address, failures, lockedUntil)
     }
     const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
@@ -131,7 +147,9 @@ export class Guard {
     remember(this.#knownNames, username, count ?? { failures: 0, lockedUntil: null })
     const write = (this.#writes.get(username) ?? Promise.resolve())
       .then(() => this.#store.setGuard(username, count))
-      .catch((error: unknown) => this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) }))
+      .catch((error: unknown) =>
+        this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) }),
+      )
     this.#writes.set(username, write)
     void write.then(() => {
       if (this.#writes.get(username) === write) this.#writes.delete(username)

@@ -93,7 +93,16 @@ export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
       const saltCopy = new Uint8Array(salt)
       const reply = new Promise<Buffer>((resolve, reject) => waiting.set(id, { resolve, reject }))
       worker.postMessage(
-        { id, input: secret.buffer, salt: saltCopy.buffer, N: 2 ** cost.logN, r: cost.r, p: cost.p, keyBytes: 32, maxmem: 2 * scryptMemory(cost) },
+        {
+          id,
+          input: secret.buffer,
+          salt: saltCopy.buffer,
+          N: 2 ** cost.logN,
+          r: cost.r,
+          p: cost.p,
+          keyBytes: 32,
+          maxmem: 2 * scryptMemory(cost),
+        },
         [secret.buffer, saltCopy.buffer],
       )
       return reply

@@ -29,7 +29,9 @@ export function createJsonLogger(write: (line: string) => void, now: () => numbe
 }
 
 /** Collects entries, for tests and for reports made before the log's first line. */
-export function createMemoryLogger(): Logger & { entries: Array<{ level: LogLevel; event: string; fields: LogFields; text?: string }> } {
+export function createMemoryLogger(): Logger & {
+  entries: Array<{ level: LogLevel; event: string; fields: LogFields; text?: string }>
+} {
   const entries: Array<{ level: LogLevel; event: string; fields: LogFields; text?: string }> = []
   return {
     entries,

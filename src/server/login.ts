@@ -37,19 +37,41 @@ export function splitAccount(record: UserRecord): { user: Account; verifier: Sec
 }
 
 /** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
-export async function handleLoginStart(ctx: ServerContext, message: z.infer<typeof LoginStart>, address: string): Promise<Reply> {
+export async function handleLoginStart(
+  ctx: ServerContext,
+  message: z.infer<typeof LoginStart>,
+  address: string,
+): Promise<Reply> {
   const record = await ctx.store.getUser(message.username)
   let login: LoginInProgress
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
-    login = { username: message.username, user, totpSecret, verifier, salt: user.salt, kdf: user.kdf, A: message.A, ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(verifier.reveal())) }
+    login = {
+      username: message.username,
+      user,
+      totpSecret,
+      verifier,
+      salt: user.salt,
+      kdf: user.kdf,
+      A: message.A,
+      ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(verifier.reveal())),
+    }
   } else {
     const serverSecret = ctx.store.serverSecret()
     const decoy = deriveDecoyCredentials(serverSecret, message.username)
     serverSecret.fill(0)
     // A name with no account is stretched with today's default, as a new account would be.
     const verifier = new Secret(decoy.verifier)
-    login = { username: message.username, user: undefined, totpSecret: undefined, verifier, salt: decoy.salt, kdf: DEFAULT_PASSWORD_KDF, A: message.A, ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(decoy.verifier)) }
+    login = {
+      username: message.username,
+      user: undefined,
+      totpSecret: undefined,
+      verifier,
+      salt: decoy.salt,
+      kdf: DEFAULT_PASSWORD_KDF,
+      A: message.A,
+      ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(decoy.verifier)),
+    }
   }
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
@@ -66,10 +88,18 @@ export async function handleLoginProof(
   address: string,
 ): Promise<Reply> {
   let M2: string | undefined
-  const proof = { ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.username, verifier: login.verifier.reveal(), M1: message.M1 }
+  const proof = {
+    ephemeral: login.ephemeral,
+    A: login.A,
+    salt: login.salt,
+    username: login.username,
+    verifier: login.verifier.reveal(),
+    M1: message.M1,
+  }
   try {
     if (login.user) ({ M2 } = timed(ctx.stages, 'srp', () => ctx.srp.finish(proof)))
-    else timed(ctx.stages, 'srp', () => ctx.srp.finish(proof)) // the same work for a name with no account; it always fails
+    // the same work for a name with no account; it always fails
+    else timed(ctx.stages, 'srp', () => ctx.srp.finish(proof))
   } catch {
     M2 = undefined
   }
@@ -84,7 +114,10 @@ export async function handleLoginProof(
     // The password is proven and an admin reset the second factor: enrol a new one now.
     const newTotp = freshTotpSecret(ctx)
     const enrol = buildOtpauthUri(login.username, newTotp.reveal())
-    return { message: { type: 'server_proof', M2, enrol }, next: { name: 'awaiting_otp', login: { ...login, newTotp } } }
+    return {
+      message: { type: 'server_proof', M2, enrol },
+      next: { name: 'awaiting_otp', login: { ...login, newTotp } },
+    }
   }
   return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }
 }
@@ -99,21 +132,26 @@ export async function handleLoginOtp(
   const user = login.user!
   const nowMs = ctx.now()
   if (login.newTotp) return enrolAtLogin(ctx, message.code, login, address, nowMs)
-  const check = await timed(ctx.stages, 'totp', () => verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs }))
+  const check = await timed(ctx.stages, 'totp', () =>
+    verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs }),
+  )
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
   // accepted step is in the store (enrolment's in the user record, each login's in its own).
-  const outcome = await ctx.perUser.run(user.username, async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { reply: Reply }> => {
-    const current = await currentAccount(ctx, login)
-    if (!current) return { stale: 'account_changed' }
-    const last = await ctx.store.getLogin(user.username)
-    if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return { stale: 'otp_replayed' }
-    // Durable before the client hears "welcome": in the same commit as the session and its audit
-    // entry (one fsync a login), made while this user's queue is held, so a second login with the
-    // same code waits for it and then sees the step as used.
-    const used = ctx.store.loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
-    return { reply: await welcome(ctx, user, address, nowMs, 'totp', {}, [used]) }
-  })
+  const outcome = await ctx.perUser.run(
+    user.username,
+    async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { reply: Reply }> => {
+      const current = await currentAccount(ctx, login)
+      if (!current) return { stale: 'account_changed' }
+      const last = await ctx.store.getLogin(user.username)
+      if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return { stale: 'otp_replayed' }
+      // Durable before the client hears "welcome": in the same commit as the session and its audit
+      // entry (one fsync a login), made while this user's queue is held, so a second login with the
+      // same code waits for it and then sees the step as used.
+      const used = ctx.store.loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+      return { reply: await welcome(ctx, user, address, nowMs, 'totp', {}, [used]) }
+    },
+  )
   if ('stale' in outcome) return failure(ctx, login, address, outcome.stale)
   return outcome.reply
 }
@@ -127,7 +165,8 @@ export async function handleLoginRecovery(
 ): Promise<Reply> {
   const user = login.user!
   const nowMs = ctx.now()
-  if (login.newTotp) throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
+  if (login.newTotp)
+    throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
   const left = await ctx.perUser.run(user.username, async () => {
     if (!(await currentAccount(ctx, login))) return undefined
     const stored = await ctx.store.getRecovery(user.username)
@@ -137,7 +176,10 @@ export async function handleLoginRecovery(
     await ctx.store.setRecovery(user.username, spent)
     // The TOTP floor stays where it was: a recovery code accepts no TOTP step.
     const last = await ctx.store.getLogin(user.username)
-    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: last?.totpStep ?? user.enrolledStep ?? -1 })
+    await ctx.store.recordLogin(user.username, {
+      at: new Date(nowMs).toISOString(),
+      totpStep: last?.totpStep ?? user.enrolledStep ?? -1,
+    })
     return recoveryCodesLeft(spent)
   })
   if (left === undefined) return failure(ctx, login, address, 'recovery_code')
@@ -151,12 +193,24 @@ export async function handleLoginRecovery(
  */
 async function currentAccount(ctx: ServerContext, login: LoginInProgress): Promise<UserRecord | undefined> {
   const current = await ctx.store.getUser(login.username)
-  if (!current || current.totpReset || current.verifier !== login.verifier.reveal() || current.totpSecret !== login.totpSecret?.reveal()) return undefined
+  if (
+    !current ||
+    current.totpReset ||
+    current.verifier !== login.verifier.reveal() ||
+    current.totpSecret !== login.totpSecret?.reveal()
+  )
+    return undefined
   return current
 }
 
 /** A code from the authenticator enrolled in place of the one an admin reset: stored, then welcome. */
-async function enrolAtLogin(ctx: ServerContext, code: string, login: LoginInProgress, address: string, nowMs: number): Promise<Reply> {
+async function enrolAtLogin(
+  ctx: ServerContext,
+  code: string,
+  login: LoginInProgress,
+  address: string,
+  nowMs: number,
+): Promise<Reply> {
   const user = login.user!
   const check = await verifyTotp({ secret: login.newTotp!.reveal(), code, nowMs })
   if (!check.valid) return failure(ctx, login, address, 'enrol_code')
@@ -164,9 +218,23 @@ async function enrolAtLogin(ctx: ServerContext, code: string, login: LoginInProg
     const record = await ctx.store.getUser(user.username)
     if (!record?.totpReset) return false // reset again, or removed, meanwhile
     const { totpReset: _, ...rest } = record
-    await audit(ctx, { actor: user.username, action: 'totp.enrol', target: user.username, address, outcome: 'ok', details: { after: 'admin_reset' } }, [
-      { key: `user/${user.username}`, value: { ...rest, totpSecret: login.newTotp!.reveal(), enrolledStep: check.timeStep } },
-    ])
+    await audit(
+      ctx,
+      {
+        actor: user.username,
+        action: 'totp.enrol',
+        target: user.username,
+        address,
+        outcome: 'ok',
+        details: { after: 'admin_reset' },
+      },
+      [
+        {
+          key: `user/${user.username}`,
+          value: { ...rest, totpSecret: login.newTotp!.reveal(), enrolledStep: check.timeStep },
+        },
+      ],
+    )
     await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
     return true
   })
@@ -197,14 +265,36 @@ async function welcome(
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address)
   const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
-  await timed(ctx.stages, 'store', () => audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details: { factor, session: record.id } }, [change, ...changes]))
+  await timed(ctx.stages, 'store', () =>
+    audit(
+      ctx,
+      {
+        actor: user.username,
+        action: 'login.ok',
+        target: user.username,
+        address,
+        outcome: 'ok',
+        details: { factor, session: record.id },
+      },
+      [change, ...changes],
+    ),
+  )
   ctx.sessions.added(record)
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   return sessionWelcome(ctx, user, record, factor, { token, ...extra })
 }
 
-/** `welcome` for a session (a new one after a login, with its token; a resumed one, without), and the state it opens. */
-export function sessionWelcome(ctx: ServerContext, user: Account, session: SessionRecord, factor: SecondFactor, extra: { token?: string; recoveryCodesLeft?: number } = {}): Reply {
+/**
+ * `welcome` for a session (a new one after a login, with its token; a resumed one, without), and
+ * the state it opens.
+ */
+export function sessionWelcome(
+  ctx: ServerContext,
+  user: Account,
+  session: SessionRecord,
+  factor: SecondFactor,
+  extra: { token?: string; recoveryCodesLeft?: number } = {},
+): Reply {
   return {
     message: {
       type: 'welcome',
@@ -225,7 +315,14 @@ async function failure(ctx: ServerContext, login: LoginInProgress, address: stri
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
   // Written behind the answer, for a known name and an unknown one alike: the store's fsync
   // must not make one name's failure slower than another's.
-  auditBehind(ctx, { actor: null, action: 'login.failed', target: login.username, address, outcome: 'failed', details: { stage } })
+  auditBehind(ctx, {
+    actor: null,
+    action: 'login.failed',
+    target: login.username,
+    address,
+    outcome: 'failed',
+    details: { stage },
+  })
   await ctx.sleep(delayMs)
   throw authFailed()
 }

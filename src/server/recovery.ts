@@ -21,9 +21,13 @@ export async function handleRecoveryRenew(
   const { user, factor } = state
   if (factor !== 'totp') {
     ctx.logger.log('info', 'recovery_codes_refused', { user: user.username, address, factor })
-    throw new SecureLoginError('ERR_FORBIDDEN', 'renewing recovery codes needs a login with a code from your authenticator', {
-      hint: 'log in with your authenticator app, not a recovery code',
-    })
+    throw new SecureLoginError(
+      'ERR_FORBIDDEN',
+      'renewing recovery codes needs a login with a code from your authenticator',
+      {
+        hint: 'log in with your authenticator app, not a recovery code',
+      },
+    )
   }
   const { codes, hashes } = await makeRecoveryCodes(ctx)
   await ctx.perUser.run(user.username, () => ctx.store.setRecovery(user.username, hashes))

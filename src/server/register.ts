@@ -33,18 +33,34 @@ export async function handleRegisterStart(
   checkPasswordKdf(message.kdf)
   if (ctx.store.hasUser(username) || ctx.pendingNames.has(username)) {
     ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
-    throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, { hint: 'choose another user name' })
+    throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
+      hint: 'choose another user name',
+    })
   }
   let grant: Grant
   try {
     grant = await grantFor(ctx.store, ctx.registration, username, message.token, ctx.now())
   } catch (error) {
     ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'policy' })
-    auditBehind(ctx, { actor: null, action: 'user.register', target: username, address, outcome: 'refused', details: { reason: (error as Error).message } })
+    auditBehind(ctx, {
+      actor: null,
+      action: 'user.register',
+      target: username,
+      address,
+      outcome: 'refused',
+      details: { reason: (error as Error).message },
+    })
     throw error
   }
   ctx.pendingNames.add(username)
-  const pending = { username, salt: message.salt, verifier: new Secret(message.verifier), kdf: message.kdf, totpSecret: freshTotpSecret(ctx), grant }
+  const pending = {
+    username,
+    salt: message.salt,
+    verifier: new Secret(message.verifier),
+    kdf: message.kdf,
+    totpSecret: freshTotpSecret(ctx),
+    grant,
+  }
   ctx.logger.log('info', 'register_started', { user: username, address })
   return {
     message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, pending.totpSecret.reveal()) },
@@ -71,7 +87,7 @@ export async function handleRegisterConfirm(
         type: 'error',
         code: 'ERR_ENROL_CODE',
         message: end ? 'the code did not match, too many attempts' : 'the code did not match',
-        hint: "check the clocks of this machine and the phone; codes change every 30 s",
+        hint: 'check the clocks of this machine and the phone; codes change every 30 s',
       },
       next: end ? { name: 'ready' } : { ...state, attempts },
       end,
@@ -93,20 +109,36 @@ export async function handleRegisterConfirm(
     // One token, one account: two registrations racing for an invite are taken in turn.
     await ctx.perUser.run(grant.tokenKey ?? `register/${user.username}`, async () => {
       if (!(await stillGranted(ctx.store, grant, ctx.now()))) {
-        throw new SecureLoginError('ERR_FORBIDDEN', 'the invite or bootstrap token was used meanwhile', { hint: 'ask an administrator for a new invite' })
+        throw new SecureLoginError('ERR_FORBIDDEN', 'the invite or bootstrap token was used meanwhile', {
+          hint: 'ask an administrator for a new invite',
+        })
       }
       // The account, its recovery hashes, its role in the index, the spent token and the
       // audit entry: one record, all or nothing.
-      await audit(ctx, { actor: null, action: 'user.register', target: user.username, address, outcome: 'ok', details: { role: grant.role, via: grant.via } }, [
-        { key: `recovery/${user.username}`, value: recovery.hashes },
-        { key: `user/${user.username}`, value: user },
-        ...roleIndexChanges(user.username, undefined, grant.role),
-        ...(grant.tokenKey ? [{ key: grant.tokenKey, delete: true as const }] : []),
-      ])
+      await audit(
+        ctx,
+        {
+          actor: null,
+          action: 'user.register',
+          target: user.username,
+          address,
+          outcome: 'ok',
+          details: { role: grant.role, via: grant.via },
+        },
+        [
+          { key: `recovery/${user.username}`, value: recovery.hashes },
+          { key: `user/${user.username}`, value: user },
+          ...roleIndexChanges(user.username, undefined, grant.role),
+          ...(grant.tokenKey ? [{ key: grant.tokenKey, delete: true as const }] : []),
+        ],
+      )
     })
   } finally {
     ctx.pendingNames.delete(pending.username)
   }
   ctx.logger.log('info', 'registered', { user: pending.username, address, role: grant.role, via: grant.via })
-  return { message: { type: 'registered', user: pending.username, recoveryCodes: recovery.codes }, next: { name: 'ready' } }
+  return {
+    message: { type: 'registered', user: pending.username, recoveryCodes: recovery.codes },
+    next: { name: 'ready' },
+  }
 }

@@ -52,20 +52,46 @@ export function roleIndexChanges(user: string, from: Role | undefined, to: Role 
 }
 
 /** A fresh bootstrap token when the store has no system_admin (it replaces an older one); else undefined. */
-export async function issueBootstrapToken(store: Store, nowMs: number, randomBytes: (size: number) => Buffer, ttlMs = DEFAULT_BOOTSTRAP_TTL_MS): Promise<{ token: string; expiresAt: number } | undefined> {
+export async function issueBootstrapToken(
+  store: Store,
+  nowMs: number,
+  randomBytes: (size: number) => Buffer,
+  ttlMs = DEFAULT_BOOTSTRAP_TTL_MS,
+): Promise<{ token: string; expiresAt: number } | undefined> {
   if (systemAdminCount(store) > 0) {
     if (store.has(BOOTSTRAP_KEY)) await store.commit([{ key: BOOTSTRAP_KEY, delete: true }])
     return undefined
   }
   const { token, hash } = issueToken('bootstrap', randomBytes)
-  const record: TokenRecord = { hash, role: 'system_admin', user: null, createdBy: null, createdAt: nowMs, expiresAt: nowMs + ttlMs }
+  const record: TokenRecord = {
+    hash,
+    role: 'system_admin',
+    user: null,
+    createdBy: null,
+    createdAt: nowMs,
+    expiresAt: nowMs + ttlMs,
+  }
   await store.commit([{ key: BOOTSTRAP_KEY, value: record }])
   return { token, expiresAt: record.expiresAt }
 }
 
-export function createInvite(opts: { role: Role; user: string | null; createdBy: string; nowMs: number; ttlMs: number; randomBytes: (size: number) => Buffer }): { token: string; record: TokenRecord; change: StoreChange } {
+export function createInvite(opts: {
+  role: Role
+  user: string | null
+  createdBy: string
+  nowMs: number
+  ttlMs: number
+  randomBytes: (size: number) => Buffer
+}): { token: string; record: TokenRecord; change: StoreChange } {
   const { token, hash, id } = issueToken('invite', opts.randomBytes)
-  const record: TokenRecord = { hash, role: opts.role, user: opts.user, createdBy: opts.createdBy, createdAt: opts.nowMs, expiresAt: opts.nowMs + opts.ttlMs }
+  const record: TokenRecord = {
+    hash,
+    role: opts.role,
+    user: opts.user,
+    createdBy: opts.createdBy,
+    createdAt: opts.nowMs,
+    expiresAt: opts.nowMs + opts.ttlMs,
+  }
   return { token, record, change: { key: inviteKey(id), value: record } }
 }
 
@@ -75,13 +101,26 @@ const invalidToken = () =>
   })
 
 /** What this registration may become; throws ERR_FORBIDDEN when the policy or the token says no. */
-export async function grantFor(store: Store, policy: RegistrationPolicy | undefined, username: string, token: string | undefined, nowMs: number): Promise<Grant> {
+export async function grantFor(
+  store: Store,
+  policy: RegistrationPolicy | undefined,
+  username: string,
+  token: string | undefined,
+  nowMs: number,
+): Promise<Grant> {
   if (token === undefined) {
     const effective = policy ?? (systemAdminCount(store) > 0 ? 'invite' : 'open')
     if (effective === 'open') return { role: 'regular_user', via: 'open' }
-    throw new SecureLoginError('ERR_FORBIDDEN', effective === 'closed' ? 'registration is closed on this server' : 'registration on this server needs an invite', {
-      hint: effective === 'closed' ? 'ask an administrator' : 'ask an administrator for one, then: securelogin register --invite TOKEN',
-    })
+    throw new SecureLoginError(
+      'ERR_FORBIDDEN',
+      effective === 'closed' ? 'registration is closed on this server' : 'registration on this server needs an invite',
+      {
+        hint:
+          effective === 'closed'
+            ? 'ask an administrator'
+            : 'ask an administrator for one, then: securelogin register --invite TOKEN',
+      },
+    )
   }
   const kind = tokenKind(token)
   const { hash, id } = hashToken(token)
@@ -89,10 +128,14 @@ export async function grantFor(store: Store, policy: RegistrationPolicy | undefi
   const record = key ? await store.get<TokenRecord>(key) : undefined
   if (!key || !record || !sameHash(record.hash, hash) || record.expiresAt <= nowMs) throw invalidToken()
   if (kind === 'invite' && policy === 'closed') {
-    throw new SecureLoginError('ERR_FORBIDDEN', 'registration is closed on this server, invites included', { hint: 'ask an administrator' })
+    throw new SecureLoginError('ERR_FORBIDDEN', 'registration is closed on this server, invites included', {
+      hint: 'ask an administrator',
+    })
   }
   if (record.user !== null && record.user !== username) {
-    throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for another user name`, { hint: 'register under the name the invite was made for' })
+    throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for another user name`, {
+      hint: 'register under the name the invite was made for',
+    })
   }
   return { role: record.role, via: kind === 'bootstrap' ? 'bootstrap' : 'invite', tokenKey: key, tokenHash: hash }
 }

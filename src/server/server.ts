@@ -80,7 +80,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   srp.prepare()
   const now = opts.now ?? Date.now
   const guardLimits = { ...DEFAULT_GUARD, ...opts.guard }
-  if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER)) throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
+  if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER))
+    throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const randomBytes = opts.randomBytes ?? nodeRandomBytes
   const kdfSlot = createKdfSlot(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice })
   const ctx: ServerContext = {
@@ -102,7 +103,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     stages: opts.stages,
   }
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
-    auditBehind(ctx, { actor: null, action: 'user.locked', target: user, address, outcome: 'failed', details: { failures, until: new Date(lockedUntil).toISOString() } })
+    auditBehind(ctx, {
+      actor: null,
+      action: 'user.locked',
+      target: user,
+      address,
+      outcome: 'failed',
+      details: { failures, until: new Date(lockedUntil).toISOString() },
+    })
   if (opts.onBootstrapToken) {
     const bootstrap = await issueBootstrapToken(opts.store, now(), randomBytes)
     if (bootstrap) opts.onBootstrapToken(bootstrap.token, new Date(bootstrap.expiresAt))
@@ -132,7 +140,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const address = socket.remoteAddress ?? 'unknown'
     const held = perAddress.get(address) ?? 0
     if (held >= perAddressCap) {
-      opts.logger.log('warn', 'connection_refused', { address, reason: 'too many connections from this address', limit: perAddressCap })
+      opts.logger.log('warn', 'connection_refused', {
+        address,
+        reason: 'too many connections from this address',
+        limit: perAddressCap,
+      })
       socket.destroy()
       return
     }
@@ -155,7 +167,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // With a listener here Node no longer destroys the socket itself (handshake timeout, bad
   // ClientHello, a TLS 1.2 offer): do it, or a peer that never finishes a handshake keeps its slot.
   tlsServer.on('tlsClientError', (error, socket) => {
-    opts.logger.log('info', 'tls_refused', { address: socket.remoteAddress, reason: (error as NodeJS.ErrnoException).code ?? 'handshake failed' })
+    opts.logger.log('info', 'tls_refused', {
+      address: socket.remoteAddress,
+      reason: (error as NodeJS.ErrnoException).code ?? 'handshake failed',
+    })
     socket.destroy()
   })
 

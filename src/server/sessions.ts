@@ -64,9 +64,24 @@ export class Sessions {
   }
 
   /** A new session for a login: the token goes to the client once; the store gets the change to commit. */
-  create(user: string, factor: SessionRecord['factor'], address: string, nowMs: number, randomBytes: (size: number) => Buffer): { token: string; record: SessionRecord; change: StoreChange } {
+  create(
+    user: string,
+    factor: SessionRecord['factor'],
+    address: string,
+    nowMs: number,
+    randomBytes: (size: number) => Buffer,
+  ): { token: string; record: SessionRecord; change: StoreChange } {
     const { token, hash, id } = issueToken('session', randomBytes)
-    const record: SessionRecord = { id, hash, user, createdAt: nowMs, lastSeenAt: nowMs, absoluteExpiresAt: nowMs + this.#times.absoluteMs, address, factor }
+    const record: SessionRecord = {
+      id,
+      hash,
+      user,
+      createdAt: nowMs,
+      lastSeenAt: nowMs,
+      absoluteExpiresAt: nowMs + this.#times.absoluteMs,
+      address,
+      factor,
+    }
     return { token, record, change: { key: sessionKey(id), value: record } }
   }
 
@@ -110,7 +125,9 @@ export class Sessions {
 
   /** Live sessions, of one user or of all. */
   list(nowMs: number, user?: string): SessionRecord[] {
-    return [...this.#byId.values()].filter((record) => (user === undefined || record.user === user) && this.#alive(record, nowMs))
+    return [...this.#byId.values()].filter(
+      (record) => (user === undefined || record.user === user) && this.#alive(record, nowMs),
+    )
   }
 
   get(id: string): SessionRecord | undefined {

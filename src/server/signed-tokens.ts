@@ -23,12 +23,34 @@ export async function issueSignedToken(
 ): Promise<CallResult<'token'>> {
   const { record, session, address, nowMs } = caller
   const iat = Math.floor(nowMs / 1000)
-  const exp = Math.min(iat + (args.ttlSeconds ?? TOKEN_TTL_DEFAULT_SECONDS), Math.floor(session.absoluteExpiresAt / 1000))
-  if (exp <= iat) throw new SecureLoginError('ERR_FORBIDDEN', 'your session ends too soon for a token', { hint: 'log in again: securelogin login' })
+  const exp = Math.min(
+    iat + (args.ttlSeconds ?? TOKEN_TTL_DEFAULT_SECONDS),
+    Math.floor(session.absoluteExpiresAt / 1000),
+  )
+  if (exp <= iat)
+    throw new SecureLoginError('ERR_FORBIDDEN', 'your session ends too soon for a token', {
+      hint: 'log in again: securelogin login',
+    })
   const jti = ctx.randomBytes(16).toString('base64url')
-  const claims: TokenClaims = { iss: ctx.signingKeys.issuer, sub: record.username, role: record.role, aud: args.audience, iat, exp, jti, sid: session.id }
+  const claims: TokenClaims = {
+    iss: ctx.signingKeys.issuer,
+    sub: record.username,
+    role: record.role,
+    aud: args.audience,
+    iat,
+    exp,
+    jti,
+    sid: session.id,
+  }
   const token = await ctx.signingKeys.sign(claims)
-  await audit(ctx, { actor: record.username, action: 'token.issued', target: session.id, address, outcome: 'ok', details: { audience: args.audience, jti, kid: ctx.signingKeys.currentKid, ttl: exp - iat } })
+  await audit(ctx, {
+    actor: record.username,
+    action: 'token.issued',
+    target: session.id,
+    address,
+    outcome: 'ok',
+    details: { audience: args.audience, jti, kid: ctx.signingKeys.currentKid, ttl: exp - iat },
+  })
   ctx.logger.log('info', 'token_issued', { user: record.username, audience: args.audience, jti, address })
   return { token, kid: ctx.signingKeys.currentKid, jti, expiresAt: new Date(exp * 1000).toISOString() }
 }
@@ -43,19 +65,36 @@ export function handleJwksGet(ctx: ServerContext, state: ConversationState): Rep
  * then its session: active only while the session it came from is live. A session's end
  * (logout, revoke, expiry, the user removed) is the code ERR_TOKEN_REVOKED.
  */
-export async function handleTokenCheck(ctx: ServerContext, message: { token: string; audience: string }, state: ConversationState): Promise<Reply> {
-  const reply = (active: boolean, code?: 'ERR_TOKEN_EXPIRED' | 'ERR_TOKEN_AUDIENCE' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REVOKED'): Reply => ({
+export async function handleTokenCheck(
+  ctx: ServerContext,
+  message: { token: string; audience: string },
+  state: ConversationState,
+): Promise<Reply> {
+  const reply = (
+    active: boolean,
+    code?: 'ERR_TOKEN_EXPIRED' | 'ERR_TOKEN_AUDIENCE' | 'ERR_TOKEN_INVALID' | 'ERR_TOKEN_REVOKED',
+  ): Reply => ({
     message: { type: 'token_checked', active, ...(code ? { code } : {}) },
     next: state,
   })
   let claims: TokenClaims
   try {
-    claims = await verifyToken(message.token, { jwks: ctx.signingKeys.jwks(), audience: message.audience, issuer: ctx.signingKeys.issuer, now: new Date(ctx.now()) })
+    claims = await verifyToken(message.token, {
+      jwks: ctx.signingKeys.jwks(),
+      audience: message.audience,
+      issuer: ctx.signingKeys.issuer,
+      now: new Date(ctx.now()),
+    })
   } catch (error) {
-    if (error instanceof SecureLoginError && (error.code === 'ERR_TOKEN_EXPIRED' || error.code === 'ERR_TOKEN_AUDIENCE' || error.code === 'ERR_TOKEN_INVALID')) return reply(false, error.code)
+    if (
+      error instanceof SecureLoginError &&
+      (error.code === 'ERR_TOKEN_EXPIRED' || error.code === 'ERR_TOKEN_AUDIENCE' || error.code === 'ERR_TOKEN_INVALID')
+    )
+      return reply(false, error.code)
     throw error
   }
   const session = await ctx.sessions.check(claims.sid, ctx.now())
-  if (!session || session.user !== claims.sub || !(await ctx.store.getUser(claims.sub))) return reply(false, 'ERR_TOKEN_REVOKED')
+  if (!session || session.user !== claims.sub || !(await ctx.store.getUser(claims.sub)))
+    return reply(false, 'ERR_TOKEN_REVOKED')
   return reply(true)
 }

@@ -4,7 +4,12 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { base64url } from '../protocol/fields.js'
 import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signing-key.js'
 import { signToken } from '../auth/sign-token.js'
-import { TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, type Jwks, type TokenClaims } from '../protocol/signed-tokens.js'
+import {
+  TOKEN_CLOCK_TOLERANCE_SECONDS,
+  TOKEN_TTL_MAX_SECONDS,
+  type Jwks,
+  type TokenClaims,
+} from '../protocol/signed-tokens.js'
 
 // The server's token-signing keys (docs/tokens.md), one store record, `signing/keys`: the current
 // key with its private half, and the keys it replaced, public half only, for as long as a token
@@ -27,7 +32,13 @@ const SigningKeysRecord = z.strictObject({
   /** `securelogin:` and the store id: every token's `iss`. */
   issuer: z.string().min(1).max(128),
   /** The current key first (with `d`), then retired ones (without). */
-  keys: z.array(KeyRecord).min(1).refine(([current, ...retired]) => current!.d !== undefined && retired.every((key) => key.d === undefined && key.retiredAt !== undefined)),
+  keys: z
+    .array(KeyRecord)
+    .min(1)
+    .refine(
+      ([current, ...retired]) =>
+        current!.d !== undefined && retired.every((key) => key.d === undefined && key.retiredAt !== undefined),
+    ),
 })
 type SigningKeysRecord = z.infer<typeof SigningKeysRecord>
 
@@ -47,7 +58,9 @@ export class SigningKeys {
    */
   static async load(store: Store, nowMs: number): Promise<SigningKeys> {
     const stored = await readRecord(store)
-    const record = stored ? prune(stored, nowMs) : { issuer: `securelogin:${store.stats().storeId}`, keys: [await newKey(nowMs)] }
+    const record = stored
+      ? prune(stored, nowMs)
+      : { issuer: `securelogin:${store.stats().storeId}`, keys: [await newKey(nowMs)] }
     if (!stored || record.keys.length !== stored.keys.length) await store.commit([{ key: SIGNING_KEYS, value: record }])
     return new SigningKeys(record)
   }
@@ -56,13 +69,23 @@ export class SigningKeys {
    * A new current key; the old one keeps its public half only. Returns the change to commit and
    * the kids. For `securelogin store rotate-signing-key`, on a store no server has open.
    */
-  static async rotate(store: Store, nowMs: number): Promise<{ change: StoreChange; kid: string; retired: string | undefined; jwks: Jwks }> {
+  static async rotate(
+    store: Store,
+    nowMs: number,
+  ): Promise<{ change: StoreChange; kid: string; retired: string | undefined; jwks: Jwks }> {
     const current = await SigningKeys.load(store, nowMs)
     const [old, ...rest] = current.#record.keys
     const key = await newKey(nowMs)
-    const retired: KeyRecord[] = old ? [{ kid: old.kid, x: old.x, createdAt: old.createdAt, retiredAt: new Date(nowMs).toISOString() }] : []
+    const retired: KeyRecord[] = old
+      ? [{ kid: old.kid, x: old.x, createdAt: old.createdAt, retiredAt: new Date(nowMs).toISOString() }]
+      : []
     const record: SigningKeysRecord = { issuer: current.issuer, keys: [key, ...retired, ...rest] }
-    return { change: { key: SIGNING_KEYS, value: record }, kid: key.kid, retired: old?.kid, jwks: new SigningKeys(record).jwks() }
+    return {
+      change: { key: SIGNING_KEYS, value: record },
+      kid: key.kid,
+      retired: old?.kid,
+      jwks: new SigningKeys(record).jwks(),
+    }
   }
 
   get issuer(): string {
@@ -97,7 +120,9 @@ async function readRecord(store: Store): Promise<SigningKeysRecord | undefined> 
   if (value === undefined) return undefined
   const parsed = SigningKeysRecord.safeParse(value)
   if (!parsed.success) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the token-signing keys record is malformed`, { hint: 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it' })
+    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the token-signing keys record is malformed`, {
+      hint: 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it',
+    })
   }
   return parsed.data
 }
@@ -109,6 +134,8 @@ async function newKey(nowMs: number): Promise<KeyRecord> {
 
 function prune(record: SigningKeysRecord, nowMs: number): SigningKeysRecord {
   const [current, ...retired] = record.keys
-  const kept = retired.filter((key) => key.retiredAt === undefined || Date.parse(key.retiredAt) + RETIRED_KEY_KEPT_MS > nowMs)
+  const kept = retired.filter(
+    (key) => key.retiredAt === undefined || Date.parse(key.retiredAt) + RETIRED_KEY_KEPT_MS > nowMs,
+  )
   return { issuer: record.issuer, keys: [current!, ...kept] }
 }

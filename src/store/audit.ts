@@ -38,7 +38,14 @@ const ENTRY_KEY = /^audit\/(\d{12})$/
  * `hash`. Built field by field, so whatever else a stored object holds never enters the hash.
  */
 function canonicalJson(entry: Omit<AuditEntry, 'hash'>): string {
-  const details = entry.details === undefined ? undefined : Object.fromEntries(Object.keys(entry.details).sort().map((key) => [key, entry.details![key]]))
+  const details =
+    entry.details === undefined
+      ? undefined
+      : Object.fromEntries(
+          Object.keys(entry.details)
+            .sort()
+            .map((key) => [key, entry.details![key]]),
+        )
   return JSON.stringify({
     n: entry.n,
     at: entry.at,
@@ -52,7 +59,8 @@ function canonicalJson(entry: Omit<AuditEntry, 'hash'>): string {
   })
 }
 
-const hashEntry = (entry: Omit<AuditEntry, 'hash'>) => createHash('sha256').update(canonicalJson(entry), 'utf8').digest('hex')
+const hashEntry = (entry: Omit<AuditEntry, 'hash'>) =>
+  createHash('sha256').update(canonicalJson(entry), 'utf8').digest('hex')
 
 const CLOCK_SLACK_MS = 5 * 60_000
 
@@ -88,7 +96,9 @@ export class AuditLog {
     const head = AuditHeadSchema.safeParse(stored)
     // Appending onto a head we cannot read would fork or hide the chain: refuse to start.
     if (!head.success) {
-      throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the audit log head is malformed`, { hint: 'run `securelogin store verify` to see the audit log\'s problems' })
+      throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the audit log head is malformed`, {
+        hint: "run `securelogin store verify` to see the audit log's problems",
+      })
     }
     return new AuditLog(store, now, head.data)
   }
@@ -149,13 +159,23 @@ export class AuditLog {
     // logins up for the whole walk.
     // Appends that arrive after this call go into a batch behind the snapshot.
     this.#open = undefined
-    const snapshot = this.#queue.then(async () => ({ head: await this.#store.get<unknown>(HEAD_KEY), keys: this.#store.keys(ENTRY_PREFIX) }))
+    const snapshot = this.#queue.then(async () => ({
+      head: await this.#store.get<unknown>(HEAD_KEY),
+      keys: this.#store.keys(ENTRY_PREFIX),
+    }))
     this.#queue = snapshot.catch(() => {})
     const { head, keys } = await snapshot
-    return verifyAuditChain((key) => (key === HEAD_KEY ? Promise.resolve(head) : this.#store.get<unknown>(key)), () => keys, anchor)
+    return verifyAuditChain(
+      (key) => (key === HEAD_KEY ? Promise.resolve(head) : this.#store.get<unknown>(key)),
+      () => keys,
+      anchor,
+    )
   }
 
-  /** One batch: each append's entry chained to the one before, all in one commit; an append that cannot be written is refused alone. */
+  /**
+   * One batch: each append's entry chained to the one before, all in one commit; an append that
+   * cannot be written is refused alone.
+   */
   async #write(batch: PendingAppend[]): Promise<void> {
     let head = this.#head
     const written: Array<[PendingAppend, AuditEntry]> = []
@@ -209,7 +229,10 @@ export class AuditLog {
     // An entry that verify would call malformed must never be written: that is our bug, not tampering.
     const checked = AuditEntrySchema.safeParse(entry)
     if (!checked.success) {
-      throw new SecureLoginError('ERR_INTERNAL', `audit entry ${event.action.slice(0, 64)} fails its schema at ${fieldsOf(checked.error)}`)
+      throw new SecureLoginError(
+        'ERR_INTERNAL',
+        `audit entry ${event.action.slice(0, 64)} fails its schema at ${fieldsOf(checked.error)}`,
+      )
     }
     return entry
   }
@@ -230,10 +253,12 @@ export async function verifyAuditChain(
   const report = (n: number, problem: string) => problems.push({ n, problem: problem.slice(0, 256) })
 
   const storedHead = await readSafely(read, HEAD_KEY)
-  const parsedHead = storedHead.value === undefined && storedHead.ok ? undefined : AuditHeadSchema.safeParse(storedHead.value)
+  const parsedHead =
+    storedHead.value === undefined && storedHead.ok ? undefined : AuditHeadSchema.safeParse(storedHead.value)
   // A missing head is the empty log's; a malformed one is reported once, and nothing is compared with it.
   const headKnown = parsedHead === undefined || parsedHead.success
-  if (!headKnown) report(0, storedHead.ok ? 'the head (audit-head) is malformed' : 'the head (audit-head) cannot be read')
+  if (!headKnown)
+    report(0, storedHead.ok ? 'the head (audit-head) is malformed' : 'the head (audit-head) cannot be read')
   const head = parsedHead?.success ? parsedHead.data : EMPTY_HEAD
 
   const numbers: number[] = []
@@ -263,21 +288,28 @@ export async function verifyAuditChain(
     if (hashEntry(entry) !== entry.hash) report(n, `entry ${n}'s hash does not match its content (edited)`)
     // Unknown when the entry before is missing or malformed: that is reported already.
     const before = hashes.get(n - 1)
-    if (before !== undefined && entry.prev !== before) report(n, `entry ${n}'s prev is not entry ${n - 1}'s hash (entry ${n - 1} edited, or entries removed or reordered)`)
+    if (before !== undefined && entry.prev !== before)
+      report(
+        n,
+        `entry ${n}'s prev is not entry ${n - 1}'s hash (entry ${n - 1} edited, or entries removed or reordered)`,
+      )
   }
 
   if (headKnown) {
     if (head.n > last) report(last + 1, `the head says ${head.n} entries but the last is entry ${last} (truncated)`)
     if (head.n < last) report(head.n + 1, `${span(head.n + 1, last)} beyond the head (n ${head.n})`)
     const headEntry = hashes.get(head.n)
-    if (head.n <= last && headEntry !== undefined && headEntry !== head.hash) report(head.n, `the head's hash is not entry ${head.n}'s hash`)
+    if (head.n <= last && headEntry !== undefined && headEntry !== head.hash)
+      report(head.n, `the head's hash is not entry ${head.n}'s hash`)
   }
 
   if (anchor !== undefined) {
     const anchored = hashes.get(anchor.n)
-    if (anchor.n > last) report(anchor.n, `the anchor names entry ${anchor.n} but the log ends at entry ${last} (truncated)`)
+    if (anchor.n > last)
+      report(anchor.n, `the anchor names entry ${anchor.n} but the log ends at entry ${last} (truncated)`)
     else if (anchored === undefined) report(anchor.n, `the anchor's entry ${anchor.n} is missing or malformed`)
-    else if (anchored !== anchor.hash) report(anchor.n, `entry ${anchor.n}'s hash differs from the anchor's (rewritten)`)
+    else if (anchored !== anchor.hash)
+      report(anchor.n, `entry ${anchor.n}'s hash differs from the anchor's (rewritten)`)
   }
 
   return { ok: problems.length === 0, entries: numbers.length, head, problems }
@@ -285,7 +317,10 @@ export async function verifyAuditChain(
 
 const span = (first: number, last: number) => (first === last ? `entry ${first} is` : `entries ${first} to ${last} are`)
 
-async function readSafely(read: (key: string) => Promise<unknown | undefined>, key: string): Promise<{ ok: boolean; value: unknown }> {
+async function readSafely(
+  read: (key: string) => Promise<unknown | undefined>,
+  key: string,
+): Promise<{ ok: boolean; value: unknown }> {
   try {
     return { ok: true, value: await read(key) }
   } catch {

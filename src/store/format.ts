@@ -70,18 +70,27 @@ export function encodeHeader(aad: Buffer, wrappedKey: Buffer): Buffer {
 export function decodeHeader(file: Buffer, path: string): Header {
   if (file.length < HEADER_BYTES) {
     if (file.length === 0) throw corrupt(`${path} is empty`)
-    if (!MAGIC.subarray(0, Math.min(file.length, MAGIC.length)).equals(file.subarray(0, MAGIC.length))) throw notAStore(path)
+    if (!MAGIC.subarray(0, Math.min(file.length, MAGIC.length)).equals(file.subarray(0, MAGIC.length)))
+      throw notAStore(path)
     throw corrupt(`${path} is truncated inside its header (${file.length} of ${HEADER_BYTES} bytes)`)
   }
   if (!file.subarray(0, MAGIC.length).equals(MAGIC)) throw notAStore(path)
   const formatVersion = file.readUInt16BE(OFF_VERSION)
   if (formatVersion !== FORMAT_VERSION) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `unsupported store format version ${formatVersion} in ${path} (this securelogin reads version ${FORMAT_VERSION})`, {
-      hint: formatVersion > FORMAT_VERSION ? 'use the securelogin that wrote it, or a newer one' : 'version 1 stores came from a development build before 0.2; make a new store',
-    })
+    throw new SecureLoginError(
+      'ERR_STORE_CORRUPT',
+      `unsupported store format version ${formatVersion} in ${path} (this securelogin reads version ${FORMAT_VERSION})`,
+      {
+        hint:
+          formatVersion > FORMAT_VERSION
+            ? 'use the securelogin that wrote it, or a newer one'
+            : 'version 1 stores came from a development build before 0.2; make a new store',
+      },
+    )
   }
   const checksum = createHash('sha256').update(file.subarray(0, OFF_CHECKSUM)).digest()
-  if (!checksum.equals(file.subarray(OFF_CHECKSUM, HEADER_BYTES))) throw corrupt(`the header of ${path} is damaged (checksum mismatch)`)
+  if (!checksum.equals(file.subarray(OFF_CHECKSUM, HEADER_BYTES)))
+    throw corrupt(`the header of ${path} is damaged (checksum mismatch)`)
   const kdfId = file.readUInt8(OFF_KDF_ID)
   if (kdfId !== KDF_ID_SCRYPT) throw corrupt(`unknown key derivation function ${kdfId} in ${path}`)
   return {
@@ -128,7 +137,8 @@ export const ENTRY_KEY_START = 3
 
 export function encodeEntry(entry: Entry): Buffer {
   const key = Buffer.from(entry.key, 'utf8')
-  if (key.length === 0 || key.length > 0xffff) throw new SecureLoginError('ERR_INTERNAL', 'a store key is 1 to 65535 bytes')
+  if (key.length === 0 || key.length > 0xffff)
+    throw new SecureLoginError('ERR_INTERNAL', 'a store key is 1 to 65535 bytes')
   const out = Buffer.alloc(ENTRY_OVERHEAD + key.length + entry.value.length)
   out.writeUInt8(entry.op, 0)
   out.writeUInt16BE(key.length, 1)
@@ -144,7 +154,10 @@ export function encodeEntry(entry: Entry): Buffer {
  * false when the plaintext is not a whole sequence of entries (authentic, so written by a
  * different version, never by an attacker without the key).
  */
-export function forEachEntry(plaintext: Buffer, each: (op: Op, keyStart: number, keyEnd: number, valueEnd: number, at: number) => void): boolean {
+export function forEachEntry(
+  plaintext: Buffer,
+  each: (op: Op, keyStart: number, keyEnd: number, valueEnd: number, at: number) => void,
+): boolean {
   let at = 0
   while (at < plaintext.length) {
     if (plaintext.length - at < ENTRY_OVERHEAD) return false
@@ -180,5 +193,7 @@ export function corrupt(message: string): SecureLoginError {
 }
 
 function notAStore(path: string): SecureLoginError {
-  return new SecureLoginError('ERR_STORE_CORRUPT', `${path} is not a securelogin store`, { hint: 'check the --store path' })
+  return new SecureLoginError('ERR_STORE_CORRUPT', `${path} is not a securelogin store`, {
+    hint: 'check the --store path',
+  })
 }

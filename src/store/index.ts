@@ -1,5 +1,15 @@
 export { createStore, openStore, verifyStore, readStoreHeader, storeExists } from './store.js'
-export type { Store, StoreChange, UserRecord, LoginRecord, GuardRecord, StoreHeaderInfo, StoreStats, OpenOptions, CompactResult } from './store.js'
+export type {
+  Store,
+  StoreChange,
+  UserRecord,
+  LoginRecord,
+  GuardRecord,
+  StoreHeaderInfo,
+  StoreStats,
+  OpenOptions,
+  CompactResult,
+} from './store.js'
 export { AuditLog, verifyAuditChain } from './audit.js'
 export type { AuditEvent, AuditVerification } from './audit.js'
 export { acquireLock } from './lock.js'

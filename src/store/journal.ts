@@ -5,8 +5,19 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { open, seal } from './barrier.js'
 import { deriveKek, checkKdfParams, type KdfParams } from './kdf.js'
 import {
-  DATA_KEY_BYTES, HEADER_BYTES, LENGTH_PREFIX_BYTES, MAX_RECORD_BYTES, MIN_RECORD_BYTES, SALT_BYTES, STORE_ID_BYTES,
-  corrupt, decodeHeader, encodeHeader, encodeWrapAad, recordAad, type Header,
+  DATA_KEY_BYTES,
+  HEADER_BYTES,
+  LENGTH_PREFIX_BYTES,
+  MAX_RECORD_BYTES,
+  MIN_RECORD_BYTES,
+  SALT_BYTES,
+  STORE_ID_BYTES,
+  corrupt,
+  decodeHeader,
+  encodeHeader,
+  encodeWrapAad,
+  recordAad,
+  type Header,
 } from './format.js'
 
 // The file under the store: a header, then sealed records appended one at a time and fsync'd.
@@ -102,7 +113,13 @@ export class Journal {
   #closed = false
   readonly #readOnly: boolean
 
-  private constructor(path: string, header: { storeId: Buffer; kdf: KdfParams; salt: Buffer }, kek: Buffer, file: FileState, opts: { readOnly: boolean; maxRecordsPerKey: number }) {
+  private constructor(
+    path: string,
+    header: { storeId: Buffer; kdf: KdfParams; salt: Buffer },
+    kek: Buffer,
+    file: FileState,
+    opts: { readOnly: boolean; maxRecordsPerKey: number },
+  ) {
     this.path = path
     this.storeId = header.storeId
     this.#kdf = header.kdf
@@ -114,7 +131,13 @@ export class Journal {
   }
 
   /** Writes header and first records to a new file beside `path`, fsyncs it, renames it into place. */
-  static async create(path: string, passphrase: string, kdf: KdfParams, firstRecords: Buffer[], opts: { maxRecordsPerKey?: number } = {}): Promise<Journal> {
+  static async create(
+    path: string,
+    passphrase: string,
+    kdf: KdfParams,
+    firstRecords: Buffer[],
+    opts: { maxRecordsPerKey?: number } = {},
+  ): Promise<Journal> {
     checkKdfParams(kdf)
     await mkdir(dirname(path), { recursive: true, mode: 0o700 })
     const salt = randomBytes(SALT_BYTES)
@@ -125,20 +148,28 @@ export class Journal {
     try {
       for (const plaintext of firstRecords) writer.addRecord(plaintext)
       file = await writer.finish()
-      if (await pathExists(path)) throw ioError(`${path} already exists`) // never replace a store that appeared meanwhile
+      // never replace a store that appeared meanwhile
+      if (await pathExists(path)) throw ioError(`${path} already exists`)
       await writer.commit()
     } catch (error) {
       await writer.abort()
       throw error
     }
-    return new Journal(path, { storeId, kdf, salt }, kek, file, { readOnly: false, maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY })
+    return new Journal(path, { storeId, kdf, salt }, kek, file, {
+      readOnly: false,
+      maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY,
+    })
   }
 
   /**
    * Opens and authenticates every record, in order. Nothing on disk changes when this fails. A
    * torn last record (a crash mid-append) is reported and, unless read-only, cut off.
    */
-  static async open(path: string, passphrase: string, opts: OpenJournalOptions): Promise<{ journal: Journal; tornTail: TornTail | undefined }> {
+  static async open(
+    path: string,
+    passphrase: string,
+    opts: OpenJournalOptions,
+  ): Promise<{ journal: Journal; tornTail: TornTail | undefined }> {
     const readOnly = opts.readOnly ?? false
     const handle = await openFile(path, readOnly ? 'r' : 'r+').catch((error) => {
       throw storeReadError(path, error)
@@ -153,7 +184,9 @@ export class Journal {
       const dataKey = unwrapDataKey(kek, header)
       if (!dataKey) {
         kek.fill(0)
-        throw new SecureLoginError('ERR_STORE_BAD_PASSPHRASE', 'wrong passphrase or damaged store', { hint: 'the store is unchanged; type the passphrase again' })
+        throw new SecureLoginError('ERR_STORE_BAD_PASSPHRASE', 'wrong passphrase or damaged store', {
+          hint: 'the store is unchanged; type the passphrase again',
+        })
       }
       const index = new RecordIndex()
       let end: number
@@ -179,7 +212,10 @@ export class Journal {
         }
       }
       if (!readOnly) await removeLeftovers(path, opts.report)
-      const journal = new Journal(path, header, kek, new FileState(handle, dataKey, index, end), { readOnly, maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY })
+      const journal = new Journal(path, header, kek, new FileState(handle, dataKey, index, end), {
+        readOnly,
+        maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY,
+      })
       return { journal, tornTail }
     } catch (error) {
       await handle.close().catch(() => {})
@@ -237,7 +273,10 @@ export class Journal {
       const box = Buffer.alloc(file.index.lengths[seq]!)
       await file.handle.read(box, 0, box.length, offset + LENGTH_PREFIX_BYTES)
       const plaintext = open(file.dataKey, box, recordAad(this.storeId, seq))
-      if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${this.path} fails to authenticate (changed under the running server?)`)
+      if (!plaintext)
+        throw corrupt(
+          `record ${seq} at offset ${offset} of ${this.path} fails to authenticate (changed under the running server?)`,
+        )
       return plaintext
     } finally {
       await file.doneReading()
@@ -245,7 +284,12 @@ export class Journal {
   }
 
   /** Reads records [from, to) of the current file in order; `afterChunk` runs between reads. */
-  async scan(from: number, to: number, each: (seq: number, plaintext: Buffer) => void, afterChunk: () => Promise<void> = async () => {}): Promise<void> {
+  async scan(
+    from: number,
+    to: number,
+    each: (seq: number, plaintext: Buffer) => void,
+    afterChunk: () => Promise<void> = async () => {},
+  ): Promise<void> {
     if (from >= to) return
     const file = this.#file
     file.readers += 1
@@ -253,12 +297,19 @@ export class Journal {
       let seq = from
       const start = file.index.offsets[from]!
       const stop = to < file.index.count ? file.index.offsets[to]! : file.end
-      await readRecords(file.handle, start, stop, this.path, (offset, box) => {
-        const plaintext = open(file.dataKey, box, recordAad(this.storeId, seq))
-        if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${this.path} fails to authenticate`)
-        each(seq, plaintext)
-        seq += 1
-      }, afterChunk)
+      await readRecords(
+        file.handle,
+        start,
+        stop,
+        this.path,
+        (offset, box) => {
+          const plaintext = open(file.dataKey, box, recordAad(this.storeId, seq))
+          if (!plaintext) throw corrupt(`record ${seq} at offset ${offset} of ${this.path} fails to authenticate`)
+          each(seq, plaintext)
+          seq += 1
+        },
+        afterChunk,
+      )
     } finally {
       await file.doneReading()
     }
@@ -267,7 +318,12 @@ export class Journal {
   /** A new file beside this one, under a fresh data key, for compaction to fill and commit. */
   async rewrite(): Promise<Rewrite> {
     this.#writable()
-    const writer = await FileWriter.create(this.path, this.#kek, { kdf: this.#kdf, salt: this.#salt, storeId: this.storeId }, 'compact')
+    const writer = await FileWriter.create(
+      this.path,
+      this.#kek,
+      { kdf: this.#kdf, salt: this.#salt, storeId: this.storeId },
+      'compact',
+    )
     return {
       add: (entry) => writer.addEntry(entry),
       pump: () => writer.pump(),
@@ -338,11 +394,17 @@ export class Journal {
     const file = this.#file
     const first = file.index.count
     if (first + plaintexts.length > this.maxRecordsPerKey) {
-      throw new SecureLoginError('ERR_STORE_IO', `${this.path} holds ${this.maxRecordsPerKey} records under one data key, the most random nonces allow`, {
-        hint: 'compact the store to rotate its data key',
-      })
+      throw new SecureLoginError(
+        'ERR_STORE_IO',
+        `${this.path} holds ${this.maxRecordsPerKey} records under one data key, the most random nonces allow`,
+        {
+          hint: 'compact the store to rotate its data key',
+        },
+      )
     }
-    const records = plaintexts.map((plaintext, i) => frameRecord(seal(file.dataKey, plaintext, recordAad(this.storeId, first + i))))
+    const records = plaintexts.map((plaintext, i) =>
+      frameRecord(seal(file.dataKey, plaintext, recordAad(this.storeId, first + i))),
+    )
     const bytes = records.length === 1 ? records[0]! : Buffer.concat(records)
     try {
       await file.handle.write(bytes, 0, bytes.length, file.end)
@@ -394,8 +456,17 @@ class FileWriter {
   }
 
   /** A fresh data key unless one is given (rekey keeps it), wrapped under `kek`. */
-  static async create(path: string, kek: Buffer, header: { kdf: KdfParams; salt: Buffer; storeId: Buffer }, purpose = 'new', dataKey?: Buffer): Promise<FileWriter> {
-    const tmp = join(dirname(path), `.${basename(path)}.${purpose}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  static async create(
+    path: string,
+    kek: Buffer,
+    header: { kdf: KdfParams; salt: Buffer; storeId: Buffer },
+    purpose = 'new',
+    dataKey?: Buffer,
+  ): Promise<FileWriter> {
+    const tmp = join(
+      dirname(path),
+      `.${basename(path)}.${purpose}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+    )
     const handle = await openFile(tmp, 'wx+', 0o600).catch((error) => {
       throw ioError(`cannot create ${tmp}`, error)
     })
@@ -430,7 +501,7 @@ class FileWriter {
   async copyRecords(from: FileHandle, start: number, stop: number): Promise<void> {
     await this.#flush()
     const chunk = Buffer.alloc(Math.min(READ_CHUNK_BYTES, Math.max(stop - start, 1)))
-    for (let at = start; at < stop; ) {
+    for (let at = start; at < stop;) {
       const { bytesRead } = await from.read(chunk, 0, Math.min(chunk.length, stop - at), at)
       if (bytesRead === 0) throw ioError(`${this.#path} ended early`)
       await this.#handle.write(chunk, 0, bytesRead, this.#end + (at - start))
@@ -597,12 +668,20 @@ async function pathExists(path: string): Promise<boolean> {
 export function storeReadError(path: string, error: unknown): SecureLoginError {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EISDIR') return ioError(`${path} is a directory, not a store file`, error)
-  if (code === 'ENOENT') return new SecureLoginError('ERR_STORE_IO', `no store at ${path}`, { cause: error, hint: 'check --store, or make one with securelogin store init' })
+  if (code === 'ENOENT')
+    return new SecureLoginError('ERR_STORE_IO', `no store at ${path}`, {
+      cause: error,
+      hint: 'check --store, or make one with securelogin store init',
+    })
   if (code === 'EACCES' || code === 'EPERM') return ioError(`no permission to read ${path}`, error)
   return ioError(`cannot read ${path}`, error)
 }
 
 export function ioError(message: string, cause?: unknown): SecureLoginError {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
-  return new SecureLoginError('ERR_STORE_IO', code ? `${message} (${code})` : message, cause === undefined ? {} : { cause })
+  return new SecureLoginError(
+    'ERR_STORE_IO',
+    code ? `${message} (${code})` : message,
+    cause === undefined ? {} : { cause },
+  )
 }

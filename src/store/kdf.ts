@@ -18,15 +18,18 @@ export const DEFAULT_KDF: KdfParams = { name: 'scrypt', logN: 17, r: 8, p: 1 }
  */
 export const KDF_CAP = { logN: 20, r: 32, p: 16, memoryBytes: 1024 ** 3 }
 
-
 export function checkKdfParams(kdf: KdfParams): void {
   if (!(kdf.logN >= 1 && kdf.r >= 1 && kdf.p >= 1)) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `invalid scrypt parameters (logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p})`)
+    throw new SecureLoginError(
+      'ERR_STORE_CORRUPT',
+      `invalid scrypt parameters (logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p})`,
+    )
   }
   if (kdf.logN > KDF_CAP.logN || kdf.r > KDF_CAP.r || kdf.p > KDF_CAP.p || scryptMemory(kdf) > KDF_CAP.memoryBytes) {
     throw new SecureLoginError(
       'ERR_STORE_KDF_LIMIT',
-      `store asks for scrypt logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p}, above this reader's cap (logN ${KDF_CAP.logN}, r ${KDF_CAP.r}, p ${KDF_CAP.p}, ${KDF_CAP.memoryBytes / 1024 ** 2} MiB)`,
+      `store asks for scrypt logN ${kdf.logN}, r ${kdf.r}, p ${kdf.p}, above this reader's cap (logN ` +
+        `${KDF_CAP.logN}, r ${KDF_CAP.r}, p ${KDF_CAP.p}, ${KDF_CAP.memoryBytes / 1024 ** 2} MiB)`,
       { hint: 'the header may have been tampered with; restore the store from a backup' },
     )
   }

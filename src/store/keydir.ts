@@ -87,7 +87,8 @@ export class KeyDirectory {
     const keys: string[] = []
     const arena = this.#arena
     outer: for (let slot = 0; slot < this.#capacity; slot++) {
-      if (this.#hashes[slot] === EMPTY || this.#places[slot] === TOMBSTONE || this.#keyLength[slot]! < prefix.length) continue
+      if (this.#hashes[slot] === EMPTY || this.#places[slot] === TOMBSTONE || this.#keyLength[slot]! < prefix.length)
+        continue
       const start = this.#keyStart[slot]!
       for (let i = 0; i < prefix.length; i++) if (arena[start + i] !== prefix[i]) continue outer
       keys.push(decoder.decode(arena.subarray(start, start + this.#keyLength[slot]!)))
@@ -128,7 +129,13 @@ export class KeyDirectory {
 
   /** Doubles the table (or rehashes in place when tombstones fill it), dropping tombstones. */
   #grow(): void {
-    const old = { hashes: this.#hashes, places: this.#places, keyStart: this.#keyStart, keyLength: this.#keyLength, capacity: this.#capacity }
+    const old = {
+      hashes: this.#hashes,
+      places: this.#places,
+      keyStart: this.#keyStart,
+      keyLength: this.#keyLength,
+      capacity: this.#capacity,
+    }
     while (this.#size * 4 >= this.#capacity) this.#capacity *= 2
     this.#hashes = new Uint32Array(this.#capacity)
     this.#places = new Float64Array(this.#capacity)

@@ -25,7 +25,10 @@ interface Holder {
 /** A takeover file older than this was left by a process killed inside the takeover itself. */
 const TAKEOVER_STALE_MS = 10_000
 
-export async function acquireLock(storePath: string, report: (event: string, fields: Record<string, unknown>) => void = () => {}): Promise<StoreLock> {
+export async function acquireLock(
+  storePath: string,
+  report: (event: string, fields: Record<string, unknown>) => void = () => {},
+): Promise<StoreLock> {
   const path = `${storePath}.lock`
   const me = holderOfThisProcess()
   const content = `${JSON.stringify(me)}\n`
@@ -40,24 +43,42 @@ export async function acquireLock(storePath: string, report: (event: string, fie
       continue
     }
     if (isAlive(holder)) {
-      throw new SecureLoginError('ERR_STORE_LOCKED', `${storePath} is in use by process ${holder.pid}${holder.host === me.host ? '' : ` on ${holder.host}`} (since ${holder.since})`, {
-        hint: holder.host === me.host
-          ? 'stop that server or command first; a lock left by a killed process is taken over by itself'
-          : `the lock was made on another host; if no process there uses the store, delete ${path}`,
-      })
+      throw new SecureLoginError(
+        'ERR_STORE_LOCKED',
+        `${storePath} is in use by process ${holder.pid}${holder.host === me.host ? '' : ` on ${holder.host}`} ` +
+          `(since ${holder.since})`,
+        {
+          hint:
+            holder.host === me.host
+              ? 'stop that server or command first; a lock left by a killed process is taken over by itself'
+              : `the lock was made on another host; if no process there uses the store, delete ${path}`,
+        },
+      )
     }
     await takeOver(path, holder, report)
   }
-  throw new SecureLoginError('ERR_STORE_LOCKED', `${storePath} is being locked and unlocked by other processes; gave up`, { hint: 'try again' })
+  throw new SecureLoginError(
+    'ERR_STORE_LOCKED',
+    `${storePath} is being locked and unlocked by other processes; gave up`,
+    { hint: 'try again' },
+  )
 }
 
 /** Removes a stale lock if it is still the one judged stale, holding the takeover file meanwhile. */
-async function takeOver(path: string, stale: Holder | undefined, report: (event: string, fields: Record<string, unknown>) => void): Promise<void> {
+async function takeOver(
+  path: string,
+  stale: Holder | undefined,
+  report: (event: string, fields: Record<string, unknown>) => void,
+): Promise<void> {
   const takeover = `${path}.takeover`
   if (!(await createExclusive(takeover, `${JSON.stringify(holderOfThisProcess())}\n`))) {
     // Another process is taking over right now, or was killed while doing so.
     const other = await readHolder(takeover)
-    if ((typeof other === 'object' && !isAlive(other)) || (other === 'unreadable' && (await olderThan(takeover, TAKEOVER_STALE_MS)))) await unlink(takeover).catch(() => {})
+    if (
+      (typeof other === 'object' && !isAlive(other)) ||
+      (other === 'unreadable' && (await olderThan(takeover, TAKEOVER_STALE_MS)))
+    )
+      await unlink(takeover).catch(() => {})
     else await sleep(20)
     return
   }
@@ -86,7 +107,12 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EEXIST') return false
-    if (code === 'ENOENT') throw new SecureLoginError('ERR_STORE_IO', `no store at ${path.replace(/\.lock(\.takeover)?$/, '')} (its directory does not exist)`, { cause: error, hint: 'check the --store path' })
+    if (code === 'ENOENT')
+      throw new SecureLoginError(
+        'ERR_STORE_IO',
+        `no store at ${path.replace(/\.lock(\.takeover)?$/, '')} (its directory does not exist)`,
+        { cause: error, hint: 'check the --store path' },
+      )
     throw new SecureLoginError('ERR_STORE_IO', `cannot create the lock ${path} (${code})`, { cause: error })
   } finally {
     await unlink(mine).catch(() => {})
@@ -94,7 +120,13 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
 }
 
 function holderOfThisProcess(): Holder {
-  return { pid: process.pid, startTicks: startTicksOf(process.pid), host: hostname(), token: randomBytes(8).toString('hex'), since: new Date().toISOString() }
+  return {
+    pid: process.pid,
+    startTicks: startTicksOf(process.pid),
+    host: hostname(),
+    token: randomBytes(8).toString('hex'),
+    since: new Date().toISOString(),
+  }
 }
 
 async function readHolder(path: string): Promise<Holder | 'gone' | 'unreadable'> {
@@ -103,11 +135,21 @@ async function readHolder(path: string): Promise<Holder | 'gone' | 'unreadable'>
     text = await readFile(path, 'utf8')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'gone'
-    throw new SecureLoginError('ERR_STORE_IO', `cannot read the lock ${path} (${(error as NodeJS.ErrnoException).code})`, { cause: error })
+    throw new SecureLoginError(
+      'ERR_STORE_IO',
+      `cannot read the lock ${path} (${(error as NodeJS.ErrnoException).code})`,
+      { cause: error },
+    )
   }
   try {
     const holder = JSON.parse(text) as Holder
-    if (Number.isInteger(holder.pid) && holder.pid > 0 && typeof holder.token === 'string' && typeof holder.host === 'string') return holder
+    if (
+      Number.isInteger(holder.pid) &&
+      holder.pid > 0 &&
+      typeof holder.token === 'string' &&
+      typeof holder.host === 'string'
+    )
+      return holder
   } catch {
     // fall through
   }

@@ -9,7 +9,17 @@ import type { PasswordKdf } from '../auth/password-stretch.js'
 import type { RecoveryHashes } from '../auth/recovery-codes.js'
 import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
 import { acquireLock, type StoreLock } from './lock.js'
-import { OP_DELETE, OP_EVENT, OP_PUT, ENTRY_KEY_START, encodeEntry, entryAt, forEachEntry, FORMAT_VERSION, type Op } from './format.js'
+import {
+  OP_DELETE,
+  OP_EVENT,
+  OP_PUT,
+  ENTRY_KEY_START,
+  encodeEntry,
+  entryAt,
+  forEachEntry,
+  FORMAT_VERSION,
+  type Op,
+} from './format.js'
 import { KeyDirectory } from './keydir.js'
 import { verifyAuditChain, type AuditVerification } from './audit.js'
 import type { AuditHead } from '../protocol/calls.js'
@@ -151,7 +161,10 @@ export async function createStore(path: string, passphrase: string, opts: OpenOp
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
-    if (storeExists(path)) throw new SecureLoginError('ERR_STORE_IO', `${path} already exists`, { hint: 'open it instead, or choose another --store' })
+    if (storeExists(path))
+      throw new SecureLoginError('ERR_STORE_IO', `${path} already exists`, {
+        hint: 'open it instead, or choose another --store',
+      })
     const secret = entry(OP_PUT, SECRET_KEY, { secret: randomBytes(32).toString('hex') })
     const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [secret], journalOptions(opts))
     const state = new State()
@@ -197,12 +210,17 @@ export async function verifyStore(
       ...(opts.onReport ? { report: opts.onReport } : {}),
     })
     try {
-      if (!state.keydir.has(keyBytes(SECRET_KEY))) throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
+      if (!state.keydir.has(keyBytes(SECRET_KEY)))
+        throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
       const read = async (key: string): Promise<unknown> => {
         const where = state.keydir.get(keyBytes(key))
         return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
       }
-      const audit = await verifyAuditChain(read, (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)), opts.auditAnchor)
+      const audit = await verifyAuditChain(
+        read,
+        (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
+        opts.auditAnchor,
+      )
       return { stats: statsOf(journal, state), tornTail, audit }
     } finally {
       await journal.close()
@@ -247,9 +265,13 @@ class State {
     })
     if (!whole || count === 0) {
       // Authentic but unreadable: written by a newer version, never by an attacker without the key.
-      throw new SecureLoginError('ERR_STORE_CORRUPT', `record ${seq} of ${path} holds entries this securelogin cannot read`, {
-        hint: 'was this store written by a newer securelogin?',
-      })
+      throw new SecureLoginError(
+        'ERR_STORE_CORRUPT',
+        `record ${seq} of ${path} holds entries this securelogin cannot read`,
+        {
+          hint: 'was this store written by a newer securelogin?',
+        },
+      )
     }
     if (count === 1) this.unpacked += 1
   }
@@ -260,7 +282,8 @@ class State {
       this.events += 1
       return
     }
-    const had = op === OP_PUT ? this.keydir.set(bytes, keyStart, keyEnd, where) : this.keydir.delete(bytes, keyStart, keyEnd)
+    const had =
+      op === OP_PUT ? this.keydir.set(bytes, keyStart, keyEnd, where) : this.keydir.delete(bytes, keyStart, keyEnd)
     if (isUserKey(bytes, keyStart, keyEnd)) this.users += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
   }
 }
@@ -320,16 +343,23 @@ class JournalStore implements Store {
 
   async addUser(user: UserRecord, recovery?: RecoveryHashes): Promise<void> {
     if (this.hasUser(user.username)) {
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${user.username} is taken`, { hint: 'choose another user name' })
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${user.username} is taken`, {
+        hint: 'choose another user name',
+      })
     }
-    await this.#putMany([...(recovery ? [[recoveryKey(user.username), recovery] as [string, unknown]] : []), [userKey(user.username), { ...user }]])
+    await this.#putMany([
+      ...(recovery ? [[recoveryKey(user.username), recovery] as [string, unknown]] : []),
+      [userKey(user.username), { ...user }],
+    ])
   }
 
   async addUsers(users: UserRecord[]): Promise<void> {
     const names = new Set(users.map((user) => user.username))
     const taken = users.find((user) => this.hasUser(user.username))
     if (taken || names.size !== users.length) {
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${taken?.username ?? 'given twice'} is taken`, { hint: 'choose another user name' })
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${taken?.username ?? 'given twice'} is taken`, {
+        hint: 'choose another user name',
+      })
     }
     await this.#putMany(users.map((user) => [userKey(user.username), { ...user }]))
   }
@@ -360,7 +390,8 @@ class JournalStore implements Store {
 
   async setGuard(username: string, guard: GuardRecord | undefined): Promise<void> {
     if (guard) return this.#put(guardKey(username), guard)
-    if (this.#state.keydir.has(keyBytes(guardKey(username)))) await this.#write([[OP_DELETE, guardKey(username), undefined]])
+    if (this.#state.keydir.has(keyBytes(guardKey(username))))
+      await this.#write([[OP_DELETE, guardKey(username), undefined]])
   }
 
   get<T>(key: string): Promise<T | undefined> {
@@ -377,7 +408,12 @@ class JournalStore implements Store {
 
   async commit(changes: StoreChange[]): Promise<void> {
     if (changes.length === 0) return
-    await this.#write(changes.map((change) => ('delete' in change ? [OP_DELETE, change.key, undefined] : [OP_PUT, change.key, change.value])), true)
+    await this.#write(
+      changes.map((change) =>
+        'delete' in change ? [OP_DELETE, change.key, undefined] : [OP_PUT, change.key, change.value],
+      ),
+      true,
+    )
   }
 
   serverSecret(): Buffer {
@@ -427,13 +463,18 @@ class JournalStore implements Store {
   /** Each change its own record (one fsync for all), or with `packed` all in one record: all or nothing. */
   async #write(changes: Array<[Op, string, unknown]>, packed = false): Promise<void> {
     if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing')
-    const entries = changes.map(([op, key, value]) => (op === OP_DELETE ? encodeEntry({ op, key, value: Buffer.alloc(0) }) : entry(op, key, value)))
+    const entries = changes.map(([op, key, value]) =>
+      op === OP_DELETE ? encodeEntry({ op, key, value: Buffer.alloc(0) }) : entry(op, key, value),
+    )
     const records = packed ? [Buffer.concat(entries)] : entries
     // Never let one data key seal more records than random nonces allow: rotate it first.
     while (this.#journal.recordCount + this.#pending + records.length > this.#journal.maxRecordsPerKey) {
       const { recordsAfter } = await this.compact()
       if (recordsAfter + this.#pending + records.length > this.#journal.maxRecordsPerKey) {
-        throw new SecureLoginError('ERR_STORE_IO', `${this.path}: the live state alone needs ${recordsAfter} records, the most one data key may seal`)
+        throw new SecureLoginError(
+          'ERR_STORE_IO',
+          `${this.path}: the live state alone needs ${recordsAfter} records, the most one data key may seal`,
+        )
       }
     }
     this.#pending += records.length
@@ -443,7 +484,13 @@ class JournalStore implements Store {
         entries.forEach((bytes, i) => {
           const [seq, offset] = packed ? [seqs[0]!, at] : [seqs[i]!, 0]
           const record = records[packed ? 0 : i]!
-          this.#state.apply(changes[i]![0], record, offset + ENTRY_KEY_START, offset + bytes.readUInt16BE(1) + ENTRY_KEY_START, place(seq, offset))
+          this.#state.apply(
+            changes[i]![0],
+            record,
+            offset + ENTRY_KEY_START,
+            offset + bytes.readUInt16BE(1) + ENTRY_KEY_START,
+            place(seq, offset),
+          )
           at += bytes.length
         })
         this.#state.unpacked += records.length === 1 && entries.length > 1 ? 0 : records.length
@@ -458,15 +505,24 @@ class JournalStore implements Store {
     if (!this.#autoCompact || this.#compacting || this.#closing) return
     const state = this.#state
     const dead = state.entries - state.live
-    const reason = dead > state.live ? 'dead entries outnumber live ones'
-      : state.unpacked > this.#packAfter ? 'many unpacked records'
-      : this.#journal.recordCount >= this.#journal.maxRecordsPerKey * 0.75 ? 'data key nearing its record limit'
-      : undefined
+    const reason =
+      dead > state.live
+        ? 'dead entries outnumber live ones'
+        : state.unpacked > this.#packAfter
+          ? 'many unpacked records'
+          : this.#journal.recordCount >= this.#journal.maxRecordsPerKey * 0.75
+            ? 'data key nearing its record limit'
+            : undefined
     if (!reason) return
     this.compact().then(
       (result) => this.#report('store_compacted', { path: this.path, reason, ...result }),
       (error: SecureLoginError) => {
-        if (!this.#closing) this.#report('store_compaction_failed', { path: this.path, code: error.code ?? 'ERR_STORE_IO', message: error.message })
+        if (!this.#closing)
+          this.#report('store_compaction_failed', {
+            path: this.path,
+            code: error.code ?? 'ERR_STORE_IO',
+            message: error.message,
+          })
       },
     )
   }
@@ -492,23 +548,44 @@ class JournalStore implements Store {
     }
     try {
       const upTo = recordsBefore
-      await this.#journal.scan(0, upTo, (seq, plaintext) => {
-        forEachEntry(plaintext, (op, keyStart, keyEnd, end, at) => {
-          if (op === OP_EVENT || (op === OP_PUT && this.#state.keydir.get(plaintext, keyStart, keyEnd) === place(seq, at))) copy(op, plaintext, keyStart, keyEnd, at, end)
-        })
-      }, bail)
-      return await this.#journal.exclusive(async () => {
-        await this.#journal.scan(upTo, this.#journal.recordCount, (_seq, plaintext) => {
+      await this.#journal.scan(
+        0,
+        upTo,
+        (seq, plaintext) => {
           forEachEntry(plaintext, (op, keyStart, keyEnd, end, at) => {
-            // A delete matters only if the new file holds a put it must undo.
-            if (op !== OP_DELETE || next.keydir.has(plaintext, keyStart, keyEnd)) copy(op, plaintext, keyStart, keyEnd, at, end)
+            if (
+              op === OP_EVENT ||
+              (op === OP_PUT && this.#state.keydir.get(plaintext, keyStart, keyEnd) === place(seq, at))
+            )
+              copy(op, plaintext, keyStart, keyEnd, at, end)
           })
-        }, bail)
+        },
+        bail,
+      )
+      return await this.#journal.exclusive(async () => {
+        await this.#journal.scan(
+          upTo,
+          this.#journal.recordCount,
+          (_seq, plaintext) => {
+            forEachEntry(plaintext, (op, keyStart, keyEnd, end, at) => {
+              // A delete matters only if the new file holds a put it must undo.
+              if (op !== OP_DELETE || next.keydir.has(plaintext, keyStart, keyEnd))
+                copy(op, plaintext, keyStart, keyEnd, at, end)
+            })
+          },
+          bail,
+        )
         await rewrite.commit(() => {
           next.unpacked = 0
           this.#state = next
         })
-        return { recordsBefore, recordsAfter: this.#journal.recordCount, bytesBefore, bytesAfter: this.#journal.fileSize, ms: Math.round(performance.now() - started) }
+        return {
+          recordsBefore,
+          recordsAfter: this.#journal.recordCount,
+          bytesBefore,
+          bytesAfter: this.#journal.fileSize,
+          ms: Math.round(performance.now() - started),
+        }
       })
     } catch (error) {
       await rewrite.abort()

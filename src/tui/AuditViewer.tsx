@@ -24,7 +24,15 @@ function merge(known: AuditEntry[], more: AuditEntry[]): AuditEntry[] {
  * following. `f` stops following (closing that connection) or starts again; leaving stops it.
  * The view sticks to the newest entry until the person scrolls up.
  */
-export function AuditViewer({ client, onBack, rows }: { client: TuiClient; onBack: () => void; rows?: number | undefined }) {
+export function AuditViewer({
+  client,
+  onBack,
+  rows,
+}: {
+  client: TuiClient
+  onBack: () => void
+  rows?: number | undefined
+}) {
   const { stdout } = useStdout()
   const [entries, setEntries] = useState<AuditEntry[]>()
   const [following, setFollowing] = useState(true)
@@ -37,18 +45,20 @@ export function AuditViewer({ client, onBack, rows }: { client: TuiClient; onBac
     let live = true
     let stop: (() => void) | undefined
     const add = (more: AuditEntry[]) => live && setEntries((known) => merge(known ?? [], more))
-    client.audit({ limit: LIMIT }, (entry) => add([entry])).then(
-      (answer) => {
-        stop = answer.stop
-        if (!live) return stop()
-        add(answer.entries)
-      },
-      (error: unknown) => {
-        if (!live) return
-        setNotice(asSecureLoginError(error))
-        setFollowing(false)
-      },
-    )
+    client
+      .audit({ limit: LIMIT }, (entry) => add([entry]))
+      .then(
+        (answer) => {
+          stop = answer.stop
+          if (!live) return stop()
+          add(answer.entries)
+        },
+        (error: unknown) => {
+          if (!live) return
+          setNotice(asSecureLoginError(error))
+          setFollowing(false)
+        },
+      )
     return () => {
       live = false
       stop?.()

@@ -28,11 +28,22 @@ export function EnrolScreen(props: {
   return (
     <Box flexDirection="column">
       <Text>{props.intro}</Text>
-      <QrCode uri={props.enrolment.otpauthUri} secret={props.enrolment.secret} columns={props.columns} rows={props.rows} />
+      <QrCode
+        uri={props.enrolment.otpauthUri}
+        secret={props.enrolment.secret}
+        columns={props.columns}
+        rows={props.rows}
+      />
       {props.checking ? (
         <Working text="checking the code" />
       ) : (
-        <Field label={props.label ?? 'enter the 6-digit code'} value={code} onChange={setCode} filter={digitsOnly} onSubmit={submit} />
+        <Field
+          label={props.label ?? 'enter the 6-digit code'}
+          value={code}
+          onChange={setCode}
+          filter={digitsOnly}
+          onSubmit={submit}
+        />
       )}
     </Box>
   )

@@ -65,7 +65,11 @@ export function HomeApp({
 }) {
   const [screen, setScreen] = useState<Screen>(start)
   const [last, setLast] = useState<Choice>()
-  const [who, setWho] = useState({ user: result.user, role: result.role, endsAt: earlier(result.expiresAt, result.idleExpiresAt) })
+  const [who, setWho] = useState({
+    user: result.user,
+    role: result.role,
+    endsAt: earlier(result.expiresAt, result.idleExpiresAt),
+  })
   const [notice, setNotice] = useState<SecureLoginError>()
   const clock = useClock(now)
 
@@ -133,7 +137,10 @@ export function HomeApp({
         session ends {formatTime(who.endsAt)} ({formatRemaining(who.endsAt, clock)})
       </Text>
       {result.recoveryCodesLeft !== undefined && (
-        <Text color={result.recoveryCodesLeft <= 3 ? 'yellow' : undefined}>recovery code used: {result.recoveryCodesLeft} left (after a login with a TOTP code, recovery codes makes ten new ones)</Text>
+        <Text color={result.recoveryCodesLeft <= 3 ? 'yellow' : undefined}>
+          recovery code used: {result.recoveryCodesLeft} left (after a login with a TOTP code, recovery codes makes ten
+          new ones)
+        </Text>
       )}
       <Box marginTop={1}>
         <Menu items={items} initial={last} onSelect={open} />

@@ -53,23 +53,45 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
       {step.name === 'role' && (
         <Box flexDirection="column">
           <Text>role of the new account:</Text>
-          <Menu items={ROLES.map((role) => ({ id: role, label: role }))} onSelect={(role) => setStep({ name: 'user', role })} />
+          <Menu
+            items={ROLES.map((role) => ({ id: role, label: role }))}
+            onSelect={(role) => setStep({ name: 'user', role })}
+          />
         </Box>
       )}
-      {step.name === 'user' && <Field label={`user name for the ${step.role} (optional)`} value={name} onChange={setName} onSubmit={submitUser(step.role)} placeholder="enter: anyone may use it" />}
+      {step.name === 'user' && (
+        <Field
+          label={`user name for the ${step.role} (optional)`}
+          value={name}
+          onChange={setName}
+          onSubmit={submitUser(step.role)}
+          placeholder="enter: anyone may use it"
+        />
+      )}
       {step.name === 'inviting' && <Working text="making the invite" />}
       {step.name === 'done' && (
         <Box flexDirection="column">
           <Text color="green">
             invite for a {step.role}
-            {step.user ? ` named ${step.user}` : ''}, valid once until {formatTime(step.expiresAt)}; it is not shown again
+            {step.user ? ` named ${step.user}` : ''}, valid once until {formatTime(step.expiresAt)}; it is not shown
+            again
           </Text>
           <Text>give this to the person:</Text>
           <Text bold>securelogin register --invite {step.token}</Text>
         </Box>
       )}
       {notice && <ErrorView error={notice} />}
-      {step.name !== 'inviting' && <KeyHints hints={step.name === 'role' ? ['↑/↓: choose', 'enter: pick', 'esc: back'] : step.name === 'user' ? ['enter: make the invite', 'esc: back'] : ['esc: back']} />}
+      {step.name !== 'inviting' && (
+        <KeyHints
+          hints={
+            step.name === 'role'
+              ? ['↑/↓: choose', 'enter: pick', 'esc: back']
+              : step.name === 'user'
+                ? ['enter: make the invite', 'esc: back']
+                : ['esc: back']
+          }
+        />
+      )}
     </Box>
   )
 }

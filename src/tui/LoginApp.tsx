@@ -64,7 +64,10 @@ export function LoginApp({
     if (step.name === 'welcome' && renewRecoveryCodes) {
       const { result } = step
       setStep({ name: 'renewing', result })
-      client.renewRecoveryCodes().then((codes) => setStep({ name: 'renewed', result, codes }), (error: unknown) => setStep({ name: 'failed', error: asSecureLoginError(error) }))
+      client.renewRecoveryCodes().then(
+        (codes) => setStep({ name: 'renewed', result, codes }),
+        (error: unknown) => setStep({ name: 'failed', error: asSecureLoginError(error) }),
+      )
     }
     if (step.name === 'renewed') onDone(step.result)
     if (step.name === 'failed') onDone({ error: step.error })
@@ -80,11 +83,20 @@ export function LoginApp({
   )
 
   if (connection.stage === 'connecting') return <Working text={`connecting to ${client.server}`} />
-  if (connection.stage === 'trust') return <TrustPrompt server={client.server} fingerprint={connection.fingerprint} onAnswer={connection.answer} />
+  if (connection.stage === 'trust')
+    return <TrustPrompt server={client.server} fingerprint={connection.fingerprint} onAnswer={connection.answer} />
   if (connection.stage === 'failed') return <ErrorView error={connection.error} />
   if (step.name === 'home') {
     const { result } = step
-    return <HomeApp client={client} result={result} columns={columns} rows={rows} onDone={(outcome) => onDone('error' in outcome ? outcome : result)} />
+    return (
+      <HomeApp
+        client={client}
+        result={result}
+        columns={columns}
+        rows={rows}
+        onDone={(outcome) => onDone('error' in outcome ? outcome : result)}
+      />
+    )
   }
 
   // An authentication failure may be a typo: offer another try. Anything else ends the run.
@@ -94,10 +106,16 @@ export function LoginApp({
     setCode('')
     setStep(failure.code === 'ERR_AUTH_FAILED' ? { name: 'retry', error: failure } : { name: 'failed', error: failure })
   }
-  const loggedIn = (result: LoginResult) => setStep(renewRecoveryCodes ? { name: 'welcome', result } : { name: 'home', result })
+  const loggedIn = (result: LoginResult) =>
+    setStep(renewRecoveryCodes ? { name: 'welcome', result } : { name: 'home', result })
   const submitPassword = (value: string) => {
     setStep({ name: 'signing-in' })
-    client.startLogin(username, value).then(({ enrol }) => setStep(enrol ? { name: 'enrol', enrolment: enrol, checking: false } : { name: 'code' }), fail)
+    client
+      .startLogin(username, value)
+      .then(
+        ({ enrol }) => setStep(enrol ? { name: 'enrol', enrolment: enrol, checking: false } : { name: 'code' }),
+        fail,
+      )
     setPassword('')
   }
   // A recovery code is no use when renewing them: that needs the authenticator.
@@ -126,13 +144,24 @@ export function LoginApp({
   return (
     <Box flexDirection="column">
       {step.name === 'username' && (
-        <Field label="user name" value={username} onChange={setUsername} onSubmit={(v) => v.trim() && setStep({ name: 'password' })} />
+        <Field
+          label="user name"
+          value={username}
+          onChange={setUsername}
+          onSubmit={(v) => v.trim() && setStep({ name: 'password' })}
+        />
       )}
-      {step.name === 'password' && <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />}
+      {step.name === 'password' && (
+        <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />
+      )}
       {step.name === 'signing-in' && <Working text="signing in" />}
       {step.name === 'code' && (
         <Field
-          label={renewRecoveryCodes ? '6-digit code from your authenticator' : '6-digit code from your authenticator (or a recovery code)'}
+          label={
+            renewRecoveryCodes
+              ? '6-digit code from your authenticator'
+              : '6-digit code from your authenticator (or a recovery code)'
+          }
           value={code}
           onChange={setCode}
           filter={renewRecoveryCodes ? digitsOnly : codeCharacters}
@@ -142,7 +171,10 @@ export function LoginApp({
       {step.name === 'enrol' && (
         <EnrolScreen
           enrolment={step.enrolment}
-          intro="an administrator reset your 2FA: scan this QR code with your authenticator app (or type the secret into it)"
+          intro={
+            'an administrator reset your 2FA: scan this QR code with your authenticator app ' +
+            '(or type the secret into it)'
+          }
           label="6-digit code from the new authenticator"
           checking={step.checking}
           onCode={submitEnrolCode}
@@ -169,7 +201,9 @@ export function LoginApp({
       {(step.name === 'retry' || step.name === 'failed') && <ErrorView error={step.error} />}
       {notice && <ErrorView error={notice} />}
       {step.name === 'retry' && <KeyHints hints={['enter: try again', 'esc: quit']} />}
-      {['username', 'password', 'code', 'enrol'].includes(step.name) && <KeyHints hints={['enter: submit', 'ctrl-c: quit']} />}
+      {['username', 'password', 'code', 'enrol'].includes(step.name) && (
+        <KeyHints hints={['enter: submit', 'ctrl-c: quit']} />
+      )}
     </Box>
   )
 }

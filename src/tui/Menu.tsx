@@ -9,8 +9,23 @@ export interface MenuItem<T extends string> {
 }
 
 /** A vertical list: ↑/↓ move, Enter picks, or the item's shortcut key picks it directly. */
-export function Menu<T extends string>({ items, onSelect, initial, isActive = true }: { items: MenuItem<T>[]; onSelect: (id: T) => void; initial?: T | undefined; isActive?: boolean }) {
-  const [index, setIndex] = useState(() => Math.max(0, items.findIndex((item) => item.id === initial)))
+export function Menu<T extends string>({
+  items,
+  onSelect,
+  initial,
+  isActive = true,
+}: {
+  items: MenuItem<T>[]
+  onSelect: (id: T) => void
+  initial?: T | undefined
+  isActive?: boolean
+}) {
+  const [index, setIndex] = useState(() =>
+    Math.max(
+      0,
+      items.findIndex((item) => item.id === initial),
+    ),
+  )
   const at = Math.min(index, items.length - 1)
   useInput(
     (input, key) => {

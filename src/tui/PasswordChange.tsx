@@ -53,7 +53,11 @@ export function PasswordChange({ client, user, onBack }: { client: TuiClient; us
     if (value !== fresh) {
       setFresh('')
       setAgain('')
-      setNotice(new SecureLoginError('ERR_WEAK_PASSWORD', 'the new passwords do not match', { hint: 'type the same new password twice' }))
+      setNotice(
+        new SecureLoginError('ERR_WEAK_PASSWORD', 'the new passwords do not match', {
+          hint: 'type the same new password twice',
+        }),
+      )
       return setStep('new')
     }
     setNotice(undefined)
@@ -83,10 +87,28 @@ export function PasswordChange({ client, user, onBack }: { client: TuiClient; us
   return (
     <Box flexDirection="column">
       <Text bold>change password</Text>
-      {step === 'current' && <Field label="current password" value={current} onChange={setCurrent} onSubmit={(v) => v && setStep('code')} mask />}
-      {step === 'code' && <Field label="6-digit code from your authenticator" value={code} onChange={setCode} filter={digitsOnly} onSubmit={submitCode} />}
+      {step === 'current' && (
+        <Field
+          label="current password"
+          value={current}
+          onChange={setCurrent}
+          onSubmit={(v) => v && setStep('code')}
+          mask
+        />
+      )}
+      {step === 'code' && (
+        <Field
+          label="6-digit code from your authenticator"
+          value={code}
+          onChange={setCode}
+          filter={digitsOnly}
+          onSubmit={submitCode}
+        />
+      )}
       {step === 'new' && <Field label="new password" value={fresh} onChange={setFresh} onSubmit={submitNew} mask />}
-      {step === 'again' && <Field label="new password again" value={again} onChange={setAgain} onSubmit={submitAgain} mask />}
+      {step === 'again' && (
+        <Field label="new password again" value={again} onChange={setAgain} onSubmit={submitAgain} mask />
+      )}
       {step === 'changing' && <Working text="changing the password" />}
       {step === 'done' && <Text color="green">password changed; {plural(revoked, 'other session')} revoked</Text>}
       {notice && <ErrorView error={notice} />}

@@ -12,7 +12,17 @@ const OTHER_ROWS = 8
  * small the code would wrap and no longer scan, so it says how big it must be instead; the
  * secret and URI below always show, so the person can still enrol. Redraws on resize.
  */
-export function QrCode({ uri, secret, columns, rows }: { uri: string; secret: string; columns?: number; rows?: number }) {
+export function QrCode({
+  uri,
+  secret,
+  columns,
+  rows,
+}: {
+  uri: string
+  secret: string
+  columns?: number
+  rows?: number
+}) {
   const [qr, setQr] = useState<string>()
   const size = useTerminalSize(columns, rows)
 
@@ -32,9 +42,19 @@ export function QrCode({ uri, secret, columns, rows }: { uri: string; secret: st
     const width = Math.max(...lines.map((line) => [...line].length))
     const height = lines.length
     if (width > size.columns) {
-      drawing = <Text color="yellow">terminal too narrow for the QR code: need {width} columns, have {size.columns}; enlarge it, or type the secret below</Text>
+      drawing = (
+        <Text color="yellow">
+          terminal too narrow for the QR code: need {width} columns, have {size.columns}; enlarge it, or type the secret
+          below
+        </Text>
+      )
     } else if (height + OTHER_ROWS > size.rows) {
-      drawing = <Text color="yellow">terminal too short for the QR code: need {height + OTHER_ROWS} rows, have {size.rows}; enlarge it, or type the secret below</Text>
+      drawing = (
+        <Text color="yellow">
+          terminal too short for the QR code: need {height + OTHER_ROWS} rows, have {size.rows}; enlarge it, or type the
+          secret below
+        </Text>
+      )
     } else {
       drawing = <Text>{qr}</Text>
     }

@@ -10,7 +10,11 @@ import { KeyHints } from './KeyHints.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
 import { Working } from './Working.js'
 
-type Step = { name: 'confirm' } | { name: 'renewing' } | { name: 'renewed'; codes: string[] } | { name: 'failed'; error: SecureLoginError }
+type Step =
+  | { name: 'confirm' }
+  | { name: 'renewing' }
+  | { name: 'renewed'; codes: string[] }
+  | { name: 'failed'; error: SecureLoginError }
 
 /**
  * Ten new recovery codes in place of all the old ones. The server allows it only in a session
@@ -32,7 +36,9 @@ export function RecoveryRenewal({ client, onBack }: { client: TuiClient; onBack:
   return (
     <Box flexDirection="column">
       <Text bold>recovery codes</Text>
-      {step.name === 'confirm' && <Confirm question="replace all your recovery codes with ten new ones?" onAnswer={answer} />}
+      {step.name === 'confirm' && (
+        <Confirm question="replace all your recovery codes with ten new ones?" onAnswer={answer} />
+      )}
       {step.name === 'renewing' && <Working text="making new recovery codes" />}
       {step.name === 'renewed' && <RecoveryCodes codes={step.codes} />}
       {step.name === 'failed' && <ErrorView error={step.error} />}

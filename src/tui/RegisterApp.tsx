@@ -27,7 +27,17 @@ type Step =
 const SUBMIT_HINTS = ['enter: submit', 'ctrl-c: quit']
 
 /** Name, password twice, then the QR code and one code from the authenticator. */
-export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClient; columns?: number; rows?: number; onDone: (result: RegisterResult) => void }) {
+export function RegisterApp({
+  client,
+  columns,
+  rows,
+  onDone,
+}: {
+  client: TuiClient
+  columns?: number
+  rows?: number
+  onDone: (result: RegisterResult) => void
+}) {
   const connection = useConnection(client)
   const [step, setStep] = useState<Step>({ name: 'username' })
   const [notice, setNotice] = useState<SecureLoginError>()
@@ -44,7 +54,8 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
   }, [step])
 
   if (connection.stage === 'connecting') return <Working text={`connecting to ${client.server}`} />
-  if (connection.stage === 'trust') return <TrustPrompt server={client.server} fingerprint={connection.fingerprint} onAnswer={connection.answer} />
+  if (connection.stage === 'trust')
+    return <TrustPrompt server={client.server} fingerprint={connection.fingerprint} onAnswer={connection.answer} />
   if (connection.stage === 'failed') return <ErrorView error={connection.error} />
 
   const submitUsername = (value: string) => {
@@ -111,9 +122,21 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
 
   return (
     <Box flexDirection="column">
-      {step.name === 'username' && <Field label="user name" value={username} onChange={setUsername} onSubmit={submitUsername} placeholder="a-z 0-9 . _ -" />}
-      {step.name === 'password' && <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />}
-      {step.name === 'repeat' && <Field label="repeat password" value={repeat} onChange={setRepeat} onSubmit={submitRepeat} mask />}
+      {step.name === 'username' && (
+        <Field
+          label="user name"
+          value={username}
+          onChange={setUsername}
+          onSubmit={submitUsername}
+          placeholder="a-z 0-9 . _ -"
+        />
+      )}
+      {step.name === 'password' && (
+        <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />
+      )}
+      {step.name === 'repeat' && (
+        <Field label="repeat password" value={repeat} onChange={setRepeat} onSubmit={submitRepeat} mask />
+      )}
       {step.name === 'registering' && <Working text="registering" />}
       {step.name === 'enrol' && (
         <EnrolScreen
@@ -139,9 +162,13 @@ export function RegisterApp({ client, columns, rows, onDone }: { client: TuiClie
 }
 
 function mismatch(): SecureLoginError {
-  return new SecureLoginError('ERR_WEAK_PASSWORD', 'the passwords do not match', { hint: 'type the same password twice' })
+  return new SecureLoginError('ERR_WEAK_PASSWORD', 'the passwords do not match', {
+    hint: 'type the same password twice',
+  })
 }
 
 export function codeShape(): SecureLoginError {
-  return new SecureLoginError('ERR_USAGE', 'a code is 6 digits', { hint: 'type the 6 digits your authenticator app shows now' })
+  return new SecureLoginError('ERR_USAGE', 'a code is 6 digits', {
+    hint: 'type the 6 digits your authenticator app shows now',
+  })
 }

@@ -10,7 +10,11 @@ import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
 import { Working } from './Working.js'
 
-type Mode = { name: 'list' } | { name: 'confirm-one'; session: SessionInfo } | { name: 'confirm-others'; count: number } | { name: 'working' }
+type Mode =
+  | { name: 'list' }
+  | { name: 'confirm-one'; session: SessionInfo }
+  | { name: 'confirm-others'; count: number }
+  | { name: 'working' }
 
 /** The person's own sessions, this one marked; revoke one, or every other one. */
 export function SessionsView({ client, onBack }: { client: TuiClient; onBack: () => void }) {
@@ -56,15 +60,18 @@ export function SessionsView({ client, onBack }: { client: TuiClient; onBack: ()
 
   const run = (work: Promise<number>) => {
     setMode({ name: 'working' })
-    work.then(
-      (revoked) => setMessage({ text: `revoked ${plural(revoked, 'session')}`, ok: true }),
-      (error: unknown) => setNotice(asSecureLoginError(error)),
-    ).finally(() => {
-      setMode({ name: 'list' })
-      void load()
-    })
+    work
+      .then(
+        (revoked) => setMessage({ text: `revoked ${plural(revoked, 'session')}`, ok: true }),
+        (error: unknown) => setNotice(asSecureLoginError(error)),
+      )
+      .finally(() => {
+        setMode({ name: 'list' })
+        void load()
+      })
   }
-  const answerOne = (session: SessionInfo) => (yes: boolean) => (yes ? run(client.revokeSession(session.id)) : setMode({ name: 'list' }))
+  const answerOne = (session: SessionInfo) => (yes: boolean) =>
+    yes ? run(client.revokeSession(session.id)) : setMode({ name: 'list' })
   const answerOthers = (yes: boolean) => (yes ? run(client.revokeOtherSessions()) : setMode({ name: 'list' }))
 
   return (
@@ -97,12 +104,21 @@ export function SessionsView({ client, onBack }: { client: TuiClient; onBack: ()
           })}
         </Box>
       )}
-      {mode.name === 'confirm-one' && <Confirm question={`revoke session ${mode.session.id.slice(0, 8)} from ${mode.session.address}?`} onAnswer={answerOne(mode.session)} />}
-      {mode.name === 'confirm-others' && <Confirm question={`revoke your ${plural(mode.count, 'other session')}?`} onAnswer={answerOthers} />}
+      {mode.name === 'confirm-one' && (
+        <Confirm
+          question={`revoke session ${mode.session.id.slice(0, 8)} from ${mode.session.address}?`}
+          onAnswer={answerOne(mode.session)}
+        />
+      )}
+      {mode.name === 'confirm-others' && (
+        <Confirm question={`revoke your ${plural(mode.count, 'other session')}?`} onAnswer={answerOthers} />
+      )}
       {mode.name === 'working' && <Working text="revoking" />}
       {message && <Text color={message.ok ? 'green' : 'yellow'}>{message.text}</Text>}
       {notice && <ErrorView error={notice} />}
-      {mode.name === 'list' && <KeyHints hints={['↑/↓: select', 'r: revoke selected', 'o: revoke all others', 'esc: back']} />}
+      {mode.name === 'list' && (
+        <KeyHints hints={['↑/↓: select', 'r: revoke selected', 'o: revoke all others', 'esc: back']} />
+      )}
     </Box>
   )
 }

@@ -24,7 +24,17 @@ type Step =
  * code when the phone is lost), then the new authenticator's QR code and one code from it.
  * Until that code is confirmed the old authenticator stays the one that counts.
  */
-export function TotpReset({ client, onBack, columns, rows }: { client: TuiClient; onBack: () => void; columns?: number | undefined; rows?: number | undefined }) {
+export function TotpReset({
+  client,
+  onBack,
+  columns,
+  rows,
+}: {
+  client: TuiClient
+  onBack: () => void
+  columns?: number | undefined
+  rows?: number | undefined
+}) {
   const [step, setStep] = useState<Step>({ name: 'password' })
   const [password, setPassword] = useState('')
   const [code, setCode] = useState('')
@@ -72,9 +82,23 @@ export function TotpReset({ client, onBack, columns, rows }: { client: TuiClient
   return (
     <Box flexDirection="column">
       <Text bold>reset 2FA: enrol a new authenticator</Text>
-      {step.name === 'password' && <Field label="password" value={password} onChange={setPassword} onSubmit={(v) => v && setStep({ name: 'code' })} mask />}
+      {step.name === 'password' && (
+        <Field
+          label="password"
+          value={password}
+          onChange={setPassword}
+          onSubmit={(v) => v && setStep({ name: 'code' })}
+          mask
+        />
+      )}
       {step.name === 'code' && (
-        <Field label="6-digit code from your authenticator (or a recovery code)" value={code} onChange={setCode} filter={codeCharacters} onSubmit={submitCode} />
+        <Field
+          label="6-digit code from your authenticator (or a recovery code)"
+          value={code}
+          onChange={setCode}
+          filter={codeCharacters}
+          onSubmit={submitCode}
+        />
       )}
       {step.name === 'starting' && <Working text="checking" />}
       {step.name === 'enrol' && (
@@ -88,7 +112,9 @@ export function TotpReset({ client, onBack, columns, rows }: { client: TuiClient
           rows={rows}
         />
       )}
-      {step.name === 'done' && <Text color="green">new authenticator enrolled: codes from the old one no longer work</Text>}
+      {step.name === 'done' && (
+        <Text color="green">new authenticator enrolled: codes from the old one no longer work</Text>
+      )}
       {notice && <ErrorView error={notice} />}
       {!busy && <KeyHints hints={step.name === 'done' ? ['esc: back'] : ['enter: submit', 'esc: back']} />}
     </Box>

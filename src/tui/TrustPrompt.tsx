@@ -2,7 +2,15 @@ import { Box, Text, useInput } from 'ink'
 import { KeyHints } from './KeyHints.js'
 
 /** ssh's first-contact question: show the fingerprint, trust only on an explicit "y". */
-export function TrustPrompt({ server, fingerprint, onAnswer }: { server: string; fingerprint: string; onAnswer: (trust: boolean) => void }) {
+export function TrustPrompt({
+  server,
+  fingerprint,
+  onAnswer,
+}: {
+  server: string
+  fingerprint: string
+  onAnswer: (trust: boolean) => void
+}) {
   useInput((input, key) => {
     if (input === 'y' || input === 'Y') onAnswer(true)
     else if (input === 'n' || input === 'N' || key.return || key.escape) onAnswer(false)

@@ -20,7 +20,12 @@ type Action =
   | { kind: 'unlock'; user: string }
   | { kind: 'revoke'; user: string }
 
-type Mode = { name: 'table' } | { name: 'actions'; user: UserInfo } | { name: 'role'; user: UserInfo } | { name: 'confirm'; action: Action } | { name: 'working' }
+type Mode =
+  | { name: 'table' }
+  | { name: 'actions'; user: UserInfo }
+  | { name: 'role'; user: UserInfo }
+  | { name: 'confirm'; action: Action }
+  | { name: 'working' }
 
 const NAME_KEYS = /^[A-Za-z0-9._-]+$/
 
@@ -68,7 +73,17 @@ async function perform(client: TuiClient, action: Action): Promise<string> {
  * actions, each confirmed first. The server decides what this admin may do to whom; a refusal
  * shows its message in place. The table reloads after every action.
  */
-export function UserTable({ client, self, onBack, rows }: { client: TuiClient; self: string; onBack: () => void; rows?: number | undefined }) {
+export function UserTable({
+  client,
+  self,
+  onBack,
+  rows,
+}: {
+  client: TuiClient
+  self: string
+  onBack: () => void
+  rows?: number | undefined
+}) {
   const { stdout } = useStdout()
   const [users, setUsers] = useState<UserInfo[]>()
   const [filter, setFilter] = useState('')
@@ -166,8 +181,18 @@ export function UserTable({ client, self, onBack, rows }: { client: TuiClient; s
                 <Cell width={14} text={u.role} chosen={chosen} />
                 <Cell width={18} text={formatTime(u.createdAt)} chosen={chosen} />
                 <Cell width={18} text={u.lastLoginAt ? formatTime(u.lastLoginAt) : 'never'} chosen={chosen} />
-                <Cell width={8} text={u.locked ? 'yes' : 'no'} chosen={chosen} color={u.locked ? 'yellow' : undefined} />
-                <Cell width={10} text={u.twoFactor} chosen={chosen} color={u.twoFactor === 'reset' ? 'yellow' : undefined} />
+                <Cell
+                  width={8}
+                  text={u.locked ? 'yes' : 'no'}
+                  chosen={chosen}
+                  color={u.locked ? 'yellow' : undefined}
+                />
+                <Cell
+                  width={10}
+                  text={u.twoFactor}
+                  chosen={chosen}
+                  color={u.twoFactor === 'reset' ? 'yellow' : undefined}
+                />
               </Box>
             )
           })}
@@ -177,7 +202,9 @@ export function UserTable({ client, self, onBack, rows }: { client: TuiClient; s
       {mode.name === 'actions' && <UserActions user={mode.user} />}
       {mode.name === 'role' && (
         <Box flexDirection="column">
-          <Text>new role for {mode.user.user} (now {mode.user.role}):</Text>
+          <Text>
+            new role for {mode.user.user} (now {mode.user.role}):
+          </Text>
           <Menu
             items={ROLES.filter((role) => role !== mode.user.role).map((role) => ({ id: role, label: role }))}
             onSelect={(role) => setMode({ name: 'confirm', action: { kind: 'role', user: mode.user.user, role } })}
@@ -189,7 +216,17 @@ export function UserTable({ client, self, onBack, rows }: { client: TuiClient; s
       {mode.name === 'working' && <Working text="working" />}
       {message && <Text color="green">{message}</Text>}
       {notice && <ErrorView error={notice} />}
-      {mode.name === 'table' && <KeyHints hints={['type: filter by name', '↑/↓: select', 'enter: actions', 'backspace: edit filter', filter ? 'esc: clear filter' : 'esc: back']} />}
+      {mode.name === 'table' && (
+        <KeyHints
+          hints={[
+            'type: filter by name',
+            '↑/↓: select',
+            'enter: actions',
+            'backspace: edit filter',
+            filter ? 'esc: clear filter' : 'esc: back',
+          ]}
+        />
+      )}
     </Box>
   )
 }
@@ -198,10 +235,17 @@ function UserActions({ user }: { user: UserInfo }) {
   return (
     <Box flexDirection="column" marginTop={1}>
       <Text>
-        <Text bold>{user.user}</Text> ({user.role}) · {user.locked && user.lockedUntil ? `locked until ${formatTime(user.lockedUntil)}` : user.locked ? 'locked' : 'not locked'} · 2FA{' '}
-        {user.twoFactor} · {plural(user.recoveryCodesLeft, 'recovery code')} left
+        <Text bold>{user.user}</Text> ({user.role}) ·{' '}
+        {user.locked && user.lockedUntil
+          ? `locked until ${formatTime(user.lockedUntil)}`
+          : user.locked
+            ? 'locked'
+            : 'not locked'}{' '}
+        · 2FA {user.twoFactor} · {plural(user.recoveryCodesLeft, 'recovery code')} left
       </Text>
-      <KeyHints hints={['d: remove', 'r: change role', '2: reset 2FA', 'u: unlock', 's: revoke sessions', 'esc: back']} />
+      <KeyHints
+        hints={['d: remove', 'r: change role', '2: reset 2FA', 'u: unlock', 's: revoke sessions', 'esc: back']}
+      />
     </Box>
   )
 }

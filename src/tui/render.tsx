@@ -8,7 +8,10 @@ import { HomeApp, type HomeOutcome } from './HomeApp.js'
 export type Cancelled = { cancelled: true }
 
 /** Runs one flow to its end; Ctrl-C (Ink's exitOnCtrlC) ends it as cancelled, the terminal restored. */
-async function runApp<T>(draw: (onDone: (result: T) => void) => ReactElement, client: TuiClient): Promise<T | Cancelled> {
+async function runApp<T>(
+  draw: (onDone: (result: T) => void) => ReactElement,
+  client: TuiClient,
+): Promise<T | Cancelled> {
   let outcome: T | undefined
   const instance = render(
     draw((result) => {
@@ -29,11 +32,24 @@ export function runRegisterTui(client: TuiClient): Promise<RegisterResult | Canc
   return runApp<RegisterResult>((onDone) => <RegisterApp client={client} onDone={onDone} />, client)
 }
 
-export function runLoginTui(client: TuiClient, opts: { renewRecoveryCodes?: boolean } = {}): Promise<LoginOutcome | Cancelled> {
-  return runApp<LoginOutcome>((onDone) => <LoginApp client={client} onDone={onDone} renewRecoveryCodes={opts.renewRecoveryCodes ?? false} />, client)
+export function runLoginTui(
+  client: TuiClient,
+  opts: { renewRecoveryCodes?: boolean } = {},
+): Promise<LoginOutcome | Cancelled> {
+  return runApp<LoginOutcome>(
+    (onDone) => <LoginApp client={client} onDone={onDone} renewRecoveryCodes={opts.renewRecoveryCodes ?? false} />,
+    client,
+  )
 }
 
 /** `securelogin home`: the caller has resumed the saved session (client.resumeSession) and passes its result. */
-export function runHomeTui(client: TuiClient, result: LoginResult, start: 'menu' | 'password' | 'totp' = 'menu'): Promise<HomeOutcome | Cancelled> {
-  return runApp<HomeOutcome>((onDone) => <HomeApp client={client} result={result} onDone={onDone} start={start} />, client)
+export function runHomeTui(
+  client: TuiClient,
+  result: LoginResult,
+  start: 'menu' | 'password' | 'totp' = 'menu',
+): Promise<HomeOutcome | Cancelled> {
+  return runApp<HomeOutcome>(
+    (onDone) => <HomeApp client={client} result={result} onDone={onDone} start={start} />,
+    client,
+  )
 }

@@ -46,7 +46,10 @@ export interface TuiClient {
   submitRecoveryCode(code: string): Promise<LoginResult>
   /** After a login with a TOTP code: ten new recovery codes replace the old ones. */
   renewRecoveryCodes(): Promise<string[]>
-  /** Runs as the session saved by an earlier login (no password); rejects with ERR_FORBIDDEN when it expired or was revoked. */
+  /**
+   * Runs as the session saved by an earlier login (no password); rejects with ERR_FORBIDDEN when
+   * it expired or was revoked.
+   */
   resumeSession(): Promise<LoginResult>
 
   // Logged in (after submitOtp, submitRecoveryCode or resumeSession):
@@ -86,6 +89,9 @@ export interface TuiClient {
    * The audit log, oldest first (the last `limit` entries). With `onEntry`, new entries arrive
    * there as they are written until `stop()` (which closes that follow connection).
    */
-  audit(query: { user?: string; limit?: number }, onEntry?: (entry: AuditEntry) => void): Promise<{ entries: AuditEntry[]; stop: () => void }>
+  audit(
+    query: { user?: string; limit?: number },
+    onEntry?: (entry: AuditEntry) => void,
+  ): Promise<{ entries: AuditEntry[]; stop: () => void }>
   close(): void
 }

@@ -52,12 +52,18 @@ describe.runIf(hasOathtool)('reading the log', () => {
         ['session.logout', 'sam', expect.stringMatching(/^[0-9a-f]{32}$/), 'ok'],
       ]),
     )
-    for (const entry of entries) expect(entry).toMatchObject({ at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/), address: '127.0.0.1' })
+    for (const entry of entries)
+      expect(entry).toMatchObject({
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        address: '127.0.0.1',
+      })
   })
 
   it('--user NAME, --since TIME and --limit N narrow it down', async () => {
     const all = await audit()
-    expect((await audit('--user', 'sam')).map((e) => e.n)).toEqual(all.filter((e) => e.actor === 'sam' || e.target === 'sam').map((e) => e.n))
+    expect((await audit('--user', 'sam')).map((e) => e.n)).toEqual(
+      all.filter((e) => e.actor === 'sam' || e.target === 'sam').map((e) => e.n),
+    )
     const middle = all[Math.floor(all.length / 2)]!
     expect((await audit('--since', middle.at)).every((e) => e.at >= middle.at)).toBe(true)
     expect((await audit('--since', middle.at)).map((e) => e.n)).toContain(middle.n)
@@ -69,9 +75,15 @@ describe.runIf(hasOathtool)('reading the log', () => {
   })
 
   it('prints lines a person can read without --json', async () => {
-    const run = await runCliToEnd(['admin', 'audit', '--user', 'sam', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '', { env: { SECURELOGIN_HOME: root.home } })
+    const run = await runCliToEnd(
+      ['admin', 'audit', '--user', 'sam', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath],
+      '',
+      { env: { SECURELOGIN_HOME: root.home } },
+    )
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/^\s+\d+ \d{4}-\d\d-\d\dT[\d:.]+Z ok\s+user\.register\s+actor=- target=sam from=127\.0\.0\.1/m)
+    expect(run.stdout).toMatch(
+      /^\s+\d+ \d{4}-\d\d-\d\dT[\d:.]+Z ok\s+user\.register\s+actor=- target=sam from=127\.0\.0\.1/m,
+    )
   })
 })
 
@@ -116,21 +128,48 @@ interface Tamper {
 }
 
 const TAMPERS: Tamper[] = [
-  { name: 'a removed entry', tamper: (store) => store.commit([{ key: key(3), delete: true }]), problems: () => [[3, /entry 3 is missing \(removed\)/]] },
-  { name: 'an edited entry', tamper: (store, e) => store.commit([{ key: key(3), value: { ...e[2]!, outcome: 'failed' } }]), problems: () => [[3, /entry 3's hash does not match its content \(edited\)/]] },
+  {
+    name: 'a removed entry',
+    tamper: (store) => store.commit([{ key: key(3), delete: true }]),
+    problems: () => [[3, /entry 3 is missing \(removed\)/]],
+  },
+  {
+    name: 'an edited entry',
+    tamper: (store, e) => store.commit([{ key: key(3), value: { ...e[2]!, outcome: 'failed' } }]),
+    problems: () => [[3, /entry 3's hash does not match its content \(edited\)/]],
+  },
   {
     name: 'two entries swapped',
-    tamper: (store, e) => store.commit([{ key: key(3), value: e[3] }, { key: key(4), value: e[2] }]),
-    problems: () => [[3, /moved or reordered/], [3, /entry 3's prev/], [4, /moved or reordered/], [4, /entry 4's prev/], [5, /entry 5's prev/]],
+    tamper: (store, e) =>
+      store.commit([
+        { key: key(3), value: e[3] },
+        { key: key(4), value: e[2] },
+      ]),
+    problems: () => [
+      [3, /moved or reordered/],
+      [3, /entry 3's prev/],
+      [4, /moved or reordered/],
+      [4, /entry 4's prev/],
+      [5, /entry 5's prev/],
+    ],
   },
   {
     name: 'the last two entries cut off',
-    tamper: (store, _e, head) => store.commit([{ key: key(head), delete: true }, { key: key(head - 1), delete: true }]),
+    tamper: (store, _e, head) =>
+      store.commit([
+        { key: key(head), delete: true },
+        { key: key(head - 1), delete: true },
+      ]),
     problems: (head) => [[head - 1, /\(truncated\)/]],
   },
   {
     name: 'the last two entries cut off and the head rewritten to match',
-    tamper: (store, e, head) => store.commit([{ key: key(head), delete: true }, { key: key(head - 1), delete: true }, { key: 'audit-head', value: { n: head - 2, hash: e[head - 3]!.hash } }]),
+    tamper: (store, e, head) =>
+      store.commit([
+        { key: key(head), delete: true },
+        { key: key(head - 1), delete: true },
+        { key: 'audit-head', value: { n: head - 2, hash: e[head - 3]!.hash } },
+      ]),
     problems: (head) => [[head, /the anchor names entry \d+ but the log ends at entry \d+ \(truncated\)/]],
     anchored: true,
   },
@@ -138,68 +177,90 @@ const TAMPERS: Tamper[] = [
 
 /** The server log's record of the last entry written: the anchor an operator keeps. */
 function loggedHead(): { n: number; hash: string } {
-  const lines = lab.server.log().split('\n').filter((line) => line.startsWith('{"event":"audit"'))
+  const lines = lab.server
+    .log()
+    .split('\n')
+    .filter((line) => line.startsWith('{"event":"audit"'))
   const { n, hash } = JSON.parse(lines.at(-1)!)
   return { n, hash }
 }
 
 const storeVerify = async (anchor?: string): Promise<CliResult> =>
-  parseResult(await runCliToEnd(['store', 'verify', '--store', lab.storePath, '--passphrase-file', lab.passphraseFile, '--json', ...(anchor ? ['--audit-anchor', anchor] : [])], ''))
+  parseResult(
+    await runCliToEnd(
+      [
+        'store',
+        'verify',
+        '--store',
+        lab.storePath,
+        '--passphrase-file',
+        lab.passphraseFile,
+        '--json',
+        ...(anchor ? ['--audit-anchor', anchor] : []),
+      ],
+      '',
+    ),
+  )
 
-describe.runIf(hasOathtool)('a damaged log is found by admin audit verify (the running server) and store verify (the file)', () => {
-  it('an intact log passes both', async () => {
-    const verify = await lab.run(root, ['admin', 'audit', 'verify'])
-    expect(verify.code, describeResult(verify)).toBe(0)
-    expect(verify.json).toMatchObject({ event: 'audit_verify', ok: true, problems: [] })
-    expect(verify.json!['entries']).toBeGreaterThanOrEqual(8)
-    await lab.stopServer()
-    const file = await storeVerify()
-    expect(file.code, describeResult(file)).toBe(0)
-    expect(file.json!['audit']).toMatchObject({ ok: true, problems: [] })
-    await lab.startServer()
-  })
+describe.runIf(hasOathtool)(
+  'a damaged log is found by admin audit verify (the running server) and store verify (the file)',
+  () => {
+    it('an intact log passes both', async () => {
+      const verify = await lab.run(root, ['admin', 'audit', 'verify'])
+      expect(verify.code, describeResult(verify)).toBe(0)
+      expect(verify.json).toMatchObject({ event: 'audit_verify', ok: true, problems: [] })
+      expect(verify.json!['entries']).toBeGreaterThanOrEqual(8)
+      await lab.stopServer()
+      const file = await storeVerify()
+      expect(file.code, describeResult(file)).toBe(0)
+      expect(file.json!['audit']).toMatchObject({ ok: true, problems: [] })
+      await lab.startServer()
+    })
 
-  it.each(TAMPERS)('$name', async ({ tamper, problems, anchored }) => {
-    // The log (restored after the last case) verifies, and that verification is its newest entry.
-    const before = await lab.run(root, ['admin', 'audit', 'verify'])
-    expect(before.code, describeResult(before)).toBe(0)
-    const anchor = loggedHead()
-    expect(anchor.n).toBe(before.json!['entries'] + 1)
-    await lab.stopServer()
-    const backup = `${lab.storePath}.before-tamper`
-    await copyFile(lab.storePath, backup)
-    try {
-      const store = await openStore(lab.storePath, lab.passphrase)
+    it.each(TAMPERS)('$name', async ({ tamper, problems, anchored }) => {
+      // The log (restored after the last case) verifies, and that verification is its newest entry.
+      const before = await lab.run(root, ['admin', 'audit', 'verify'])
+      expect(before.code, describeResult(before)).toBe(0)
+      const anchor = loggedHead()
+      expect(anchor.n).toBe(before.json!['entries'] + 1)
+      await lab.stopServer()
+      const backup = `${lab.storePath}.before-tamper`
+      await copyFile(lab.storePath, backup)
       try {
-        const entries = await Promise.all(Array.from({ length: anchor.n }, (_, i) => store.get<AuditEntry>(key(i + 1))))
-        expect(entries.at(-1)!.hash, 'the log holds what the server logged').toBe(anchor.hash)
-        await tamper(store, entries as AuditEntry[], anchor.n)
+        const store = await openStore(lab.storePath, lab.passphrase)
+        try {
+          const entries = await Promise.all(
+            Array.from({ length: anchor.n }, (_, i) => store.get<AuditEntry>(key(i + 1))),
+          )
+          expect(entries.at(-1)!.hash, 'the log holds what the server logged').toBe(anchor.hash)
+          await tamper(store, entries as AuditEntry[], anchor.n)
+        } finally {
+          await store.close()
+        }
+        const expected = problems(anchor.n)
+        const anchorArg = anchored ? `${anchor.n}:${anchor.hash}` : undefined
+        const check = (report: { ok: boolean; problems: Array<{ n: number; problem: string }> }) => {
+          expect(report.ok).toBe(false)
+          expect(report.problems.map((p) => p.n)).toEqual(expected.map(([n]) => n))
+          report.problems.forEach((p, i) => expect(p.problem).toMatch(expected[i]![1]))
+        }
+
+        const file = await storeVerify(anchorArg)
+        expect(file.code, describeResult(file)).toBe(1)
+        expect(file.error?.code).toBe('ERR_STORE_CORRUPT')
+        check(file.json!['audit'])
+        if (anchored) expect((await storeVerify()).code, 'without the anchor the rewrite goes unseen').toBe(0)
+
+        await lab.startServer()
+        const live = await lab.run(root, ['admin', 'audit', 'verify', ...(anchorArg ? ['--anchor', anchorArg] : [])])
+        expect(live.code, describeResult(live)).toBe(1)
+        expect(live.error?.code).toBe('ERR_STORE_CORRUPT')
+        check(live.json as { ok: boolean; problems: Array<{ n: number; problem: string }> })
       } finally {
-        await store.close()
+        await lab.stopServer() // (again, if it already stopped: a no-op)
+        await copyFile(backup, lab.storePath)
+        await lab.startServer()
       }
-      const expected = problems(anchor.n)
-      const anchorArg = anchored ? `${anchor.n}:${anchor.hash}` : undefined
-      const check = (report: { ok: boolean; problems: Array<{ n: number; problem: string }> }) => {
-        expect(report.ok).toBe(false)
-        expect(report.problems.map((p) => p.n)).toEqual(expected.map(([n]) => n))
-        report.problems.forEach((p, i) => expect(p.problem).toMatch(expected[i]![1]))
-      }
-
-      const file = await storeVerify(anchorArg)
-      expect(file.code, describeResult(file)).toBe(1)
-      expect(file.error?.code).toBe('ERR_STORE_CORRUPT')
-      check(file.json!['audit'])
-      if (anchored) expect((await storeVerify()).code, 'without the anchor the rewrite goes unseen').toBe(0)
-
-      await lab.startServer()
-      const live = await lab.run(root, ['admin', 'audit', 'verify', ...(anchorArg ? ['--anchor', anchorArg] : [])])
-      expect(live.code, describeResult(live)).toBe(1)
-      expect(live.error?.code).toBe('ERR_STORE_CORRUPT')
-      check(live.json as { ok: boolean; problems: Array<{ n: number; problem: string }> })
-    } finally {
-      await lab.stopServer() // (again, if it already stopped: a no-op)
-      await copyFile(backup, lab.storePath)
-      await lab.startServer()
-    }
-  })
-})
+    })
+  },
+)

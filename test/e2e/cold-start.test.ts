@@ -12,13 +12,16 @@ const version = JSON.parse(readFileSync(new URL('../../package.json', import.met
 
 /** The ES modules a run of the CLI loaded, from Node's own module debug output. */
 function loadedModules(args: string[]): string[] {
-  const run = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, NODE_DEBUG: 'esm' }, encoding: 'utf8' })
+  const run = spawnSync(process.execPath, [BIN, ...args], {
+    env: { ...process.env, NODE_DEBUG: 'esm' },
+    encoding: 'utf8',
+  })
   expect(run.status, run.stderr).toBe(0)
   return run.stderr.split('\n').filter((line) => line.includes('file://'))
 }
 
 describe('cold start', () => {
-  it('--version and -V print package.json\'s version, as yargs does for a subcommand', async () => {
+  it("--version and -V print package.json's version, as yargs does for a subcommand", async () => {
     for (const flag of ['--version', '-V']) {
       const run = await runCliToEnd([flag], '')
       expect(run).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' })

@@ -32,17 +32,28 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 async function connect(): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port: server.server.port, trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath } })
+  return ServerConnection.open({
+    host: '127.0.0.1',
+    port: server.server.port,
+    trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath },
+  })
 }
 
 const attempt = (username: string) => attemptProof(server.server.port, username, WRONG)
 
 /** The challenge fields whose values differ between two challenges (the per-connection ones). */
 const changing = (a: ProofAttempt, b: ProofAttempt): string[] =>
-  Object.keys({ ...a.challenge, ...b.challenge }).filter((key) => !isDeepStrictEqual(a.challenge[key], b.challenge[key])).sort()
+  Object.keys({ ...a.challenge, ...b.challenge })
+    .filter((key) => !isDeepStrictEqual(a.challenge[key], b.challenge[key]))
+    .sort()
 
 describe('the shape comparison', () => {
-  const reference = { type: 'challenge', salt: 'a1'.repeat(32), kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 }, B: '0f'.repeat(256) }
+  const reference = {
+    type: 'challenge',
+    salt: 'a1'.repeat(32),
+    kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 },
+    B: '0f'.repeat(256),
+  }
   // Each row is a difference a decoy could have: the comparison used below must see it.
   it.each<[string, Record<string, unknown>]>([
     ['a salt one hex digit short', { ...reference, salt: 'a1'.repeat(31) + 'a' }],
@@ -82,7 +93,9 @@ describe('a name with no account cannot be told from a wrong password', () => {
     }
     // A field that is the same for every unknown name (a policy such as the KDF parameters) must
     // have the real user's value too, or it says "no account" by itself.
-    const constant = Object.keys(unknown[0]!.challenge).filter((key) => unknown.every((u) => isDeepStrictEqual(u.challenge[key], unknown[0]!.challenge[key])))
+    const constant = Object.keys(unknown[0]!.challenge).filter((key) =>
+      unknown.every((u) => isDeepStrictEqual(u.challenge[key], unknown[0]!.challenge[key])),
+    )
     expect(constant).toContain('type')
     for (const key of constant) expect({ [key]: known.challenge[key] }).toEqual({ [key]: unknown[0]!.challenge[key] })
   })
@@ -90,15 +103,27 @@ describe('a name with no account cannot be told from a wrong password', () => {
   it('answers M1 with the same error frame, byte for byte, and ends the connection the same way', async () => {
     const known = await attempt(KNOWN)
     const unknown = await attempt('nobody.here')
-    expect(known.error).toEqual({ type: 'error', code: 'ERR_AUTH_FAILED', message: 'authentication failed', hint: expect.any(String) })
+    expect(known.error).toEqual({
+      type: 'error',
+      code: 'ERR_AUTH_FAILED',
+      message: 'authentication failed',
+      hint: expect.any(String),
+    })
     expect(unknown.error).toEqual(known.error)
     expect(unknown.errorBytes.toString('hex')).toBe(known.errorBytes.toString('hex'))
     expect(known.ending).toEqual({ closed: true, gotEnd: true, errors: [], hadError: false, frames: 2 })
     expect(unknown.ending).toEqual(known.ending)
     // The server knows which it was (its log may say); both failed at the proof. (No password in
     // the log: test/setup/no-secrets.ts checks every log against the noted passwords.)
-    const failed = server.logger.entries.filter((e) => e.event === 'login_failed').map((e) => ({ user: e.fields.user, stage: e.fields.stage }))
-    expect(failed).toEqual(expect.arrayContaining([{ user: KNOWN, stage: 'proof' }, { user: 'nobody.here', stage: 'proof' }]))
+    const failed = server.logger.entries
+      .filter((e) => e.event === 'login_failed')
+      .map((e) => ({ user: e.fields.user, stage: e.fields.stage }))
+    expect(failed).toEqual(
+      expect.arrayContaining([
+        { user: KNOWN, stage: 'proof' },
+        { user: 'nobody.here', stage: 'proof' },
+      ]),
+    )
   })
 
   it('keeps a decoy stable for its name, across connections and a restart, with a fresh B each time', async () => {

@@ -23,7 +23,12 @@ describe('in-process, with an injected clock and sleep', () => {
   const sleeps: number[] = []
   let server: InProcessServer
   let secret: string
-  const connect = async () => ServerConnection.open({ host: '127.0.0.1', port: server.server.port, trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath } })
+  const connect = async () =>
+    ServerConnection.open({
+      host: '127.0.0.1',
+      port: server.server.port,
+      trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath },
+    })
   const attempt = async (user: string, password: string) => {
     const conn = await connect()
     try {
@@ -45,14 +50,21 @@ describe('in-process, with an injected clock and sleep', () => {
   afterAll(() => server.stop())
 
   it('answers every failure alike, waits from the 3rd on, doubling, and locks the name at the 10th', async () => {
-    for (let i = 0; i < 10; i++) await expect(attempt('gina', `wrong password ${i}!`)).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    for (let i = 0; i < 10; i++)
+      await expect(attempt('gina', `wrong password ${i}!`)).rejects.toMatchObject({
+        code: 'ERR_AUTH_FAILED',
+        message: 'authentication failed',
+      })
     expect(sleeps).toEqual([0, 0, 250, 500, 1000, 2000, 4000, 8000, 8000, 8000])
     expect(server.logText()).toContain('"event":"user_locked"')
   })
 
   it('refuses the right password and code while locked, with the same answer after the same wait', async () => {
     sleeps.length = 0
-    await expect(attempt('gina', PASSWORD)).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    await expect(attempt('gina', PASSWORD)).rejects.toMatchObject({
+      code: 'ERR_AUTH_FAILED',
+      message: 'authentication failed',
+    })
     expect(sleeps).toEqual([8000])
     expect(server.logText()).toContain('"reason":"locked"')
   })
@@ -67,7 +79,11 @@ describe('in-process, with an injected clock and sleep', () => {
 
   it('counts names with no account the same way, without storing them', async () => {
     sleeps.length = 0
-    for (let i = 0; i < 4; i++) await expect(attempt('nobody.here', 'some password 1')).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    for (let i = 0; i < 4; i++)
+      await expect(attempt('nobody.here', 'some password 1')).rejects.toMatchObject({
+        code: 'ERR_AUTH_FAILED',
+        message: 'authentication failed',
+      })
     expect(sleeps.slice(0, 2)).toEqual([0, 250]) // the address already has one failure from gina
     expect(server.store.stats().users).toBe(1)
   })
@@ -81,12 +97,20 @@ describe('in-process, with an injected clock and sleep', () => {
       return enrolment
     })()
     expect(ivySecret).toBeTruthy()
-    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => attempt('ivy', `parallel wrong ${i}!`)))
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => attempt('ivy', `parallel wrong ${i}!`)),
+    )
     expect(results.every((r) => r.status === 'rejected')).toBe(true)
     // The count's store write follows the answer (src/server/guard.ts): wait for the last one.
     // However long ten fsyncs take on a busy machine: the test's own timeout is the limit.
-    await vi.waitFor(async () => expect(await server.store.getGuard('ivy')).toMatchObject({ failures: 10, lockedUntil: expect.any(Number) }), { timeout: 50_000, interval: 20 })
-    expect(server.logger.entries).toContainEqual(expect.objectContaining({ event: 'user_locked', fields: expect.objectContaining({ user: 'ivy', failures: 10 }) }))
+    await vi.waitFor(
+      async () =>
+        expect(await server.store.getGuard('ivy')).toMatchObject({ failures: 10, lockedUntil: expect.any(Number) }),
+      { timeout: 50_000, interval: 20 },
+    )
+    expect(server.logger.entries).toContainEqual(
+      expect.objectContaining({ event: 'user_locked', fields: expect.objectContaining({ user: 'ivy', failures: 10 }) }),
+    )
   })
 })
 
@@ -97,18 +121,40 @@ describe('through the real CLI: the lock survives a restart and expires', () => 
   let clock: FileClock
   let server: ServerProcess
   let totpSecret = ''
-  const start = () => startServerProcess(dir, passphraseFile, ['--clock-file', clock.file, '--lockout-after', '3', '--failure-delay-ms', '1'])
+  const start = () =>
+    startServerProcess(dir, passphraseFile, [
+      '--clock-file',
+      clock.file,
+      '--lockout-after',
+      '3',
+      '--failure-delay-ms',
+      '1',
+    ])
 
   beforeAll(async () => {
     ;({ dir, remove } = await makeTempDir('guard'))
     passphraseFile = await writePassphraseFile(dir, 'guard test admin passphrase')
     clock = new FileClock(dir)
     server = await start()
-    const run = runCli(['register', '--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--user', 'hank', '--password-stdin', '--json'])
+    const run = runCli([
+      'register',
+      '--server',
+      `127.0.0.1:${server.port}`,
+      '--ca',
+      join(dir, 'certs', 'server.crt'),
+      '--user',
+      'hank',
+      '--password-stdin',
+      '--json',
+    ])
     run.write(PASSWORD)
     totpSecret = new URL(JSON.parse(await run.nextLine()).otpauthUri).searchParams.get('secret')!
     run.write(await generateTotp(totpSecret, clock.ms))
-    expect(JSON.parse(await run.nextLine())).toEqual({ event: 'registered', user: 'hank', recoveryCodes: expect.any(Array) })
+    expect(JSON.parse(await run.nextLine())).toEqual({
+      event: 'registered',
+      user: 'hank',
+      recoveryCodes: expect.any(Array),
+    })
     await run.done
   })
   afterAll(async () => {
@@ -119,17 +165,38 @@ describe('through the real CLI: the lock survives a restart and expires', () => 
 
   const cliLogin = async (password: string) => {
     const code = await generateTotp(totpSecret, clock.advance(30_000))
-    return runCliToEnd(['login', '--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--user', 'hank', '--password-stdin', '--otp', code, '--json'], `${password}\n`)
+    return runCliToEnd(
+      [
+        'login',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--ca',
+        join(dir, 'certs', 'server.crt'),
+        '--user',
+        'hank',
+        '--password-stdin',
+        '--otp',
+        code,
+        '--json',
+      ],
+      `${password}\n`,
+    )
   }
 
   it('locks hank after 3 wrong passwords, keeps him locked across a restart, and lets him in 15 minutes later', async () => {
     for (let i = 0; i < 3; i++) {
       const wrong = await cliLogin(`not hank's password ${i}`)
       expect(wrong.code).toBe(1)
-      expect(JSON.parse(wrong.stderr.trim())).toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+      expect(JSON.parse(wrong.stderr.trim())).toMatchObject({
+        code: 'ERR_AUTH_FAILED',
+        message: 'authentication failed',
+      })
     }
     const locked = await cliLogin(PASSWORD)
-    expect(JSON.parse(locked.stderr.trim())).toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    expect(JSON.parse(locked.stderr.trim())).toMatchObject({
+      code: 'ERR_AUTH_FAILED',
+      message: 'authentication failed',
+    })
     expect(server.log()).toContain('"event":"user_locked"')
 
     expect(await server.stop()).toBe(0)

@@ -53,7 +53,12 @@ afterAll(async () => {
 const ANSWER_TIMEOUT_MS = 120_000
 
 async function connect(port: number): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port, trust: { kind: 'ca', ca: await readFile(certPath), caFile: certPath }, timeoutMs: ANSWER_TIMEOUT_MS })
+  return ServerConnection.open({
+    host: '127.0.0.1',
+    port,
+    trust: { kind: 'ca', ca: await readFile(certPath), caFile: certPath },
+    timeoutMs: ANSWER_TIMEOUT_MS,
+  })
 }
 
 async function register(port: number, name: string): Promise<string> {
@@ -70,11 +75,13 @@ async function register(port: number, name: string): Promise<string> {
 // The password's stretch (scrypt, 64 MiB) is what the client pays per login; this test is about
 // the store, and logs each user in up to 41 times, so it derives each user's x once.
 const xs = new Map<string, Promise<string>>()
-const cachedX = (name: string) => ({ salt, kdf }: { salt: string; kdf: PasswordKdf }) => {
-  const key = `${name} ${salt}`
-  if (!xs.has(key)) xs.set(key, derivePrivateKey({ salt, username: name, password: PASSWORD, kdf }))
-  return xs.get(key)!
-}
+const cachedX =
+  (name: string) =>
+  ({ salt, kdf }: { salt: string; kdf: PasswordKdf }) => {
+    const key = `${name} ${salt}`
+    if (!xs.has(key)) xs.set(key, derivePrivateKey({ salt, username: name, password: PASSWORD, kdf }))
+    return xs.get(key)!
+  }
 
 /** A full login; with `logout`, the session is ended again (one more record superseded, for compaction). */
 async function login(port: number, name: string, secret: string, opts: { logout?: boolean } = {}): Promise<void> {
@@ -90,15 +97,23 @@ async function login(port: number, name: string, secret: string, opts: { logout?
 
 /** `securelogin store verify`; a torn tail (what SIGKILL mid-append leaves) is allowed where asked. */
 async function storeVerify(opts: { tornTailAllowed?: boolean } = {}): Promise<Record<string, unknown>> {
-  const result = await runCliToEnd(['store', 'verify', '--store', storePath(), '--passphrase-file', passphraseFile, '--json'], '')
+  const result = await runCliToEnd(
+    ['store', 'verify', '--store', storePath(), '--passphrase-file', passphraseFile, '--json'],
+    '',
+  )
   const report = JSON.parse(result.stdout) as Record<string, unknown>
   // stderr: a note that the killed server's lock was taken over, then at most the one error line.
-  const notes = result.stderr.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { event: string })
+  const notes = result.stderr
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { event: string })
   const errors = notes.filter((note) => note.event === 'error')
   for (const note of notes) expect(['error', 'store_lock_taken_over']).toContain(note.event)
   if (opts.tornTailAllowed && report.tornTail) {
     expect(result.code).toBe(1)
-    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_STORE_CORRUPT', message: expect.stringContaining('torn record') })])
+    expect(errors).toEqual([
+      expect.objectContaining({ code: 'ERR_STORE_CORRUPT', message: expect.stringContaining('torn record') }),
+    ])
   } else {
     expect(errors).toEqual([])
     expect(result.code).toBe(0)
@@ -124,7 +139,9 @@ async function usersInKilledStore(names: string[]): Promise<Map<string, string |
   await copyFile(storePath(), copy)
   const store = await openStore(copy, PASSPHRASE, { autoCompact: false })
   try {
-    return new Map(await Promise.all(names.map(async (name) => [name, (await store.getUser(name))?.totpSecret] as const)))
+    return new Map(
+      await Promise.all(names.map(async (name) => [name, (await store.getUser(name))?.totpSecret] as const)),
+    )
   } finally {
     await store.close()
   }
@@ -132,7 +149,20 @@ async function usersInKilledStore(names: string[]): Promise<Map<string, string |
 
 describe('SIGKILL at random moments', () => {
   it(`loses no acknowledged registration over ${CYCLES} kill and restart cycles, and the store always verifies`, async () => {
-    const init = await runCliToEnd(['store', 'init', '--store', storePath(), '--passphrase-file', passphraseFile, '--kdf-logn', String(TEST_KDF.logN), '--json'], '')
+    const init = await runCliToEnd(
+      [
+        'store',
+        'init',
+        '--store',
+        storePath(),
+        '--passphrase-file',
+        passphraseFile,
+        '--kdf-logn',
+        String(TEST_KDF.logN),
+        '--json',
+      ],
+      '',
+    )
     expect(init.code).toBe(0)
     const acknowledged = new Map<string, string>()
     // What was lost: an acknowledged user missing from the killed store, or refused at a login.
@@ -153,7 +183,13 @@ describe('SIGKILL at random moments', () => {
       const users = [...acknowledged]
       for (let i = 0; i < users.length; i += 6) {
         await Promise.all(
-          users.slice(i, i + 6).map(([name, secret]) => login(port, name, secret).catch((error) => lost.push(`cycle ${cycle}, ${name} refused after the restart (${describeError(error)})`))),
+          users
+            .slice(i, i + 6)
+            .map(([name, secret]) =>
+              login(port, name, secret).catch((error) =>
+                lost.push(`cycle ${cycle}, ${name} refused after the restart (${describeError(error)})`),
+              ),
+            ),
         )
       }
       // Load: one registration (retried under a new name if it fails, every failure reported),
@@ -203,12 +239,16 @@ describe('SIGKILL at random moments', () => {
       if (tornTail) tornTails += 1
       // And holds every acknowledged user with the TOTP secret they were given.
       for (const [name, secret] of await usersInKilledStore([...acknowledged.keys()])) {
-        if (secret !== acknowledged.get(name)) lost.push(`cycle ${cycle}, ${name} ${secret === undefined ? 'missing from' : 'changed in'} the killed store`)
+        if (secret !== acknowledged.get(name))
+          lost.push(`cycle ${cycle}, ${name} ${secret === undefined ? 'missing from' : 'changed in'} the killed store`)
       }
     }
     clock.advance(90_000)
     const final = await startServerProcess(dir, passphraseFile, serverArgs())
-    for (const [name, secret] of acknowledged) await login(final.port, name, secret).catch((error) => lost.push(`at the end, ${name} refused (${describeError(error)})`))
+    for (const [name, secret] of acknowledged)
+      await login(final.port, name, secret).catch((error) =>
+        lost.push(`at the end, ${name} refused (${describeError(error)})`),
+      )
     expect(await final.stop()).toBe(0)
     const verified = await storeVerify()
     console.log(
@@ -226,7 +266,13 @@ describe('SIGKILL during store commands', () => {
   const bigStore = () => join(dir, 'big', 'big.store')
   const names = Array.from({ length: 20_000 }, (_, i) => `user${i}`)
   const record = (username: string): UserRecord => ({
-    username, salt: 'ab'.repeat(32), verifier: 'cd'.repeat(256), kdf: DEFAULT_PASSWORD_KDF, totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ', role: 'regular_user', createdAt: '2026-11-25T00:00:00.000Z',
+    username,
+    salt: 'ab'.repeat(32),
+    verifier: 'cd'.repeat(256),
+    kdf: DEFAULT_PASSWORD_KDF,
+    totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXQ',
+    role: 'regular_user',
+    createdAt: '2026-11-25T00:00:00.000Z',
   })
 
   /** Every user and every user's last login, checked in-process; returns the store's stats. */
@@ -248,7 +294,8 @@ describe('SIGKILL during store commands', () => {
     const { createStore } = await import('../../src/store/index.js')
     const store = await createStore(bigStore(), PASSPHRASE, { kdf: TEST_KDF, autoCompact: false })
     await store.addUsers(names.map(record))
-    for (let step = 1; step <= 3; step++) for (let i = 0; i < 200; i++) await store.recordLogin(names[i]!, { at: 'x', totpStep: step })
+    for (let step = 1; step <= 3; step++)
+      for (let i = 0; i < 200; i++) await store.recordLogin(names[i]!, { at: 'x', totpStep: step })
     await store.close()
   }, 300_000)
 
@@ -277,7 +324,10 @@ describe('SIGKILL during store commands', () => {
    * has landed mid-write, kills the moment it appears (the file is filled for a long while after
    * it is made, so such a kill is all but always mid-write) for up to 20 more rounds.
    */
-  async function killRounds(kill: (delayMs: number) => Promise<boolean>, spreadMs: number): Promise<{ rounds: number; midWrite: number }> {
+  async function killRounds(
+    kill: (delayMs: number) => Promise<boolean>,
+    spreadMs: number,
+  ): Promise<{ rounds: number; midWrite: number }> {
     let midWrite = 0
     let round = 0
     for (; round < ROUNDS || (midWrite === 0 && round < ROUNDS + 20); round++) {
@@ -291,31 +341,53 @@ describe('SIGKILL during store commands', () => {
     const full = await runCliToEnd(args, '')
     expect(full.code).toBe(0)
     const { ms } = JSON.parse(full.stdout) as { ms: number }
-    const { rounds, midWrite } = await killRounds(async (delayMs) => {
-      const mid = await killDuring(args, 'compact', delayMs)
-      await checkAll(PASSPHRASE)
-      return mid
-    }, Math.ceil(ms * 1.2))
+    const { rounds, midWrite } = await killRounds(
+      async (delayMs) => {
+        const mid = await killDuring(args, 'compact', delayMs)
+        await checkAll(PASSPHRASE)
+        return mid
+      },
+      Math.ceil(ms * 1.2),
+    )
     const stats = await checkAll(PASSPHRASE)
     expect(await leftovers()).toBe(0)
-    console.log(`kill during compaction: ${rounds} kills after the new file appeared (a compaction takes ${ms} ms), ${midWrite} mid-write (removed at the next open), users ${stats.users}, records ${stats.records}`)
+    console.log(
+      `kill during compaction: ${rounds} kills after the new file appeared (a compaction takes ${ms} ms), ${midWrite} mid-write (removed at the next open), users ${stats.users}, records ${stats.records}`,
+    )
     expect(midWrite).toBeGreaterThan(0)
   }, 300_000)
 
   it('rekey: exactly one of the old and new passphrases opens the whole store, also after a kill mid-write', async () => {
     const passphrases = [PASSPHRASE, 'the other kill test passphrase']
     const files = await Promise.all(passphrases.map((p, i) => writePassphraseFile(dir, p, `rekey-${i}`)))
-    const rekey = (from: number) => ['store', 'rekey', '--store', bigStore(), '--passphrase-file', files[from]!, '--new-passphrase-file', files[1 - from]!, '--kdf-logn', String(TEST_KDF.logN), '--json']
+    const rekey = (from: number) => [
+      'store',
+      'rekey',
+      '--store',
+      bigStore(),
+      '--passphrase-file',
+      files[from]!,
+      '--new-passphrase-file',
+      files[1 - from]!,
+      '--kdf-logn',
+      String(TEST_KDF.logN),
+      '--json',
+    ]
     let current = 0
     const outcomes = { old: 0, new: 0 }
     const { rounds, midWrite } = await killRounds(async (delayMs) => {
       const mid = await killDuring(rekey(current), 'rekey', delayMs)
       const opens: boolean[] = []
       for (const p of passphrases) {
-        opens.push(await openStore(bigStore(), p, { autoCompact: false }).then((s) => s.close().then(() => true), (e) => {
-          expect(e.code).toBe('ERR_STORE_BAD_PASSPHRASE')
-          return false
-        }))
+        opens.push(
+          await openStore(bigStore(), p, { autoCompact: false }).then(
+            (s) => s.close().then(() => true),
+            (e) => {
+              expect(e.code).toBe('ERR_STORE_BAD_PASSPHRASE')
+              return false
+            },
+          ),
+        )
       }
       expect(opens.filter(Boolean)).toHaveLength(1)
       const now = opens.indexOf(true)
@@ -326,7 +398,9 @@ describe('SIGKILL during store commands', () => {
       await checkAll(passphrases[current]!)
       return mid
     }, 150)
-    console.log(`kill during rekey: ${rounds} kills after the new file appeared; ${midWrite} mid-write; afterwards the old passphrase opened it ${outcomes.old} times, the new one ${outcomes.new}`)
+    console.log(
+      `kill during rekey: ${rounds} kills after the new file appeared; ${midWrite} mid-write; afterwards the old passphrase opened it ${outcomes.old} times, the new one ${outcomes.new}`,
+    )
     expect(midWrite).toBeGreaterThan(0)
   }, 300_000)
 })

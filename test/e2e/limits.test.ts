@@ -33,7 +33,12 @@ const SERVER_SRP: srp.SrpParams = { group: RFC5054_2048, hash: 'sha256', kRule: 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function connection(s: InProcessServer): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port: s.server.port, trust: { kind: 'ca', ca: await readFile(s.certPath), caFile: s.certPath }, timeoutMs: 10_000 })
+  return ServerConnection.open({
+    host: '127.0.0.1',
+    port: s.server.port,
+    trust: { kind: 'ca', ca: await readFile(s.certPath), caFile: s.certPath },
+    timeoutMs: 10_000,
+  })
 }
 
 async function registerAndLogin(s: InProcessServer, name: string): Promise<void> {
@@ -77,7 +82,10 @@ describe('connection limits', () => {
     held[0]!.destroy()
     // The server frees the slot when it sees the close, which takes as long as it takes: ask
     // again until a handshake completes (each refused try is dropped at once, never held).
-    await vi.waitFor(async () => expect(await tlsAttempt(server!.server.port)).toBe('ok'), { timeout: 30_000, interval: 20 })
+    await vi.waitFor(async () => expect(await tlsAttempt(server!.server.port)).toBe('ok'), {
+      timeout: 30_000,
+      interval: 20,
+    })
   })
 
   it('holds slow connections up to the total cap, refuses more, and frees them at the handshake deadline', async () => {
@@ -104,9 +112,21 @@ describe('SRP checks on the wire', () => {
       // this M1. A wrong proof would fail whether or not the server checks A; this one passes
       // every check but that one.
       const K = srp.K(SERVER_SRP, Buffer.alloc(RFC5054_2048.byteLength))
-      const M1 = srp.M1(SERVER_SRP, 'victim', Buffer.from(challenge.salt, 'hex'), Buffer.from(A, 'hex'), Buffer.from(challenge.B, 'hex'), K)
+      const M1 = srp.M1(
+        SERVER_SRP,
+        'victim',
+        Buffer.from(challenge.salt, 'hex'),
+        Buffer.from(A, 'hex'),
+        Buffer.from(challenge.B, 'hex'),
+        K,
+      )
       const answer = await raw.request({ type: 'login_proof', M1: M1.toString('hex') })
-      expect(answer).toEqual({ type: 'error', code: 'ERR_AUTH_FAILED', message: 'authentication failed', hint: expect.any(String) })
+      expect(answer).toEqual({
+        type: 'error',
+        code: 'ERR_AUTH_FAILED',
+        message: 'authentication failed',
+        hint: expect.any(String),
+      })
       await raw.closed
     }
   })
@@ -140,7 +160,8 @@ describe('fuzzing', () => {
     const one = async (i: number) => {
       const raw = await RawClient.open(port)
       // Several frames per connection, back to back: the first bad one ends it; the rest must be ignored safely.
-      for (let f = 0; f < FRAMES_PER_CONNECTION; f++) for (const chunk of kinds[(i + f) % kinds.length]!()) raw.socket.write(chunk)
+      for (let f = 0; f < FRAMES_PER_CONNECTION; f++)
+        for (const chunk of kinds[(i + f) % kinds.length]!()) raw.socket.write(chunk)
       sent += FRAMES_PER_CONNECTION
       await Promise.race([raw.closed, sleep(3_000)])
       raw.close()
@@ -155,7 +176,9 @@ describe('fuzzing', () => {
     expect(sent).toBeGreaterThanOrEqual(10_000)
     await registerAndLogin(server, 'after.fuzz')
     const grownMb = (process.memoryUsage().rss - rssBefore) / 1e6
-    console.log(`fuzz: ${sent} bad frames over ${CONNECTIONS} TLS connections and 100 raw sockets; then a login; RSS grew ${grownMb.toFixed(1)} MB (server and client share this process)`)
+    console.log(
+      `fuzz: ${sent} bad frames over ${CONNECTIONS} TLS connections and 100 raw sockets; then a login; RSS grew ${grownMb.toFixed(1)} MB (server and client share this process)`,
+    )
     expect(grownMb).toBeLessThan(300)
     expect(server.logText()).toContain('protocol_error')
   }, 120_000)

@@ -30,7 +30,14 @@ let totpSecret = ''
 let codes: string[] = []
 
 const storePath = () => join(dir, 'data', 'securelogin.store')
-const client = (extra: string[] = []) => ['--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--json', ...extra]
+const client = (extra: string[] = []) => [
+  '--server',
+  `127.0.0.1:${server.port}`,
+  '--ca',
+  join(dir, 'certs', 'server.crt'),
+  '--json',
+  ...extra,
+]
 const env = () => ({ SECURELOGIN_HOME: join(dir, 'home') })
 const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!)
 
@@ -78,7 +85,10 @@ describe.runIf(hasOathtool)('recovery codes', () => {
   it('refuses a used code with the generic failure', async () => {
     const result = await loginWithRecovery(codes[0])
     expect(result.code).toBe(1)
-    expect(JSON.parse(result.stderr.trim())).toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({
+      code: 'ERR_AUTH_FAILED',
+      message: 'authentication failed',
+    })
   })
 
   it('refuses a code that is not a recovery code before connecting (exit 2)', async () => {
@@ -93,7 +103,10 @@ describe.runIf(hasOathtool)('recovery codes', () => {
     const store = await openStore(storePath(), PASSPHRASE)
     try {
       const stored = await store.getRecovery('bob')
-      expect(stored).toMatchObject({ kdf: { name: 'scrypt', logN: 14, r: 8, p: 1 }, salt: expect.stringMatching(/^[0-9a-f]{32}$/) })
+      expect(stored).toMatchObject({
+        kdf: { name: 'scrypt', logN: 14, r: 8, p: 1 },
+        salt: expect.stringMatching(/^[0-9a-f]{32}$/),
+      })
       expect(stored!.hashes).toHaveLength(10)
       expect(stored!.hashes[0]).toBeNull()
       for (const hash of stored!.hashes.slice(1)) expect(hash).toMatch(/^[0-9a-f]{64}$/)
@@ -128,7 +141,15 @@ describe.runIf(hasOathtool)('recovery codes', () => {
   })
 
   it('refuses to renew the codes on a login made with a recovery code (ERR_FORBIDDEN)', async () => {
-    const conn = await ServerConnection.open({ host: '127.0.0.1', port: server.port, trust: { kind: 'ca', ca: await readFile(join(dir, 'certs', 'server.crt')), caFile: join(dir, 'certs', 'server.crt') } })
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: server.port,
+      trust: {
+        kind: 'ca',
+        ca: await readFile(join(dir, 'certs', 'server.crt')),
+        caFile: join(dir, 'certs', 'server.crt'),
+      },
+    })
     try {
       await authenticate(conn, 'bob', PASSWORD)
       expect(await submitRecoveryCode(conn, codes[7]!)).toMatchObject({ recoveryCodesLeft: 2 })
@@ -136,13 +157,20 @@ describe.runIf(hasOathtool)('recovery codes', () => {
     } finally {
       conn.close()
     }
-    const usage = await runCliToEnd(['recovery-codes', ...client(['--user', 'bob', '--password-stdin', '--recovery-code', codes[8]!])], `${PASSWORD}\n`, { env: env() })
+    const usage = await runCliToEnd(
+      ['recovery-codes', ...client(['--user', 'bob', '--password-stdin', '--recovery-code', codes[8]!])],
+      `${PASSWORD}\n`,
+      { env: env() },
+    )
     expect(usage.code).toBe(2)
   })
 
   it('`securelogin recovery-codes` with a TOTP code replaces every code', async () => {
     const result = await runCliToEnd(
-      ['recovery-codes', ...client(['--user', 'bob', '--password-stdin', '--otp', oathtoolCode(totpSecret, clock.nextStep())])],
+      [
+        'recovery-codes',
+        ...client(['--user', 'bob', '--password-stdin', '--otp', oathtoolCode(totpSecret, clock.nextStep())]),
+      ],
       `${PASSWORD}\n`,
       { env: env() },
     )

@@ -25,14 +25,25 @@ let totpSecret = ''
 const serverLogs: string[] = []
 const clientOutputs: string[] = []
 
-const client = (extra: string[] = []) => ['--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--json', ...extra]
+const client = (extra: string[] = []) => [
+  '--server',
+  `127.0.0.1:${server.port}`,
+  '--ca',
+  join(dir, 'certs', 'server.crt'),
+  '--json',
+  ...extra,
+]
 const env = () => ({ SECURELOGIN_HOME: home })
 // Every code is for a fresh time step: the server refuses a code it accepted before.
 let clock: FileClock
 const now = () => clock.nextStep()
 
 async function login(user: string, password: string, code: string, extra: string[] = []) {
-  const result = await runCliToEnd(['login', ...client(['--user', user, '--password-stdin', '--otp', code, ...extra])], `${password}\n`, { env: env() })
+  const result = await runCliToEnd(
+    ['login', ...client(['--user', user, '--password-stdin', '--otp', code, ...extra])],
+    `${password}\n`,
+    { env: env() },
+  )
   clientOutputs.push(result.stdout, result.stderr)
   return result
 }
@@ -68,10 +79,16 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     run.write(PASSWORD)
     const enrol = JSON.parse(await run.nextLine())
     expect(enrol.event).toBe('enrol')
-    expect(enrol.otpauthUri).toMatch(/^otpauth:\/\/totp\/securelogin:alice\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/)
+    expect(enrol.otpauthUri).toMatch(
+      /^otpauth:\/\/totp\/securelogin:alice\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/,
+    )
     totpSecret = secretFromOtpauthUri(enrol.otpauthUri)!
     run.write(oathtoolCode(totpSecret, now()))
-    expect(JSON.parse(await run.nextLine())).toEqual({ event: 'registered', user: 'alice', recoveryCodes: expect.any(Array) })
+    expect(JSON.parse(await run.nextLine())).toEqual({
+      event: 'registered',
+      user: 'alice',
+      recoveryCodes: expect.any(Array),
+    })
     const result = await run.done
     clientOutputs.push(result.stdout, result.stderr)
     expect(result.code).toBe(0)
@@ -79,7 +96,11 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
 
   it('refuses a common password, or one containing the name, in the client: the server hears nothing', async () => {
     for (const password of ['baseball1', 'Carol-the-great 2026']) {
-      const result = await runCliToEnd(['register', ...client(['--user', 'carol', '--password-stdin'])], `${password}\n`, { env: env() })
+      const result = await runCliToEnd(
+        ['register', ...client(['--user', 'carol', '--password-stdin'])],
+        `${password}\n`,
+        { env: env() },
+      )
       expect(result.code).toBe(1)
       expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_WEAK_PASSWORD' })
       expect(result.stderr).not.toContain(password)
@@ -88,7 +109,11 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
   })
 
   it('refuses a second registration of the same name with ERR_USERNAME_TAKEN', async () => {
-    const result = await runCliToEnd(['register', ...client(['--user', 'alice', '--password-stdin'])], `another password 9\n`, { env: env() })
+    const result = await runCliToEnd(
+      ['register', ...client(['--user', 'alice', '--password-stdin'])],
+      `another password 9\n`,
+      { env: env() },
+    )
     expect(result.code).toBe(1)
     expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_USERNAME_TAKEN' })
   })
@@ -102,7 +127,11 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
   })
 
   it('reads the code from the next stdin line when --otp is absent', async () => {
-    const result = await runCliToEnd(['login', ...client(['--user', 'alice', '--password-stdin'])], `${PASSWORD}\n${oathtoolCode(totpSecret, now())}\n`, { env: env() })
+    const result = await runCliToEnd(
+      ['login', ...client(['--user', 'alice', '--password-stdin'])],
+      `${PASSWORD}\n${oathtoolCode(totpSecret, now())}\n`,
+      { env: env() },
+    )
     expect(result.code).toBe(0)
     expect(JSON.parse(result.stdout.trim())).toMatchObject({ event: 'login', user: 'alice' })
   })
@@ -126,7 +155,18 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
 
   it('prints errors for people without --json', async () => {
     const result = await runCliToEnd(
-      ['login', '--server', `127.0.0.1:${server.port}`, '--ca', join(dir, 'certs', 'server.crt'), '--user', 'alice', '--password-stdin', '--otp', '000000'],
+      [
+        'login',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--ca',
+        join(dir, 'certs', 'server.crt'),
+        '--user',
+        'alice',
+        '--password-stdin',
+        '--otp',
+        '000000',
+      ],
       'wrong password here\n',
       { env: env() },
     )
@@ -138,7 +178,17 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
 
   it('refuses an unknown server without --ca (ERR_TLS_UNTRUSTED, hint names the ways in)', async () => {
     const result = await runCliToEnd(
-      ['login', '--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--otp', '000000', '--json'],
+      [
+        'login',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--user',
+        'alice',
+        '--password-stdin',
+        '--otp',
+        '000000',
+        '--json',
+      ],
       `${PASSWORD}\n`,
       { env: env() },
     )
@@ -151,13 +201,23 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
 
   it('trusts on first use with --accept-fingerprint, then remembers the server', async () => {
     const base = ['--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--json']
-    const wrong = await runCliToEnd(['login', ...base, '--otp', '000000', '--accept-fingerprint', 'AB'.repeat(32)], `${PASSWORD}\n`, { env: env() })
+    const wrong = await runCliToEnd(
+      ['login', ...base, '--otp', '000000', '--accept-fingerprint', 'AB'.repeat(32)],
+      `${PASSWORD}\n`,
+      { env: env() },
+    )
     expect(JSON.parse(wrong.stderr.trim())).toMatchObject({ code: 'ERR_TLS_UNTRUSTED' })
-    const first = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now()), '--accept-fingerprint', server.fingerprint], `${PASSWORD}\n`, { env: env() })
+    const first = await runCliToEnd(
+      ['login', ...base, '--otp', oathtoolCode(totpSecret, now()), '--accept-fingerprint', server.fingerprint],
+      `${PASSWORD}\n`,
+      { env: env() },
+    )
     expect(first.code).toBe(0)
     const known = await readFile(join(home, 'known_servers'), 'utf8')
     expect(known).toContain(`127.0.0.1:${server.port} ${server.fingerprint}`)
-    const again = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now())], `${PASSWORD}\n`, { env: env() })
+    const again = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now())], `${PASSWORD}\n`, {
+      env: env(),
+    })
     expect(again.code).toBe(0)
   })
 
@@ -166,7 +226,17 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     await mkdir(otherHome, { recursive: true })
     await writeFile(join(otherHome, 'known_servers'), `127.0.0.1:${server.port} ${'AB:'.repeat(31)}AB\n`)
     const result = await runCliToEnd(
-      ['login', '--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--otp', '000000', '--json'],
+      [
+        'login',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--user',
+        'alice',
+        '--password-stdin',
+        '--otp',
+        '000000',
+        '--json',
+      ],
       `${PASSWORD}\n`,
       { env: { SECURELOGIN_HOME: otherHome } },
     )
@@ -209,17 +279,29 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     expect(await server.stop()).toBe(0)
     serverLogs.push(server.log())
     const storePath = join(dir, 'data', 'securelogin.store')
-    const before = createHash('sha256').update(await readFile(storePath)).digest('hex')
+    const before = createHash('sha256')
+      .update(await readFile(storePath))
+      .digest('hex')
     const wrongFile = await writePassphraseFile(dir, 'not the passphrase', 'wrong-passphrase')
-    const result = await runCliToEnd(['server', '--port', '0', '--store', storePath, '--certs', join(dir, 'certs'), '--passphrase-file', wrongFile], '')
+    const result = await runCliToEnd(
+      ['server', '--port', '0', '--store', storePath, '--certs', join(dir, 'certs'), '--passphrase-file', wrongFile],
+      '',
+    )
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain('securelogin: error: wrong passphrase or damaged store (ERR_STORE_BAD_PASSPHRASE)')
-    expect(createHash('sha256').update(await readFile(storePath)).digest('hex')).toBe(before)
+    expect(
+      createHash('sha256')
+        .update(await readFile(storePath))
+        .digest('hex'),
+    ).toBe(before)
     server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
   })
 
   it('refuses to start with no terminal and no passphrase file (ERR_USAGE, exit 2)', async () => {
-    const result = await runCliToEnd(['server', '--port', '0', '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs')], '')
+    const result = await runCliToEnd(
+      ['server', '--port', '0', '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs')],
+      '',
+    )
     expect(result.code).toBe(2)
     expect(result.stderr).toContain('(ERR_USAGE)')
     expect(result.stderr).toContain('securelogin: hint: pass --passphrase-file')

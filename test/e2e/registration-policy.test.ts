@@ -55,7 +55,10 @@ describe.runIf(hasOathtool)('the bootstrap token', () => {
     expect((await stat(lab.bootstrapTokenFile)).mode & 0o777).toBe(0o600)
     const [written, ...more] = logged('bootstrap_token_written')
     expect(more).toEqual([])
-    expect(written).toMatchObject({ path: lab.bootstrapTokenFile, expiresAt: new Date(lab.clock.ms + 24 * HOUR).toISOString() })
+    expect(written).toMatchObject({
+      path: lab.bootstrapTokenFile,
+      expiresAt: new Date(lab.clock.ms + 24 * HOUR).toISOString(),
+    })
     expect(lab.server.log()).not.toContain(first)
   })
 
@@ -74,7 +77,11 @@ describe.runIf(hasOathtool)('the bootstrap token', () => {
   it('expires after 24 hours', async () => {
     const token = await lab.bootstrapToken()
     lab.clock.advance(24 * HOUR + 60_000)
-    expectRefused((await lab.tryRegister('root', { bootstrapToken: token })).result, 'an expired bootstrap token', /not valid/)
+    expectRefused(
+      (await lab.tryRegister('root', { bootstrapToken: token })).result,
+      'an expired bootstrap token',
+      /not valid/,
+    )
   })
 
   it('makes the first to use it a system_admin, once; with a system_admin, a restart makes none', async () => {
@@ -90,9 +97,16 @@ describe.runIf(hasOathtool)('the bootstrap token', () => {
     await lab.stopServer()
     await lab.startServer()
     expect(logged('bootstrap_token_written')).toEqual([])
-    await expect(stat(lab.bootstrapTokenFile), 'the spent token file is removed').rejects.toMatchObject({ code: 'ENOENT' })
+    await expect(stat(lab.bootstrapTokenFile), 'the spent token file is removed').rejects.toMatchObject({
+      code: 'ENOENT',
+    })
     expectRefused((await lab.tryRegister('root2', { bootstrapToken: token })).result, 'the spent token after a restart')
-    expect(await roles()).toEqual(new Map([['early', 'regular_user'], ['root', 'system_admin']]))
+    expect(await roles()).toEqual(
+      new Map([
+        ['early', 'regular_user'],
+        ['root', 'system_admin'],
+      ]),
+    )
   })
 })
 
@@ -104,7 +118,12 @@ describe.runIf(hasOathtool)('invites', () => {
 
   it('admin invite: single use, and the registration takes its role', async () => {
     const invited = await lab.run(root, ['admin', 'invite', '--role', 'admin'])
-    expect(invited.json).toMatchObject({ event: 'invite', role: 'admin', user: null, token: expect.stringMatching(/^sli_[A-Za-z0-9_-]{43}$/) })
+    expect(invited.json).toMatchObject({
+      event: 'invite',
+      role: 'admin',
+      user: null,
+      token: expect.stringMatching(/^sli_[A-Za-z0-9_-]{43}$/),
+    })
     const token = invited.json!['token'] as string
     await lab.register('ada', { invite: token })
     expectRefused((await lab.tryRegister('ada2', { invite: token })).result, 'a second use of the invite', /not valid/)
@@ -123,7 +142,11 @@ describe.runIf(hasOathtool)('invites', () => {
     const made = await lab.run(root, ['admin', 'invite', '--role', 'regular_user', '--expires', '1h'])
     expect(Date.parse(made.json!['expiresAt']) - lab.clock.ms).toBe(HOUR)
     lab.clock.advance(HOUR + 60_000)
-    expectRefused((await lab.tryRegister('late', { invite: made.json!['token'] })).result, 'an expired invite', /not valid/)
+    expectRefused(
+      (await lab.tryRegister('late', { invite: made.json!['token'] })).result,
+      'an expired invite',
+      /not valid/,
+    )
     // Root's session has idled out (30 min) meanwhile.
     expectRefused(await lab.run(root, ['whoami']), 'root after 61 idle minutes', /session has ended/)
     await lab.mustLogin(root)
@@ -135,7 +158,11 @@ describe.runIf(hasOathtool)('invites', () => {
       expect(result.code, `--expires ${expires}: ${describeResult(result)}`).toBe(2)
       expect(result.error?.code).toBe('ERR_USAGE')
     }
-    expectRefused((await lab.tryRegister('forger', { invite: `sli_${'A'.repeat(43)}` })).result, 'a made-up invite', /not valid/)
+    expectRefused(
+      (await lab.tryRegister('forger', { invite: `sli_${'A'.repeat(43)}` })).result,
+      'a made-up invite',
+      /not valid/,
+    )
   })
 })
 
@@ -145,7 +172,11 @@ describe.runIf(hasOathtool)('--registration', () => {
     await lab.stopServer()
     await lab.startServer(['--registration', 'closed'])
     expectRefused((await lab.tryRegister('carl')).result, 'closed, no invite', /closed/)
-    expectRefused((await lab.tryRegister('carl', { invite: token })).result, 'closed, with an invite', /invites included/)
+    expectRefused(
+      (await lab.tryRegister('carl', { invite: token })).result,
+      'closed, with an invite',
+      /invites included/,
+    )
 
     // The invite was refused, not spent: under another policy it still works.
     await lab.stopServer()
@@ -166,7 +197,9 @@ describe.runIf(hasOathtool)('--registration', () => {
   it('the audit log has each registration, how it was allowed, and each refusal', async () => {
     const audit = await lab.run(root, ['admin', 'audit', '--json'])
     const registrations = audit.events.filter((e) => e['action'] === 'user.register')
-    const ok = registrations.filter((e) => e['outcome'] === 'ok').map((e) => [e['target'], e['details']['via'], e['details']['role']])
+    const ok = registrations
+      .filter((e) => e['outcome'] === 'ok')
+      .map((e) => [e['target'], e['details']['via'], e['details']['role']])
     expect(ok).toEqual([
       ['early', 'open', 'regular_user'],
       ['root', 'bootstrap', 'system_admin'],
@@ -176,7 +209,20 @@ describe.runIf(hasOathtool)('--registration', () => {
       ['walkin', 'open', 'regular_user'],
     ])
     const refused = registrations.filter((e) => e['outcome'] === 'refused').map((e) => e['target'])
-    expect(refused).toEqual(['root', 'root', 'root2', 'root2', 'walkin', 'ada2', 'eve', 'late', 'forger', 'carl', 'carl'])
-    for (const entry of registrations) expect(entry).toMatchObject({ actor: null, address: '127.0.0.1', at: expect.any(String) })
+    expect(refused).toEqual([
+      'root',
+      'root',
+      'root2',
+      'root2',
+      'walkin',
+      'ada2',
+      'eve',
+      'late',
+      'forger',
+      'carl',
+      'carl',
+    ])
+    for (const entry of registrations)
+      expect(entry).toMatchObject({ actor: null, address: '127.0.0.1', at: expect.any(String) })
   })
 })

@@ -24,7 +24,11 @@ beforeAll(async () => {
 afterAll(() => server.stop())
 
 async function connect(): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port: server.server.port, trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath } })
+  return ServerConnection.open({
+    host: '127.0.0.1',
+    port: server.server.port,
+    trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath },
+  })
 }
 
 async function login(code: string) {
@@ -47,14 +51,17 @@ describe('a TOTP code is accepted once', () => {
     const code = await generateTotp(secret, nowMs)
     const results = await Promise.allSettled([login(code), login(code)])
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
-    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(['ERR_AUTH_FAILED'])
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(
+      ['ERR_AUTH_FAILED'],
+    )
     expect(server.logText()).toContain('otp_replayed')
   })
 
   it('accepts the next step, then refuses every step up to it', async () => {
     nowMs += 30_000
     await expect(login(await generateTotp(secret, nowMs))).resolves.toMatchObject({ user: 'rita' })
-    for (const offset of [-30_000, 0]) await expect(login(await generateTotp(secret, nowMs + offset))).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' })
+    for (const offset of [-30_000, 0])
+      await expect(login(await generateTotp(secret, nowMs + offset))).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' })
     // One step ahead (clock skew) is still fresh.
     await expect(login(await generateTotp(secret, nowMs + 30_000))).resolves.toMatchObject({ user: 'rita' })
   })

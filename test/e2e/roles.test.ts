@@ -2,7 +2,15 @@ import { chmod, copyFile, mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, describeResult, inBatches, newPassword, type Account, type CliResult, type Role } from '../helpers/accounts.js'
+import {
+  Lab,
+  describeResult,
+  inBatches,
+  newPassword,
+  type Account,
+  type CliResult,
+  type Role,
+} from '../helpers/accounts.js'
 import { requireTool } from '../helpers/tools.js'
 
 // The role table (issue 6): every command, run through the real CLI against the real server
@@ -44,8 +52,18 @@ interface UserInfo {
   twoFactor: 'enrolled' | 'reset'
 }
 
-function row(command: string, args: Row['args'], cells: [Expected, Expected, Expected, Expected, Expected, Expected], more: Partial<Row> = {}): Row {
-  return { command, args, expected: Object.fromEntries(CALLERS.map((caller, i) => [caller, cells[i]!])) as Record<Caller, Expected>, ...more }
+function row(
+  command: string,
+  args: Row['args'],
+  cells: [Expected, Expected, Expected, Expected, Expected, Expected],
+  more: Partial<Row> = {},
+): Row {
+  return {
+    command,
+    args,
+    expected: Object.fromEntries(CALLERS.map((caller, i) => [caller, cells[i]!])) as Record<Caller, Expected>,
+    ...more,
+  }
 }
 
 const removed = (user: UserInfo | undefined) => user === undefined
@@ -81,8 +99,22 @@ const TABLE: Row[] = [
   row('admin audit verify',                     () => ['admin', 'audit', 'verify'],                           [A, A, F, F, F, F]),
 ]
 
-const CALLER_NAME: Record<Caller, string> = { system_admin: 'sys', admin: 'adm', regular_user: 'reg', 'logged out': 'out', expired: 'exp', revoked: 'rvk' }
-const SHORT: Record<Caller, string> = { system_admin: 'sa', admin: 'ad', regular_user: 'ru', 'logged out': 'lo', expired: 'ex', revoked: 'rv' }
+const CALLER_NAME: Record<Caller, string> = {
+  system_admin: 'sys',
+  admin: 'adm',
+  regular_user: 'reg',
+  'logged out': 'out',
+  expired: 'exp',
+  revoked: 'rvk',
+}
+const SHORT: Record<Caller, string> = {
+  system_admin: 'sa',
+  admin: 'ad',
+  regular_user: 'ru',
+  'logged out': 'lo',
+  expired: 'ex',
+  revoked: 'rv',
+}
 
 /**
  * Fresh targets: the system_admin's cell and the admin's cell each get their own (they reach the
@@ -99,7 +131,8 @@ const account = (name: string) => lab.accounts.get(name)!
 
 /** The home a cell runs in: the caller's own, or a copy of an ended session's file, or (logout) a session of its own. */
 const cellHomes = new Map<string, string>()
-const homeFor = (rowIndex: number, caller: Caller) => cellHomes.get(cellName(rowIndex, caller)) ?? lab.homeOf(CALLER_NAME[caller])
+const homeFor = (rowIndex: number, caller: Caller) =>
+  cellHomes.get(cellName(rowIndex, caller)) ?? lab.homeOf(CALLER_NAME[caller])
 
 function expectAllowed(result: CliResult, what: string): void {
   expect(result.code, `${what}: ${describeResult(result)}`).toBe(0)
@@ -162,20 +195,33 @@ describe.runIf(hasOathtool)('the role table', () => {
     await lab.register('reg')
     await lab.registerInvited(sys, 'adm', 'admin')
     await lab.registerDirect('plain')
-    await lab.registerInvitedDirect(sys, [['sys2', 'system_admin'], ['out', 'system_admin'], ['exp', 'system_admin'], ['rvk', 'system_admin']])
+    await lab.registerInvitedDirect(sys, [
+      ['sys2', 'system_admin'],
+      ['out', 'system_admin'],
+      ['exp', 'system_admin'],
+      ['rvk', 'system_admin'],
+    ])
     // Fresh targets: regular ones by open registration, the others by invite.
     const targets: Array<[string, TargetKind]> = []
     TABLE.forEach((r, i) => {
-      if (r.fresh) for (const caller of ['system_admin', 'admin'] as const) targets.push([targetName(i, caller), r.fresh])
+      if (r.fresh)
+        for (const caller of ['system_admin', 'admin'] as const) targets.push([targetName(i, caller), r.fresh])
     })
-    await inBatches(targets.filter(([, kind]) => kind === 'regular'), 2, ([name]) => lab.registerDirect(name))
+    await inBatches(
+      targets.filter(([, kind]) => kind === 'regular'),
+      2,
+      ([name]) => lab.registerDirect(name),
+    )
     await lab.registerInvitedDirect(sys, targets.filter(([, kind]) => kind !== 'regular') as Array<[string, Role]>)
 
     // Sessions: the callers' (reg's through the CLI, the rest in bulk), and one more each for the
     // logout row (logging out ends the session).
     await lab.mustLogin(account('reg'))
     const logoutRow = TABLE.findIndex((r) => r.command === 'logout')
-    const logins: Array<[string, string]> = ['sys2', 'adm', 'out', 'exp', 'rvk'].map((name) => [name, account(name).home])
+    const logins: Array<[string, string]> = ['sys2', 'adm', 'out', 'exp', 'rvk'].map((name) => [
+      name,
+      account(name).home,
+    ])
     for (const caller of ['system_admin', 'admin', 'regular_user'] as const) {
       const home = lab.homeOf(`logout-${SHORT[caller]}`)
       cellHomes.set(cellName(logoutRow, caller), home)
@@ -196,7 +242,9 @@ describe.runIf(hasOathtool)('the role table', () => {
     // Expired: 20 minutes pass, everyone but exp uses their session, 11 more pass: exp's has
     // been idle 31 minutes (the idle timeout is 30), the others' 11.
     lab.clock.advance(20 * 60_000)
-    const live = ['sys', 'sys2', 'adm', 'reg'].map((name) => account(name).home).concat(['sa', 'ad', 'ru'].map((s) => lab.homeOf(`logout-${s}`)))
+    const live = ['sys', 'sys2', 'adm', 'reg']
+      .map((name) => account(name).home)
+      .concat(['sa', 'ad', 'ru'].map((s) => lab.homeOf(`logout-${s}`)))
     for (const home of live) await lab.asUser(home, async () => {})
     lab.clock.advance(11 * 60_000)
 
@@ -211,30 +259,39 @@ describe.runIf(hasOathtool)('the role table', () => {
     }
   }, 240_000)
 
-  const cells = TABLE.flatMap((r, rowIndex) => CALLERS.map((caller) => ({ ...r, rowIndex, caller, expect: r.expected[caller] })))
+  const cells = TABLE.flatMap((r, rowIndex) =>
+    CALLERS.map((caller) => ({ ...r, rowIndex, caller, expect: r.expected[caller] })),
+  )
 
-  it.concurrent.for(cells)('$command by $caller: $expect', async ({ rowIndex, caller, args, fresh, expect: expected, command }, { expect }) => {
-    const self = CALLER_NAME[caller]
-    const target = fresh ? targetName(rowIndex, caller) : 'plain'
-    const home = homeFor(rowIndex, caller)
-    const result = await lab.runIn(home, args({ target, self, cell: cellName(rowIndex, caller) }))
-    const what = `${command} by ${caller}`
-    if (expected === A) {
-      expect(result.code, `${what}: ${describeResult(result)}`).toBe(0)
-      expect(result.error, what).toBeUndefined()
-    } else {
-      expect(result.code, `${what}: ${describeResult(result)}`).toBe(1)
-      expect(result.error?.code, `${what}: ${describeResult(result)}`).toBe(F)
-    }
-    if (caller === 'logged out' && expected === F) expect(result.error?.message).toMatch(/^not logged in/)
-    if (command === 'whoami' && expected === A) expect(result.json).toMatchObject({ event: 'whoami', user: self })
-    if (command === 'logout') {
-      // A live session is revoked on the server; an ended or missing one leaves nothing to revoke.
-      expect(result.json).toMatchObject({ event: 'logout', revoked: ['system_admin', 'admin', 'regular_user'].includes(caller) ? 1 : 0 })
-      expect(await lab.savedSession(home)).toBeUndefined()
-    }
-    if (caller === 'expired' || caller === 'revoked') expect(await lab.savedSession(home), 'an ended session is forgotten').toBeUndefined()
-  })
+  it.concurrent.for(cells)(
+    '$command by $caller: $expect',
+    async ({ rowIndex, caller, args, fresh, expect: expected, command }, { expect }) => {
+      const self = CALLER_NAME[caller]
+      const target = fresh ? targetName(rowIndex, caller) : 'plain'
+      const home = homeFor(rowIndex, caller)
+      const result = await lab.runIn(home, args({ target, self, cell: cellName(rowIndex, caller) }))
+      const what = `${command} by ${caller}`
+      if (expected === A) {
+        expect(result.code, `${what}: ${describeResult(result)}`).toBe(0)
+        expect(result.error, what).toBeUndefined()
+      } else {
+        expect(result.code, `${what}: ${describeResult(result)}`).toBe(1)
+        expect(result.error?.code, `${what}: ${describeResult(result)}`).toBe(F)
+      }
+      if (caller === 'logged out' && expected === F) expect(result.error?.message).toMatch(/^not logged in/)
+      if (command === 'whoami' && expected === A) expect(result.json).toMatchObject({ event: 'whoami', user: self })
+      if (command === 'logout') {
+        // A live session is revoked on the server; an ended or missing one leaves nothing to revoke.
+        expect(result.json).toMatchObject({
+          event: 'logout',
+          revoked: ['system_admin', 'admin', 'regular_user'].includes(caller) ? 1 : 0,
+        })
+        expect(await lab.savedSession(home)).toBeUndefined()
+      }
+      if (caller === 'expired' || caller === 'revoked')
+        expect(await lab.savedSession(home), 'an ended session is forgotten').toBeUndefined()
+    },
+  )
 })
 
 describe.runIf(hasOathtool)('after the table', () => {
@@ -246,7 +303,8 @@ describe.runIf(hasOathtool)('after the table', () => {
       for (const caller of ['system_admin', 'admin'] as const) {
         const name = targetName(i, caller)
         const changed = r.changed!(now.get(name))
-        if (changed !== (r.expected[caller] === A)) wrong.push(`${r.command}: target ${name} (${caller}'s cell) ${changed ? 'changed' : 'unchanged'}`)
+        if (changed !== (r.expected[caller] === A))
+          wrong.push(`${r.command}: target ${name} (${caller}'s cell) ${changed ? 'changed' : 'unchanged'}`)
       }
     })
     expect(wrong).toEqual([])
@@ -276,13 +334,24 @@ describe.runIf(hasOathtool)('passwd and reset-2fa prove the password instead: ev
   it.concurrent.for(CALLERS.map((caller) => ({ caller })))('$caller', async ({ caller }, { expect }) => {
     const who = account(CALLER_NAME[caller])
     const nextPassword = newPassword()
-    const passwd = await lab.run(who, ['passwd', '--user', who.name, '--password-stdin', '--otp', lab.codeFor(who)], `${who.password}\n${nextPassword}\n`)
+    const passwd = await lab.run(
+      who,
+      ['passwd', '--user', who.name, '--password-stdin', '--otp', lab.codeFor(who)],
+      `${who.password}\n${nextPassword}\n`,
+    )
     expect(passwd.code, `passwd by ${caller}: ${describeResult(passwd)}`).toBe(0)
     expect(passwd.json).toMatchObject({ event: 'password_changed', user: who.name })
     who.password = nextPassword
 
     const oldSecret = who.totpSecret
-    const { result } = await lab.enrolThrough(who, who.home, ['reset-2fa', '--user', who.name, '--password-stdin', '--otp', lab.codeFor(who)])
+    const { result } = await lab.enrolThrough(who, who.home, [
+      'reset-2fa',
+      '--user',
+      who.name,
+      '--password-stdin',
+      '--otp',
+      lab.codeFor(who),
+    ])
     expect(result.code, `reset-2fa by ${caller}: ${describeResult(result)}`).toBe(0)
     expect(result.json).toMatchObject({ event: 'totp_reset', user: who.name })
     expect(who.totpSecret).not.toBe(oldSecret)
@@ -290,25 +359,46 @@ describe.runIf(hasOathtool)('passwd and reset-2fa prove the password instead: ev
     // Both logins saved a session: the caller is logged in again, in their own role.
     const whoami = await lab.run(who, ['whoami'])
     expect(whoami.code, `whoami by ${caller} after passwd: ${describeResult(whoami)}`).toBe(0)
-    expect(whoami.json).toMatchObject({ user: who.name, role: caller === 'admin' ? 'admin' : caller === 'regular_user' ? 'regular_user' : 'system_admin' })
+    expect(whoami.json).toMatchObject({
+      user: who.name,
+      role: caller === 'admin' ? 'admin' : caller === 'regular_user' ? 'regular_user' : 'system_admin',
+    })
   })
 })
 
 describe.runIf(hasOathtool)('with two system_admins', () => {
   it('down to exactly sys and sys2, sys may demote itself; then sys2, the last, may neither leave nor step down', async () => {
     const now = await users(sys)
-    const others = [...now.values()].filter((u) => u.role === 'system_admin' && u.user !== 'sys' && u.user !== 'sys2').map((u) => u.user)
-    await inBatches(others, 2, async (name) => expectAllowed(await lab.run(sys, ['admin', 'remove', name, '--yes']), `admin remove ${name}`))
-    expect([...(await users(sys)).values()].filter((u) => u.role === 'system_admin').map((u) => u.user).sort()).toEqual(['sys', 'sys2'])
+    const others = [...now.values()]
+      .filter((u) => u.role === 'system_admin' && u.user !== 'sys' && u.user !== 'sys2')
+      .map((u) => u.user)
+    await inBatches(others, 2, async (name) =>
+      expectAllowed(await lab.run(sys, ['admin', 'remove', name, '--yes']), `admin remove ${name}`),
+    )
+    expect(
+      [...(await users(sys)).values()]
+        .filter((u) => u.role === 'system_admin')
+        .map((u) => u.user)
+        .sort(),
+    ).toEqual(['sys', 'sys2'])
 
     const demote = await lab.run(sys, ['admin', 'role', 'sys', 'admin'])
     expectAllowed(demote, 'admin role sys admin (two system_admins)')
     expect(demote.json).toMatchObject({ user: 'sys', role: 'admin', previous: 'system_admin' })
     // sys is an admin now: it cannot restore itself.
-    expectForbidden(await lab.run(sys, ['admin', 'role', 'sys', 'system_admin']), 'admin role sys system_admin by sys (admin)')
+    expectForbidden(
+      await lab.run(sys, ['admin', 'role', 'sys', 'system_admin']),
+      'admin role sys system_admin by sys (admin)',
+    )
     const sys2 = account('sys2')
-    expectForbidden(await lab.run(sys2, ['admin', 'remove', 'sys2', '--yes']), 'admin remove sys2 (the last system_admin)')
-    expectForbidden(await lab.run(sys2, ['admin', 'role', 'sys2', 'admin']), 'admin role sys2 admin (the last system_admin)')
+    expectForbidden(
+      await lab.run(sys2, ['admin', 'remove', 'sys2', '--yes']),
+      'admin remove sys2 (the last system_admin)',
+    )
+    expectForbidden(
+      await lab.run(sys2, ['admin', 'role', 'sys2', 'admin']),
+      'admin role sys2 admin (the last system_admin)',
+    )
     expectAllowed(await lab.run(sys2, ['admin', 'role', 'sys', 'system_admin']), 'admin role sys system_admin by sys2')
   })
 

@@ -59,7 +59,11 @@ beforeAll(async () => {
 afterAll(() => server?.stop())
 
 async function connect(): Promise<ServerConnection> {
-  return ServerConnection.open({ host: '127.0.0.1', port: server.server.port, trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath } })
+  return ServerConnection.open({
+    host: '127.0.0.1',
+    port: server.server.port,
+    trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath },
+  })
 }
 
 function noteLogin(result: LoginResult): LoginResult {
@@ -149,7 +153,8 @@ async function sessionIds(name: string): Promise<string[]> {
 
 /** The stage the server logged for `name`'s last failed login: why it refused, which the client is not told. */
 function lastFailureStage(name: string): unknown {
-  return server.logger.entries.filter((entry) => entry.event === 'login_failed' && entry.fields['user'] === name).at(-1)?.fields['stage']
+  return server.logger.entries.filter((entry) => entry.event === 'login_failed' && entry.fields['user'] === name).at(-1)
+    ?.fields['stage']
 }
 
 /**
@@ -184,9 +189,12 @@ interface WindowCodes {
  */
 async function windowCodes(secret: string): Promise<WindowCodes> {
   for (;;) {
-    const [minus2, minus1, now, plus1, plus2] = await Promise.all([-2, -1, 0, 1, 2].map((d) => codeAt(secret, step() + d)))
+    const [minus2, minus1, now, plus1, plus2] = await Promise.all(
+      [-2, -1, 0, 1, 2].map((d) => codeAt(secret, step() + d)),
+    )
     const accepted = [minus1, now, plus1]
-    if (!accepted.includes(minus2!) && !accepted.includes(plus2!)) return { minus2: minus2!, minus1: minus1!, plus1: plus1!, plus2: plus2! }
+    if (!accepted.includes(minus2!) && !accepted.includes(plus2!))
+      return { minus2: minus2!, minus1: minus1!, plus1: plus1!, plus2: plus2! }
     nowMs += STEP_MS
   }
 }
@@ -233,7 +241,8 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
       noteSecret('TOTP secret', first.secret)
       const codes = await windowCodes(first.secret)
       // A wrong enrolment code leaves the registration open on this connection for another try.
-      for (const code of [codes.minus2, codes.plus2]) expect(await failureCode(confirmEnrolment(conn, code))).toBe('ERR_ENROL_CODE')
+      for (const code of [codes.minus2, codes.plus2])
+        expect(await failureCode(confirmEnrolment(conn, code))).toBe('ERR_ENROL_CODE')
       const registered = await confirmEnrolment(conn, codes.minus1)
       expect(registered.user).toBe('win.register.a')
       // A second registration on the same connection, for the step after.
@@ -241,7 +250,8 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
       noteSecret('TOTP secret', second.secret)
       const registeredToo = await confirmEnrolment(conn, (await windowCodes(second.secret)).plus1)
       expect(registeredToo.user).toBe('win.register.b')
-      for (const code of [...registered.recoveryCodes, ...registeredToo.recoveryCodes]) noteSecret('recovery code', code)
+      for (const code of [...registered.recoveryCodes, ...registeredToo.recoveryCodes])
+        noteSecret('recovery code', code)
     } finally {
       conn.close()
     }
@@ -255,7 +265,8 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
       const first = await startTotpReset(conn, person.name)
       noteSecret('TOTP secret', first.secret)
       const codes = await windowCodes(first.secret)
-      for (const code of [codes.minus2, codes.plus2]) expect(await failureCode(confirmTotpReset(conn, code))).toBe('ERR_ENROL_CODE')
+      for (const code of [codes.minus2, codes.plus2])
+        expect(await failureCode(confirmTotpReset(conn, code))).toBe('ERR_ENROL_CODE')
       await expect(confirmTotpReset(conn, codes.minus1)).resolves.toBeUndefined()
       const second = await startTotpReset(conn, person.name)
       noteSecret('TOTP secret', second.secret)
@@ -355,20 +366,23 @@ describe('a login whose account changed between the SRP proof and the code does 
     }
   })
 
-  it.each(CHANGES)('a recovery code fails with ERR_AUTH_FAILED, makes no session and is not spent when %s', async (_, change) => {
-    const person = await register(`stale.rc.${change}`)
-    const first = await connect()
-    try {
-      await srpProof(first, person)
-      await makeChange(change, person)
-      const before = await sessionIds(person.name)
-      expect(await failureCode(submitRecoveryCode(first, person.recoveryCodes[0]!))).toBe('ERR_AUTH_FAILED')
-      expect(await sessionIds(person.name)).toEqual(before)
-      // Refused before the code was looked at: all ten are left (a removed account has none).
-      const stored = await server.store.getRecovery(person.name)
-      expect(stored ? recoveryCodesLeft(stored) : 0).toBe(change === 'remove' ? 0 : 10)
-    } finally {
-      first.close()
-    }
-  })
+  it.each(CHANGES)(
+    'a recovery code fails with ERR_AUTH_FAILED, makes no session and is not spent when %s',
+    async (_, change) => {
+      const person = await register(`stale.rc.${change}`)
+      const first = await connect()
+      try {
+        await srpProof(first, person)
+        await makeChange(change, person)
+        const before = await sessionIds(person.name)
+        expect(await failureCode(submitRecoveryCode(first, person.recoveryCodes[0]!))).toBe('ERR_AUTH_FAILED')
+        expect(await sessionIds(person.name)).toEqual(before)
+        // Refused before the code was looked at: all ten are left (a removed account has none).
+        const stored = await server.store.getRecovery(person.name)
+        expect(stored ? recoveryCodesLeft(stored) : 0).toBe(change === 'remove' ? 0 : 10)
+      } finally {
+        first.close()
+      }
+    },
+  )
 })

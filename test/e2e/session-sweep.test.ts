@@ -19,11 +19,19 @@ let nowMs = Date.UTC(2026, 11, 1, 12, 0, 15)
 let server: InProcessServer | undefined
 let secret: string
 
-const connect = async () => ServerConnection.open({ host: '127.0.0.1', port: server!.server.port, trust: { kind: 'ca', ca: await readFile(server!.certPath), caFile: server!.certPath } })
+const connect = async () =>
+  ServerConnection.open({
+    host: '127.0.0.1',
+    port: server!.server.port,
+    trust: { kind: 'ca', ca: await readFile(server!.certPath), caFile: server!.certPath },
+  })
 
 /** An in-process server (5 min idle timeout) with rita registered. */
 async function start(sessionSweepMs: number): Promise<void> {
-  server = await startInProcessServer({ now: () => nowMs, server: { sessionSweepMs, sessions: { idleMs: 5 * MINUTE, absoluteMs: 60 * MINUTE } } })
+  server = await startInProcessServer({
+    now: () => nowMs,
+    server: { sessionSweepMs, sessions: { idleMs: 5 * MINUTE, absoluteMs: 60 * MINUTE } },
+  })
   const conn = await connect()
   ;({ secret } = await startRegistration(conn, 'rita', PASSWORD))
   noteSecret('TOTP secret', secret)
@@ -75,6 +83,8 @@ describe('ended sessions', () => {
     expect(sessionKeys()).toBe(2)
     nowMs += 6 * MINUTE
     await vi.waitFor(() => expect(sessionKeys()).toBe(0), { timeout: 30_000 })
-    expect(server!.logger.entries).toContainEqual(expect.objectContaining({ event: 'sessions_swept', fields: { count: 2 } }))
+    expect(server!.logger.entries).toContainEqual(
+      expect.objectContaining({ event: 'sessions_swept', fields: { count: 2 } }),
+    )
   })
 })

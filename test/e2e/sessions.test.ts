@@ -22,7 +22,20 @@ let root: Account
 let sam: Account
 
 beforeAll(async () => {
-  lab = await Lab.start('sessions', { serverArgs: ['--registration', 'open', '--session-idle', '5m', '--session-max', '20m', '--lockout-after', '3', '--failure-delay-ms', '1'] })
+  lab = await Lab.start('sessions', {
+    serverArgs: [
+      '--registration',
+      'open',
+      '--session-idle',
+      '5m',
+      '--session-max',
+      '20m',
+      '--lockout-after',
+      '3',
+      '--failure-delay-ms',
+      '1',
+    ],
+  })
   if (!hasOathtool) return
   root = await lab.register('root', { bootstrapToken: await lab.bootstrapToken() })
   sam = await lab.register('sam')
@@ -58,7 +71,11 @@ const token = async (home: string) => (await lab.savedSession(home))!['token'] a
 async function loginWith(password: string, secret: string): Promise<CliResult> {
   const { code, step } = lab.nextCode(secret, sam.lastStep)
   sam.lastStep = step
-  return lab.runIn(lab.homeOf(`try-${step}`), ['login', '--user', 'sam', '--password-stdin', '--otp', code], `${password}\n`)
+  return lab.runIn(
+    lab.homeOf(`try-${step}`),
+    ['login', '--user', 'sam', '--password-stdin', '--otp', code],
+    `${password}\n`,
+  )
 }
 
 describe.runIf(hasOathtool)('the saved session', () => {
@@ -70,7 +87,13 @@ describe.runIf(hasOathtool)('the saved session', () => {
     homeB = await samLoggedIn('b')
     const [a, b] = [await lab.savedSession(homeA), await lab.savedSession(homeB)]
     for (const saved of [a!, b!]) {
-      expect(saved).toMatchObject({ server: `127.0.0.1:${lab.port}`, user: 'sam', role: 'regular_user', token: expect.stringMatching(TOKEN), sessionId: expect.stringMatching(/^[0-9a-f]{32}$/) })
+      expect(saved).toMatchObject({
+        server: `127.0.0.1:${lab.port}`,
+        user: 'sam',
+        role: 'regular_user',
+        token: expect.stringMatching(TOKEN),
+        sessionId: expect.stringMatching(/^[0-9a-f]{32}$/),
+      })
       // 32 random bytes behind the prefix.
       expect(Buffer.from(saved['token'].slice(4), 'base64url')).toHaveLength(32)
     }
@@ -93,7 +116,7 @@ describe.runIf(hasOathtool)('the saved session', () => {
     expectOk(await whoami(home), 'whoami with the new one')
   })
 
-  it('the store keeps only the token\'s SHA-256, and the session outlives a restart', async () => {
+  it("the store keeps only the token's SHA-256, and the session outlives a restart", async () => {
     const tokens = [await token(homeA), await token(homeB)]
     await lab.stopServer()
     const store = await openStore(lab.storePath, lab.passphrase)
@@ -114,7 +137,12 @@ describe.runIf(hasOathtool)('the saved session', () => {
     await lab.startServer()
     const after = await whoami(homeA)
     expectOk(after, 'whoami after a restart')
-    expect(after.json).toMatchObject({ event: 'whoami', user: 'sam', role: 'regular_user', session: { id: (await lab.savedSession(homeA))!['sessionId'], current: true } })
+    expect(after.json).toMatchObject({
+      event: 'whoami',
+      user: 'sam',
+      role: 'regular_user',
+      session: { id: (await lab.savedSession(homeA))!['sessionId'], current: true },
+    })
   })
 
   it('whoami says who and until when: the idle expiry (5 min) or the absolute one (20 min after the login)', async () => {
@@ -166,7 +194,7 @@ describe.runIf(hasOathtool)('the saved session', () => {
 })
 
 describe.runIf(hasOathtool)('sessions: list own, revoke one or all others', () => {
-  it('lists only sam\'s live sessions, this one marked; revokes one by a prefix of its id, then all others', async () => {
+  it("lists only sam's live sessions, this one marked; revokes one by a prefix of its id, then all others", async () => {
     lab.clock.advance(21 * MINUTE) // every earlier session has ended
     const [f, g, h] = [await samLoggedIn('f'), await samLoggedIn('g'), await samLoggedIn('h')]
     await lab.mustLogin(root)
@@ -175,8 +203,18 @@ describe.runIf(hasOathtool)('sessions: list own, revoke one or all others', () =
     const list = await lab.runIn(f, ['sessions'])
     expectOk(list, 'sessions')
     const byId = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0]))
-    const listed = (list.json!['sessions'] as Array<{ id: string; current: boolean; user: string }>).map((s) => [s.id, s.current, s.user])
-    expect(listed.sort(byId)).toEqual([[ids[0], true, 'sam'], [ids[1], false, 'sam'], [ids[2], false, 'sam']].sort(byId))
+    const listed = (list.json!['sessions'] as Array<{ id: string; current: boolean; user: string }>).map((s) => [
+      s.id,
+      s.current,
+      s.user,
+    ])
+    expect(listed.sort(byId)).toEqual(
+      [
+        [ids[0], true, 'sam'],
+        [ids[1], false, 'sam'],
+        [ids[2], false, 'sam'],
+      ].sort(byId),
+    )
 
     const one = await lab.runIn(f, ['sessions', '--revoke', ids[1]!.slice(0, 8)])
     expect(one.json).toMatchObject({ event: 'revoked', revoked: 1 })
@@ -198,9 +236,14 @@ describe.runIf(hasOathtool)('sessions: list own, revoke one or all others', () =
 
     // An admin sees sam's one live session and revokes it by id.
     const adminList = await lab.run(root, ['admin', 'sessions', 'sam'])
-    expect((adminList.json!['sessions'] as Array<{ id: string; current: boolean }>).map((s) => [s.id, s.current])).toEqual([[ids[0], false]])
-    expect((await lab.run(root, ['admin', 'revoke', ids[0]!.slice(0, 10)])).json).toMatchObject({ event: 'revoked', revoked: 1 })
-    expectCode(await whoami(f), 'ERR_FORBIDDEN', "whoami in the session the admin revoked")
+    expect(
+      (adminList.json!['sessions'] as Array<{ id: string; current: boolean }>).map((s) => [s.id, s.current]),
+    ).toEqual([[ids[0], false]])
+    expect((await lab.run(root, ['admin', 'revoke', ids[0]!.slice(0, 10)])).json).toMatchObject({
+      event: 'revoked',
+      revoked: 1,
+    })
+    expectCode(await whoami(f), 'ERR_FORBIDDEN', 'whoami in the session the admin revoked')
   })
 })
 
@@ -208,7 +251,13 @@ describe.runIf(hasOathtool)('passwd', () => {
   it('a saved session alone cannot change the password or the authenticator: the server wants a fresh login', async () => {
     const home = await samLoggedIn('resumed-only')
     await lab.asUser(home, async (run) => {
-      await expect(run('passwd', { salt: 'ab'.repeat(32), verifier: 'cd'.repeat(256), kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 } })).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
+      await expect(
+        run('passwd', {
+          salt: 'ab'.repeat(32),
+          verifier: 'cd'.repeat(256),
+          kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 },
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
       await expect(run('totp_reset', {})).rejects.toMatchObject({ code: 'ERR_FORBIDDEN' })
     })
     expectOk(await loginWith(sam.password, sam.totpSecret), 'login with the unchanged password and authenticator')
@@ -216,10 +265,18 @@ describe.runIf(hasOathtool)('passwd', () => {
 
   it('refuses a wrong current password and a weak new one, and changes nothing', async () => {
     const home = await samLoggedIn('passwd-refused')
-    const wrong = await lab.runIn(home, ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)], `not sam's password 1\n${newPassword()}\n`)
+    const wrong = await lab.runIn(
+      home,
+      ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)],
+      `not sam's password 1\n${newPassword()}\n`,
+    )
     expectCode(wrong, 'ERR_AUTH_FAILED', 'passwd with a wrong current password')
     // The weak password is refused before the login: no code is spent (so none is given).
-    const weak = await lab.runIn(home, ['passwd', '--user', 'sam', '--password-stdin', '--otp', '000000'], `${sam.password}\npassword\n`)
+    const weak = await lab.runIn(
+      home,
+      ['passwd', '--user', 'sam', '--password-stdin', '--otp', '000000'],
+      `${sam.password}\npassword\n`,
+    )
     expectCode(weak, 'ERR_WEAK_PASSWORD', 'passwd to "password"')
     expectOk(await whoami(home), 'the session after the refusals')
     expectOk(await loginWith(sam.password, sam.totpSecret), 'login with the unchanged password')
@@ -230,7 +287,11 @@ describe.runIf(hasOathtool)('passwd', () => {
     const live = (await lab.runIn(j, ['sessions'])).json!['sessions'].length as number
     const oldPassword = sam.password
     const nextPassword = newPassword()
-    const changed = await lab.runIn(i, ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)], `${oldPassword}\n${nextPassword}\n`)
+    const changed = await lab.runIn(
+      i,
+      ['passwd', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)],
+      `${oldPassword}\n${nextPassword}\n`,
+    )
     expectOk(changed, 'passwd')
     // Its own login made a new session, saved in i (revoking the one it replaced there); every other one is revoked.
     expect(changed.json).toMatchObject({ event: 'password_changed', user: 'sam', revokedSessions: live - 1 })
@@ -246,7 +307,14 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
   it('with a code from the current authenticator: a new secret, and the old authenticator stops working', async () => {
     const home = lab.homeOf('reset-totp')
     const oldSecret = sam.totpSecret
-    const { result, secret } = await lab.enrolThrough(sam, home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--otp', lab.codeFor(sam)])
+    const { result, secret } = await lab.enrolThrough(sam, home, [
+      'reset-2fa',
+      '--user',
+      'sam',
+      '--password-stdin',
+      '--otp',
+      lab.codeFor(sam),
+    ])
     expectOk(result, 'reset-2fa')
     expect(result.json).toMatchObject({ event: 'totp_reset', user: 'sam' })
     expect(secret).not.toBe(oldSecret)
@@ -259,15 +327,26 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
     const home = lab.homeOf('reset-recovery')
     const recoveryCode = sam.recoveryCodes.shift()!
     const oldSecret = sam.totpSecret
-    const { result } = await lab.enrolThrough(sam, home, ['reset-2fa', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode])
+    const { result } = await lab.enrolThrough(sam, home, [
+      'reset-2fa',
+      '--user',
+      'sam',
+      '--password-stdin',
+      '--recovery-code',
+      recoveryCode,
+    ])
     expectOk(result, 'reset-2fa --recovery-code')
     expect(sam.totpSecret).not.toBe(oldSecret)
     expectCode(await loginWith(sam.password, oldSecret), 'ERR_AUTH_FAILED', 'login with the lost authenticator')
-    const again = await lab.runIn(lab.homeOf('reuse-recovery'), ['login', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode], `${sam.password}\n`)
+    const again = await lab.runIn(
+      lab.homeOf('reuse-recovery'),
+      ['login', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode],
+      `${sam.password}\n`,
+    )
     expectCode(again, 'ERR_AUTH_FAILED', 'the spent recovery code')
   })
 
-  it('admin reset-2fa: sam\'s sessions end, and the next login enrols a new authenticator', async () => {
+  it("admin reset-2fa: sam's sessions end, and the next login enrols a new authenticator", async () => {
     const home = await samLoggedIn('before-admin-reset')
     await lab.mustLogin(root)
     const reset = await lab.run(root, ['admin', 'reset-2fa', 'sam'])
@@ -275,7 +354,12 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
     expect(reset.json).toMatchObject({ event: 'reset_2fa', user: 'sam', revokedSessions: expect.any(Number) })
     expect(reset.json!['revokedSessions']).toBeGreaterThanOrEqual(1)
     expectCode(await whoami(home), 'ERR_FORBIDDEN', "sam's session after the reset")
-    const usersOf = async () => new Map(((await lab.run(root, ['admin', 'users'])).json!['users'] as Array<{ user: string; twoFactor: string }>).map((u) => [u.user, u.twoFactor]))
+    const usersOf = async () =>
+      new Map(
+        ((await lab.run(root, ['admin', 'users'])).json!['users'] as Array<{ user: string; twoFactor: string }>).map(
+          (u) => [u.user, u.twoFactor],
+        ),
+      )
     expect((await usersOf()).get('sam')).toBe('reset')
 
     // The old authenticator's code cannot skip the enrolment: the password alone is checked, then a new secret is offered.
@@ -286,18 +370,31 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
     expect(sam.totpSecret).not.toBe(oldSecret)
     expectOk(await whoami(home), 'the session that login saved')
     expect((await usersOf()).get('sam')).toBe('enrolled')
-    expectCode(await loginWith(sam.password, oldSecret), 'ERR_AUTH_FAILED', 'login with the authenticator from before the reset')
+    expectCode(
+      await loginWith(sam.password, oldSecret),
+      'ERR_AUTH_FAILED',
+      'login with the authenticator from before the reset',
+    )
   })
 })
 
 describe.runIf(hasOathtool)('admin unlock', () => {
   it('three wrong passwords lock sam (the right one then fails alike); admin unlock lets him in', async () => {
-    for (let i = 0; i < 3; i++) expectCode(await loginWith(`not sam's password ${i}`, sam.totpSecret), 'ERR_AUTH_FAILED', `wrong password ${i + 1}`)
+    for (let i = 0; i < 3; i++)
+      expectCode(
+        await loginWith(`not sam's password ${i}`, sam.totpSecret),
+        'ERR_AUTH_FAILED',
+        `wrong password ${i + 1}`,
+      )
     const locked = await loginWith(sam.password, sam.totpSecret)
     expectCode(locked, 'ERR_AUTH_FAILED', 'the right password while locked')
     expect(locked.error?.message).toBe('authentication failed')
     await lab.mustLogin(root)
-    const users = (await lab.run(root, ['admin', 'users'])).json!['users'] as Array<{ user: string; locked: boolean; lockedUntil: string | null }>
+    const users = (await lab.run(root, ['admin', 'users'])).json!['users'] as Array<{
+      user: string
+      locked: boolean
+      lockedUntil: string | null
+    }>
     expect(users.find((u) => u.user === 'sam')).toMatchObject({ locked: true, lockedUntil: expect.any(String) })
 
     const unlock = await lab.run(root, ['admin', 'unlock', 'sam'])
@@ -309,12 +406,13 @@ describe.runIf(hasOathtool)('admin unlock', () => {
 })
 
 describe.runIf(hasOathtool)('what the audit log recorded of all this', () => {
-  it("every login, failure, lockout, logout, revoke, password and 2FA change, and admin action, with who, whom, where and how it went", async () => {
+  it('every login, failure, lockout, logout, revoke, password and 2FA change, and admin action, with who, whom, where and how it went', async () => {
     await lab.mustLogin(root)
     const audit = await lab.run(root, ['admin', 'audit', '--user', 'sam'])
     expectOk(audit, 'admin audit --user sam')
     const entries = audit.events
-    const count = (action: string, outcome = 'ok') => entries.filter((e) => e['action'] === action && e['outcome'] === outcome).length
+    const count = (action: string, outcome = 'ok') =>
+      entries.filter((e) => e['action'] === action && e['outcome'] === outcome).length
     expect(count('user.register')).toBe(1)
     expect(count('login.ok')).toBeGreaterThanOrEqual(15)
     expect(count('login.failed', 'failed')).toBeGreaterThanOrEqual(7)
@@ -329,16 +427,32 @@ describe.runIf(hasOathtool)('what the audit log recorded of all this', () => {
     expect(count('totp.enrol')).toBe(1)
     expect(count('user.unlock')).toBe(2)
     for (const entry of entries) {
-      expect(entry, `entry ${entry['n']}`).toMatchObject({ at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), address: '127.0.0.1' })
+      expect(entry, `entry ${entry['n']}`).toMatchObject({
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        address: '127.0.0.1',
+      })
       expect([entry['actor'], entry['target']], `entry ${entry['n']} is by or about sam`).toContain('sam')
     }
     // Admin actions name the admin as actor and sam as target.
-    expect(entries.find((e) => e['action'] === 'user.reset_2fa')).toMatchObject({ actor: 'root', target: 'sam', outcome: 'ok' })
-    expect(entries.find((e) => e['action'] === 'user.unlock')).toMatchObject({ actor: 'root', target: 'sam', details: { wasLocked: true } })
+    expect(entries.find((e) => e['action'] === 'user.reset_2fa')).toMatchObject({
+      actor: 'root',
+      target: 'sam',
+      outcome: 'ok',
+    })
+    expect(entries.find((e) => e['action'] === 'user.unlock')).toMatchObject({
+      actor: 'root',
+      target: 'sam',
+      details: { wasLocked: true },
+    })
     // A failed login has nobody logged in, and says at which step it failed.
-    expect(entries.find((e) => e['action'] === 'login.failed')).toMatchObject({ actor: null, target: 'sam', details: { stage: expect.any(String) } })
+    expect(entries.find((e) => e['action'] === 'login.failed')).toMatchObject({
+      actor: null,
+      target: 'sam',
+      details: { stage: expect.any(String) },
+    })
     // No secret: the passwords, the authenticators' secrets and codes, the tokens (the suite-wide check also scans this output).
-    for (const secret of [sam.password, sam.totpSecret, ...sam.recoveryCodes, root.password]) expect(audit.stdout).not.toContain(secret)
+    for (const secret of [sam.password, sam.totpSecret, ...sam.recoveryCodes, root.password])
+      expect(audit.stdout).not.toContain(secret)
     expect(audit.stdout).not.toMatch(/sl[sbi]_[A-Za-z0-9_-]{43}/)
   })
 })

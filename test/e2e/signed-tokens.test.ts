@@ -58,7 +58,12 @@ const jwksPath = (of: Lab) => join(of.dir, 'certs', 'jwks.json')
 const readJwks = async (of: Lab) => Jwks.parse(JSON.parse(await readFile(jwksPath(of), 'utf8')))
 
 /** `securelogin token` as `who`, in JSON: the token and what the server says of it. */
-async function tokenFor(who: Account, audience: string, ttl?: string, of: Lab = lab): Promise<{ token: string; kid: string; jti: string; expiresAt: string }> {
+async function tokenFor(
+  who: Account,
+  audience: string,
+  ttl?: string,
+  of: Lab = lab,
+): Promise<{ token: string; kid: string; jti: string; expiresAt: string }> {
   const result = await of.run(who, ['token', '--audience', audience, ...(ttl ? ['--ttl', ttl] : [])])
   expectOk(result, `token --audience ${audience}`)
   return result.json as { token: string; kid: string; jti: string; expiresAt: string }
@@ -79,7 +84,9 @@ function tampered(token: string): string {
 
 /** examples/app-server (built into dist/examples by the build), stopped by its pid. */
 async function startApp(args: string[]): Promise<{ port: number; stop: () => Promise<void>; output: () => string }> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'examples', 'app-server.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'examples', 'app-server.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let output = ''
   child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text))
   child.stderr.setEncoding('utf8').on('data', (text: string) => (output += text))
@@ -102,14 +109,22 @@ async function startApp(args: string[]): Promise<{ port: number; stop: () => Pro
 }
 
 /** GET https://127.0.0.1:PORT/PATH with the token as a bearer, trusting `caFile`. */
-async function httpsGet(port: number, path: string, caFile: string, token?: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }> {
+async function httpsGet(
+  port: number,
+  path: string,
+  caFile: string,
+  token?: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> }> {
   const ca = await readFile(caFile)
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, ca, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
-      let text = ''
-      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text || '{}') }))
-    })
+    const req = request(
+      { host: '127.0.0.1', port, path, ca, headers: token ? { authorization: `Bearer ${token}` } : {} },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text || '{}') }))
+      },
+    )
     req.on('error', reject)
     req.end()
   })
@@ -156,7 +171,11 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     expect(issued.jti).toMatch(/^[A-Za-z0-9_-]{22}$/)
     expect(issued.expiresAt).toBe(new Date((claims.exp as number) * 1000).toISOString())
     // Plain output is the token alone, for $(securelogin token ...).
-    const plain = await runCliToEnd(['token', '--audience', 'billing', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '', { env: { SECURELOGIN_HOME: ada.home } })
+    const plain = await runCliToEnd(
+      ['token', '--audience', 'billing', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath],
+      '',
+      { env: { SECURELOGIN_HOME: ada.home } },
+    )
     expect(plain.code).toBe(0)
     expect(plain.stdout).toMatch(/^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$/)
   })
@@ -165,7 +184,11 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     const { token } = await tokenFor(ada, 'billing', '1h')
     const good = await verify(token, 'billing')
     expectOk(good, 'verify-token')
-    expect(good.json).toMatchObject({ event: 'token_valid', claims: { sub: 'ada', role: 'regular_user', aud: 'billing' }, sessionChecked: false })
+    expect(good.json).toMatchObject({
+      event: 'token_valid',
+      claims: { sub: 'ada', role: 'regular_user', aud: 'billing' },
+      sessionChecked: false,
+    })
     expectCode(await verify(token, 'payroll'), 'ERR_TOKEN_AUDIENCE', 'another audience')
     expectCode(await verify(tampered(token), 'billing'), 'ERR_TOKEN_INVALID', 'tampered')
     expectCode(await verify(otherSignature(token), 'billing'), 'ERR_TOKEN_INVALID', 'a signature changed')
@@ -174,11 +197,15 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     const { token: short } = await tokenFor(ada, 'billing', '10s')
     expectCode(await verify(short, 'billing'), 'ERR_TOKEN_EXPIRED', 'expired')
     // As the command line the issue gives: the token as an argument.
-    const positional = parseResult(await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', token, '--json'], ''))
+    const positional = parseResult(
+      await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', token, '--json'], ''),
+    )
     expect(positional.code, describeResult(positional)).toBe(0)
     expect(positional.json).toMatchObject({ event: 'token_valid', claims: { sub: 'ada' } })
     // The plain output says who, for people.
-    const plain = parseResult(await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', '-'], `${token}\n`))
+    const plain = parseResult(
+      await runCliToEnd(['verify-token', '--jwks', jwksPath(lab), '--audience', 'billing', '-'], `${token}\n`),
+    )
     expect(plain.code).toBe(0)
     expect(plain.stdout).toContain('valid token for billing')
     expect(plain.stdout).toContain('user ada (regular_user)')
@@ -187,11 +214,20 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
   it("verifies with jose's own createLocalJWKSet and jwtVerify, given only certs/jwks.json", async () => {
     const { token } = await tokenFor(ada, 'billing', '1h')
     const keys = createLocalJWKSet(JSON.parse(await readFile(jwksPath(lab), 'utf8')))
-    const { payload, protectedHeader } = await jwtVerify(token, keys, { audience: 'billing', algorithms: ['EdDSA'], issuer: `securelogin:${(await readStoreHeader(lab.storePath)).storeId}` })
+    const { payload, protectedHeader } = await jwtVerify(token, keys, {
+      audience: 'billing',
+      algorithms: ['EdDSA'],
+      issuer: `securelogin:${(await readStoreHeader(lab.storePath)).storeId}`,
+    })
     expect(payload.sub).toBe('ada')
     expect(protectedHeader.alg).toBe('EdDSA')
-    await expect(jwtVerify(token, keys, { audience: 'payroll' })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' })
-    await expect(jwtVerify(tampered(token), keys)).rejects.toMatchObject({ code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' })
+    await expect(jwtVerify(token, keys, { audience: 'payroll' })).rejects.toMatchObject({
+      code: 'ERR_JWT_CLAIM_VALIDATION_FAILED',
+      claim: 'aud',
+    })
+    await expect(jwtVerify(tampered(token), keys)).rejects.toMatchObject({
+      code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+    })
   })
 
   it("refuses another server's token: its key is not in this server's JWKS", async () => {
@@ -230,7 +266,11 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     const audit = await lab.run(root, ['admin', 'audit', '--user', 'ada'])
     expectOk(audit, 'admin audit')
     const entry = audit.events.find((e) => e['action'] === 'token.issued' && e['details']?.['jti'] === jti)
-    expect(entry).toMatchObject({ actor: 'ada', outcome: 'ok', details: { audience: 'audit-check', jti, kid, ttl: 300 } })
+    expect(entry).toMatchObject({
+      actor: 'ada',
+      outcome: 'ok',
+      details: { audience: 'audit-check', jti, kid, ttl: 300 },
+    })
     expect(audit.stdout).not.toContain(token)
     expect(lab.server.log()).not.toContain(token)
     expect(lab.server.log()).toContain(`"event":"token_issued"`)
@@ -242,7 +282,18 @@ describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts t
 
   beforeAll(async () => {
     if (!hasOathtool) return
-    app = await startApp(['--jwks', jwksPath(lab), '--audience', 'billing', '--cert', lab.certPath, '--key', join(lab.dir, 'certs', 'server.key'), '--port', '0'])
+    app = await startApp([
+      '--jwks',
+      jwksPath(lab),
+      '--audience',
+      'billing',
+      '--cert',
+      lab.certPath,
+      '--key',
+      join(lab.dir, 'certs', 'server.key'),
+      '--port',
+      '0',
+    ])
   })
   afterAll(async () => {
     await app?.stop()
@@ -257,7 +308,7 @@ describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts t
     expect(answer.body).toMatchObject({ user: 'ada', role: 'regular_user', audience: 'billing' })
   })
 
-  it('refuses no token, an expired one, another audience\'s, a tampered one and another server\'s, each with its code', async () => {
+  it("refuses no token, an expired one, another audience's, a tampered one and another server's, each with its code", async () => {
     const { token: expired } = await tokenFor(ada, 'billing', '10s')
     const { token: payroll } = await tokenFor(ada, 'payroll', '1h')
     const { token: good } = await tokenFor(ada, 'billing', '1h')
@@ -288,7 +339,15 @@ describe.skipIf(!hasOathtool)('signing key rotation', () => {
   it('rotate-signing-key: refused beside the running server; then a new current key, the old one kept until its tokens expire, then dropped', async () => {
     const before = await readJwks(lab)
     const { token: old } = await tokenFor(ada, 'billing', '1h')
-    const storeArgs = ['store', 'rotate-signing-key', '--store', lab.storePath, '--passphrase-file', lab.passphraseFile, '--json']
+    const storeArgs = [
+      'store',
+      'rotate-signing-key',
+      '--store',
+      lab.storePath,
+      '--passphrase-file',
+      lab.passphraseFile,
+      '--json',
+    ]
     const busy = parseResult(await runCliToEnd(storeArgs, ''))
     expect(busy.error?.code).toBe('ERR_STORE_LOCKED')
 
@@ -308,7 +367,9 @@ describe.skipIf(!hasOathtool)('signing key rotation', () => {
     // The rotation is in the audit log.
     const audit = await lab.run(root, ['admin', 'audit'])
     expectOk(audit, 'admin audit')
-    expect(audit.events.some((e) => e['action'] === 'signing_key.rotated' && e['target'] === rotated.json!['kid'])).toBe(true)
+    expect(
+      audit.events.some((e) => e['action'] === 'signing_key.rotated' && e['target'] === rotated.json!['kid']),
+    ).toBe(true)
 
     // Once the longest token life and the clock slack have passed since the rotation (the store
     // command used this machine's clock, the server's is five minutes behind), the retired key

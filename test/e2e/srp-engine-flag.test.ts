@@ -33,7 +33,11 @@ describe.runIf(hasOathtool)('--srp-engine package', () => {
     const login = await lab.login(pat)
     expect(login.code, describeResult(login)).toBe(0)
     expect(login.json).toMatchObject({ event: 'login', user: 'pat' })
-    const wrong = await lab.runIn(lab.homeOf('wrong'), ['login', '--user', 'pat', '--password-stdin', '--otp', lab.codeFor(pat)], 'not the password 123\n')
+    const wrong = await lab.runIn(
+      lab.homeOf('wrong'),
+      ['login', '--user', 'pat', '--password-stdin', '--otp', lab.codeFor(pat)],
+      'not the password 123\n',
+    )
     expect(wrong.code).toBe(1)
     expect(wrong.error).toMatchObject({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
   })

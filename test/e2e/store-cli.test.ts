@@ -25,7 +25,11 @@ afterAll(() => remove())
 
 const cli = async (...args: string[]) => {
   const result = await runCliToEnd(['store', ...args, '--store', store, '--json'], '')
-  return { ...result, out: result.stdout ? JSON.parse(result.stdout) : undefined, err: result.stderr ? JSON.parse(result.stderr.trim().split('\n').at(-1)!) : undefined }
+  return {
+    ...result,
+    out: result.stdout ? JSON.parse(result.stdout) : undefined,
+    err: result.stderr ? JSON.parse(result.stderr.trim().split('\n').at(-1)!) : undefined,
+  }
 }
 
 describe('securelogin store', () => {
@@ -41,14 +45,28 @@ describe('securelogin store', () => {
   it('info prints the plaintext header without a passphrase', async () => {
     const info = await cli('info')
     expect(info.code).toBe(0)
-    expect(info.out).toMatchObject({ event: 'store_info', formatVersion: 2, kdf: { logN: 11, r: 8, p: 1 }, fileSize: (await readFile(store)).length })
+    expect(info.out).toMatchObject({
+      event: 'store_info',
+      formatVersion: 2,
+      kdf: { logN: 11, r: 8, p: 1 },
+      fileSize: (await readFile(store)).length,
+    })
     expect(info.out.storeId).toMatch(/^[0-9a-f]{32}$/)
   })
 
   it('verify authenticates every record and prints the counts', async () => {
     const verified = await cli('verify', '--passphrase-file', oldFile)
     expect(verified.code).toBe(0)
-    expect(verified.out).toMatchObject({ event: 'store_verified', ok: true, users: 0, records: 1, entries: 1, live: 1, dead: 0, formatVersion: 2 })
+    expect(verified.out).toMatchObject({
+      event: 'store_verified',
+      ok: true,
+      users: 0,
+      records: 1,
+      entries: 1,
+      live: 1,
+      dead: 0,
+      formatVersion: 2,
+    })
   })
 
   it('compact rotates the data key and keeps the state', async () => {
@@ -61,12 +79,25 @@ describe('securelogin store', () => {
   })
 
   it('rekey changes the passphrase: the old one stops working, the new one opens the store', async () => {
-    const rekeyed = await cli('rekey', '--passphrase-file', oldFile, '--new-passphrase-file', newFile, '--kdf-logn', '10')
+    const rekeyed = await cli(
+      'rekey',
+      '--passphrase-file',
+      oldFile,
+      '--new-passphrase-file',
+      newFile,
+      '--kdf-logn',
+      '10',
+    )
     expect(rekeyed.code).toBe(0)
     expect(rekeyed.out).toMatchObject({ event: 'store_rekeyed', kdf: { logN: 10 } })
     const old = await cli('verify', '--passphrase-file', oldFile)
     expect(old.code).toBe(1)
-    expect(old.err).toEqual({ event: 'error', code: 'ERR_STORE_BAD_PASSPHRASE', message: 'wrong passphrase or damaged store', hint: expect.any(String) })
+    expect(old.err).toEqual({
+      event: 'error',
+      code: 'ERR_STORE_BAD_PASSPHRASE',
+      message: 'wrong passphrase or damaged store',
+      hint: expect.any(String),
+    })
     expect((await cli('verify', '--passphrase-file', newFile)).out).toMatchObject({ ok: true, kdf: { logN: 10 } })
   })
 
@@ -81,7 +112,9 @@ describe('securelogin store', () => {
   it('says plainly when there is no store', async () => {
     const missing = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '')
     expect(missing.code).toBe(1)
-    expect(missing.stderr).toBe(`securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`)
+    expect(missing.stderr).toBe(
+      `securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`,
+    )
   })
 })
 
@@ -92,7 +125,10 @@ describe('the server on a damaged store', () => {
   beforeAll(async () => {
     serverDir = join(dir, 'server')
     passphraseFile = await writePassphraseFile(dir, 'the server store passphrase', 'server-pass')
-    const made = await runCliToEnd(['store', 'init', '--store', storeFile(), '--passphrase-file', passphraseFile, '--kdf-logn', '10'], '')
+    const made = await runCliToEnd(
+      ['store', 'init', '--store', storeFile(), '--passphrase-file', passphraseFile, '--kdf-logn', '10'],
+      '',
+    )
     expect(made.code).toBe(0)
   })
 
@@ -103,8 +139,17 @@ describe('the server on a damaged store', () => {
     const server = await startServerProcess(serverDir, passphraseFile)
     try {
       await vi.waitFor(() => expect(server.log()).toContain('"event":"store_torn_tail"'), { timeout: 30_000 })
-      const line = server.log().split('\n').find((l) => l.includes('store_torn_tail'))!
-      expect(JSON.parse(line)).toMatchObject({ event: 'store_torn_tail', level: 'warn', offset: size, length: 10, cut: true })
+      const line = server
+        .log()
+        .split('\n')
+        .find((l) => l.includes('store_torn_tail'))!
+      expect(JSON.parse(line)).toMatchObject({
+        event: 'store_torn_tail',
+        level: 'warn',
+        offset: size,
+        length: 10,
+        cut: true,
+      })
     } finally {
       expect(await server.stop()).toBe(0)
     }
@@ -120,9 +165,31 @@ describe('the server on a damaged store', () => {
     file[HEADER + 40]! ^= 0x04 // inside record 0
     await writeFile(storeFile(), file)
     const before = createHash('sha256').update(file).digest('hex')
-    const result = await runCliToEnd(['server', '--port', '0', '--store', storeFile(), '--certs', join(serverDir, 'certs'), '--passphrase-file', passphraseFile, '--json'], '')
+    const result = await runCliToEnd(
+      [
+        'server',
+        '--port',
+        '0',
+        '--store',
+        storeFile(),
+        '--certs',
+        join(serverDir, 'certs'),
+        '--passphrase-file',
+        passphraseFile,
+        '--json',
+      ],
+      '',
+    )
     expect(result.code).toBe(1)
-    expect(JSON.parse(result.stderr.trim())).toMatchObject({ event: 'error', code: 'ERR_STORE_CORRUPT', message: `record 0 at offset ${HEADER} of ${storeFile()} fails to authenticate` })
-    expect(createHash('sha256').update(await readFile(storeFile())).digest('hex')).toBe(before)
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({
+      event: 'error',
+      code: 'ERR_STORE_CORRUPT',
+      message: `record 0 at offset ${HEADER} of ${storeFile()} fails to authenticate`,
+    })
+    expect(
+      createHash('sha256')
+        .update(await readFile(storeFile()))
+        .digest('hex'),
+    ).toBe(before)
   })
 })

@@ -27,7 +27,8 @@ function sClient(...args: string[]): Promise<{ status: number | null; stdout: st
       'openssl',
       ['s_client', '-connect', `127.0.0.1:${server.server.port}`, '-servername', 'localhost', ...args],
       { timeout: 15_000, encoding: 'utf8' },
-      (error, stdout, stderr) => resolve({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      (error, stdout, stderr) =>
+        resolve({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     )
     child.stdin!.end()
   })
@@ -39,7 +40,10 @@ describe.runIf(hasOpenssl)('TLS as openssl sees it', () => {
     expect(result.stdout).toMatch(/Protocol\s*:\s*TLSv1\.3|New, TLSv1\.3/)
     expect(result.stdout).toContain('Verify return code: 0 (ok)')
     expect(result.stdout).toMatch(/Peer signature type: ECDSA|Server public key is 256 bit/)
-    const cert = spawnSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: result.stdout, encoding: 'utf8' })
+    const cert = spawnSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], {
+      input: result.stdout,
+      encoding: 'utf8',
+    })
     expect(cert.stdout.trim().split('=')[1]).toBe(server.server.fingerprint)
   })
 
@@ -58,13 +62,33 @@ describe.runIf(hasSslscan)('TLS as sslscan sees it', () => {
     const out = await new Promise<string>((resolve) =>
       execFile(
         'sslscan',
-        ['--no-colour', '--no-cipher-details', '--no-ciphersuites', '--no-groups', '--no-check-certificate', '--no-fallback', '--no-renegotiation', '--no-compression', '--no-heartbleed', `127.0.0.1:${server.server.port}`],
+        [
+          '--no-colour',
+          '--no-cipher-details',
+          '--no-ciphersuites',
+          '--no-groups',
+          '--no-check-certificate',
+          '--no-fallback',
+          '--no-renegotiation',
+          '--no-compression',
+          '--no-heartbleed',
+          `127.0.0.1:${server.server.port}`,
+        ],
         { timeout: 30_000, encoding: 'utf8' },
         (_error, stdout) => resolve(stdout),
       ),
     )
-    const versions = Object.fromEntries([...out.matchAll(/^(SSLv2|SSLv3|TLSv1\.[0-3])\s+(enabled|disabled)/gm)].map((m) => [m[1], m[2]]))
-    expect(versions).toEqual({ SSLv2: 'disabled', SSLv3: 'disabled', 'TLSv1.0': 'disabled', 'TLSv1.1': 'disabled', 'TLSv1.2': 'disabled', 'TLSv1.3': 'enabled' })
+    const versions = Object.fromEntries(
+      [...out.matchAll(/^(SSLv2|SSLv3|TLSv1\.[0-3])\s+(enabled|disabled)/gm)].map((m) => [m[1], m[2]]),
+    )
+    expect(versions).toEqual({
+      SSLv2: 'disabled',
+      SSLv3: 'disabled',
+      'TLSv1.0': 'disabled',
+      'TLSv1.1': 'disabled',
+      'TLSv1.2': 'disabled',
+      'TLSv1.3': 'enabled',
+    })
   })
 })
 
@@ -76,7 +100,18 @@ describe('the private key', () => {
       await chmod(keyPath, 0o644)
       const passphraseFile = await writePassphraseFile(dir, 'key mode test passphrase')
       const result = await runCliToEnd(
-        ['server', '--port', '0', '--store', join(dir, 'data', 's.store'), '--certs', join(dir, 'certs'), '--passphrase-file', passphraseFile, '--json'],
+        [
+          'server',
+          '--port',
+          '0',
+          '--store',
+          join(dir, 'data', 's.store'),
+          '--certs',
+          join(dir, 'certs'),
+          '--passphrase-file',
+          passphraseFile,
+          '--json',
+        ],
         '',
       )
       expect(result.code).toBe(1)

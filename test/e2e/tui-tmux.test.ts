@@ -68,7 +68,9 @@ describe.runIf(tools)('the TUI in tmux', () => {
     const capture = term.capture()
     const fromDark = decodeQrFromScreen(capture, dir, 'dark')
     const fromLight = decodeQrFromScreen(capture, dir, 'light')
-    expect(fromDark).toMatch(/^otpauth:\/\/totp\/securelogin:tmux\.person\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/)
+    expect(fromDark).toMatch(
+      /^otpauth:\/\/totp\/securelogin:tmux\.person\?secret=[A-Z2-7]{32}&issuer=securelogin&algorithm=SHA1&digits=6&period=30$/,
+    )
     expect(fromLight).toBe(fromDark)
     secret = new URL(fromDark).searchParams.get('secret')!
     // The same secret is on screen in groups of four for a person who cannot scan.
@@ -133,7 +135,11 @@ describe.runIf(tools)('the TUI in tmux', () => {
     expect(secret).not.toBe('')
     // The first system_admin, by the bootstrap token, then logged in by the plain CLI (which saves the session).
     const ADMIN_PASSWORD = 'tmux admin password 77 quince'
-    const conn = await ServerConnection.open({ host: '127.0.0.1', port: server.server.port, trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath } })
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: server.server.port,
+      trust: { kind: 'ca', ca: await readFile(server.certPath), caFile: server.certPath },
+    })
     let adminSecret: string
     try {
       ;({ secret: adminSecret } = await startRegistration(conn, 'root', ADMIN_PASSWORD, bootstrapToken))
@@ -143,7 +149,17 @@ describe.runIf(tools)('the TUI in tmux', () => {
       conn.close()
     }
     const login = await runCliToEnd(
-      ['login', '--server', `127.0.0.1:${server.server.port}`, '--user', 'root', '--password-stdin', '--otp', oathtoolCode(adminSecret, Math.floor(Date.now() / 1000) + 30), '--json'],
+      [
+        'login',
+        '--server',
+        `127.0.0.1:${server.server.port}`,
+        '--user',
+        'root',
+        '--password-stdin',
+        '--otp',
+        oathtoolCode(adminSecret, Math.floor(Date.now() / 1000) + 30),
+        '--json',
+      ],
       `${ADMIN_PASSWORD}\n`,
       { env: { SECURELOGIN_HOME: join(dir, 'home') } },
     )
@@ -166,7 +182,9 @@ describe.runIf(tools)('the TUI in tmux', () => {
     await term.type('y', false)
     await term.waitFor(/removed tmux\.person/i)
     expect(server.store.hasUser('tmux.person')).toBe(false)
-    const removal = (await server.store.get<{ actor: string; target: string; action: string }>(`audit/${String((await server.store.get<{ n: number }>('audit-head'))!.n).padStart(12, '0')}`))!
+    const removal = (await server.store.get<{ actor: string; target: string; action: string }>(
+      `audit/${String((await server.store.get<{ n: number }>('audit-head'))!.n).padStart(12, '0')}`,
+    ))!
     expect(removal).toMatchObject({ actor: 'root', action: 'user.remove', target: 'tmux.person', outcome: 'ok' })
     term.key('Escape')
     await term.waitFor(/users \(1 of 1\)|no user name contains/)

@@ -92,7 +92,14 @@ export class Lab {
   #serverArgs: string[]
   readonly #remove: () => Promise<void>
 
-  private constructor(dir: string, remove: () => Promise<void>, passphrase: string, passphraseFile: string, clock: FileClock, serverArgs: string[]) {
+  private constructor(
+    dir: string,
+    remove: () => Promise<void>,
+    passphrase: string,
+    passphraseFile: string,
+    clock: FileClock,
+    serverArgs: string[],
+  ) {
     this.dir = dir
     this.#remove = remove
     this.passphrase = passphrase
@@ -132,7 +139,12 @@ export class Lab {
   async startServer(serverArgs?: string[]): Promise<ServerProcess> {
     if (serverArgs) this.#serverArgs = serverArgs
     const port = this.server?.port
-    this.server = await startServerProcess(this.dir, this.passphraseFile, ['--clock-file', this.clock.file, '--bootstrap-token-file', this.bootstrapTokenFile, ...this.#serverArgs], port !== undefined ? { port } : {})
+    this.server = await startServerProcess(
+      this.dir,
+      this.passphraseFile,
+      ['--clock-file', this.clock.file, '--bootstrap-token-file', this.bootstrapTokenFile, ...this.#serverArgs],
+      port !== undefined ? { port } : {},
+    )
     return this.server
   }
 
@@ -206,7 +218,11 @@ export class Lab {
    * reset-2fa`), run in `home`: the password on stdin, the `enrol` line read, a code from its
    * secret written back. On success the account holds the new authenticator.
    */
-  async enrolThrough(account: Account, home: string, args: string[]): Promise<{ result: CliResult; secret: string | undefined }> {
+  async enrolThrough(
+    account: Account,
+    home: string,
+    args: string[],
+  ): Promise<{ result: CliResult; secret: string | undefined }> {
     const run = await this.startIn(home, args)
     run.write(account.password)
     let enrol: Record<string, any>
@@ -237,19 +253,32 @@ export class Lab {
    * `securelogin register --password-stdin --json` end to end: password, the enrolment's code from
    * oathtool, the ten recovery codes. Throws (with the CLI's error) when the server refuses.
    */
-  async register(name: string, opts: { invite?: string; bootstrapToken?: string; password?: string } = {}): Promise<Account> {
+  async register(
+    name: string,
+    opts: { invite?: string; bootstrapToken?: string; password?: string } = {},
+  ): Promise<Account> {
     const result = await this.tryRegister(name, opts)
     if (!result.account) throw new Error(`register ${name} failed: ${describeResult(result.result)}`)
     return result.account
   }
 
   /** As register, but returns a refusal instead of throwing (for tests of the registration policy). */
-  async tryRegister(name: string, opts: { invite?: string; bootstrapToken?: string; password?: string } = {}): Promise<{ result: CliResult; account?: Account }> {
+  async tryRegister(
+    name: string,
+    opts: { invite?: string; bootstrapToken?: string; password?: string } = {},
+  ): Promise<{ result: CliResult; account?: Account }> {
     const password = opts.password ?? newPassword()
     const home = this.homeOf(name)
     await mkdir(home, { recursive: true, mode: 0o700 })
-    const tokenArgs = opts.invite !== undefined ? ['--invite', opts.invite] : opts.bootstrapToken !== undefined ? ['--bootstrap-token', opts.bootstrapToken] : []
-    const run = runCli(['register', ...this.clientArgs(), '--user', name, '--password-stdin', ...tokenArgs], { env: { SECURELOGIN_HOME: home } })
+    const tokenArgs =
+      opts.invite !== undefined
+        ? ['--invite', opts.invite]
+        : opts.bootstrapToken !== undefined
+          ? ['--bootstrap-token', opts.bootstrapToken]
+          : []
+    const run = runCli(['register', ...this.clientArgs(), '--user', name, '--password-stdin', ...tokenArgs], {
+      env: { SECURELOGIN_HOME: home },
+    })
     run.write(password)
     let enrol: Record<string, any>
     try {
@@ -263,7 +292,14 @@ export class Lab {
     run.write(code)
     const result = parseResult(await run.done)
     if (result.code !== 0) return { result }
-    const account: Account = { name, password, totpSecret, recoveryCodes: result.json!['recoveryCodes'], home, lastStep: step }
+    const account: Account = {
+      name,
+      password,
+      totpSecret,
+      recoveryCodes: result.json!['recoveryCodes'],
+      home,
+      lastStep: step,
+    }
     this.accounts.set(name, account)
     return { result, account }
   }
@@ -283,7 +319,14 @@ export class Lab {
       const { code, step } = this.nextCode(enrolment.secret, -1)
       const { recoveryCodes } = await confirmEnrolment(conn, code)
       for (const recoveryCode of recoveryCodes) noteSecret('recovery code', recoveryCode)
-      const account: Account = { name, password, totpSecret: enrolment.secret, recoveryCodes, home: this.homeOf(name), lastStep: step }
+      const account: Account = {
+        name,
+        password,
+        totpSecret: enrolment.secret,
+        recoveryCodes,
+        home: this.homeOf(name),
+        lastStep: step,
+      }
       await mkdir(account.home, { recursive: true, mode: 0o700 })
       this.accounts.set(name, account)
       return account
@@ -303,7 +346,15 @@ export class Lab {
       const result = await submitOtp(conn, this.codeFor(account))
       noteSecret('session token', result.token!)
       const { user, role, sessionId, token, expiresAt, idleExpiresAt } = result
-      await saveSession(opts.home ?? account.home, { server: `127.0.0.1:${this.port}`, user, role, sessionId, token: token!, expiresAt, idleExpiresAt })
+      await saveSession(opts.home ?? account.home, {
+        server: `127.0.0.1:${this.port}`,
+        user,
+        role,
+        sessionId,
+        token: token!,
+        expiresAt,
+        idleExpiresAt,
+      })
     } finally {
       conn.close()
     }
@@ -311,14 +362,21 @@ export class Lab {
 
   /** A TLS connection to this server, pinned to its certificate. */
   async connect(): Promise<ServerConnection> {
-    return ServerConnection.open({ host: '127.0.0.1', port: this.port, trust: { kind: 'ca', ca: await readFile(this.certPath), caFile: this.certPath } })
+    return ServerConnection.open({
+      host: '127.0.0.1',
+      port: this.port,
+      trust: { kind: 'ca', ca: await readFile(this.certPath), caFile: this.certPath },
+    })
   }
 
   /**
    * Setup in bulk: calls made in this process on the session saved for `who` (an account, or a
    * client home), one connection for all. Resuming counts as a use of the session.
    */
-  async asUser<T>(who: Account | string, work: (run: <Op extends CallOp>(op: Op, args: CallArgs<Op>) => Promise<CallResult<Op>>) => Promise<T>): Promise<T> {
+  async asUser<T>(
+    who: Account | string,
+    work: (run: <Op extends CallOp>(op: Op, args: CallArgs<Op>) => Promise<CallResult<Op>>) => Promise<T>,
+  ): Promise<T> {
     const home = typeof who === 'string' ? who : who.home
     const saved = await this.savedSession(home)
     if (!saved) throw new Error(`no saved session in ${home}`)
@@ -332,7 +390,11 @@ export class Lab {
   }
 
   /** Setup in bulk: invites for these names, made in this process by `by`, then the registrations. */
-  async registerInvitedDirect(by: Account, people: ReadonlyArray<readonly [string, Role]>, parallel = 2): Promise<Account[]> {
+  async registerInvitedDirect(
+    by: Account,
+    people: ReadonlyArray<readonly [string, Role]>,
+    parallel = 2,
+  ): Promise<Account[]> {
     const tokens = await this.asUser(by, async (run) => {
       const made: string[] = []
       for (const [name, role] of people) {
@@ -364,7 +426,11 @@ export class Lab {
    */
   async login(account: Account, opts: { home?: string } = {}): Promise<CliResult> {
     const home = opts.home ?? account.home
-    const result = await this.runIn(home, ['login', '--user', account.name, '--password-stdin', '--otp', this.codeFor(account)], `${account.password}\n`)
+    const result = await this.runIn(
+      home,
+      ['login', '--user', account.name, '--password-stdin', '--otp', this.codeFor(account)],
+      `${account.password}\n`,
+    )
     if (result.code === 0) noteSecret('session token', (await this.savedSession(home))!['token'])
     return result
   }
@@ -388,7 +454,11 @@ export class Lab {
 }
 
 /** Runs `work` over `items`, at most `limit` at a time (two cores: CLI runs cost scrypt). */
-export async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function inBatches<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length)
   let next = 0
   const worker = async () => {

@@ -51,14 +51,15 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
       waiters.splice(0).forEach((wake) => wake())
     })
   child.stdin!.on('error', () => {})
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (code, signal) => {
-      running.delete(child)
-      noteIssuedSecrets(name, stdout)
-      noteOutput(name, 'stdout', stdout)
-      noteOutput(name, 'stderr', stderr)
-      resolve({ code, signal, stdout, stderr })
-    }),
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
+    (resolve) =>
+      child.on('close', (code, signal) => {
+        running.delete(child)
+        noteIssuedSecrets(name, stdout)
+        noteOutput(name, 'stdout', stdout)
+        noteOutput(name, 'stderr', stderr)
+        resolve({ code, signal, stdout, stderr })
+      }),
   )
   return {
     child,
@@ -86,7 +87,11 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 }
 
 /** Runs the CLI to completion with the given stdin text. */
-export async function runCliToEnd(args: string[], stdin: string, opts: { env?: Record<string, string>; cwd?: string } = {}) {
+export async function runCliToEnd(
+  args: string[],
+  stdin: string,
+  opts: { env?: Record<string, string>; cwd?: string } = {},
+) {
   const run = runCli(args, opts)
   noteStdin(stdin)
   run.child.stdin!.end(stdin)

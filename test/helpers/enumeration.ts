@@ -44,7 +44,11 @@ export async function restartInProcessServer(old: InProcessServer, server: Serve
     logText: () => logger.entries.map((e) => JSON.stringify(e)).join('\n'),
     async stop() {
       await running.close()
-      noteOutput(`in-process server on port ${running.port} (restarted)`, 'log', logger.entries.map((e) => JSON.stringify(e)).join('\n'))
+      noteOutput(
+        `in-process server on port ${running.port} (restarted)`,
+        'log',
+        logger.entries.map((e) => JSON.stringify(e)).join('\n'),
+      )
       await store.close()
       await rm(old.dir, { recursive: true, force: true })
     },
@@ -62,13 +66,18 @@ export type Shape =
 
 export function shapeOf(value: unknown): Shape {
   if (value === null) return { kind: 'null' }
-  if (typeof value === 'string') return { kind: 'string', length: value.length, alphabet: /^[0-9a-f]+$/.test(value) ? 'hex' : 'text' }
+  if (typeof value === 'string')
+    return { kind: 'string', length: value.length, alphabet: /^[0-9a-f]+$/.test(value) ? 'hex' : 'text' }
   if (typeof value === 'number') return { kind: 'number', integer: Number.isInteger(value) }
   if (typeof value === 'boolean') return { kind: 'boolean' }
   if (Array.isArray(value)) return { kind: 'array', items: value.map(shapeOf) }
   if (typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
-    return { kind: 'object', keys: entries.map(([key]) => key), values: Object.fromEntries(entries.map(([key, v]) => [key, shapeOf(v)])) }
+    return {
+      kind: 'object',
+      keys: entries.map(([key]) => key),
+      values: Object.fromEntries(entries.map(([key, v]) => [key, shapeOf(v)])),
+    }
   }
   throw new TypeError(`not a JSON value: ${typeof value}`)
 }
@@ -139,9 +148,18 @@ export async function attemptProof(port: number, username: string, password: str
     const x = srpClient.derivePrivateKey(challenge.salt, username, password)
     const { proof: M1 } = srpClient.deriveSession(ephemeral.secret, challenge.B, challenge.salt, username, x)
     const error = await raw.request({ type: 'login_proof', M1 })
-    const closed = await Promise.race([raw.closed.then(() => true), new Promise<false>((resolve) => setTimeout(resolve, CLOSE_WAIT_MS, false))])
+    const closed = await Promise.race([
+      raw.closed.then(() => true),
+      new Promise<false>((resolve) => setTimeout(resolve, CLOSE_WAIT_MS, false)),
+    ])
     const frames = wire.frames()
-    return { challenge, challengeBytes: frames[0]!, error, errorBytes: frames[1]!, ending: { closed, gotEnd, errors, hadError, frames: frames.length } }
+    return {
+      challenge,
+      challengeBytes: frames[0]!,
+      error,
+      errorBytes: frames[1]!,
+      ending: { closed, gotEnd, errors, hadError, frames: frames.length },
+    }
   } finally {
     raw.close()
   }

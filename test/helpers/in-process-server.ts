@@ -24,7 +24,22 @@ export interface InProcessServer {
 
 /** The real server on a real TLS socket on 127.0.0.1 port 0, with a real store file on disk. */
 export async function startInProcessServer(
-  opts: { now?: () => number; limits?: Partial<ServerLimits>; server?: Pick<ServerOptions, 'maxConnections' | 'maxConnectionsPerAddress' | 'handshakeTimeoutMs' | 'sleep' | 'guard' | 'onBootstrapToken' | 'registration' | 'sessions' | 'sessionSweepMs'> } = {},
+  opts: {
+    now?: () => number
+    limits?: Partial<ServerLimits>
+    server?: Pick<
+      ServerOptions,
+      | 'maxConnections'
+      | 'maxConnectionsPerAddress'
+      | 'handshakeTimeoutMs'
+      | 'sleep'
+      | 'guard'
+      | 'onBootstrapToken'
+      | 'registration'
+      | 'sessions'
+      | 'sessionSweepMs'
+    >
+  } = {},
 ): Promise<InProcessServer> {
   noteSecret('passphrase', TEST_PASSPHRASE)
   const { dir, remove } = await makeTempDir('server')
@@ -53,7 +68,11 @@ export async function startInProcessServer(
     logText: () => logger.entries.map((e) => JSON.stringify(e)).join('\n'),
     async stop() {
       await server.close()
-      noteOutput(`in-process server on port ${server.port}`, 'log', logger.entries.map((e) => JSON.stringify(e)).join('\n'))
+      noteOutput(
+        `in-process server on port ${server.port}`,
+        'log',
+        logger.entries.map((e) => JSON.stringify(e)).join('\n'),
+      )
       await store.close()
       await remove()
     },

@@ -22,7 +22,10 @@ export interface PackageAccount {
  * as an impostor that does not hold the verifier would have to; `kdf` replaces the stretching
  * parameters in the challenge, as a downgrading server would.
  */
-export async function startPackageServer(account: PackageAccount, opts: { tamperM2?: boolean; kdf?: PasswordKdf } = {}) {
+export async function startPackageServer(
+  account: PackageAccount,
+  opts: { tamperM2?: boolean; kdf?: PasswordKdf } = {},
+) {
   const { dir, remove } = await makeTempDir('pkg-server')
   const { certPath, keyPath } = makeCerts(join(dir, 'certs'))
   const received: string[] = []
@@ -51,7 +54,15 @@ export async function startPackageServer(account: PackageAccount, opts: { tamper
           }
         } else if (m.type === 'login_otp') {
           const result = await verify({ secret: account.totpSecret, token: m.code, epochTolerance: 30 })
-          if (result.valid) send({ type: 'welcome', user: account.username, role: 'regular_user', expiresAt: new Date(Date.now() + 3_600_000).toISOString(), idleExpiresAt: new Date(Date.now() + 1_800_000).toISOString(), sessionId: '0'.repeat(32) })
+          if (result.valid)
+            send({
+              type: 'welcome',
+              user: account.username,
+              role: 'regular_user',
+              expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+              idleExpiresAt: new Date(Date.now() + 1_800_000).toISOString(),
+              sessionId: '0'.repeat(32),
+            })
           else send({ type: 'error', code: 'ERR_AUTH_FAILED', message: 'authentication failed' })
         }
       }

@@ -44,7 +44,8 @@ export function noteIssuedSecrets(source: string, stdout: string): void {
   // Invite and bootstrap tokens (`admin invite`, `admin add`); session tokens are never printed.
   for (const match of stdout.matchAll(/\bsl[sbi]_[A-Za-z0-9_-]{43}/g)) noteSecret('bearer token', match[0], source)
   // Signed tokens (`securelogin token`): a bearer credential for their application until they expire.
-  for (const match of stdout.matchAll(/\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g)) noteSecret('signed token', match[0], source)
+  for (const match of stdout.matchAll(/\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g))
+    noteSecret('signed token', match[0], source)
 }
 
 /** Where a noted secret shows up, described by kind and length only: the report itself must not leak. */
@@ -53,7 +54,10 @@ export function findLeaks(): string[] {
   for (const output of outputs) {
     for (const secret of secrets.values()) {
       if (secret.issuedIn === output.source && output.stream === 'stdout') continue
-      if (output.text.includes(secret.value)) leaks.push(`a ${secret.kind} (${secret.value.length} characters) appears in the ${output.stream} of ${output.source}`)
+      if (output.text.includes(secret.value))
+        leaks.push(
+          `a ${secret.kind} (${secret.value.length} characters) appears in the ${output.stream} of ${output.source}`,
+        )
     }
   }
   return leaks

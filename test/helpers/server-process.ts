@@ -21,11 +21,27 @@ export async function writePassphraseFile(dir: string, passphrase: string, name 
 }
 
 /** The real `securelogin server` as a child process on 127.0.0.1 (port 0 unless given), logging JSON. */
-export async function startServerProcess(dir: string, passphraseFile: string, extra: string[] = [], opts: { port?: number } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  dir: string,
+  passphraseFile: string,
+  extra: string[] = [],
+  opts: { port?: number } = {},
+): Promise<ServerProcess> {
   const run = runCli([
-    'server', '--port', String(opts.port ?? 0), '--store', join(dir, 'data', 'securelogin.store'), '--certs', join(dir, 'certs'),
+    'server',
+    '--port',
+    String(opts.port ?? 0),
+    '--store',
+    join(dir, 'data', 'securelogin.store'),
+    '--certs',
+    join(dir, 'certs'),
     // The KDF thread at the process's own priority: at nice 19 the other test files starve it.
-    '--passphrase-file', passphraseFile, '--json', '--kdf-nice', '0', ...extra,
+    '--passphrase-file',
+    passphraseFile,
+    '--json',
+    '--kdf-nice',
+    '0',
+    ...extra,
   ])
   const first = JSON.parse(await run.nextLine(30_000))
   if (first.event !== 'listening') throw new Error(`first log line is not listening: ${JSON.stringify(first)}`)

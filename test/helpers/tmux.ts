@@ -69,7 +69,11 @@ export class TmuxTerminal {
 
   /** Kills the app by its pid, then the tmux server. */
   stop(): void {
-    const panePid = spawnSync('tmux', ['-L', this.socket, 'display-message', '-p', '-t', this.#session, '#{pane_pid}'], { encoding: 'utf8' }).stdout.trim()
+    const panePid = spawnSync(
+      'tmux',
+      ['-L', this.socket, 'display-message', '-p', '-t', this.#session, '#{pane_pid}'],
+      { encoding: 'utf8' },
+    ).stdout.trim()
     if (/^\d+$/.test(panePid)) spawnSync('pkill', ['-KILL', '-P', panePid])
     spawnSync('tmux', ['-L', this.socket, 'kill-server'])
   }

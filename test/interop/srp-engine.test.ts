@@ -5,7 +5,12 @@ import srpClient from 'secure-remote-password/client.js'
 import srpServer from 'secure-remote-password/server.js'
 import { RFC5054_2048 } from '../../src/auth/srp-group.js'
 import * as srp from '../../src/auth/srp-math.js'
-import { deriveDecoyCredentials, finishServerLogin, startServerLogin, type ServerEphemeral } from '../../src/auth/srp-server.js'
+import {
+  deriveDecoyCredentials,
+  finishServerLogin,
+  startServerLogin,
+  type ServerEphemeral,
+} from '../../src/auth/srp-server.js'
 
 // Our SRP server (OpenSSL exponentiations, constant-time proof check) against the
 // secure-remote-password package's server.js, byte for byte, with the package's client.js
@@ -33,15 +38,23 @@ interface PackageInteger {
   mod(m: PackageInteger): PackageInteger
   modPow(e: PackageInteger, m: PackageInteger): PackageInteger
 }
-const packageRequire = createRequire(createRequire(import.meta.url).resolve('secure-remote-password/lib/srp-integer.js'))
-const { BigInteger } = packageRequire('jsbn') as { BigInteger: { new (digits: string, radix: number): Jsbn; prototype: Jsbn } }
+const packageRequire = createRequire(
+  createRequire(import.meta.url).resolve('secure-remote-password/lib/srp-integer.js'),
+)
+const { BigInteger } = packageRequire('jsbn') as {
+  BigInteger: { new (digits: string, radix: number): Jsbn; prototype: Jsbn }
+}
 const SRPInteger = packageRequire('./srp-integer.js') as { fromHex(hex: string): PackageInteger }
 const packageParams = packageRequire('./params.js') as { N: PackageInteger; g: PackageInteger; k: PackageInteger }
 
 /** server.js's B, line for line: B = k.multiply(v).add(g.modPow(b, N)).mod(N). */
 function packageB(verifier: string, b: string): string {
   const { N, g, k } = packageParams
-  return k.multiply(SRPInteger.fromHex(verifier)).add(g.modPow(SRPInteger.fromHex(b), N)).mod(N).toHex()
+  return k
+    .multiply(SRPInteger.fromHex(verifier))
+    .add(g.modPow(SRPInteger.fromHex(b), N))
+    .mod(N)
+    .toHex()
 }
 
 // --- jsbn's modPow on OpenSSL, for the 1,000-login run -----------------------------------------
@@ -85,7 +98,9 @@ afterEach(() => {
 // --- random inputs ----------------------------------------------------------------------------
 
 const NAME_CHARS = Array.from('abcdefghijklmnopqrstuvwxyz0123456789._-éßøñ名字🙂')
-const PASSWORD_CHARS = Array.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :!#%&*+=?@^~\'"\\/€名🔑')
+const PASSWORD_CHARS = Array.from(
+  'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :!#%&*+=?@^~\'"\\/€名🔑',
+)
 
 function randomText(chars: string[], min: number, max: number): string {
   let text = ''
@@ -134,7 +149,10 @@ function compareLogin(useOurB: boolean, c: LoginCase): void {
   expect(srp.x(params, bytes(salt), I, P).toString('hex'), label).toBe(x)
   expect(srp.v(params, bytes(x)).toString('hex'), label).toBe(verifier)
 
-  const client = c.a === undefined ? srpClient.generateEphemeral() : { secret: c.a, public: srp.A(params, bytes(c.a)).toString('hex') }
+  const client =
+    c.a === undefined
+      ? srpClient.generateEphemeral()
+      : { secret: c.a, public: srp.A(params, bytes(c.a)).toString('hex') }
   let ephemeral: ServerEphemeral
   if (c.b !== undefined) {
     ephemeral = { b: c.b, B: srp.B(params, bytes(verifier), bytes(c.b)).toString('hex') }
@@ -157,8 +175,12 @@ function compareLogin(useOurB: boolean, c: LoginCase): void {
   expect(() => srpClient.verifySession(client.public, session, ours.M2), label).not.toThrow()
 
   const wrongM1 = flipDigit(session.proof)
-  expect(() => finishServerLogin({ ...login, M1: wrongM1 }), label).toThrow(expect.objectContaining({ code: 'ERR_AUTH_FAILED' }))
-  expect(() => srpServer.deriveSession(ephemeral.b, client.public, salt, I, verifier, wrongM1), label).toThrow(/proof is invalid/)
+  expect(() => finishServerLogin({ ...login, M1: wrongM1 }), label).toThrow(
+    expect.objectContaining({ code: 'ERR_AUTH_FAILED' }),
+  )
+  expect(() => srpServer.deriveSession(ephemeral.b, client.public, salt, I, verifier, wrongM1), label).toThrow(
+    /proof is invalid/,
+  )
 }
 
 const randomCase = (): LoginCase => ({ I: randomText(NAME_CHARS, 1, 24), P: randomText(PASSWORD_CHARS, 1, 40) })
@@ -212,7 +234,9 @@ describe('values with a leading zero byte, where padding rules show (the package
 
   it('A < 2^2040: the client sends 512 digits and u, M1 and M2 hash all 256 bytes', () => {
     const a = search(32, (a) => srp.A(params, bytes(a)), leadingZeroByte)
-    expect(srp.A(params, bytes(a)).toString('hex')).toBe(packageParams.g.modPow(SRPInteger.fromHex(a), packageParams.N).toHex())
+    expect(srp.A(params, bytes(a)).toString('hex')).toBe(
+      packageParams.g.modPow(SRPInteger.fromHex(a), packageParams.N).toHex(),
+    )
     compareLogin(true, { I: 'zero.a', P: 'pw', a })
   })
 
@@ -227,7 +251,11 @@ describe('values with a leading zero byte, where padding rules show (the package
     const v = srp.v(params, bytes(x))
     const a = randomBytes(32).toString('hex')
     const A = srp.A(params, bytes(a))
-    const b = search(32, (b) => srp.S(params, A, v, srp.u(params, A, srp.B(params, v, bytes(b))), bytes(b)), leadingZeroByte)
+    const b = search(
+      32,
+      (b) => srp.S(params, A, v, srp.u(params, A, srp.B(params, v, bytes(b))), bytes(b)),
+      leadingZeroByte,
+    )
     compareLogin(true, { I: 'zero.s', P: 'pw', salt, a, b })
   })
 })
@@ -276,7 +304,11 @@ describe('refusals: each is ERR_AUTH_FAILED', () => {
       make: (login) => {
         const A = hexOf(N + 1n, 512)
         const u = srp.u(params, bytes(A), bytes(login.ephemeral.B))
-        const S = srp.modPow(RFC5054_2048, srp.modPow(RFC5054_2048, BigInt(`0x${login.verifier}`), u), bytes(login.ephemeral.b))
+        const S = srp.modPow(
+          RFC5054_2048,
+          srp.modPow(RFC5054_2048, BigInt(`0x${login.verifier}`), u),
+          bytes(login.ephemeral.b),
+        )
         return { A, M1: proofFor(login, A, S) }
       },
       packageAccepts: true,
@@ -292,16 +324,30 @@ describe('refusals: each is ERR_AUTH_FAILED', () => {
 
   it('the honest login the rows start from is accepted', () => {
     const login = honestLogin()
-    const { K } = finishServerLogin({ ephemeral: login.ephemeral, A: login.A, salt: login.salt, username: login.I, verifier: login.verifier, M1: login.M1 })
+    const { K } = finishServerLogin({
+      ephemeral: login.ephemeral,
+      A: login.A,
+      salt: login.salt,
+      username: login.I,
+      verifier: login.verifier,
+      M1: login.M1,
+    })
     expect(K).toMatch(/^[0-9a-f]{64}$/)
   })
 
   it.each(rows)('$name', ({ make, packageAccepts }) => {
     const login = honestLogin()
     const { A = login.A, M1 = login.M1 } = make(login)
-    expect(() => finishServerLogin({ ephemeral: login.ephemeral, A, salt: login.salt, username: login.I, verifier: login.verifier, M1 })).toThrow(
-      expect.objectContaining({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' }),
-    )
+    expect(() =>
+      finishServerLogin({
+        ephemeral: login.ephemeral,
+        A,
+        salt: login.salt,
+        username: login.I,
+        verifier: login.verifier,
+        M1,
+      }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_AUTH_FAILED', message: 'authentication failed' }))
     const pkg = () => srpServer.deriveSession(login.ephemeral.b, A, login.salt, login.I, login.verifier, M1)
     if (packageAccepts) expect(pkg).not.toThrow()
     else expect(pkg).toThrow()
@@ -310,7 +356,14 @@ describe('refusals: each is ERR_AUTH_FAILED', () => {
 
 describe('modPow on OpenSSL, against jsbn', () => {
   const q = (N - 1n) / 2n
-  const jsbn = (base: bigint, exponent: bigint) => jsbnToBigInt(jsbnModPow.call(new BigInteger(hexOf(base < 0n ? -base : base), 16), new BigInteger(hexOf(exponent), 16), new BigInteger(hexOf(N), 16)))
+  const jsbn = (base: bigint, exponent: bigint) =>
+    jsbnToBigInt(
+      jsbnModPow.call(
+        new BigInteger(hexOf(base < 0n ? -base : base), 16),
+        new BigInteger(hexOf(exponent), 16),
+        new BigInteger(hexOf(N), 16),
+      ),
+    )
   const rows: Array<[name: string, base: bigint, exponent: Buffer]> = [
     ['a random base and exponent', BigInt(`0x${randomBytes(255).toString('hex')}`), randomBytes(32)],
     ['base 0 (OpenSSL refuses it)', 0n, randomBytes(32)],
@@ -338,8 +391,16 @@ describe('modPow on OpenSSL, against jsbn', () => {
 describe('decoy credentials for names with no account', () => {
   // The salt is what clients see: it must stay what earlier versions sent for the same name.
   const golden = [
-    { secret: Buffer.from('securelogin test server secret, 32B'.slice(0, 32)), username: 'nobody', salt: '4e7f1c350a0197b24922da25c5b83130b39ee1dc5db9d7cc0626bf6748e168bc' },
-    { secret: Buffer.alloc(32, 0xa5), username: 'zoë', salt: '6c83dcce7393308c47e875efdd6348877a45fb17c4f2a57644f55b584a7d61d4' },
+    {
+      secret: Buffer.from('securelogin test server secret, 32B'.slice(0, 32)),
+      username: 'nobody',
+      salt: '4e7f1c350a0197b24922da25c5b83130b39ee1dc5db9d7cc0626bf6748e168bc',
+    },
+    {
+      secret: Buffer.alloc(32, 0xa5),
+      username: 'zoë',
+      salt: '6c83dcce7393308c47e875efdd6348877a45fb17c4f2a57644f55b584a7d61d4',
+    },
   ]
 
   it.each(golden)('the same salt as before for $username', ({ secret, username, salt }) => {
@@ -363,8 +424,15 @@ describe('decoy credentials for names with no account', () => {
     const client = srpClient.generateEphemeral()
     const x = srpClient.derivePrivateKey(decoy.salt, 'nobody', 'any password at all')
     const session = srpClient.deriveSession(client.secret, server.B, decoy.salt, 'nobody', x)
-    expect(() => finishServerLogin({ ephemeral: server, A: client.public, salt: decoy.salt, username: 'nobody', verifier: decoy.verifier, M1: session.proof })).toThrow(
-      expect.objectContaining({ code: 'ERR_AUTH_FAILED' }),
-    )
+    expect(() =>
+      finishServerLogin({
+        ephemeral: server,
+        A: client.public,
+        salt: decoy.salt,
+        username: 'nobody',
+        verifier: decoy.verifier,
+        M1: session.proof,
+      }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_AUTH_FAILED' }))
   })
 })

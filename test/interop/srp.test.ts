@@ -3,7 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest'
 import srpClient from 'secure-remote-password/client.js'
 import { generate } from 'otplib'
 import { finishServerLogin, startServerLogin } from '../../src/auth/srp-server.js'
-import { createRegistration, deriveClientSession, derivePrivateKey, startClientLogin, verifyServerProof } from '../../src/auth/srp-client.js'
+import {
+  createRegistration,
+  deriveClientSession,
+  derivePrivateKey,
+  startClientLogin,
+  verifyServerProof,
+} from '../../src/auth/srp-client.js'
 import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { encodeTotpSecret, secretFromOtpauthUri } from '../../src/auth/totp.js'
 import { ServerConnection } from '../../src/client/connection.js'
@@ -28,7 +34,14 @@ describe('SRP maths: the package and our wrappers agree', () => {
     const client = srpClient.generateEphemeral()
     const server = startServerLogin(verifier)
     const session = srpClient.deriveSession(client.secret, server.B, salt, 'carol', x)
-    const { M2, K } = finishServerLogin({ ephemeral: server, A: client.public, salt, username: 'carol', verifier, M1: session.proof })
+    const { M2, K } = finishServerLogin({
+      ephemeral: server,
+      A: client.public,
+      salt,
+      username: 'carol',
+      verifier,
+      M1: session.proof,
+    })
     expect(K).toBe(session.key)
     expect(() => srpClient.verifySession(client.public, session, M2)).not.toThrow()
   })
@@ -39,9 +52,9 @@ describe('SRP maths: the package and our wrappers agree', () => {
     const server = startServerLogin(verifier)
     const x = await derivePrivateKey({ salt, username: 'carol', password: 'wrong password', kdf })
     const session = deriveClientSession({ ephemeral: client, salt, B: server.B, username: 'carol', x })
-    expect(() => finishServerLogin({ ephemeral: server, A: client.A, salt, username: 'carol', verifier, M1: session.M1 })).toThrow(
-      expect.objectContaining({ code: 'ERR_AUTH_FAILED' }),
-    )
+    expect(() =>
+      finishServerLogin({ ephemeral: server, A: client.A, salt, username: 'carol', verifier, M1: session.M1 }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_AUTH_FAILED' }))
   })
 
   it('our client refuses B = 0 mod N and a wrong M2 (ERR_SERVER_AUTH_FAILED)', async () => {
@@ -71,10 +84,20 @@ describe('over the wire', () => {
     const salt = srpClient.generateSalt()
     // The package's client with our stretch in front of it: x = H(s, H(I | ':' | scrypt(p, s))).
     const x = await derivePrivateKey({ salt, username: 'dave', password: PASSWORD, kdf: DEFAULT_PASSWORD_KDF })
-    const enrol = await raw.request({ type: 'register_start', username: 'dave', salt, verifier: srpClient.deriveVerifier(x), kdf: DEFAULT_PASSWORD_KDF })
+    const enrol = await raw.request({
+      type: 'register_start',
+      username: 'dave',
+      salt,
+      verifier: srpClient.deriveVerifier(x),
+      kdf: DEFAULT_PASSWORD_KDF,
+    })
     expect(enrol.type).toBe('enrol')
     const secret = secretFromOtpauthUri(enrol.otpauthUri)!
-    expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({ type: 'registered', user: 'dave', recoveryCodes: expect.any(Array) })
+    expect(await raw.request({ type: 'register_confirm', code: await generate({ secret }) })).toEqual({
+      type: 'registered',
+      user: 'dave',
+      recoveryCodes: expect.any(Array),
+    })
 
     const client = srpClient.generateEphemeral()
     const challenge = await raw.request({ type: 'login_start', username: 'dave', A: client.public })
@@ -84,7 +107,10 @@ describe('over the wire', () => {
     expect(proof.type).toBe('server_proof')
     expect(() => srpClient.verifySession(client.public, session, proof.M2)).not.toThrow()
     // The next step's code: the enrolment used this step's, and a code is accepted once.
-    const welcome = await raw.request({ type: 'login_otp', code: await generate({ secret, epoch: Math.floor(Date.now() / 1000) + 30 }) })
+    const welcome = await raw.request({
+      type: 'login_otp',
+      code: await generate({ secret, epoch: Math.floor(Date.now() / 1000) + 30 }),
+    })
     expect(welcome).toMatchObject({ type: 'welcome', user: 'dave', role: 'regular_user' })
   })
 
@@ -92,7 +118,11 @@ describe('over the wire', () => {
     const account = await accountFor('erin')
     const pkg = await startPackageServer(account)
     cleanups.push(() => pkg.close())
-    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: pkg.port,
+      trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath },
+    })
     cleanups.push(() => conn.close())
     await authenticate(conn, 'erin', PASSWORD)
     const result = await submitOtp(conn, await generate({ secret: account.totpSecret }))
@@ -103,7 +133,11 @@ describe('over the wire', () => {
     const account = await accountFor('frank')
     const pkg = await startPackageServer(account, { tamperM2: true })
     cleanups.push(() => pkg.close())
-    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: pkg.port,
+      trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath },
+    })
     cleanups.push(() => conn.close())
     await expect(authenticate(conn, 'frank', PASSWORD)).rejects.toMatchObject({ code: 'ERR_SERVER_AUTH_FAILED' })
     expect(pkg.received).toEqual(['login_start', 'login_proof'])
@@ -112,15 +146,22 @@ describe('over the wire', () => {
   it.each([
     ['a downgrade to 1 KiB', { name: 'scrypt', logN: 3, r: 8, p: 1 }],
     ['1 GiB', { name: 'scrypt', logN: 20, r: 8, p: 1 }],
-  ] as const)('our client refuses a challenge asking for %s of stretching (ERR_KDF_LIMIT) and sends no proof', async (_, kdf) => {
-    const account = await accountFor('gina')
-    const pkg = await startPackageServer(account, { kdf })
-    cleanups.push(() => pkg.close())
-    const conn = await ServerConnection.open({ host: '127.0.0.1', port: pkg.port, trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath } })
-    cleanups.push(() => conn.close())
-    await expect(authenticate(conn, 'gina', PASSWORD)).rejects.toMatchObject({ code: 'ERR_KDF_LIMIT' })
-    expect(pkg.received).toEqual(['login_start'])
-  })
+  ] as const)(
+    'our client refuses a challenge asking for %s of stretching (ERR_KDF_LIMIT) and sends no proof',
+    async (_, kdf) => {
+      const account = await accountFor('gina')
+      const pkg = await startPackageServer(account, { kdf })
+      cleanups.push(() => pkg.close())
+      const conn = await ServerConnection.open({
+        host: '127.0.0.1',
+        port: pkg.port,
+        trust: { kind: 'ca', ca: await readFile(pkg.certPath), caFile: pkg.certPath },
+      })
+      cleanups.push(() => conn.close())
+      await expect(authenticate(conn, 'gina', PASSWORD)).rejects.toMatchObject({ code: 'ERR_KDF_LIMIT' })
+      expect(pkg.received).toEqual(['login_start'])
+    },
+  )
 
   it('our server refuses a registration whose stretching is under the floor (ERR_KDF_LIMIT), and stores nothing', async () => {
     server = await startInProcessServer()
@@ -130,7 +171,10 @@ describe('over the wire', () => {
     const salt = srpClient.generateSalt()
     const verifier = srpClient.deriveVerifier(srpClient.derivePrivateKey(salt, 'hank', PASSWORD))
     const kdf = { name: 'scrypt', logN: 10, r: 8, p: 1 }
-    expect(await raw.request({ type: 'register_start', username: 'hank', salt, verifier, kdf })).toMatchObject({ type: 'error', code: 'ERR_KDF_LIMIT' })
+    expect(await raw.request({ type: 'register_start', username: 'hank', salt, verifier, kdf })).toMatchObject({
+      type: 'error',
+      code: 'ERR_KDF_LIMIT',
+    })
     expect(server.store.hasUser('hank')).toBe(false)
   })
 })

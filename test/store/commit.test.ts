@@ -14,9 +14,17 @@ afterEach(() => f.cleanup())
 describe('store commit', () => {
   it('writes puts and deletes as one record, which a reopen replays', async () => {
     const store = await f.create()
-    await store.commit([{ key: 'session/a', value: { n: 1 } }, { key: 'session/b', value: { n: 2 } }, { key: 'invite/x', value: { n: 3 } }])
+    await store.commit([
+      { key: 'session/a', value: { n: 1 } },
+      { key: 'session/b', value: { n: 2 } },
+      { key: 'invite/x', value: { n: 3 } },
+    ])
     const records = (await f.recordOffsets()).length
-    await store.commit([{ key: 'session/a', delete: true }, { key: 'session/c', value: { n: 4 } }, { key: 'user/carol', value: user('carol') }])
+    await store.commit([
+      { key: 'session/a', delete: true },
+      { key: 'session/c', value: { n: 4 } },
+      { key: 'user/carol', value: user('carol') },
+    ])
     expect((await f.recordOffsets()).length).toBe(records + 1)
     expect(store.keys('session/').sort()).toEqual(['session/b', 'session/c'])
     expect(store.userCount()).toBe(1)
@@ -33,7 +41,11 @@ describe('store commit', () => {
   it('is all or nothing: a record torn by a crash loses every change in it, and nothing before it', async () => {
     const store = await f.create()
     await store.commit([{ key: 'kept/1', value: 1 }])
-    await store.commit([{ key: 'torn/1', value: 'x'.repeat(200) }, { key: 'torn/2', value: 2 }, { key: 'kept/1', delete: true }])
+    await store.commit([
+      { key: 'torn/1', value: 'x'.repeat(200) },
+      { key: 'torn/2', value: 2 },
+      { key: 'kept/1', delete: true },
+    ])
     await store.close()
     const size = (await readFile(f.path)).length
     await truncate(f.path, size - 7) // the last record cut short, as a crash mid-write leaves it
@@ -44,8 +56,14 @@ describe('store commit', () => {
 
   it('survives compaction: the live entries of packed records are copied, deleted ones are not', async () => {
     const store = await f.create({ autoCompact: false })
-    await store.commit([{ key: 'session/a', value: 'a' }, { key: 'session/b', value: 'b' }])
-    await store.commit([{ key: 'session/a', delete: true }, { key: 'session/c', value: 'c' }])
+    await store.commit([
+      { key: 'session/a', value: 'a' },
+      { key: 'session/b', value: 'b' },
+    ])
+    await store.commit([
+      { key: 'session/a', delete: true },
+      { key: 'session/c', value: 'c' },
+    ])
     await store.compact()
     expect(store.keys('session/').sort()).toEqual(['session/b', 'session/c'])
     await store.close()
@@ -56,7 +74,12 @@ describe('store commit', () => {
 
   it('lists keys by prefix without confusing longer or shorter names', async () => {
     const store = await f.create()
-    await store.commit([{ key: 'role/admin/ann', value: {} }, { key: 'role/system_admin/sue', value: {} }, { key: 'role/admin', value: {} }, { key: 'rolex', value: {} }])
+    await store.commit([
+      { key: 'role/admin/ann', value: {} },
+      { key: 'role/system_admin/sue', value: {} },
+      { key: 'role/admin', value: {} },
+      { key: 'rolex', value: {} },
+    ])
     expect(store.keys('role/admin/')).toEqual(['role/admin/ann'])
     expect(store.keys('role/system_admin/')).toEqual(['role/system_admin/sue'])
     expect(store.keys('nothing/')).toEqual([])

@@ -108,7 +108,11 @@ describe('store durability (fsync)', () => {
   const writes: Array<[string, (store: Store) => Promise<unknown>, (store: Store) => Promise<unknown>]> = [
     ['addUser', (s) => s.addUser(user('bob')), (s) => s.getUser('bob')],
     ['addUsers', (s) => s.addUsers([user('carol'), user('dave')]), (s) => s.getUser('dave')],
-    ['recordLogin', (s) => s.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 }), (s) => s.getLogin('alice')],
+    [
+      'recordLogin',
+      (s) => s.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 }),
+      (s) => s.getLogin('alice'),
+    ],
     ['setGuard', (s) => s.setGuard('alice', { failures: 3, lockedUntil: null }), (s) => s.getGuard('alice')],
     [
       'commit',
@@ -121,7 +125,14 @@ describe('store durability (fsync)', () => {
     ],
     [
       'audit append',
-      async (s) => (await AuditLog.open(s, () => Date.parse('2026-11-25T10:00:00.000Z'))).append({ actor: 'alice', action: 'login.ok', target: null, address: '127.0.0.1', outcome: 'ok' }),
+      async (s) =>
+        (await AuditLog.open(s, () => Date.parse('2026-11-25T10:00:00.000Z'))).append({
+          actor: 'alice',
+          action: 'login.ok',
+          target: null,
+          address: '127.0.0.1',
+          outcome: 'ok',
+        }),
       (s) => s.get('audit-head'),
     ],
   ]
@@ -164,7 +175,9 @@ describe('store durability (fsync)', () => {
       }
     })
 
-    await expect(store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 1 })).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await expect(store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 1 })).rejects.toMatchObject({
+      code: 'ERR_STORE_IO',
+    })
     expect(calls).toHaveLength(1)
     // The record was written before its fsync failed: it is cut off again, not left for a reopen to find.
     expect(await f.sha256()).toBe(before.sha)
@@ -173,7 +186,9 @@ describe('store durability (fsync)', () => {
     // dropped the dirty pages, so what the store believes is on disk is no longer known.
     await expect(store.commit([{ key: 'session/a', value: 1 }])).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
     await expect(store.addUser(user('bob'))).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
-    await expect(log.append({ actor: 'alice', action: 'login.ok', target: null, address: null, outcome: 'ok' })).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await expect(
+      log.append({ actor: 'alice', action: 'login.ok', target: null, address: null, outcome: 'ok' }),
+    ).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
     await expect(store.compact()).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
     await expect(store.rekey('another passphrase', TEST_KDF)).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
     expect(calls).toHaveLength(1) // refused before writing, not written and then failed
@@ -208,40 +223,44 @@ describe('store durability (fsync)', () => {
     ['rekey', (store) => store!.rekey('the new passphrase', TEST_KDF), 'the new passphrase'],
   ]
 
-  it.each(replacements)('%s fsyncs the new file before the rename and the directory after it, before resolving', async (name, replace, passphrase) => {
-    let store: Store | undefined
-    if (name !== 'create') {
-      store = await f.create({ autoCompact: false })
-      await store.addUser(user('alice'))
-      for (let step = 1; step <= 5; step++) await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step }) // dead entries to drop
-    }
-    const oldIno = await inoAt(f.path)
-    const held = gate()
-    const { calls } = spySync(async (call) => {
-      if (call.directory) await held.wait
-    })
+  it.each(replacements)(
+    '%s fsyncs the new file before the rename and the directory after it, before resolving',
+    async (name, replace, passphrase) => {
+      let store: Store | undefined
+      if (name !== 'create') {
+        store = await f.create({ autoCompact: false })
+        await store.addUser(user('alice'))
+        for (let step = 1; step <= 5; step++)
+          await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step }) // dead entries to drop
+      }
+      const oldIno = await inoAt(f.path)
+      const held = gate()
+      const { calls } = spySync(async (call) => {
+        if (call.directory) await held.wait
+      })
 
-    const pending = track(replace(store))
-    await until(() => calls.some((call) => call.directory) || pending.settled)
-    // The directory fsync is reached, and the operation waits for it.
-    expect(calls.filter((call) => call.directory)).toHaveLength(1)
-    await macrotasks()
-    expect(pending.settled).toBe(false)
-    held.release()
-    const result = await pending.promise
-    if (name === 'create') store = result as Store
+      const pending = track(replace(store))
+      await until(() => calls.some((call) => call.directory) || pending.settled)
+      // The directory fsync is reached, and the operation waits for it.
+      expect(calls.filter((call) => call.directory)).toHaveLength(1)
+      await macrotasks()
+      expect(pending.settled).toBe(false)
+      held.release()
+      const result = await pending.promise
+      if (name === 'create') store = result as Store
 
-    const newIno = (await stat(f.path)).ino
-    const dirIno = (await stat(dirname(f.path))).ino // create makes the directory, so only now
-    expect(newIno).not.toBe(oldIno) // a new file took the path
-    const fileSync = calls.findIndex((call) => !call.directory && call.ino === newIno && call.atPath !== newIno)
-    const dirSync = calls.findIndex((call) => call.directory && call.ino === dirIno && call.atPath === newIno)
-    expect(fileSync, 'the new file is fsynced while still under its temporary name').toBeGreaterThanOrEqual(0)
-    expect(dirSync, 'the directory is fsynced once the new file has the path').toBeGreaterThan(fileSync)
+      const newIno = (await stat(f.path)).ino
+      const dirIno = (await stat(dirname(f.path))).ino // create makes the directory, so only now
+      expect(newIno).not.toBe(oldIno) // a new file took the path
+      const fileSync = calls.findIndex((call) => !call.directory && call.ino === newIno && call.atPath !== newIno)
+      const dirSync = calls.findIndex((call) => call.directory && call.ino === dirIno && call.atPath === newIno)
+      expect(fileSync, 'the new file is fsynced while still under its temporary name').toBeGreaterThanOrEqual(0)
+      expect(dirSync, 'the directory is fsynced once the new file has the path').toBeGreaterThan(fileSync)
 
-    await store!.close()
-    const again = await f.open({ passphrase, autoCompact: false })
-    if (name !== 'create') expect(await again.getLogin('alice')).toMatchObject({ totpStep: 5 })
-    if (name === 'compaction') expect(again.stats().dead).toBe(0) // rekey copies records as they are
-  })
+      await store!.close()
+      const again = await f.open({ passphrase, autoCompact: false })
+      if (name !== 'create') expect(await again.getLogin('alice')).toMatchObject({ totpStep: 5 })
+      if (name === 'compaction') expect(again.stats().dead).toBe(0) // rekey copies records as they are
+    },
+  )
 })

@@ -42,12 +42,16 @@ export async function storeFixture() {
     async open(opts: OpenOptions & { passphrase?: string; at?: string } = {}): Promise<Store> {
       return track(await openStore(opts.at ?? path, opts.passphrase ?? PASSPHRASE, opts))
     },
-    sha256: async (at = path) => createHash('sha256').update(await readFile(at)).digest('hex'),
+    sha256: async (at = path) =>
+      createHash('sha256')
+        .update(await readFile(at))
+        .digest('hex'),
     /** Offsets of each record (its length prefix) after the header. */
     async recordOffsets(at = path): Promise<number[]> {
       const file = await readFile(at)
       const offsets: number[] = []
-      for (let offset = HEADER_BYTES; offset + 4 <= file.length; offset += 4 + file.readUInt32BE(offset)) offsets.push(offset)
+      for (let offset = HEADER_BYTES; offset + 4 <= file.length; offset += 4 + file.readUInt32BE(offset))
+        offsets.push(offset)
       return offsets
     },
     async cleanup(): Promise<void> {

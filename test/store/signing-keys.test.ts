@@ -18,8 +18,14 @@ afterEach(async () => {
 })
 
 const claims = (nowMs: number) => ({
-  iss: 'securelogin:test', sub: 'ada', role: 'admin' as const, aud: 'billing', iat: Math.floor(nowMs / 1000), exp: Math.floor(nowMs / 1000) + 300,
-  jti: 'AAAAAAAAAAAAAAAAAAAAAA', sid: '0123456789abcdef0123456789abcdef',
+  iss: 'securelogin:test',
+  sub: 'ada',
+  role: 'admin' as const,
+  aud: 'billing',
+  iat: Math.floor(nowMs / 1000),
+  exp: Math.floor(nowMs / 1000) + 300,
+  jti: 'AAAAAAAAAAAAAAAAAAAAAA',
+  sid: '0123456789abcdef0123456789abcdef',
 })
 
 describe('SigningKeys', () => {
@@ -43,22 +49,32 @@ describe('SigningKeys', () => {
     await store.commit([rotation.change])
     expect(rotation.retired).toBe(before.currentKid)
     const record = (await store.get<{ keys: Array<Record<string, unknown>> }>(SIGNING_KEYS))!
-    expect(record.keys.map((key) => [key['kid'], 'd' in key, 'retiredAt' in key])).toEqual([[rotation.kid, true, false], [before.currentKid, false, true]])
+    expect(record.keys.map((key) => [key['kid'], 'd' in key, 'retiredAt' in key])).toEqual([
+      [rotation.kid, true, false],
+      [before.currentKid, false, true],
+    ])
 
     const after = await SigningKeys.load(store, T0 + 2000)
     expect(after.currentKid).toBe(rotation.kid)
-    expect(await verifyToken(oldToken, { jwks: after.jwks(), audience: 'billing', now: new Date(T0 + 2000) })).toMatchObject({ sub: 'ada' })
+    expect(
+      await verifyToken(oldToken, { jwks: after.jwks(), audience: 'billing', now: new Date(T0 + 2000) }),
+    ).toMatchObject({ sub: 'ada' })
     expect(decodeProtectedHeader(await after.sign(claims(T0 + 2000))).kid).toBe(rotation.kid)
 
     // Kept until the longest token life and the clock slack have passed since the rotation, then dropped (and the drop written).
     expect((await SigningKeys.load(store, T0 + 1000 + RETIRED_KEY_KEPT_MS - 1)).jwks().keys).toHaveLength(2)
-    expect((await SigningKeys.load(store, T0 + 1000 + RETIRED_KEY_KEPT_MS + 1)).jwks().keys.map((k) => k.kid)).toEqual([rotation.kid])
+    expect((await SigningKeys.load(store, T0 + 1000 + RETIRED_KEY_KEPT_MS + 1)).jwks().keys.map((k) => k.kid)).toEqual([
+      rotation.kid,
+    ])
     expect((await store.get<{ keys: unknown[] }>(SIGNING_KEYS))!.keys).toHaveLength(1)
   })
 
   it('refuses a malformed record (ERR_STORE_CORRUPT) and leaves it as it is', async () => {
     const store = await f.create()
-    const bad = { issuer: 'securelogin:x', keys: [{ kid: 'k'.repeat(43), x: 'x'.repeat(43), createdAt: new Date(T0).toISOString() }] } // no private key
+    const bad = {
+      issuer: 'securelogin:x',
+      keys: [{ kid: 'k'.repeat(43), x: 'x'.repeat(43), createdAt: new Date(T0).toISOString() }],
+    } // no private key
     await store.commit([{ key: SIGNING_KEYS, value: bad }])
     await expect(SigningKeys.load(store, T0)).rejects.toMatchObject({ code: 'ERR_STORE_CORRUPT' })
     await expect(SigningKeys.rotate(store, T0)).rejects.toMatchObject({ code: 'ERR_STORE_CORRUPT' })

@@ -2,7 +2,14 @@ import { spawnSync } from 'node:child_process'
 import { readFile, stat, writeFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { acquireLock, createStore, openStore, readStoreHeader, verifyStore, DEFAULT_KDF } from '../../src/store/index.js'
+import {
+  acquireLock,
+  createStore,
+  openStore,
+  readStoreHeader,
+  verifyStore,
+  DEFAULT_KDF,
+} from '../../src/store/index.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 import { HEADER_BYTES, PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
 
@@ -70,7 +77,8 @@ describe('store', () => {
   it('never writes the passphrase, the TOTP secret, the verifier or a name in clear', async () => {
     await f.make(['alice'])
     const raw = (await readFile(f.path)).toString('latin1')
-    for (const secret of [PASSPHRASE, user('alice').totpSecret, user('alice').verifier, 'alice', 'user/']) expect(raw).not.toContain(secret)
+    for (const secret of [PASSPHRASE, user('alice').totpSecret, user('alice').verifier, 'alice', 'user/'])
+      expect(raw).not.toContain(secret)
   })
 
   it('opens a store made with the default KDF', async () => {
@@ -83,7 +91,8 @@ describe('store', () => {
   it('verify counts users, records, live and dead entries without changing the file', async () => {
     const store = await f.create({ autoCompact: false })
     await store.addUsers([user('alice'), user('bob')])
-    for (let step = 1; step <= 3; step++) await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step })
+    for (let step = 1; step <= 3; step++)
+      await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step })
     await store.close()
     const before = await f.sha256()
     const { stats, tornTail } = await verifyStore(f.path, PASSPHRASE)
@@ -98,7 +107,10 @@ describe('store', () => {
 describe('one writer: the lock', () => {
   it('keeps a second opener off with ERR_STORE_LOCKED naming the holder pid, and lets go at close', async () => {
     const store = await f.create()
-    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED', message: expect.stringContaining(`in use by process ${process.pid}`) })
+    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({
+      code: 'ERR_STORE_LOCKED',
+      message: expect.stringContaining(`in use by process ${process.pid}`),
+    })
     await store.close()
     await expect(readdir(join(f.dir, 'data'))).resolves.toEqual(['test.store'])
     await (await f.open()).close()
@@ -106,9 +118,25 @@ describe('one writer: the lock', () => {
 
   it('keeps a store command in another process off, before it asks for a passphrase', async () => {
     const store = await f.create()
-    const result = spawnSync(process.execPath, [join(import.meta.dirname, '../../bin/securelogin'), 'store', 'compact', '--store', f.path, '--passphrase-file', join(f.dir, 'never-read'), '--json'], { encoding: 'utf8', input: '' })
+    const result = spawnSync(
+      process.execPath,
+      [
+        join(import.meta.dirname, '../../bin/securelogin'),
+        'store',
+        'compact',
+        '--store',
+        f.path,
+        '--passphrase-file',
+        join(f.dir, 'never-read'),
+        '--json',
+      ],
+      { encoding: 'utf8', input: '' },
+    )
     expect(result.status).toBe(1)
-    expect(JSON.parse(result.stderr.trim())).toMatchObject({ code: 'ERR_STORE_LOCKED', message: expect.stringContaining(`in use by process ${process.pid}`) })
+    expect(JSON.parse(result.stderr.trim())).toMatchObject({
+      code: 'ERR_STORE_LOCKED',
+      message: expect.stringContaining(`in use by process ${process.pid}`),
+    })
     await store.close()
   })
 
@@ -116,7 +144,16 @@ describe('one writer: the lock', () => {
     await f.make(['alice'])
     const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' })
     const pid = Number(dead.stdout.trim())
-    await writeFile(`${f.path}.lock`, JSON.stringify({ pid, startTicks: null, host: (await import('node:os')).hostname(), token: 'stale', since: '2026-01-01T00:00:00Z' }))
+    await writeFile(
+      `${f.path}.lock`,
+      JSON.stringify({
+        pid,
+        startTicks: null,
+        host: (await import('node:os')).hostname(),
+        token: 'stale',
+        since: '2026-01-01T00:00:00Z',
+      }),
+    )
     const reports: Array<Record<string, unknown>> = []
     const store = await f.open({ onReport: (event, fields) => reports.push({ event, ...fields }) })
     expect(reports).toContainEqual({ event: 'store_lock_taken_over', path: `${f.path}.lock`, pid })
@@ -126,7 +163,16 @@ describe('one writer: the lock', () => {
   it('does not mistake a new process that reuses the pid for the holder', async () => {
     await f.make([])
     // Our own pid, but a start time that is not ours: the process that took the lock is gone.
-    await writeFile(`${f.path}.lock`, JSON.stringify({ pid: process.pid, startTicks: 1, host: (await import('node:os')).hostname(), token: 'old', since: '2026-01-01T00:00:00Z' }))
+    await writeFile(
+      `${f.path}.lock`,
+      JSON.stringify({
+        pid: process.pid,
+        startTicks: 1,
+        host: (await import('node:os')).hostname(),
+        token: 'old',
+        since: '2026-01-01T00:00:00Z',
+      }),
+    )
     await (await f.open()).close()
   })
 
@@ -138,7 +184,9 @@ describe('one writer: the lock', () => {
     const results = await Promise.allSettled([acquireLock(f.path), acquireLock(f.path), acquireLock(f.path)])
     const won = results.filter((r) => r.status === 'fulfilled')
     expect(won).toHaveLength(1)
-    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(['ERR_STORE_LOCKED', 'ERR_STORE_LOCKED'])
+    expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)).toEqual(
+      ['ERR_STORE_LOCKED', 'ERR_STORE_LOCKED'],
+    )
     await (won[0] as PromiseFulfilledResult<{ release(): Promise<void> }>).value.release()
   })
 })
@@ -148,7 +196,8 @@ describe('compaction', () => {
     const store = await f.create({ autoCompact: false })
     const secret = store.serverSecret()
     for (let i = 0; i < 20; i++) await store.addUser(user(`u${i}`))
-    for (let step = 1; step <= 30; step++) await store.recordLogin(`u${step % 3}`, { at: '2026-11-25T10:00:00.000Z', totpStep: step })
+    for (let step = 1; step <= 30; step++)
+      await store.recordLogin(`u${step % 3}`, { at: '2026-11-25T10:00:00.000Z', totpStep: step })
     const keyBefore = await wrappedKey()
     const sizeBefore = (await stat(f.path)).size
     const result = await store.compact()
@@ -172,7 +221,9 @@ describe('compaction', () => {
     const store = await f.create({ autoCompact: false })
     await store.addUsers(Array.from({ length: 2000 }, (_, i) => user(`old${i}`)))
     const during = Promise.all(Array.from({ length: 40 }, (_, i) => store.addUser(user(`new${i}`))))
-    const logins = Promise.all(Array.from({ length: 40 }, (_, i) => store.recordLogin(`old${i}`, { at: 'x', totpStep: i })))
+    const logins = Promise.all(
+      Array.from({ length: 40 }, (_, i) => store.recordLogin(`old${i}`, { at: 'x', totpStep: i })),
+    )
     await Promise.all([store.compact(), during, logins])
     expect(store.userCount()).toBe(2040)
     await store.close()
@@ -192,8 +243,12 @@ describe('compaction', () => {
     // live: secret, alice, her login (3); dead after the 4th login: 3 logins; the 5th tips it.
     expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(0)
     await store.recordLogin('alice', { at: 'x', totpStep: 5 })
-    await vi.waitFor(() => expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(1), { timeout: 30_000 })
-    expect(reports.find((r) => r.event === 'store_compacted')).toMatchObject({ reason: 'dead entries outnumber live ones' })
+    await vi.waitFor(() => expect(reports.filter((r) => r.event === 'store_compacted')).toHaveLength(1), {
+      timeout: 30_000,
+    })
+    expect(reports.find((r) => r.event === 'store_compacted')).toMatchObject({
+      reason: 'dead entries outnumber live ones',
+    })
     expect(store.stats()).toMatchObject({ live: 3, dead: 0 })
   })
 
@@ -257,6 +312,8 @@ describe('the KDF', () => {
     // A blocked loop would fire the timer at most once, after the KDF; a free one fires it all
     // along (how often depends on the machine's load, so only "more than once" is checked).
     expect(ticks).toBeGreaterThanOrEqual(2)
-    console.log(`default KDF (scrypt logN ${DEFAULT_KDF.logN}): ${Math.round(elapsed)} ms, ${ticks} timer ticks meanwhile`)
+    console.log(
+      `default KDF (scrypt logN ${DEFAULT_KDF.logN}): ${Math.round(elapsed)} ms, ${ticks} timer ticks meanwhile`,
+    )
   })
 })

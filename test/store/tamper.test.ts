@@ -34,50 +34,108 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
     ['a wrong passphrase', async () => {}, 'not the passphrase', 'ERR_STORE_BAD_PASSPHRASE'],
     ['a flipped byte in the header (the salt)', () => flip(30), PASSPHRASE, 'ERR_STORE_CORRUPT'],
     ['a flipped byte in the wrapped key', () => flip(100), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a flipped byte in the wrapped key, checksum recomputed', async () => {
-      await flip(100)
-      await fixChecksum()
-    }, PASSPHRASE, 'ERR_STORE_BAD_PASSPHRASE'],
-    ['a flipped byte in the header, checksum recomputed', async () => {
-      await flip(30)
-      await fixChecksum()
-    }, PASSPHRASE, 'ERR_STORE_BAD_PASSPHRASE'],
-    ['a flipped byte in a middle record', async () => flip((await f.recordOffsets())[2]! + 20), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a flipped bit in a middle record\'s length', async () => flip((await f.recordOffsets())[2]! + 2), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['two records swapped', async () => {
-      const file = await readFile(f.path)
-      const [, a, b, c] = await f.recordOffsets()
-      await writeFile(f.path, Buffer.concat([file.subarray(0, a), file.subarray(b, c), file.subarray(a, b), file.subarray(c)]))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a record duplicated', async () => {
-      const file = await readFile(f.path)
-      const [, a, b] = await f.recordOffsets()
-      await writeFile(f.path, Buffer.concat([file.subarray(0, b), file.subarray(a, b), file.subarray(b)]))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['the last record duplicated', async () => {
-      const file = await readFile(f.path)
-      const last = (await f.recordOffsets()).at(-1)!
-      await appendFile(f.path, file.subarray(last))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['a record dropped from the middle', async () => {
-      const file = await readFile(f.path)
-      const [, a, b] = await f.recordOffsets()
-      await writeFile(f.path, Buffer.concat([file.subarray(0, a), file.subarray(b)]))
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
+    [
+      'a flipped byte in the wrapped key, checksum recomputed',
+      async () => {
+        await flip(100)
+        await fixChecksum()
+      },
+      PASSPHRASE,
+      'ERR_STORE_BAD_PASSPHRASE',
+    ],
+    [
+      'a flipped byte in the header, checksum recomputed',
+      async () => {
+        await flip(30)
+        await fixChecksum()
+      },
+      PASSPHRASE,
+      'ERR_STORE_BAD_PASSPHRASE',
+    ],
+    [
+      'a flipped byte in a middle record',
+      async () => flip((await f.recordOffsets())[2]! + 20),
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      "a flipped bit in a middle record's length",
+      async () => flip((await f.recordOffsets())[2]! + 2),
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      'two records swapped',
+      async () => {
+        const file = await readFile(f.path)
+        const [, a, b, c] = await f.recordOffsets()
+        await writeFile(
+          f.path,
+          Buffer.concat([file.subarray(0, a), file.subarray(b, c), file.subarray(a, b), file.subarray(c)]),
+        )
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      'a record duplicated',
+      async () => {
+        const file = await readFile(f.path)
+        const [, a, b] = await f.recordOffsets()
+        await writeFile(f.path, Buffer.concat([file.subarray(0, b), file.subarray(a, b), file.subarray(b)]))
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      'the last record duplicated',
+      async () => {
+        const file = await readFile(f.path)
+        const last = (await f.recordOffsets()).at(-1)!
+        await appendFile(f.path, file.subarray(last))
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      'a record dropped from the middle',
+      async () => {
+        const file = await readFile(f.path)
+        const [, a, b] = await f.recordOffsets()
+        await writeFile(f.path, Buffer.concat([file.subarray(0, a), file.subarray(b)]))
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
     ['the file truncated inside the header', () => truncate(f.path, 90), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['an unknown format version', async () => {
-      const file = await readFile(f.path)
-      file.writeUInt16BE(9, 8)
-      await writeFile(f.path, file)
-      await fixChecksum()
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['the development format version 1', async () => {
-      const file = await readFile(f.path)
-      file.writeUInt16BE(1, 8)
-      await writeFile(f.path, file)
-    }, PASSPHRASE, 'ERR_STORE_CORRUPT'],
+    [
+      'an unknown format version',
+      async () => {
+        const file = await readFile(f.path)
+        file.writeUInt16BE(9, 8)
+        await writeFile(f.path, file)
+        await fixChecksum()
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
+    [
+      'the development format version 1',
+      async () => {
+        const file = await readFile(f.path)
+        file.writeUInt16BE(1, 8)
+        await writeFile(f.path, file)
+      },
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
     ['an empty file', () => writeFile(f.path, ''), PASSPHRASE, 'ERR_STORE_CORRUPT'],
-    ['not a store at all', () => writeFile(f.path, 'hello, this is a text file and not a securelogin store at all\n'.repeat(4)), PASSPHRASE, 'ERR_STORE_CORRUPT'],
+    [
+      'not a store at all',
+      () => writeFile(f.path, 'hello, this is a text file and not a securelogin store at all\n'.repeat(4)),
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
   ])('%s', async (_name, damage, passphrase, code) => {
     await f.make(['alice', 'bob', 'carol'])
     await damage()
@@ -91,7 +149,9 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
     await f.make(['alice', 'bob', 'carol'])
     const offset = (await f.recordOffsets())[2]!
     await flip(offset + 30)
-    await expect(openStore(f.path, PASSPHRASE)).rejects.toThrow(`record 2 at offset ${offset} of ${f.path} fails to authenticate`)
+    await expect(openStore(f.path, PASSPHRASE)).rejects.toThrow(
+      `record 2 at offset ${offset} of ${f.path} fails to authenticate`,
+    )
   })
 
   it('a KDF cost above the cap (ERR_STORE_KDF_LIMIT), refused before any KDF work', async () => {
@@ -124,7 +184,10 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
 
   it('a directory instead of a file (ERR_STORE_IO)', async () => {
     await mkdir(f.path, { recursive: true })
-    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_IO', message: expect.stringContaining('is a directory') })
+    await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({
+      code: 'ERR_STORE_IO',
+      message: expect.stringContaining('is a directory'),
+    })
   })
 
   it('no read permission (ERR_STORE_IO), checked as an unprivileged user', async () => {
@@ -137,11 +200,22 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
       await chmod(join(f.dir, 'data'), 0o777)
       const passphraseFile = join(f.dir, 'passphrase')
       await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o644 })
-      const result = spawnSync(process.execPath, [BIN, 'store', 'verify', '--store', f.path, '--passphrase-file', passphraseFile, '--json'], { uid: 65534, gid: 65534, encoding: 'utf8' })
+      const result = spawnSync(
+        process.execPath,
+        [BIN, 'store', 'verify', '--store', f.path, '--passphrase-file', passphraseFile, '--json'],
+        { uid: 65534, gid: 65534, encoding: 'utf8' },
+      )
       expect(result.status).toBe(1)
-      expect(JSON.parse(result.stderr.trim().split('\n').at(-1)!)).toMatchObject({ event: 'error', code: 'ERR_STORE_IO', message: `no permission to read ${f.path} (EACCES)` })
+      expect(JSON.parse(result.stderr.trim().split('\n').at(-1)!)).toMatchObject({
+        event: 'error',
+        code: 'ERR_STORE_IO',
+        message: `no permission to read ${f.path} (EACCES)`,
+      })
     } else {
-      await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({ code: 'ERR_STORE_IO', message: `no permission to read ${f.path} (EACCES)` })
+      await expect(openStore(f.path, PASSPHRASE)).rejects.toMatchObject({
+        code: 'ERR_STORE_IO',
+        message: `no permission to read ${f.path} (EACCES)`,
+      })
     }
     expect(await f.sha256()).toBe(before)
   })

@@ -46,7 +46,9 @@ describe('user table', () => {
     const frame = app.lastFrame()!
     expect(frame).toMatch(/name\s+role\s+created\s+last login\s+locked\s+2FA/)
     expect(frame).toMatch(row('alice \\(you\\)', 'admin'))
-    expect(frame).toMatch(new RegExp(`bob\\s+regular_user\\s+${formatTime(client.users[1]!.createdAt)}\\s+never\\s+no\\s+enrolled`))
+    expect(frame).toMatch(
+      new RegExp(`bob\\s+regular_user\\s+${formatTime(client.users[1]!.createdAt)}\\s+never\\s+no\\s+enrolled`),
+    )
     expect(frame).toMatch(/bobby\s+regular_user\s+\S+ \S+\s+\S+ \S+\s+yes\s+enrolled/)
     expect(frame).toMatch(row('root', 'system_admin'))
     expect(frame).toContain('type: filter by name')
@@ -83,7 +85,9 @@ describe('user table', () => {
     await press(app, '\r')
     await until(() => expect(app.lastFrame()).toContain('d: remove'))
     await press(app, 'd')
-    await until(() => expect(app.lastFrame()).toContain('remove bob? the account and its sessions are gone for good (y/n)'))
+    await until(() =>
+      expect(app.lastFrame()).toContain('remove bob? the account and its sessions are gone for good (y/n)'),
+    )
     await press(app, 'n')
     await until(() => expect(app.lastFrame()).not.toContain('(y/n)'))
     expect(app.lastFrame()).toMatch(row('bob'))
@@ -109,7 +113,9 @@ describe('user table', () => {
     await press(app, 'd')
     await until(() => expect(app.lastFrame()).toContain('(y/n)'))
     await press(app, 'y')
-    await until(() => expect(app.lastFrame()).toContain('error: admin cannot manage system_admin accounts (ERR_FORBIDDEN)'))
+    await until(() =>
+      expect(app.lastFrame()).toContain('error: admin cannot manage system_admin accounts (ERR_FORBIDDEN)'),
+    )
     expect(app.lastFrame()).toMatch(row('root', 'system_admin'))
     expect(client.calls).toContain('removeUser root')
   })
@@ -152,7 +158,11 @@ describe('user table', () => {
       await until(() => expect(app.lastFrame()).toContain(said))
     }
     await until(() => expect(app.lastFrame()).toMatch(/bobby\s+regular_user\s+\S+ \S+\s+\S+ \S+\s+no\s+reset/))
-    expect(client.calls.filter((call) => call.endsWith(' bobby'))).toEqual(['unlockUser bobby', 'resetUser2fa bobby', 'revokeUserSessions bobby'])
+    expect(client.calls.filter((call) => call.endsWith(' bobby'))).toEqual([
+      'unlockUser bobby',
+      'resetUser2fa bobby',
+      'revokeUserSessions bobby',
+    ])
   })
 })
 
@@ -162,7 +172,11 @@ describe('audit viewer', () => {
     await until(() => expect(app.lastFrame()).toContain('admin.unlock'))
     const frame = app.lastFrame()!
     expect(frame).toMatch(/time\s+actor\s+action\s+target\s+outcome\s+address/)
-    expect(frame).toMatch(new RegExp(`${formatTime(client.auditLog[0]!.at, { seconds: true })}\\s+-\\s+login\\s+bob\\s+failed\\s+127\\.0\\.0\\.1`))
+    expect(frame).toMatch(
+      new RegExp(
+        `${formatTime(client.auditLog[0]!.at, { seconds: true })}\\s+-\\s+login\\s+bob\\s+failed\\s+127\\.0\\.0\\.1`,
+      ),
+    )
     expect(frame).toContain('audit log: 3 entries · following')
     expect(client.calls).toContain('audit 200 follow')
     client.appendAudit({ actor: 'carol', action: 'admin.remove', target: 'dave', outcome: 'refused' })

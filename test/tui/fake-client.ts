@@ -2,7 +2,8 @@ import { SecureLoginError } from '../../src/protocol/errors.js'
 import { canInvite, canManage, whyNotRemove, whyNotSetRole } from '../../src/auth/roles.js'
 import type { AuditEntry, Enrolment, LoginResult, Role, SessionInfo, TuiClient, UserInfo } from '../../src/tui/types.js'
 
-export const URI = 'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
+export const URI =
+  'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
 export const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'
 export const RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `fake${i}-cafe${i}`)
 export const NEW_RECOVERY_CODES = Array.from({ length: 10 }, (_, i) => `new0${i}-cafe${i}`)
@@ -68,7 +69,8 @@ export class FakeClient implements TuiClient {
 
   async startRegistration(username: string, password: string): Promise<Enrolment> {
     this.calls.push(`startRegistration ${username} ${password.length}`)
-    if (username === 'taken') throw new SecureLoginError('ERR_USERNAME_TAKEN', 'user name taken is taken', { hint: 'choose another user name' })
+    if (username === 'taken')
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', 'user name taken is taken', { hint: 'choose another user name' })
     return { otpauthUri: URI, secret: SECRET }
   }
 
@@ -101,7 +103,8 @@ export class FakeClient implements TuiClient {
 
   async renewRecoveryCodes(): Promise<string[]> {
     this.calls.push('renewRecoveryCodes')
-    if (this.loggedInWith === 'recovery') throw forbidden('new recovery codes need a login with a TOTP code, not a recovery code')
+    if (this.loggedInWith === 'recovery')
+      throw forbidden('new recovery codes need a login with a TOTP code, not a recovery code')
     return NEW_RECOVERY_CODES
   }
 
@@ -204,14 +207,20 @@ export class FakeClient implements TuiClient {
     return 3
   }
 
-  async invite(role: Role, opts: { user?: string; ttlSeconds?: number } = {}): Promise<{ token: string; expiresAt: string }> {
+  async invite(
+    role: Role,
+    opts: { user?: string; ttlSeconds?: number } = {},
+  ): Promise<{ token: string; expiresAt: string }> {
     this.calls.push(`invite ${role}${opts.user ? ` ${opts.user}` : ''}`)
     this.mustBeAdmin()
     if (!canInvite(this.role, role)) throw forbidden(`${this.role} cannot give the role ${role}`)
     return { token: INVITE_TOKEN, expiresAt: iso(this.now + 24 * 60 * MINUTE) }
   }
 
-  async audit(query: { user?: string; limit?: number }, onEntry?: (entry: AuditEntry) => void): Promise<{ entries: AuditEntry[]; stop: () => void }> {
+  async audit(
+    query: { user?: string; limit?: number },
+    onEntry?: (entry: AuditEntry) => void,
+  ): Promise<{ entries: AuditEntry[]; stop: () => void }> {
     this.calls.push(`audit ${query.limit ?? ''}${onEntry ? ' follow' : ''}`)
     this.mustBeAdmin()
     if (onEntry) this.followers.add(onEntry)
@@ -236,7 +245,13 @@ export class FakeClient implements TuiClient {
 
   private logIn(extra: Partial<LoginResult> = {}): LoginResult {
     // The idle expiry (30 min) comes before the absolute one (12 h): the TUI shows the earlier.
-    this.loginResult = { user: this.user, role: this.role, expiresAt: iso(Date.now() + 12 * 60 * MINUTE), idleExpiresAt: iso(Date.now() + 30 * MINUTE), ...extra }
+    this.loginResult = {
+      user: this.user,
+      role: this.role,
+      expiresAt: iso(Date.now() + 12 * 60 * MINUTE),
+      idleExpiresAt: iso(Date.now() + 30 * MINUTE),
+      ...extra,
+    }
     return this.loginResult
   }
 
@@ -299,11 +314,15 @@ export class FakeClient implements TuiClient {
 }
 
 function authFailed() {
-  return new SecureLoginError('ERR_AUTH_FAILED', 'authentication failed', { hint: "check the user name, the password, and this machine's clock; codes change every 30 s" })
+  return new SecureLoginError('ERR_AUTH_FAILED', 'authentication failed', {
+    hint: "check the user name, the password, and this machine's clock; codes change every 30 s",
+  })
 }
 
 function enrolCode() {
-  return new SecureLoginError('ERR_ENROL_CODE', 'the code did not match', { hint: 'check the clocks of this machine and the phone; codes change every 30 s' })
+  return new SecureLoginError('ERR_ENROL_CODE', 'the code did not match', {
+    hint: 'check the clocks of this machine and the phone; codes change every 30 s',
+  })
 }
 
 function forbidden(message: string) {

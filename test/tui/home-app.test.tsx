@@ -24,7 +24,9 @@ async function press(app: App, key: string) {
 async function startHome(client: FakeClient, result?: LoginResult) {
   const login = result ?? (await client.resumeSession())
   const done: HomeOutcome[] = []
-  const app = render(<HomeApp client={client} result={login} onDone={(outcome) => done.push(outcome)} columns={120} rows={50} />)
+  const app = render(
+    <HomeApp client={client} result={login} onDone={(outcome) => done.push(outcome)} columns={120} rows={50} />,
+  )
   await until(() => expect(app.lastFrame()).toContain('signed in as'))
   return { app, done, login }
 }
@@ -36,7 +38,15 @@ describe('HomeApp', () => {
     const frame = app.lastFrame()!
     expect(frame).toContain('signed in as alice (regular_user) on 127.0.0.1:7443')
     expect(frame).toContain(`session ends ${formatTime(login.idleExpiresAt)} (in 30 min)`)
-    for (const entry of ['[p] change password', '[t] reset 2FA', '[c] recovery codes', '[s] sessions', '[l] log out', '[q] quit']) expect(frame).toContain(entry)
+    for (const entry of [
+      '[p] change password',
+      '[t] reset 2FA',
+      '[c] recovery codes',
+      '[s] sessions',
+      '[l] log out',
+      '[q] quit',
+    ])
+      expect(frame).toContain(entry)
     for (const entry of ['[u] users', '[a] audit log', '[i] invite']) expect(frame).not.toContain(entry)
     expect(frame).toContain('↑/↓: move')
   })
@@ -44,7 +54,9 @@ describe('HomeApp', () => {
   it('opens on the screen it is started at (securelogin passwd at a terminal), and Esc goes to the menu', async () => {
     const client = new FakeClient()
     const login = await client.resumeSession()
-    const app = render(<HomeApp client={client} result={login} onDone={() => {}} columns={120} rows={50} start="password" />)
+    const app = render(
+      <HomeApp client={client} result={login} onDone={() => {}} columns={120} rows={50} start="password" />,
+    )
     await until(() => expect(app.lastFrame()).toContain('current password'))
     expect(app.lastFrame()).not.toContain('[q] quit')
     await press(app, ESC)
@@ -189,7 +201,11 @@ describe('HomeApp', () => {
     await until(() => expect(app.lastFrame()).toContain('ERR_ENROL_CODE'))
     await type(app, '123456')
     await until(() => expect(app.lastFrame()).toContain('new authenticator enrolled'))
-    expect(client.calls.filter((call) => /Totp/.test(call))).toEqual(['startTotpReset 654321', 'confirmTotpReset 111111', 'confirmTotpReset 123456'])
+    expect(client.calls.filter((call) => /Totp/.test(call))).toEqual([
+      'startTotpReset 654321',
+      'confirmTotpReset 111111',
+      'confirmTotpReset 123456',
+    ])
     expect(app.frames.join('\n')).not.toContain('right password')
   })
 

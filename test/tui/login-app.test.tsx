@@ -101,7 +101,12 @@ describe('LoginApp', () => {
     await type(app, '654321')
     await until(() => expect(app.lastFrame()).toContain('signed in as alice'))
     expect(done).toEqual([])
-    expect(client.calls.filter((call) => call !== 'whoami')).toEqual(['connect', 'startLogin alice', 'startLogin alice', 'submitOtp 654321'])
+    expect(client.calls.filter((call) => call !== 'whoami')).toEqual([
+      'connect',
+      'startLogin alice',
+      'startLogin alice',
+      'submitOtp 654321',
+    ])
   })
 
   it('takes a recovery code in the code field, typed loosely, and says how many are left', async () => {
@@ -114,7 +119,11 @@ describe('LoginApp', () => {
     await until(() => expect(app.lastFrame()).toContain('(or a recovery code)'))
     await type(app, 'FAKE0 CAFE0', 'FAKE0CAFE0')
     await until(() => expect(app.lastFrame()).toContain('recovery code used: 2 left'))
-    expect(client.calls.filter((call) => call !== 'whoami')).toEqual(['connect', 'startLogin alice', `submitRecoveryCode ${RECOVERY_CODES[0]}`])
+    expect(client.calls.filter((call) => call !== 'whoami')).toEqual([
+      'connect',
+      'startLogin alice',
+      `submitRecoveryCode ${RECOVERY_CODES[0]}`,
+    ])
     expect(done).toEqual([])
   })
 

@@ -4,7 +4,9 @@ import { FrameDecoder, MAX_FRAME_BYTES, encodeFrame } from '../../src/protocol/f
 describe('frame codec', () => {
   it('round-trips one message', () => {
     const decoder = new FrameDecoder()
-    expect(decoder.push(encodeFrame({ type: 'login_otp', code: '123456' }))).toEqual([{ type: 'login_otp', code: '123456' }])
+    expect(decoder.push(encodeFrame({ type: 'login_otp', code: '123456' }))).toEqual([
+      { type: 'login_otp', code: '123456' },
+    ])
     expect(decoder.pending).toBe(0)
   })
 
@@ -45,7 +47,9 @@ describe('frame codec', () => {
   })
 
   it('refuses to encode an oversize message', () => {
-    expect(() => encodeFrame({ big: 'x'.repeat(MAX_FRAME_BYTES) })).toThrow(expect.objectContaining({ code: 'ERR_FRAME_TOO_LARGE' }))
+    expect(() => encodeFrame({ big: 'x'.repeat(MAX_FRAME_BYTES) })).toThrow(
+      expect.objectContaining({ code: 'ERR_FRAME_TOO_LARGE' }),
+    )
   })
 
   it.each([

@@ -66,23 +66,29 @@ describe('createKdfSlot', () => {
     expect(order).toEqual(['dear', 'cheap 1', 'cheap 2'])
   })
 
-  it.runIf(process.platform === 'linux')('runs on one thread at nice 19 while the event loop keeps its priority', async () => {
-    // The other tests' slots are closed: none of their threads is left.
-    const before = await nice19Threads(0)
-    expect(before).toBe(0)
-    const mine = getPriority()
-    slot = createKdfSlot()
-    expect(slot.niced).toBeUndefined()
-    const pending = [slot.run(Buffer.from('a'), Buffer.alloc(16), dear), slot.run(Buffer.from('b'), Buffer.alloc(16), dear)]
-    await pending[0]
-    expect(slot.niced).toBe(true)
-    // Two calls, one thread: exactly one thread at nice 19.
-    expect(niceValues().filter((nice) => nice === 19).length).toBe(1)
-    expect(getPriority()).toBe(mine)
-    await pending[1]
-    await slot.close()
-    expect(await nice19Threads(0)).toBe(0)
-  })
+  it.runIf(process.platform === 'linux')(
+    'runs on one thread at nice 19 while the event loop keeps its priority',
+    async () => {
+      // The other tests' slots are closed: none of their threads is left.
+      const before = await nice19Threads(0)
+      expect(before).toBe(0)
+      const mine = getPriority()
+      slot = createKdfSlot()
+      expect(slot.niced).toBeUndefined()
+      const pending = [
+        slot.run(Buffer.from('a'), Buffer.alloc(16), dear),
+        slot.run(Buffer.from('b'), Buffer.alloc(16), dear),
+      ]
+      await pending[0]
+      expect(slot.niced).toBe(true)
+      // Two calls, one thread: exactly one thread at nice 19.
+      expect(niceValues().filter((nice) => nice === 19).length).toBe(1)
+      expect(getPriority()).toBe(mine)
+      await pending[1]
+      await slot.close()
+      expect(await nice19Threads(0)).toBe(0)
+    },
+  )
 
   it('refuses a bad call alone and goes on', async () => {
     slot = createKdfSlot()

@@ -17,7 +17,22 @@ const LABEL_HEX = Buffer.from('securelogin password v1\0', 'utf8').toString('hex
 function opensslScrypt(password: string, saltHex: string, kdf: PasswordKdf): string {
   const out = execFileSync(
     'openssl',
-    ['kdf', '-keylen', '32', '-kdfopt', `pass:${password}`, '-kdfopt', `hexsalt:${saltHex}`, '-kdfopt', `n:${2 ** kdf.logN}`, '-kdfopt', `r:${kdf.r}`, '-kdfopt', `p:${kdf.p}`, 'SCRYPT'],
+    [
+      'kdf',
+      '-keylen',
+      '32',
+      '-kdfopt',
+      `pass:${password}`,
+      '-kdfopt',
+      `hexsalt:${saltHex}`,
+      '-kdfopt',
+      `n:${2 ** kdf.logN}`,
+      '-kdfopt',
+      `r:${kdf.r}`,
+      '-kdfopt',
+      `p:${kdf.p}`,
+      'SCRYPT',
+    ],
     { encoding: 'utf8' },
   )
   return out.trim().replaceAll(':', '').toLowerCase()
@@ -46,9 +61,16 @@ describe('password stretching before x', () => {
 
   it('the verifier is made from the stretched password, not the password', async () => {
     const registration = await createRegistration('carol', 'a long enough password')
-    const unstretched = srpClient.deriveVerifier(srpClient.derivePrivateKey(registration.salt, 'carol', 'a long enough password'))
+    const unstretched = srpClient.deriveVerifier(
+      srpClient.derivePrivateKey(registration.salt, 'carol', 'a long enough password'),
+    )
     expect(registration.verifier).not.toBe(unstretched)
-    const x = await derivePrivateKey({ salt: registration.salt, username: 'carol', password: 'a long enough password', kdf: registration.kdf })
+    const x = await derivePrivateKey({
+      salt: registration.salt,
+      username: 'carol',
+      password: 'a long enough password',
+      kdf: registration.kdf,
+    })
     expect(srpClient.deriveVerifier(x)).toBe(registration.verifier)
   })
 

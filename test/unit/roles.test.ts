@@ -9,9 +9,15 @@ const S: Role = 'system_admin'
 
 describe('role rules', () => {
   it.each([
-    [R, R, false], [R, A, false], [R, S, false],
-    [A, R, true], [A, A, false], [A, S, false],
-    [S, R, true], [S, A, true], [S, S, true],
+    [R, R, false],
+    [R, A, false],
+    [R, S, false],
+    [A, R, true],
+    [A, A, false],
+    [A, S, false],
+    [S, R, true],
+    [S, A, true],
+    [S, S, true],
   ])('%s manages %s: %s', (actor, target, expected) => {
     expect(canManage(actor, target)).toBe(expected)
     expect(canInvite(actor, target)).toBe(expected)

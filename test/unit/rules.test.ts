@@ -57,7 +57,9 @@ describe('new passwords', () => {
     expect(commonPasswords().size).toBeGreaterThanOrEqual(10_000)
     expect(commonPasswords().has('password')).toBe(true)
     const { readFile } = await import('node:fs/promises')
-    expect(await readFile(new URL('../../node_modules/@zxcvbn-ts/language-common/LICENSE.txt', import.meta.url), 'utf8')).toContain('MIT')
+    expect(
+      await readFile(new URL('../../node_modules/@zxcvbn-ts/language-common/LICENSE.txt', import.meta.url), 'utf8'),
+    ).toContain('MIT')
   })
 
   it.each([

@@ -14,7 +14,8 @@ describe('the no-secret-in-output check', () => {
   })
 
   it('lets the issuing command show its TOTP secret and recovery codes on stdout, nowhere else', () => {
-    const stdout = '{"event":"enrol","otpauthUri":"otpauth://totp/securelogin:bob?secret=ABCDEFGHIJKLMNOPQRSTUVWXYZ234567&issuer=securelogin"}\n{"event":"registered","recoveryCodes":["abcde-fghjk"]}'
+    const stdout =
+      '{"event":"enrol","otpauthUri":"otpauth://totp/securelogin:bob?secret=ABCDEFGHIJKLMNOPQRSTUVWXYZ234567&issuer=securelogin"}\n{"event":"registered","recoveryCodes":["abcde-fghjk"]}'
     noteIssuedSecrets('register', stdout)
     noteOutput('register', 'stdout', stdout)
     expect(findLeaks()).toEqual([])

@@ -49,9 +49,12 @@ describe('verifyTotp window', () => {
     expect((await verifyTotp({ secret: SEED, code, nowMs: now * 1000 })).valid).toBe(valid)
   })
 
-  it.each(['', '12345', '1234567', 'abcdef', '12 456'])('refuses the malformed code %j without throwing', async (code) => {
-    expect(await verifyTotp({ secret: SEED, code, nowMs: now * 1000 })).toEqual({ valid: false })
-  })
+  it.each(['', '12345', '1234567', 'abcdef', '12 456'])(
+    'refuses the malformed code %j without throwing',
+    async (code) => {
+      expect(await verifyTotp({ secret: SEED, code, nowMs: now * 1000 })).toEqual({ valid: false })
+    },
+  )
 })
 
 describe('TOTP against oathtool', () => {

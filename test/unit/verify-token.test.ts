@@ -49,7 +49,9 @@ describe('verifyToken', () => {
   it('gives the claims of a good token, from the JWKS as an object or as its text', async () => {
     const token = await signToken(key.privateJwk, key.kid, claims())
     expect(await verifyToken(token, { jwks: jwks(), audience: 'billing', now: at(NOW + 1) })).toEqual(claims())
-    expect(await verifyToken(token, { jwks: JSON.stringify(jwks()), audience: 'billing', now: at(NOW + 1) })).toEqual(claims())
+    expect(await verifyToken(token, { jwks: JSON.stringify(jwks()), audience: 'billing', now: at(NOW + 1) })).toEqual(
+      claims(),
+    )
     expect(await code(token, { issuer: 'securelogin:0123456789abcdef' })).toBe('ok')
   })
 
@@ -62,14 +64,18 @@ describe('verifyToken', () => {
 
   it('refuses a token issued in the future beyond the tolerance, and one that claims more than an hour of life', async () => {
     expect(await code(await signToken(key.privateJwk, key.kid, claims({ iat: NOW + 20, exp: NOW + 320 })))).toBe('ok')
-    expect(await code(await signToken(key.privateJwk, key.kid, claims({ iat: NOW + 60, exp: NOW + 360 })))).toBe('ERR_TOKEN_INVALID')
+    expect(await code(await signToken(key.privateJwk, key.kid, claims({ iat: NOW + 60, exp: NOW + 360 })))).toBe(
+      'ERR_TOKEN_INVALID',
+    )
     expect(await code(await signToken(key.privateJwk, key.kid, claims({ exp: NOW + 3601 })))).toBe('ERR_TOKEN_INVALID')
   })
 
   it('tells another audience apart from every other failure', async () => {
     const token = await signToken(key.privateJwk, key.kid, claims({ aud: 'payroll' }))
     expect(await code(token)).toBe('ERR_TOKEN_AUDIENCE')
-    expect(await code(await signToken(key.privateJwk, key.kid, claims()), { audience: 'payroll' })).toBe('ERR_TOKEN_AUDIENCE')
+    expect(await code(await signToken(key.privateJwk, key.kid, claims()), { audience: 'payroll' })).toBe(
+      'ERR_TOKEN_AUDIENCE',
+    )
   })
 
   it("refuses another key's token, a wrong issuer, a changed payload, a changed header, and junk, as ERR_TOKEN_INVALID", async () => {
@@ -83,7 +89,8 @@ describe('verifyToken', () => {
     expect(await code(`${header}.${admin}.${signature}`)).toBe('ERR_TOKEN_INVALID')
     const noKid = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ: 'JWT' })).toString('base64url')
     expect(await code(`${noKid}.${payload}.${signature}`)).toBe('ERR_TOKEN_INVALID')
-    for (const junk of ['', 'x', 'a.b', 'a.b.c', `${header}.${payload}`, 'x'.repeat(5000)]) expect(await code(junk)).toBe('ERR_TOKEN_INVALID')
+    for (const junk of ['', 'x', 'a.b', 'a.b.c', `${header}.${payload}`, 'x'.repeat(5000)])
+      expect(await code(junk)).toBe('ERR_TOKEN_INVALID')
   })
 
   it('refuses alg "none" and HS256 signed with the public key (algorithm confusion)', async () => {
@@ -91,15 +98,23 @@ describe('verifyToken', () => {
     const none = Buffer.from(JSON.stringify({ alg: 'none', kid: key.kid, typ: 'JWT' })).toString('base64url')
     expect(await code(`${none}.${payload}.`)).toBe('ERR_TOKEN_INVALID')
     const { iss, sub, aud, iat, exp, jti, ...rest } = claims()
-    const hs256 = await new SignJWT(rest).setProtectedHeader({ alg: 'HS256', kid: key.kid, typ: 'JWT' })
-      .setIssuer(iss).setSubject(sub).setAudience(aud).setIssuedAt(iat).setExpirationTime(exp).setJti(jti)
+    const hs256 = await new SignJWT(rest)
+      .setProtectedHeader({ alg: 'HS256', kid: key.kid, typ: 'JWT' })
+      .setIssuer(iss)
+      .setSubject(sub)
+      .setAudience(aud)
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setJti(jti)
       .sign(Buffer.from(key.publicJwk.x, 'base64url'))
     expect(await code(hs256)).toBe('ERR_TOKEN_INVALID')
   })
 
   it('refuses a token signed by our key whose claims are not ours (a missing sid, an unknown role, another typ)', async () => {
     const sign = (payload: Record<string, unknown>, typ = 'JWT') =>
-      new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ }).sign(createPrivateKey({ key: { ...key.privateJwk }, format: 'jwk' }))
+      new SignJWT(payload)
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ })
+        .sign(createPrivateKey({ key: { ...key.privateJwk }, format: 'jwk' }))
     const { sid: _sid, ...noSid } = claims()
     expect(await code(await sign(noSid))).toBe('ERR_TOKEN_INVALID')
     expect(await code(await sign({ ...claims(), role: 'root' }))).toBe('ERR_TOKEN_INVALID')
@@ -110,7 +125,9 @@ describe('verifyToken', () => {
   it('says plainly when the JWKS is not one (ERR_USAGE: the application is misconfigured, not the token bad)', async () => {
     const token = await signToken(key.privateJwk, key.kid, claims())
     for (const bad of ['not json', '{}', { keys: [] }, { keys: [{ ...key.publicJwk, d: 'secret' }] }]) {
-      await expect(verifyToken(token, { jwks: bad, audience: 'billing', now: at(NOW) })).rejects.toMatchObject({ code: 'ERR_USAGE' })
+      await expect(verifyToken(token, { jwks: bad, audience: 'billing', now: at(NOW) })).rejects.toMatchObject({
+        code: 'ERR_USAGE',
+      })
     }
   })
 })
