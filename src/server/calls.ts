@@ -1,25 +1,16 @@
-import type { z } from 'zod'
-import {
-  CALLS,
-  type AuditEntry,
-  type CallArgs,
-  type CallOp,
-  type CallResult,
-  type UserInfo,
-} from '../protocol/calls.js'
-import type { Call } from '../protocol/messages.js'
+import { CALLS, type CallArgs, type CallOp, type CallResult, type UserInfo } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
-import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
+import { buildOtpauthUri } from '../auth/totp.js'
 import { recoveryCodesLeft, type RecoveryHashes } from '../auth/recovery-codes.js'
 import type { StoreChange, UserRecord, LoginRecord } from '../store/index.js'
-import type { ServerContext } from './context.js'
-import type { ConversationState, Reply } from './conversation.js'
+import { CallFailed, type MessageOf, type Reply, type Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
 import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
 import { audit, auditBehind } from './audit-events.js'
-import { freshTotpSecret, sessionWelcome, splitAccount } from './login.js'
+import { sessionEnded } from './login.js'
+import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 import { issueSignedToken } from './signed-tokens.js'
 
 // Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
@@ -27,19 +18,10 @@ import { issueSignedToken } from './signed-tokens.js'
 // effect at the next call, not the next login. The role rules are src/auth/roles.ts; they run
 // here, on the server, whatever the client is.
 
-type Authenticated = Extract<ConversationState, { name: 'authenticated' }>
-/** Sends a frame the client did not ask for (an audit entry), or ends the connection with an error. */
-type Push = (message: { type: 'audit_entry'; entry: AuditEntry } | { end: SecureLoginError }) => void
-
-interface Caller {
-  ctx: ServerContext
-  state: Authenticated
+interface Caller extends Request<'authenticated'> {
   record: UserRecord
   session: SessionRecord
-  address: string
   nowMs: number
-  push: Push
-  onClose: (stop: () => void) => void
 }
 
 interface Handler<Op extends CallOp> {
@@ -52,32 +34,10 @@ interface Handler<Op extends CallOp> {
 
 const forbidden = (message: string, hint?: string) =>
   new SecureLoginError('ERR_FORBIDDEN', message, hint ? { hint } : {})
-const sessionEnded = () =>
-  forbidden('your session has ended (expired, logged out or revoked)', 'log in again: securelogin login')
-
-/** `session_resume`: the connection runs as a saved session, without a password. */
-export async function handleSessionResume(ctx: ServerContext, token: string, address: string): Promise<Reply> {
-  const nowMs = ctx.now()
-  const session = await ctx.sessions.resume(token, nowMs)
-  const record = session && (await ctx.store.getUser(session.user))
-  if (!session || !record) {
-    ctx.logger.log('info', 'session_refused', { address })
-    throw sessionEnded()
-  }
-  const { user } = splitAccount(record)
-  ctx.logger.log('info', 'session_resumed', { user: user.username, address, session: session.id })
-  return sessionWelcome(ctx, user, session, 'session')
-}
 
 /** `call {op, args}`: checks the session, the account and the role, then runs the handler. */
-export async function handleCall(
-  ctx: ServerContext,
-  message: z.infer<typeof Call>,
-  state: ConversationState,
-  address: string,
-  push: Push,
-  onClose: (stop: () => void) => void,
-): Promise<Reply> {
+export async function handleCall(req: Request<'ready' | 'authenticated'>, message: MessageOf<'call'>): Promise<Reply> {
+  const { ctx, state, address } = req
   if (state.name !== 'authenticated') throw forbidden('not logged in', 'log in first: securelogin login')
   const nowMs = ctx.now()
   const session = await ctx.sessions.check(state.sessionId, nowMs)
@@ -88,13 +48,12 @@ export async function handleCall(
   const parsed = CALLS[op].args.safeParse(message.args)
   if (!parsed.success) throw new SecureLoginError('ERR_PROTOCOL', `${op}: arguments do not match their schema`)
   const handler = HANDLERS[op] as unknown as Handler<CallOp>
-  const caller: Caller = { ctx, state, record, session, address, nowMs, push, onClose }
+  const caller: Caller = { ...req, state, record, session, nowMs }
   try {
     if (handler.admin && !isAdmin(record.role)) throw forbidden(`${op} needs the admin or system_admin role`)
     return await handler.run(caller, parsed.data as CallArgs<CallOp>)
   } catch (error) {
-    if (!(error instanceof SecureLoginError) || error.code === 'ERR_PROTOCOL' || error.code === 'ERR_SHUTTING_DOWN')
-      throw error
+    if (!(error instanceof SecureLoginError)) throw error
     if (error.code === 'ERR_FORBIDDEN') {
       ctx.logger.log('info', 'call_refused', { user: record.username, address, op })
       const target = (parsed.data as { user?: string }).user ?? null
@@ -107,11 +66,7 @@ export async function handleCall(
         details: { reason: error.message },
       })
     }
-    // A refused or failed call leaves the connection logged in: the person may try something else.
-    return {
-      message: { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
-      next: state,
-    }
+    throw new CallFailed(error)
   }
 }
 
@@ -317,14 +272,9 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
           'securelogin reset-2fa does that login for you',
         )
       }
-      const secret = freshTotpSecret(caller.ctx)
-      const otpauthUri = buildOtpauthUri(caller.record.username, secret.reveal())
-      return result(
-        caller,
-        'totp_reset',
-        { otpauthUri },
-        { next: { ...caller.state, totpReset: { secret, attempts: 0 } } },
-      )
+      const enrolment = startEnrolment(caller.ctx)
+      const otpauthUri = buildOtpauthUri(caller.record.username, enrolment.secret.reveal())
+      return result(caller, 'totp_reset', { otpauthUri }, { next: { ...caller.state, totpReset: enrolment } })
     },
   },
 
@@ -332,32 +282,19 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     admin: false,
     action: 'totp.reset',
     async run(caller, args) {
-      const { ctx, state } = caller
+      const { ctx, state, address } = caller
       const pending = state.totpReset
       if (!pending)
         throw new SecureLoginError('ERR_PROTOCOL', 'totp_confirm: no re-enrolment in progress (send totp_reset first)')
-      const check = await verifyTotp({ secret: pending.secret.reveal(), code: args.code, nowMs: caller.nowMs })
-      if (!check.valid) {
-        const attempts = pending.attempts + 1
-        const end = attempts >= ctx.limits.enrolAttempts
-        return {
-          message: {
-            type: 'error',
-            code: 'ERR_ENROL_CODE',
-            message: end ? 'the code did not match, too many attempts' : 'the code did not match',
-            hint: 'check the clocks of this machine and the phone; codes change every 30 s',
-          },
-          next: end ? { name: 'ready' } : { ...state, totpReset: { ...pending, attempts } },
-          end,
-        }
-      }
+      const user = caller.record.username
+      const timeStep = await checkEnrolmentCode(ctx, { user, address }, pending, args.code, caller.nowMs)
       await changeAccount(caller, caller.record.username, (record) => {
         const { totpReset: _, ...rest } = record
         return {
           changes: [
             {
               key: `user/${record.username}`,
-              value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: check.timeStep },
+              value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: timeStep },
             },
           ],
           revoke: [],

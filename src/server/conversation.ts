@@ -1,212 +1,137 @@
-import type { TLSSocket } from 'node:tls'
-import { FrameDecoder, encodeFrame } from '../protocol/frame.js'
 import { ClientMessage, type ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
-import { handleRegisterStart, handleRegisterConfirm, type PendingRegistration } from './register.js'
-import {
-  handleLoginStart,
-  handleLoginProof,
-  handleLoginOtp,
-  handleLoginRecovery,
-  type Account,
-  type LoginInProgress,
-} from './login.js'
-import { handleRecoveryRenew } from './recovery.js'
-import { handleCall, handleSessionResume } from './calls.js'
-import { handleJwksGet, handleTokenCheck } from './signed-tokens.js'
-import type { Secret } from '../auth/secret.js'
+import { ROUTES } from './routes.js'
+import { CallFailed, EnrolCodeRejected, type ConversationState, type Push, type Route } from './vocabulary.js'
 
-/** Where one connection stands; any message not expected in the current state ends it. */
-export type ConversationState =
-  | { name: 'ready' }
-  | { name: 'awaiting_enrol_code'; pending: PendingRegistration; attempts: number }
-  | { name: 'awaiting_proof'; login: LoginInProgress }
-  | { name: 'awaiting_otp'; login: LoginInProgress }
-  | {
-      name: 'authenticated'
-      user: Account
-      factor: SecondFactor
-      sessionId: string
-      totpReset?: { secret: Secret; attempts: number }
-    }
-
-/**
- * How this connection reached 'authenticated': a login with a TOTP code or a recovery code, or
- * `session` (a saved session resumed, no password on this connection).
- */
-export type SecondFactor = 'totp' | 'recovery_code' | 'session'
-
-const EXPECTED: Record<ConversationState['name'], ReadonlyArray<ClientMessage['type']>> = {
-  ready: ['register_start', 'login_start', 'session_resume', 'jwks_get', 'token_check', 'call'],
-  awaiting_enrol_code: ['register_confirm'],
-  awaiting_proof: ['login_proof'],
-  awaiting_otp: ['login_otp', 'login_recovery'],
-  authenticated: ['recovery_codes_renew', 'jwks_get', 'token_check', 'call'],
-}
-
-export interface Reply {
+/** What the transport does with one answer. */
+export interface Answer {
   message: ServerMessage
-  next: ConversationState
-  /** Close the connection after sending (failures end the conversation). */
-  end?: boolean
+  /** Close the connection after sending. */
+  end: boolean
   /** The connection now streams (audit --follow): no idle timeout. */
-  follow?: boolean
+  follow: boolean
+}
+
+/** Where the conversation sends what nobody asked for: audit entries, and an end with an error. */
+export interface Outbox {
+  send(message: ServerMessage): void
+  end(error: SecureLoginError): void
 }
 
 /**
- * One TLS connection: decodes frames, checks each message against its schema and the state
- * machine, runs one handler at a time, and ends the connection on any protocol error.
+ * One client's side of the protocol, without a socket: it holds the state and answers one
+ * message at a time. The transport (src/server/connection.ts) frames, times out and tears down;
+ * a test can drive this directly. Every message goes through one table (src/server/routes.ts).
  */
 export class Conversation {
-  readonly #socket: TLSSocket
   readonly #ctx: ServerContext
-  readonly #decoder = new FrameDecoder()
   readonly #address: string
+  readonly #outbox: Outbox
   #state: ConversationState = { name: 'ready' }
-  #queue: Promise<void> = Promise.resolve()
   #closed = false
-  /** Run at teardown (an audit follower's unsubscribe). */
+  /** Run at close (an audit follower's unsubscribe). */
   readonly #onClose: Array<() => void> = []
 
-  constructor(socket: TLSSocket, ctx: ServerContext) {
-    this.#socket = socket
+  constructor(ctx: ServerContext, address: string, outbox: Outbox) {
     this.#ctx = ctx
-    this.#address = socket.remoteAddress ?? 'unknown'
-    socket.setTimeout(ctx.limits.idleMs)
-    socket.on('timeout', () => this.#fail(new SecureLoginError('ERR_TIMEOUT', 'connection idle for too long')))
-    socket.on('data', (chunk: Buffer) => this.#receive(chunk))
-    socket.on('error', () => this.#teardown())
-    socket.on('close', () => this.#teardown())
+    this.#address = address
+    this.#outbox = outbox
   }
 
-  /** Resolves when every message received so far has been handled. */
-  get settled(): Promise<void> {
-    return this.#queue
+  get state(): ConversationState {
+    return this.#state
   }
 
-  /** Ends the conversation for a server shutdown, after the handler in flight (if any) is done. */
-  async shutdown(): Promise<void> {
-    await this.#queue
-    this.#fail(new SecureLoginError('ERR_SHUTTING_DOWN', 'the server is shutting down', { hint: 'try again shortly' }))
+  /** While a person is reading a code off a phone, the transport waits longer. */
+  get awaitingPerson(): boolean {
+    return this.#state.name !== 'ready' && this.#state.name !== 'authenticated'
   }
 
-  #receive(chunk: Buffer): void {
-    if (this.#closed) return
-    let messages: unknown[]
-    try {
-      messages = this.#decoder.push(chunk)
-    } catch (error) {
-      return this.#fail(error)
-    }
-    for (const raw of messages) this.#queue = this.#queue.then(() => this.#handle(raw))
-  }
-
-  async #handle(raw: unknown): Promise<void> {
-    if (this.#closed) return
+  /** Checks one decoded message against its schema and the state, runs its handler, answers. */
+  async handle(raw: unknown): Promise<Answer> {
+    // The transport stops feeding a closed conversation; this answer is never sent.
+    if (this.#closed)
+      return { message: { type: 'error', code: 'ERR_PROTOCOL', message: 'closed' }, end: true, follow: false }
     try {
       const parsed = ClientMessage.safeParse(raw)
       if (!parsed.success) {
-        throw new SecureLoginError(
-          'ERR_PROTOCOL',
-          `message does not match its schema: ${describeIssue(parsed.error.issues[0])}`,
-        )
+        const reason = describeIssue(parsed.error.issues[0])
+        throw new SecureLoginError('ERR_PROTOCOL', `message does not match its schema: ${reason}`)
       }
       const message = parsed.data
-      if (!EXPECTED[this.#state.name].includes(message.type)) {
+      const row = ROUTES[message.type] as Route
+      if (!row.in.includes(this.#state.name)) {
         throw new SecureLoginError('ERR_PROTOCOL', `unexpected ${message.type} message in state ${this.#state.name}`)
       }
-      const reply = await this.#dispatch(message)
+      const reply = await row.run(this.#request(), message)
       this.#state = reply.next
-      this.#socket.setTimeout(
-        reply.follow
-          ? 0
-          : this.#state.name === 'ready' || this.#state.name === 'authenticated'
-            ? this.#ctx.limits.idleMs
-            : this.#ctx.limits.awaitingCodeMs,
-      )
-      this.#send(reply.message)
-      if (reply.end) this.#end()
+      return { message: reply.message, end: reply.end ?? false, follow: reply.follow ?? false }
     } catch (error) {
-      this.#fail(error)
+      if (endsConnection(error)) return this.fail(error)
+      return { message: this.#errorFrame(error), end: false, follow: false }
     }
   }
 
-  #dispatch(message: ClientMessage): Promise<Reply> {
-    const state = this.#state
-    const ctx = this.#ctx
-    const address = this.#address
-    switch (message.type) {
-      case 'register_start':
-        return handleRegisterStart(ctx, message, address)
-      case 'register_confirm':
-        if (state.name !== 'awaiting_enrol_code') break
-        return handleRegisterConfirm(ctx, message, state, address)
-      case 'login_start':
-        return handleLoginStart(ctx, message, address)
-      case 'login_proof':
-        if (state.name !== 'awaiting_proof') break
-        return handleLoginProof(ctx, message, state.login, address)
-      case 'login_otp':
-        if (state.name !== 'awaiting_otp') break
-        return handleLoginOtp(ctx, message, state.login, address)
-      case 'login_recovery':
-        if (state.name !== 'awaiting_otp') break
-        return handleLoginRecovery(ctx, message, state.login, address)
-      case 'recovery_codes_renew':
-        if (state.name !== 'authenticated') break
-        return handleRecoveryRenew(ctx, state, address)
-      case 'session_resume':
-        return handleSessionResume(ctx, message.token, address)
-      case 'jwks_get':
-        return Promise.resolve(handleJwksGet(ctx, state))
-      case 'token_check':
-        return handleTokenCheck(ctx, message, state)
-      case 'call':
-        return handleCall(
-          ctx,
-          message,
-          state,
-          address,
-          (push) => this.#send(push),
-          (stop) => this.#onClose.push(stop),
-        )
-    }
-    throw new SecureLoginError('ERR_PROTOCOL', `unexpected ${message.type} message`)
+  /**
+   * The answer that ends the conversation with `error` (any thrown value: one that is not a
+   * SecureLoginError is logged and answered as an internal error, without its text).
+   */
+  fail(error: unknown): Answer {
+    const message = this.#errorFrame(error)
+    this.close()
+    return { message, end: true, follow: false }
   }
 
-  #send(message: ServerMessage | { end: SecureLoginError }): void {
-    if ('end' in message) return this.#fail(message.end)
-    if (!this.#closed) this.#socket.write(encodeFrame(message))
-  }
-
-  #fail(error: unknown): void {
-    if (this.#closed) return
-    const known = error instanceof SecureLoginError
-    if (!known) this.#ctx.logger.log('error', 'internal_error', { address: this.#address, error: String(error) })
-    const code = known ? error.code : 'ERR_INTERNAL'
-    const message = known ? error.message : 'internal error'
-    if (known && error.code === 'ERR_PROTOCOL')
-      this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: message })
-    this.#send({ type: 'error', code, message, ...(known && error.hint ? { hint: error.hint } : {}) })
-    this.#end()
-  }
-
-  #end(): void {
-    if (this.#closed) return
-    this.#socket.end()
-    this.#teardown()
-  }
-
-  #teardown(): void {
+  /** The connection is gone: stops followers and frees a user name held for a registration. */
+  close(): void {
     if (this.#closed) return
     this.#closed = true
     for (const stop of this.#onClose.splice(0)) stop()
     if (this.#state.name === 'awaiting_enrol_code') this.#ctx.pendingNames.delete(this.#state.pending.username)
     this.#state = { name: 'ready' }
-    // A peer that never reads must not hold the socket open after we are done with it.
-    setTimeout(() => this.#socket.destroy(), 2_000).unref()
   }
+
+  #request() {
+    const push: Push = (message) => {
+      if (this.#closed) return
+      if ('end' in message) this.#outbox.end(message.end)
+      else this.#outbox.send(message)
+    }
+    return {
+      ctx: this.#ctx,
+      state: this.#state,
+      address: this.#address,
+      push,
+      onClose: (stop: () => void) => void this.#onClose.push(stop),
+    }
+  }
+
+  /** The one place an error becomes an `error` frame. */
+  #errorFrame(thrown: unknown): ServerMessage {
+    const error = thrown instanceof CallFailed ? thrown.error : thrown
+    if (!(error instanceof SecureLoginError)) {
+      this.#ctx.logger.log('error', 'internal_error', { address: this.#address, error: String(error) })
+      return { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
+    }
+    if (error.code === 'ERR_PROTOCOL') {
+      this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: error.message })
+    }
+    return { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
+  }
+}
+
+/**
+ * The one rule for which errors end a connection: all of them, except a logged-in call that was
+ * refused or failed (the person may try something else) and a wrong enrolment code before the
+ * last allowed one. A protocol error or a shutdown inside a call still ends it.
+ */
+export function endsConnection(error: unknown): boolean {
+  const inner = error instanceof CallFailed ? error.error : error
+  if (inner instanceof EnrolCodeRejected) return inner.last
+  if (error instanceof CallFailed)
+    return error.error.code === 'ERR_PROTOCOL' || error.error.code === 'ERR_SHUTTING_DOWN'
+  return true
 }
 
 function describeIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {

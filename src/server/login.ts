@@ -1,34 +1,29 @@
-import type { z } from 'zod'
-import type { LoginOtp, LoginProof, LoginRecovery, LoginStart } from '../protocol/messages.js'
 import { authFailed, SecureLoginError } from '../protocol/errors.js'
-import { deriveDecoyCredentials, type ServerEphemeral } from '../auth/srp-server.js'
-import { buildOtpauthUri, encodeTotpSecret, verifyTotp, TOTP_SECRET_BYTES } from '../auth/totp.js'
-import { DEFAULT_PASSWORD_KDF, type PasswordKdf } from '../auth/password-stretch.js'
+import { deriveDecoyCredentials } from '../auth/srp-server.js'
+import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
+import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
 import type { StoreChange, UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
-import type { Reply, SecondFactor } from './conversation.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
 import { audit, auditBehind } from './audit-events.js'
 import { timed } from './stage-times.js'
+import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
+import {
+  EnrolCodeRejected,
+  type Account,
+  type Enrolment,
+  type LoginProven,
+  type LoginStarted,
+  type MessageOf,
+  type Reply,
+  type Request,
+  type SecondFactor,
+} from './vocabulary.js'
 
-/** What a conversation keeps of an account: the record without its secrets, which travel wrapped. */
-export type Account = Omit<UserRecord, 'verifier' | 'totpSecret'>
-
-export interface LoginInProgress {
-  username: string
-  /** Undefined for a name with no account: the login runs on decoy credentials and fails at M1. */
-  user: Account | undefined
-  totpSecret: Secret | undefined
-  salt: string
-  verifier: Secret
-  kdf: PasswordKdf
-  A: string
-  ephemeral: ServerEphemeral
-  /** After `admin reset-2fa`: the new TOTP secret offered in server_proof; the code must come from it. */
-  newTotp?: Secret
-}
+// Login: login_start -> challenge, login_proof -> server_proof, then a TOTP code (login_otp) or a
+// recovery code (login_recovery) -> welcome; or session_resume -> welcome for a saved session.
 
 /** Splits a stored record into what may be kept in plain sight and its secrets. */
 export function splitAccount(record: UserRecord): { user: Account; verifier: Secret; totpSecret: Secret } {
@@ -38,12 +33,11 @@ export function splitAccount(record: UserRecord): { user: Account; verifier: Sec
 
 /** username, A -> salt, B. An unknown name gets a decoy salt and B that look like a real user's. */
 export async function handleLoginStart(
-  ctx: ServerContext,
-  message: z.infer<typeof LoginStart>,
-  address: string,
+  { ctx, address }: Request<'ready'>,
+  message: MessageOf<'login_start'>,
 ): Promise<Reply> {
   const record = await ctx.store.getUser(message.username)
-  let login: LoginInProgress
+  let login: LoginStarted
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
     login = {
@@ -82,10 +76,8 @@ export async function handleLoginStart(
 
 /** M1 -> M2: the client proved the password, the server proves it holds the verifier. */
 export async function handleLoginProof(
-  ctx: ServerContext,
-  message: z.infer<typeof LoginProof>,
-  login: LoginInProgress,
-  address: string,
+  { ctx, address, state: { login } }: Request<'awaiting_proof'>,
+  message: MessageOf<'login_proof'>,
 ): Promise<Reply> {
   let M2: string | undefined
   const proof = {
@@ -109,31 +101,30 @@ export async function handleLoginProof(
     ctx.logger.log('info', 'login_refused', { user: login.username, address, reason: 'locked' })
     return failure(ctx, login, address, 'locked')
   }
-  if (M2 === undefined) return failure(ctx, login, address, 'proof')
-  if (login.user?.totpReset) {
+  if (M2 === undefined || login.user === undefined) return failure(ctx, login, address, 'proof')
+  const proven: LoginProven = { ...login, user: login.user, totpSecret: login.totpSecret }
+  if (proven.user.totpReset) {
     // The password is proven and an admin reset the second factor: enrol a new one now.
-    const newTotp = freshTotpSecret(ctx)
-    const enrol = buildOtpauthUri(login.username, newTotp.reveal())
+    const newTotp = startEnrolment(ctx)
+    const enrol = buildOtpauthUri(login.username, newTotp.secret.reveal())
     return {
       message: { type: 'server_proof', M2, enrol },
-      next: { name: 'awaiting_otp', login: { ...login, newTotp } },
+      next: { name: 'awaiting_otp', login: { ...proven, newTotp } },
     }
   }
-  return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login } }
+  return { message: { type: 'server_proof', M2 }, next: { name: 'awaiting_otp', login: proven } }
 }
 
 /** The second factor: a TOTP code one 30 s step either side of now. */
 export async function handleLoginOtp(
-  ctx: ServerContext,
-  message: z.infer<typeof LoginOtp>,
-  login: LoginInProgress,
-  address: string,
+  { ctx, address, state: { login } }: Request<'awaiting_otp'>,
+  message: MessageOf<'login_otp'>,
 ): Promise<Reply> {
-  const user = login.user!
+  const { user } = login
   const nowMs = ctx.now()
-  if (login.newTotp) return enrolAtLogin(ctx, message.code, login, address, nowMs)
+  if (login.newTotp) return enrolAtLogin(ctx, message.code, login, login.newTotp, address, nowMs)
   const check = await timed(ctx.stages, 'totp', () =>
-    verifyTotp({ secret: login.totpSecret!.reveal(), code: message.code, nowMs }),
+    verifyTotp({ secret: login.totpSecret.reveal(), code: message.code, nowMs }),
   )
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
@@ -158,12 +149,10 @@ export async function handleLoginOtp(
 
 /** A recovery code in place of the TOTP code: each works once, and is spent before "welcome". */
 export async function handleLoginRecovery(
-  ctx: ServerContext,
-  message: z.infer<typeof LoginRecovery>,
-  login: LoginInProgress,
-  address: string,
+  { ctx, address, state: { login } }: Request<'awaiting_otp'>,
+  message: MessageOf<'login_recovery'>,
 ): Promise<Reply> {
-  const user = login.user!
+  const { user } = login
   const nowMs = ctx.now()
   if (login.newTotp)
     throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
@@ -191,13 +180,13 @@ export async function handleLoginRecovery(
  * The account as it is now, if this login may still finish: an admin may have removed it or
  * reset its 2FA, or the person may have changed the password or authenticator, since it began.
  */
-async function currentAccount(ctx: ServerContext, login: LoginInProgress): Promise<UserRecord | undefined> {
+async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<UserRecord | undefined> {
   const current = await ctx.store.getUser(login.username)
   if (
     !current ||
     current.totpReset ||
     current.verifier !== login.verifier.reveal() ||
-    current.totpSecret !== login.totpSecret?.reveal()
+    current.totpSecret !== login.totpSecret.reveal()
   )
     return undefined
   return current
@@ -207,13 +196,20 @@ async function currentAccount(ctx: ServerContext, login: LoginInProgress): Promi
 async function enrolAtLogin(
   ctx: ServerContext,
   code: string,
-  login: LoginInProgress,
+  login: LoginProven,
+  newTotp: Enrolment,
   address: string,
   nowMs: number,
 ): Promise<Reply> {
-  const user = login.user!
-  const check = await verifyTotp({ secret: login.newTotp!.reveal(), code, nowMs })
-  if (!check.valid) return failure(ctx, login, address, 'enrol_code')
+  const { user } = login
+  let timeStep: number
+  try {
+    timeStep = await checkEnrolmentCode(ctx, { user: user.username, address }, newTotp, code, nowMs)
+  } catch (error) {
+    // Here a wrong code is a failed login like any other: counted, and the connection ends.
+    if (error instanceof EnrolCodeRejected) return failure(ctx, login, address, 'enrol_code')
+    throw error
+  }
   const done = await ctx.perUser.run(user.username, async () => {
     const record = await ctx.store.getUser(user.username)
     if (!record?.totpReset) return false // reset again, or removed, meanwhile
@@ -231,26 +227,42 @@ async function enrolAtLogin(
       [
         {
           key: `user/${user.username}`,
-          value: { ...rest, totpSecret: login.newTotp!.reveal(), enrolledStep: check.timeStep },
+          value: { ...rest, totpSecret: newTotp.secret.reveal(), enrolledStep: timeStep },
         },
       ],
     )
-    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: timeStep })
     return true
   })
-  login.newTotp!.wipe()
+  newTotp.secret.wipe()
   if (!done) return failure(ctx, login, address, 'enrol_stale')
   ctx.logger.log('info', 'totp_enrolled', { user: user.username, address })
   const { totpReset: _, ...enrolled } = user
   return welcome(ctx, enrolled, address, nowMs, 'totp')
 }
 
-/** A fresh TOTP secret, base32, wrapped. */
-export function freshTotpSecret(ctx: ServerContext): Secret {
-  const seed = ctx.randomBytes(TOTP_SECRET_BYTES)
-  const secret = new Secret(encodeTotpSecret(seed))
-  seed.fill(0)
-  return secret
+/** `session_resume`: the connection runs as a saved session, without a password. */
+export async function handleSessionResume(
+  { ctx, address }: Request<'ready'>,
+  message: MessageOf<'session_resume'>,
+): Promise<Reply> {
+  const nowMs = ctx.now()
+  const session = await ctx.sessions.resume(message.token, nowMs)
+  const record = session && (await ctx.store.getUser(session.user))
+  if (!session || !record) {
+    ctx.logger.log('info', 'session_refused', { address })
+    throw sessionEnded()
+  }
+  const { user } = splitAccount(record)
+  ctx.logger.log('info', 'session_resumed', { user: user.username, address, session: session.id })
+  return sessionWelcome(ctx, user, session, 'session')
+}
+
+/** The answer when a saved session or this connection's session is no longer live. */
+export function sessionEnded(): SecureLoginError {
+  return new SecureLoginError('ERR_FORBIDDEN', 'your session has ended (expired, logged out or revoked)', {
+    hint: 'log in again: securelogin login',
+  })
 }
 
 /** The login is complete: a new session (its record and the audit entry in one write), then welcome. */
@@ -310,7 +322,7 @@ export function sessionWelcome(
 }
 
 /** Counts the failure, waits as long as the guard says, then fails with the one generic answer. */
-async function failure(ctx: ServerContext, login: LoginInProgress, address: string, stage: string): Promise<never> {
+async function failure(ctx: ServerContext, login: LoginStarted, address: string, stage: string): Promise<never> {
   const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined)
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
   // Written behind the answer, for a known name and an unknown one alike: the store's fsync

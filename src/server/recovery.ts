@@ -1,7 +1,7 @@
 import { generateRecoveryCodes, hashRecoveryCodes, type RecoveryHashes } from '../auth/recovery-codes.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
-import type { ConversationState, Reply } from './conversation.js'
+import type { Reply, Request } from './vocabulary.js'
 
 /** Ten fresh codes for the person, and only their hashes for the store. */
 export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: string[]; hashes: RecoveryHashes }> {
@@ -13,11 +13,7 @@ export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: st
  * Replaces every recovery code of the logged-in user. Only a login made with a TOTP code may:
  * someone holding a recovery code and the password must not be able to mint ten more.
  */
-export async function handleRecoveryRenew(
-  ctx: ServerContext,
-  state: Extract<ConversationState, { name: 'authenticated' }>,
-  address: string,
-): Promise<Reply> {
+export async function handleRecoveryRenew({ ctx, state, address }: Request<'authenticated'>): Promise<Reply> {
   const { user, factor } = state
   if (factor !== 'totp') {
     ctx.logger.log('info', 'recovery_codes_refused', { user: user.username, address, factor })

@@ -1,32 +1,18 @@
-import type { z } from 'zod'
-import type { RegisterConfirm, RegisterStart } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
-import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
-import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
-import type { ServerContext } from './context.js'
+import { buildOtpauthUri } from '../auth/totp.js'
+import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
-import type { ConversationState, Reply } from './conversation.js'
+import type { MessageOf, PendingRegistration, Reply, Request } from './vocabulary.js'
 import type { UserRecord } from '../store/index.js'
 import { grantFor, roleIndexChanges, stillGranted, type Grant } from './registration.js'
 import { audit, auditBehind } from './audit-events.js'
-import { freshTotpSecret } from './login.js'
-
-export interface PendingRegistration {
-  username: string
-  salt: string
-  verifier: Secret
-  kdf: PasswordKdf
-  totpSecret: Secret
-  /** What the account will be, and the token it spends (src/server/registration.ts). */
-  grant: Grant
-}
+import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 
 /** Salt and verifier arrive (never the password); the answer is a fresh TOTP secret to enrol. */
 export async function handleRegisterStart(
-  ctx: ServerContext,
-  message: z.infer<typeof RegisterStart>,
-  address: string,
+  { ctx, address }: Request<'ready'>,
+  message: MessageOf<'register_start'>,
 ): Promise<Reply> {
   const { username } = message
   // The server cannot see the password, but it can insist that a stolen verifier is expensive.
@@ -53,46 +39,28 @@ export async function handleRegisterStart(
     throw error
   }
   ctx.pendingNames.add(username)
-  const pending = {
+  const pending: PendingRegistration = {
     username,
     salt: message.salt,
     verifier: new Secret(message.verifier),
     kdf: message.kdf,
-    totpSecret: freshTotpSecret(ctx),
+    enrolment: startEnrolment(ctx),
     grant,
   }
   ctx.logger.log('info', 'register_started', { user: username, address })
   return {
-    message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, pending.totpSecret.reveal()) },
-    next: { name: 'awaiting_enrol_code', pending, attempts: 0 },
+    message: { type: 'enrol', otpauthUri: buildOtpauthUri(username, pending.enrolment.secret.reveal()) },
+    next: { name: 'awaiting_enrol_code', pending },
   }
 }
 
 /** The account becomes active only once the person proves their authenticator holds the secret. */
 export async function handleRegisterConfirm(
-  ctx: ServerContext,
-  message: z.infer<typeof RegisterConfirm>,
-  state: Extract<ConversationState, { name: 'awaiting_enrol_code' }>,
-  address: string,
+  { ctx, address, state: { pending } }: Request<'awaiting_enrol_code'>,
+  message: MessageOf<'register_confirm'>,
 ): Promise<Reply> {
-  const { pending } = state
-  const check = await verifyTotp({ secret: pending.totpSecret.reveal(), code: message.code, nowMs: ctx.now() })
-  if (!check.valid) {
-    const attempts = state.attempts + 1
-    const end = attempts >= ctx.limits.enrolAttempts
-    ctx.logger.log('info', 'enrol_code_rejected', { user: pending.username, address, attempts })
-    if (end) ctx.pendingNames.delete(pending.username)
-    return {
-      message: {
-        type: 'error',
-        code: 'ERR_ENROL_CODE',
-        message: end ? 'the code did not match, too many attempts' : 'the code did not match',
-        hint: 'check the clocks of this machine and the phone; codes change every 30 s',
-      },
-      next: end ? { name: 'ready' } : { ...state, attempts },
-      end,
-    }
-  }
+  const who = { user: pending.username, address }
+  const timeStep = await checkEnrolmentCode(ctx, who, pending.enrolment, message.code, ctx.now())
   const recovery = await makeRecoveryCodes(ctx)
   const { grant } = pending
   const user: UserRecord = {
@@ -100,10 +68,10 @@ export async function handleRegisterConfirm(
     salt: pending.salt,
     verifier: pending.verifier.reveal(),
     kdf: pending.kdf,
-    totpSecret: pending.totpSecret.reveal(),
+    totpSecret: pending.enrolment.secret.reveal(),
     role: grant.role,
     createdAt: new Date(ctx.now()).toISOString(),
-    enrolledStep: check.timeStep,
+    enrolledStep: timeStep,
   }
   try {
     // One token, one account: two registrations racing for an invite are taken in turn.

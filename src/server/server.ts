@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
-import { Conversation } from './conversation.js'
+import { Connection } from './connection.js'
 import { DEFAULT_SESSION_TIMES, Sessions, type SessionTimes } from './sessions.js'
 import { AuditLog } from '../store/audit.js'
 import { issueBootstrapToken, type RegistrationPolicy } from './registration.js'
@@ -123,7 +123,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       .then((count) => count > 0 && opts.logger.log('info', 'sessions_swept', { count }))
       .catch((error: unknown) => opts.logger.log('error', 'sessions_sweep_failed', { error: String(error) }))
   }, opts.sessionSweepMs ?? SESSION_SWEEP_MS).unref()
-  const conversations = new Set<Conversation>()
+  const connections = new Set<Connection>()
   const tlsServer = createServer({
     key: opts.key,
     cert: opts.cert,
@@ -160,9 +160,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     })
   })
   tlsServer.on('secureConnection', (socket: TLSSocket) => {
-    const conversation = new Conversation(socket, ctx)
-    conversations.add(conversation)
-    socket.on('close', () => conversations.delete(conversation))
+    const connection = new Connection(socket, ctx)
+    connections.add(connection)
+    socket.on('close', () => connections.delete(connection))
   })
   // With a listener here Node no longer destroys the socket itself (handshake timeout, bad
   // ClientHello, a TLS 1.2 offer): do it, or a peer that never finishes a handshake keeps its slot.
@@ -195,7 +195,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         await sweeping
         const stopped = new Promise<void>((resolve) => tlsServer.close(() => resolve()))
         const grace = new Promise<void>((resolve) => setTimeout(resolve, opts.shutdownGraceMs ?? 5_000).unref())
-        await Promise.race([Promise.all([...conversations].map((c) => c.shutdown())), grace])
+        await Promise.race([Promise.all([...connections].map((c) => c.shutdown())), grace])
         await Promise.race([stopped, grace])
         // Failure counts are written behind the answers: all of them reach the store before it closes.
         await ctx.guard.flush()

@@ -4,7 +4,7 @@ import { TOKEN_TTL_DEFAULT_SECONDS, type TokenClaims } from '../protocol/signed-
 import type { CallResult } from '../protocol/calls.js'
 import type { UserRecord } from '../store/index.js'
 import type { ServerContext } from './context.js'
-import type { ConversationState, Reply } from './conversation.js'
+import type { MessageOf, Reply, Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
 import { audit } from './audit-events.js'
 
@@ -56,7 +56,7 @@ export async function issueSignedToken(
 }
 
 /** `jwks_get`: the public keys, in any state; the conversation goes on. */
-export function handleJwksGet(ctx: ServerContext, state: ConversationState): Reply {
+export async function handleJwksGet({ ctx, state }: Request<'ready' | 'authenticated'>): Promise<Reply> {
   return { message: { type: 'jwks', ...ctx.signingKeys.jwks() }, next: state }
 }
 
@@ -66,9 +66,8 @@ export function handleJwksGet(ctx: ServerContext, state: ConversationState): Rep
  * (logout, revoke, expiry, the user removed) is the code ERR_TOKEN_REVOKED.
  */
 export async function handleTokenCheck(
-  ctx: ServerContext,
-  message: { token: string; audience: string },
-  state: ConversationState,
+  { ctx, state }: Request<'ready' | 'authenticated'>,
+  message: MessageOf<'token_check'>,
 ): Promise<Reply> {
   const reply = (
     active: boolean,
