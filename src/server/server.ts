@@ -75,7 +75,19 @@ export const SESSION_SWEEP_MS = 10 * 60_000
 export const DEFAULT_MAX_CONNECTIONS = 1024
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 
-export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+/** What the server's conversations share, and how to release it (the KDF thread). */
+export interface ServerCore {
+  ctx: ServerContext
+  close(): Promise<void>
+}
+
+/**
+ * The shared context of every conversation, built from the options (no socket): the TLS server
+ * below runs on it, and so can a test that drives conversations directly.
+ */
+export async function createServerCore(
+  opts: Omit<ServerOptions, 'host' | 'port' | 'cert' | 'key'>,
+): Promise<ServerCore> {
   const srp = srpEngine(opts.srpEngine)
   srp.prepare()
   const now = opts.now ?? Date.now
@@ -111,6 +123,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       outcome: 'failed',
       details: { failures, until: new Date(lockedUntil).toISOString() },
     })
+  return {
+    ctx,
+    async close() {
+      // Failure counts are written behind the answers: all of them reach the store before it closes.
+      await ctx.guard.flush()
+      await kdfSlot.close()
+    },
+  }
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const core = await createServerCore(opts)
+  const { ctx } = core
+  const now = ctx.now
+  const randomBytes = ctx.randomBytes
   if (opts.onBootstrapToken) {
     const bootstrap = await issueBootstrapToken(opts.store, now(), randomBytes)
     if (bootstrap) opts.onBootstrapToken(bootstrap.token, new Date(bootstrap.expiresAt))
@@ -197,9 +224,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         const grace = new Promise<void>((resolve) => setTimeout(resolve, opts.shutdownGraceMs ?? 5_000).unref())
         await Promise.race([Promise.all([...connections].map((c) => c.shutdown())), grace])
         await Promise.race([stopped, grace])
-        // Failure counts are written behind the answers: all of them reach the store before it closes.
-        await ctx.guard.flush()
-        await kdfSlot.close()
+        await core.close()
       })()
       return closing
     },
