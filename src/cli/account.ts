@@ -1,24 +1,24 @@
 import { call, changePassword, confirmTotpReset, startTotpReset } from '../client/calls.js'
-import { forgetSession, loadSession } from '../client/saved-sessions.js'
+import { SavedSessions, withSession } from '../client/session.js'
 import type { SessionInfo } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { Secret } from '../auth/secret.js'
 import { checkNewPassword } from '../auth/password-policy.js'
-import { secureloginHome, type ClientArgs } from './client-options.js'
+import { sessionOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { fromNow } from './duration.js'
-import { loggedIn, serverKey, type LoginArgs } from './login.js'
-import { withSession } from './with-session.js'
+import { loggedIn, type LoginArgs } from './login.js'
 import { printEnrolment } from './enrolment-output.js'
 import { useTui, runTui } from './tui-mode.js'
 
 // Commands that act on one's own account and sessions (docs: README, "Accounts and sessions").
 
 export async function runWhoami(args: ClientArgs): Promise<void> {
-  await withSession(args, async (conn) => {
+  const options = sessionOptions(args)
+  await withSession(options, async (conn) => {
     const { user, role, session } = await call(conn, 'whoami', {})
-    if (args.json) return printJson({ event: 'whoami', user, role, server: serverKey(args), session })
-    process.stdout.write(`${user} (${role}) on ${serverKey(args)}\n`)
+    if (args.json) return printJson({ event: 'whoami', user, role, server: options.server, session })
+    process.stdout.write(`${user} (${role}) on ${options.server}\n`)
     process.stdout.write(
       `session ${session.id.slice(0, 8)}, logged in ${session.createdAt}, ends ${fromNow(session.expiresAt)} ` +
         `(${session.expiresAt})\n`,
@@ -28,21 +28,22 @@ export async function runWhoami(args: ClientArgs): Promise<void> {
 
 /** Revokes the saved session on the server, then forgets it here. */
 export async function runLogout(args: ClientArgs): Promise<void> {
-  const server = serverKey(args)
-  const home = secureloginHome()
-  if (!(await loadSession(home, server))) {
+  const options = sessionOptions(args)
+  const { server } = options
+  const saved = new SavedSessions(options)
+  if (!(await saved.load())) {
     if (args.json) printJson({ event: 'logout', server, revoked: 0 })
     else process.stdout.write(`not logged in to ${server}\n`)
     return
   }
   let revoked = 0
   try {
-    revoked = (await withSession(args, (conn) => call(conn, 'logout', {}))).revoked
+    revoked = (await withSession(options, (conn) => call(conn, 'logout', {}))).revoked
   } catch (error) {
     // Already ended on the server (withSession deleted the file): logged out all the same.
     if (!(error instanceof SecureLoginError && error.code === 'ERR_FORBIDDEN')) throw error
   }
-  await forgetSession(home, server)
+  await saved.forget()
   if (args.json) printJson({ event: 'logout', server, revoked })
   else
     process.stdout.write(
@@ -59,7 +60,7 @@ export interface SessionsArgs extends ClientArgs {
 
 export async function runSessions(args: SessionsArgs): Promise<void> {
   if (args.revoke !== undefined && args.revokeOthers) throw usageError('give --revoke ID or --revoke-others, not both')
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     if (args.revoke !== undefined || args.revokeOthers) {
       const id = args.revoke !== undefined ? await resolveSessionId(conn, args.revoke) : undefined
       const { revoked } = await call(conn, 'revoke', id !== undefined ? { id } : { others: true })
@@ -110,7 +111,7 @@ export function printSessions(sessions: SessionInfo[], json: boolean): void {
 
 /** Who `passwd` and `reset-2fa` are for: --user, else the saved session's user. */
 async function whoFor(args: ClientArgs): Promise<string | undefined> {
-  return args.user ?? (await loadSession(secureloginHome(), serverKey(args)))?.user
+  return args.user ?? (await new SavedSessions(sessionOptions(args)).load())?.user
 }
 
 /**

@@ -1,14 +1,13 @@
 import { call } from '../client/calls.js'
+import { withSession } from '../client/session.js'
 import type { AuditEntry, UserInfo } from '../protocol/calls.js'
 import { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { normalizeUsername } from '../auth/username.js'
-import type { ClientArgs } from './client-options.js'
+import { sessionOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { parseDuration } from './duration.js'
-import { withSession } from './with-session.js'
 import { printSessions, resolveSessionId } from './account.js'
-import { serverKey } from './login.js'
 
 // `securelogin admin ...`: user administration over the saved session. Every rule is the
 // server's (src/auth/roles.ts); this file only asks and prints.
@@ -47,7 +46,7 @@ const ttlOf = (args: AdminArgs) => {
 }
 
 export async function runAdminUsers(args: AdminArgs): Promise<void> {
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { users } = await call(conn, 'users', {})
     if (args.json) return printJson({ event: 'users', users })
     printUsers(users)
@@ -75,7 +74,8 @@ export async function runAdminInvite(args: AdminArgs): Promise<void> {
   const role = roleOf(args.role)
   const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
   const ttlSeconds = ttlOf(args)
-  await withSession(args, async (conn) => {
+  const options = sessionOptions(args)
+  await withSession(options, async (conn) => {
     const invite = await call(conn, 'invite', { role, ttlSeconds, ...(user !== undefined ? { user } : {}) })
     if (args.json) return printJson({ event: 'invite', ...invite })
     process.stdout.write(
@@ -84,7 +84,7 @@ export async function runAdminInvite(args: AdminArgs): Promise<void> {
     process.stdout.write(`  ${invite.token}\n`)
     process.stdout.write(
       `give it to the person over a channel you trust; they run:\n  securelogin register --server ` +
-        `${serverKey(args)}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`,
+        `${options.server}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`,
     )
   })
 }
@@ -96,7 +96,7 @@ export async function runAdminRemove(args: AdminArgs): Promise<void> {
       `removing ${user} cannot be undone: add --yes to confirm`,
       `securelogin admin remove ${user} --yes`,
     )
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { revokedSessions } = await call(conn, 'remove', { user })
     if (args.json) return printJson({ event: 'removed', user, revokedSessions })
     process.stdout.write(`removed ${user}; ${revokedSessions} session${revokedSessions === 1 ? '' : 's'} revoked\n`)
@@ -106,7 +106,7 @@ export async function runAdminRemove(args: AdminArgs): Promise<void> {
 export async function runAdminRole(args: AdminArgs): Promise<void> {
   const user = nameOf(args)
   const role = roleOf(args.role)
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { previous } = await call(conn, 'set_role', { user, role })
     if (args.json) return printJson({ event: 'role', user, role, previous })
     process.stdout.write(previous === role ? `${user} is already ${role}\n` : `${user}: ${previous} -> ${role}\n`)
@@ -115,7 +115,7 @@ export async function runAdminRole(args: AdminArgs): Promise<void> {
 
 export async function runAdminReset2fa(args: AdminArgs): Promise<void> {
   const user = nameOf(args)
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { revokedSessions } = await call(conn, 'reset_2fa', { user })
     if (args.json) return printJson({ event: 'reset_2fa', user, revokedSessions })
     process.stdout.write(
@@ -127,7 +127,7 @@ export async function runAdminReset2fa(args: AdminArgs): Promise<void> {
 
 export async function runAdminUnlock(args: AdminArgs): Promise<void> {
   const user = nameOf(args)
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { wasLocked } = await call(conn, 'unlock', { user })
     if (args.json) return printJson({ event: 'unlock', user, wasLocked })
     process.stdout.write(wasLocked ? `unlocked ${user}\n` : `${user} was not locked; failed-login count cleared\n`)
@@ -136,7 +136,7 @@ export async function runAdminUnlock(args: AdminArgs): Promise<void> {
 
 export async function runAdminSessions(args: AdminArgs): Promise<void> {
   const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { sessions } = await call(conn, 'sessions', user !== undefined ? { user } : { all: true })
     printSessions(sessions, args.json)
   })
@@ -146,7 +146,7 @@ export async function runAdminSessions(args: AdminArgs): Promise<void> {
 export async function runAdminRevoke(args: AdminArgs): Promise<void> {
   if ((args.id === undefined) === (args.name === undefined))
     throw usageError('give a session ID or --user NAME (not both)')
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const { revoked } =
       args.id !== undefined
         ? await call(conn, 'revoke', { id: await resolveSessionId(conn, args.id, true) })
@@ -171,7 +171,7 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
   if (args.limit !== undefined && !(Number.isInteger(args.limit) && args.limit >= 1 && args.limit <= 10_000))
     throw usageError('--limit is an integer from 1 to 10000')
   const user = args.name !== undefined ? normalizeUsername(args.name) : undefined
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const query = {
       ...(user !== undefined ? { user } : {}),
       ...(since !== undefined ? { since } : {}),
@@ -214,7 +214,7 @@ function printEntry(entry: AuditEntry, json: boolean): void {
 
 export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {
   const anchor = args.anchor !== undefined ? anchorOf(args.anchor) : undefined
-  await withSession(args, async (conn) => {
+  await withSession(sessionOptions(args), async (conn) => {
     const report = await call(conn, 'audit_verify', anchor ? { anchor } : {})
     if (args.json) printJson({ event: 'audit_verify', ...report })
     else {

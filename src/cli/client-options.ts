@@ -3,6 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { ConnectOptions, TrustPolicy } from '../client/connection.js'
 import { normalizeFingerprint } from '../client/known-servers.js'
+import { serverKey, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { usageError } from './output.js'
 
@@ -59,4 +60,13 @@ export async function connectOptions(
     }
   }
   return { host, port, trust }
+}
+
+/** Where the session for --server is saved, and how to reach that server. */
+export function sessionOptions(args: ClientArgs): SessionOptions {
+  return {
+    home: secureloginHome(),
+    server: serverKey(parseServerAddress(args.server)),
+    connect: () => connectOptions(args),
+  }
 }

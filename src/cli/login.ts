@@ -1,18 +1,10 @@
 import { ServerConnection } from '../client/connection.js'
-import {
-  authenticate,
-  renewRecoveryCodes,
-  resumeSession,
-  submitOtp,
-  submitRecoveryCode,
-  type LoginResult,
-} from '../client/login.js'
-import { call } from '../client/calls.js'
-import { loadSession, saveSession } from '../client/saved-sessions.js'
+import { authenticate, renewRecoveryCodes, submitOtp, submitRecoveryCode, type LoginResult } from '../client/login.js'
+import { SavedSessions } from '../client/session.js'
 import { normalizeUsername } from '../auth/username.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 import { Secret } from '../auth/secret.js'
-import { connectOptions, parseServerAddress, secureloginHome, type ClientArgs } from './client-options.js'
+import { connectOptions, sessionOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
 import { useTui, runTui } from './tui-mode.js'
@@ -58,47 +50,6 @@ export async function runRecoveryCodes(args: LoginArgs): Promise<void> {
   await loggedIn(args, 'recovery codes', async (conn, result) => {
     printRecoveryCodes(await renewRecoveryCodes(conn), { json: args.json, event: 'recovery_codes', user: result.user })
   })
-}
-
-/** The server's address as sessions are filed under: HOST:PORT. */
-export function serverKey(args: ClientArgs): string {
-  const { host, port } = parseServerAddress(args.server)
-  return `${host}:${port}`
-}
-
-/**
- * Saves the new session's token (never printed) so later commands run as this user. A session
- * saved before for this server is revoked: its token is about to be forgotten here, and a token
- * nobody holds any more should not stay valid on the server until it idles out.
- */
-export async function keepSession(args: ClientArgs, result: LoginResult): Promise<void> {
-  if (result.token === undefined) return
-  const home = secureloginHome()
-  const replaced = await loadSession(home, serverKey(args)).catch(() => undefined)
-  await saveSession(home, {
-    server: serverKey(args),
-    user: result.user,
-    role: result.role,
-    sessionId: result.sessionId,
-    token: result.token,
-    expiresAt: result.expiresAt,
-    idleExpiresAt: result.idleExpiresAt,
-  })
-  if (replaced && replaced.token !== result.token) await revokeReplaced(args, replaced.token)
-}
-
-/** Best effort: the replaced session may have ended already, or the server be gone; the login stands either way. */
-async function revokeReplaced(args: ClientArgs, token: string): Promise<void> {
-  let conn: ServerConnection | undefined
-  try {
-    conn = await ServerConnection.open(await connectOptions(args))
-    await resumeSession(conn, token)
-    await call(conn, 'logout', {})
-  } catch {
-    // Ended, revoked or unreachable: nothing left to revoke, or nothing we can do now.
-  } finally {
-    conn?.close()
-  }
 }
 
 export type StdinLines = ReturnType<typeof stdinLines>
@@ -148,7 +99,7 @@ export async function loggedIn(
           ? await submitRecoveryCode(conn, fromFlag ?? (await lines.next('recovery code')))
           : await submitOtp(conn, args.otp ?? (await lines.next('code')))
     }
-    await keepSession(args, result)
+    await new SavedSessions(sessionOptions(args)).save(result)
     await then(conn, result, lines)
   } finally {
     conn.close()

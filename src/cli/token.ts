@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { call } from '../client/calls.js'
 import { ServerConnection } from '../client/connection.js'
 import { checkToken, fetchJwks } from '../client/tokens.js'
+import { withSession } from '../client/session.js'
 import { verifyToken } from '../auth/verify-token.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import {
@@ -10,11 +11,10 @@ import {
   TOKEN_TTL_MIN_SECONDS,
   type TokenClaims,
 } from '../protocol/signed-tokens.js'
-import { connectOptions, type ClientArgs } from './client-options.js'
+import { connectOptions, sessionOptions, type ClientArgs } from './client-options.js'
 import { parseDuration, fromNow } from './duration.js'
 import { printJson, usageError } from './output.js'
 import { stdinLines } from './stdin-lines.js'
-import { withSession } from './with-session.js'
 
 // `securelogin token`, `jwks` and `verify-token` (docs/tokens.md): a signed token for an
 // application, the keys that check it, and the check itself, offline.
@@ -45,7 +45,7 @@ export async function runToken(args: TokenArgs): Promise<void> {
       'tokens are short-lived: ask for a new one when it ends',
     )
   }
-  const issued = await withSession(args, (conn) => call(conn, 'token', { audience, ttlSeconds }))
+  const issued = await withSession(sessionOptions(args), (conn) => call(conn, 'token', { audience, ttlSeconds }))
   if (args.json) printJson({ event: 'token', audience, ...issued })
   else {
     process.stdout.write(`${issued.token}\n`)

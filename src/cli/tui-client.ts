@@ -6,20 +6,14 @@ import {
   resumeSession,
   submitOtp,
   submitRecoveryCode,
-  type LoginResult as ClientLoginResult,
+  type LoginResult,
 } from '../client/login.js'
 import { call, changePassword, confirmTotpReset, startTotpReset } from '../client/calls.js'
+import { SavedSessions, withSession, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { Secret } from '../auth/secret.js'
 import { normalizeUsername } from '../auth/username.js'
-import type { TuiClient, Enrolment, LoginResult } from '../tui/types.js'
-
-/** Where the TUI keeps the session between runs (the same file the plain commands use). */
-export interface SessionKeeper {
-  save(result: ClientLoginResult): Promise<void>
-  load(): Promise<{ user: string; token: string } | undefined>
-  forget(): Promise<void>
-}
+import type { TuiClient } from '../tui/types.js'
 
 /**
  * The TUI's view of the network. connect() only checks the server (trust prompt included);
@@ -27,21 +21,26 @@ export interface SessionKeeper {
  * server's idle timeout. Once logged in, each request opens a connection and resumes the
  * session by its token: a person may leave the home screen open for as long as the session
  * lives. A password change or a 2FA reset logs in afresh on its own connection, as it must.
+ * `sessions` is where a login is saved between runs (the same file the plain commands use); the
+ * saved session too is reached only at the certificate connect() checked.
  */
 export function createTuiClient(
   server: string,
   options: (confirm?: (fp: string) => Promise<boolean>) => Promise<ConnectOptions>,
-  opts: { keeper?: SessionKeeper; registerToken?: string } = {},
+  opts: { sessions: Omit<SessionOptions, 'connect'>; registerToken?: string },
 ): TuiClient {
   let connectOpts: ConnectOptions | undefined
   let conn: ServerConnection | undefined
   let session: { user: string; token: string } | undefined
   const followers = new Set<ServerConnection>()
-
-  const open = async (): Promise<ServerConnection> => {
+  const pinned = async (): Promise<ConnectOptions> => {
     if (!connectOpts) throw new SecureLoginError('ERR_INTERNAL', 'connect() must come first')
-    return ServerConnection.open(connectOpts)
+    return connectOpts
   }
+  const sessions: SessionOptions = { home: opts.sessions.home, server: opts.sessions.server, connect: pinned }
+  const saved = new SavedSessions(sessions)
+
+  const open = async (): Promise<ServerConnection> => ServerConnection.open(await pinned())
   const reopen = async (): Promise<ServerConnection> => {
     conn?.close()
     conn = await open()
@@ -51,15 +50,16 @@ export function createTuiClient(
     if (!conn) throw new SecureLoginError('ERR_INTERNAL', 'no conversation in progress')
     return conn
   }
-  const loggedIn = async (result: ClientLoginResult): Promise<LoginResult> => {
+  const loggedIn = async (result: LoginResult): Promise<LoginResult> => {
     if (result.token !== undefined) {
       session = { user: result.user, token: result.token }
-      await opts.keeper?.save(result)
+      await saved.save(result)
     }
+    // The screens never hold the bearer token: it lives in this closure and the session file.
     const { token: _, ...shown } = result
     return shown
   }
-  /** A connection running as the session. */
+  /** A connection running as this TUI's session (not whatever the file holds now). */
   const resumed = async (): Promise<ServerConnection> => {
     if (!session)
       throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in', { hint: 'log in first: securelogin login' })
@@ -72,7 +72,7 @@ export function createTuiClient(
       throw error
     }
   }
-  const withSession = async <T>(work: (c: ServerConnection) => Promise<T>): Promise<T> => {
+  const asSession = async <T>(work: (c: ServerConnection) => Promise<T>): Promise<T> => {
     const c = await resumed()
     try {
       return await work(c)
@@ -103,71 +103,51 @@ export function createTuiClient(
           ? { ...opts, trust: { kind: 'known-servers', file: opts.trust.file } }
           : opts
     },
-    async startRegistration(username, password): Promise<Enrolment> {
-      const { otpauthUri, secret } = await startRegistration(
-        await reopen(),
-        username,
-        new Secret(password),
-        opts.registerToken,
-      )
-      return { otpauthUri, secret }
-    },
+    startRegistration: async (username, password) =>
+      startRegistration(await reopen(), username, new Secret(password), opts.registerToken),
     confirmEnrolment: (code) => confirmEnrolment(current(), code),
     async startLogin(username, password) {
       const { enrol } = await authenticate(await reopen(), username, new Secret(password))
       session = { user: normalizeUsername(username), token: '' }
-      return enrol ? { enrol: { otpauthUri: enrol.otpauthUri, secret: enrol.secret } } : {}
+      return enrol ? { enrol } : {}
     },
     submitOtp: async (code) => loggedIn(await submitOtp(current(), code)),
     submitRecoveryCode: async (code) => loggedIn(await submitRecoveryCode(current(), code)),
     renewRecoveryCodes: () => renewRecoveryCodes(current()),
-    async resumeSession() {
-      const saved = await opts.keeper?.load()
-      if (!saved)
-        throw new SecureLoginError('ERR_FORBIDDEN', `not logged in to ${server}`, {
-          hint: 'log in first: securelogin login',
-        })
-      session = saved
-      const c = await open()
-      try {
-        return await loggedIn(await resumeSession(c, saved.token))
-      } catch (error) {
-        if (error instanceof SecureLoginError && error.code === 'ERR_FORBIDDEN') await opts.keeper?.forget()
-        throw error
-      } finally {
-        c.close()
-      }
-    },
-    whoami: () => withSession((c) => call(c, 'whoami', {})),
+    resumeSession: () =>
+      withSession(sessions, async (_c, result, kept) => {
+        session = { user: kept.user, token: kept.token }
+        return loggedIn(result)
+      }),
+    whoami: () => asSession((c) => call(c, 'whoami', {})),
     async logout() {
       try {
-        await withSession((c) => call(c, 'logout', {}))
+        await asSession((c) => call(c, 'logout', {}))
       } finally {
-        await opts.keeper?.forget()
+        await saved.forget()
         session = undefined
       }
     },
-    listSessions: async (query = {}) => (await withSession((c) => call(c, 'sessions', query))).sessions,
-    revokeSession: async (id) => (await withSession((c) => call(c, 'revoke', { id }))).revoked,
-    revokeOtherSessions: async () => (await withSession((c) => call(c, 'revoke', { others: true }))).revoked,
+    listSessions: async (query = {}) => (await asSession((c) => call(c, 'sessions', query))).sessions,
+    revokeSession: async (id) => (await asSession((c) => call(c, 'revoke', { id }))).revoked,
+    revokeOtherSessions: async () => (await asSession((c) => call(c, 'revoke', { others: true }))).revoked,
     async changePassword(currentPassword, code, newPassword) {
       const c = await freshLogin(currentPassword, code)
       return changePassword(c, session!.user, new Secret(newPassword))
     },
     async startTotpReset(password, code) {
       const c = await freshLogin(password, code)
-      const { otpauthUri, secret } = await startTotpReset(c, session!.user)
-      return { otpauthUri, secret }
+      return startTotpReset(c, session!.user)
     },
     confirmTotpReset: (code) => confirmTotpReset(current(), code),
-    listUsers: async () => (await withSession((c) => call(c, 'users', {}))).users,
-    removeUser: (user) => withSession((c) => call(c, 'remove', { user })),
-    setRole: (user, role) => withSession((c) => call(c, 'set_role', { user, role })),
-    resetUser2fa: (user) => withSession((c) => call(c, 'reset_2fa', { user })),
-    unlockUser: (user) => withSession((c) => call(c, 'unlock', { user })),
-    revokeUserSessions: async (user) => (await withSession((c) => call(c, 'revoke', { user }))).revoked,
+    listUsers: async () => (await asSession((c) => call(c, 'users', {}))).users,
+    removeUser: (user) => asSession((c) => call(c, 'remove', { user })),
+    setRole: (user, role) => asSession((c) => call(c, 'set_role', { user, role })),
+    resetUser2fa: (user) => asSession((c) => call(c, 'reset_2fa', { user })),
+    unlockUser: (user) => asSession((c) => call(c, 'unlock', { user })),
+    revokeUserSessions: async (user) => (await asSession((c) => call(c, 'revoke', { user }))).revoked,
     invite: (role, options = {}) =>
-      withSession((c) =>
+      asSession((c) =>
         call(c, 'invite', {
           role,
           ttlSeconds: options.ttlSeconds ?? 24 * 3600,
@@ -176,7 +156,7 @@ export function createTuiClient(
       ),
     async audit(query, onEntry) {
       if (!onEntry) {
-        const { entries } = await withSession((c) => call(c, 'audit', query))
+        const { entries } = await asSession((c) => call(c, 'audit', query))
         return { entries, stop: () => {} }
       }
       const c = await resumed()

@@ -1,7 +1,6 @@
-import { connectOptions, secureloginHome, type ClientArgs } from './client-options.js'
-import { createTuiClient, type SessionKeeper } from './tui-client.js'
-import { forgetSession, loadSession } from '../client/saved-sessions.js'
-import { keepSession, serverKey } from './login.js'
+import { connectOptions, sessionOptions, type ClientArgs } from './client-options.js'
+import { createTuiClient } from './tui-client.js'
+import { SavedSessions } from '../client/session.js'
 
 /** The TUI draws only for a person at a terminal; any scripting flag picks the plain contract. */
 export function useTui(args: ClientArgs): boolean {
@@ -13,15 +12,9 @@ export type TuiFlow = 'register' | 'login' | 'recovery-codes' | 'home' | 'passwd
 /** Loads Ink and React only here, so other commands start fast. */
 export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: string): Promise<void> {
   const { runRegisterTui, runLoginTui, runHomeTui } = await import('../tui/render.js')
-  const home = secureloginHome()
-  const server = serverKey(args)
-  const keeper: SessionKeeper = {
-    save: (result) => keepSession(args, result),
-    load: async () => loadSession(home, server),
-    forget: async () => void (await forgetSession(home, server)),
-  }
+  const sessions = sessionOptions(args)
   const client = createTuiClient(args.server, (confirm) => connectOptions(args, confirm), {
-    keeper,
+    sessions,
     ...(registerToken !== undefined ? { registerToken } : {}),
   })
   let result
@@ -30,7 +23,7 @@ export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: st
     result = await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
   else {
     // The home screen on the saved session; without one (or an ended one), a login first.
-    const resumed = (await loadSession(home, server)) ? await resumeQuietly(client) : undefined
+    const resumed = (await new SavedSessions(sessions).load()) ? await resumeQuietly(client) : undefined
     result = resumed
       ? await runHomeTui(client, resumed, flow === 'passwd' ? 'password' : flow === 'reset-2fa' ? 'totp' : 'menu')
       : await runLoginTui(client, {})

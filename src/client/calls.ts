@@ -2,11 +2,9 @@ import { CALLS, type CallArgs, type CallOp, type CallResult } from '../protocol/
 import { SecureLoginError } from '../protocol/errors.js'
 import { createRegistration } from '../auth/srp-client.js'
 import { checkNewPassword } from '../auth/password-policy.js'
-import { secretFromOtpauthUri } from '../auth/totp.js'
 import { revealInput, type SecretInput } from '../auth/secret.js'
 import type { ServerConnection } from './connection.js'
-import type { Enrolment } from './register.js'
-import { checkCodeShape } from './register.js'
+import { checkCodeShape, enrolmentOf, type Enrolment } from './register.js'
 
 /** One logged-in request: `call {op, args}` -> `result {op, data}`, the data checked against its schema. */
 export async function call<Op extends CallOp>(
@@ -42,10 +40,4 @@ export async function startTotpReset(conn: ServerConnection, username: string): 
 
 export async function confirmTotpReset(conn: ServerConnection, code: string): Promise<void> {
   await call(conn, 'totp_confirm', { code: checkCodeShape(code) })
-}
-
-export function enrolmentOf(user: string, otpauthUri: string): Enrolment {
-  const secret = secretFromOtpauthUri(otpauthUri)
-  if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')
-  return { user, otpauthUri, secret }
 }

@@ -3,8 +3,7 @@ import { checkPasswordKdf, type PasswordKdf } from '../auth/password-stretch.js'
 import { normalizeUsername } from '../auth/username.js'
 import type { Role, ServerMessageOf } from '../protocol/messages.js'
 import type { ServerConnection } from './connection.js'
-import { checkCodeShape, type Enrolment } from './register.js'
-import { enrolmentOf } from './calls.js'
+import { checkCodeShape, enrolmentOf, type Enrolment } from './register.js'
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
 import { revealInput, type SecretInput } from '../auth/secret.js'
 
@@ -13,10 +12,10 @@ export interface LoginResult {
   role: Role
   /** The session's absolute expiry. */
   expiresAt: string
-  /** When the session ends unless used before. */
+  /** When the session ends unless used before; the earlier of the two is the real end. */
   idleExpiresAt: string
   sessionId: string
-  /** The session's bearer token: after a login, not after a resume. Save it (saved-sessions.ts), never print it. */
+  /** The session's bearer token: after a login, not after a resume. Save it (session.ts), never print it. */
   token?: string
   /** After a login with a recovery code: how many unused codes remain. */
   recoveryCodesLeft?: number

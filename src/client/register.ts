@@ -1,15 +1,18 @@
 import { createRegistration } from '../auth/srp-client.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { normalizeUsername } from '../auth/username.js'
-import { enrolmentOf } from './calls.js'
+import { secretFromOtpauthUri } from '../auth/totp.js'
 import { TOKEN_PATTERN } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerConnection } from './connection.js'
 import { revealInput, type SecretInput } from '../auth/secret.js'
 
+/** A new authenticator to add: at registration, after a 2FA reset, or at a login after an admin reset it. */
 export interface Enrolment {
   user: string
+  /** otpauth://totp/securelogin:NAME?secret=...&issuer=securelogin&algorithm=SHA1&digits=6&period=30 */
   otpauthUri: string
+  /** The base32 TOTP secret, as in the URI. */
   secret: string
 }
 
@@ -46,6 +49,13 @@ export async function confirmEnrolment(
     'registered',
   )
   return { user, recoveryCodes }
+}
+
+/** The enrolment the server's otpauth URI describes; a URI without a secret is the server's fault. */
+export function enrolmentOf(user: string, otpauthUri: string): Enrolment {
+  const secret = secretFromOtpauthUri(otpauthUri)
+  if (!secret) throw new SecureLoginError('ERR_PROTOCOL', 'the server sent an enrolment URI without a secret')
+  return { user, otpauthUri, secret }
 }
 
 export function checkCodeShape(code: string): string {

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react'
 import { Box, Text } from 'ink'
 import type { SecureLoginError } from '../protocol/errors.js'
+import { isAdmin } from '../auth/roles.js'
 import type { LoginResult, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { earlier, formatRemaining, formatTime } from './format.js'
@@ -37,8 +38,6 @@ const LEAVE: MenuItem<Choice>[] = [
   { id: 'logout', label: 'log out', shortcut: 'l' },
   { id: 'quit', label: 'quit (stay signed in)', shortcut: 'q' },
 ]
-
-const isAdminRole = (role: string) => role === 'admin' || role === 'system_admin'
 
 /**
  * Home after a login (or `securelogin home`, resuming a saved session): who you are, when the
@@ -127,7 +126,7 @@ export function HomeApp({
     case 'menu':
   }
 
-  const items = [...EVERYONE, ...(isAdminRole(who.role) ? ADMINS : []), ...LEAVE]
+  const items = [...EVERYONE, ...(isAdmin(who.role) ? ADMINS : []), ...LEAVE]
   return (
     <Box flexDirection="column">
       <Text color="green">

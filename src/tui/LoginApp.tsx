@@ -8,11 +8,10 @@ import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
 import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
-import { codeShape } from './RegisterApp.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
 import { EnrolScreen } from './EnrolScreen.js'
 import { HomeApp } from './HomeApp.js'
-import { codeCharacters, readCode } from './read-code.js'
+import { codeCharacters, codeShape, readCode } from './read-code.js'
 
 export type LoginOutcome = LoginResult | { error: SecureLoginError }
 

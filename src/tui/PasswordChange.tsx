@@ -10,7 +10,7 @@ import { Field, digitsOnly } from './Field.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
 import { Working } from './Working.js'
-import { codeShape } from './RegisterApp.js'
+import { codeShape } from './read-code.js'
 
 type Step = 'current' | 'code' | 'new' | 'again' | 'changing' | 'done'
 

@@ -12,6 +12,7 @@ import { EnrolScreen } from './EnrolScreen.js'
 import { TrustPrompt } from './TrustPrompt.js'
 import { Working } from './Working.js'
 import { RecoveryCodes } from './RecoveryCodes.js'
+import { codeShape } from './read-code.js'
 
 export type RegisterResult = { user: string } | { error: SecureLoginError }
 
@@ -164,11 +165,5 @@ export function RegisterApp({
 function mismatch(): SecureLoginError {
   return new SecureLoginError('ERR_WEAK_PASSWORD', 'the passwords do not match', {
     hint: 'type the same password twice',
-  })
-}
-
-export function codeShape(): SecureLoginError {
-  return new SecureLoginError('ERR_USAGE', 'a code is 6 digits', {
-    hint: 'type the 6 digits your authenticator app shows now',
   })
 }

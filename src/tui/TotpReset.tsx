@@ -4,13 +4,12 @@ import type { SecureLoginError } from '../protocol/errors.js'
 import type { Enrolment, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { useEscape } from './use-escape.js'
-import { codeCharacters, readCode } from './read-code.js'
+import { codeCharacters, codeShape, readCode } from './read-code.js'
 import { Field } from './Field.js'
 import { EnrolScreen } from './EnrolScreen.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
 import { Working } from './Working.js'
-import { codeShape } from './RegisterApp.js'
 
 type Step =
   | { name: 'password' }

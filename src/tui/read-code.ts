@@ -1,4 +1,5 @@
 import { normalizeRecoveryCode } from '../auth/recovery-codes.js'
+import { SecureLoginError } from '../protocol/errors.js'
 
 /** What a code field keeps: digits for TOTP, letters, digits and dashes for a recovery code. */
 export const codeCharacters = (value: string) => value.replace(/[^0-9A-Za-z-]/g, '').slice(0, 11)
@@ -15,4 +16,11 @@ export function readCode(value: string, allowRecovery: boolean): { totp: string 
   } catch {
     return undefined
   }
+}
+
+/** What a code field says when what was typed is not a code. */
+export function codeShape(): SecureLoginError {
+  return new SecureLoginError('ERR_USAGE', 'a code is 6 digits', {
+    hint: 'type the 6 digits your authenticator app shows now',
+  })
 }

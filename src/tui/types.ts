@@ -1,25 +1,10 @@
 // What the TUI needs from the network side. src/cli adapts src/client to it; tests pass fakes.
 import type { AuditEntry, SessionInfo, UserInfo } from '../protocol/calls.js'
 import type { Role } from '../protocol/fields.js'
+import type { LoginResult } from '../client/login.js'
+import type { Enrolment } from '../client/register.js'
 
-export type { AuditEntry, SessionInfo, UserInfo, Role }
-export interface LoginResult {
-  user: string
-  role: string
-  /** The session's absolute expiry. */
-  expiresAt: string
-  /** When the session ends if unused (ISO time); the earlier of the two is the real end. */
-  idleExpiresAt: string
-  /** After a login with a recovery code: how many unused codes remain. */
-  recoveryCodesLeft?: number
-}
-
-export interface Enrolment {
-  /** otpauth://totp/securelogin:NAME?secret=...&issuer=securelogin&algorithm=SHA1&digits=6&period=30 */
-  otpauthUri: string
-  /** The base32 TOTP secret, as in the URI. */
-  secret: string
-}
+export type { AuditEntry, SessionInfo, UserInfo, Role, LoginResult, Enrolment }
 
 export interface TuiClient {
   /** "HOST:PORT", for display. */

@@ -71,7 +71,7 @@ export class FakeClient implements TuiClient {
     this.calls.push(`startRegistration ${username} ${password.length}`)
     if (username === 'taken')
       throw new SecureLoginError('ERR_USERNAME_TAKEN', 'user name taken is taken', { hint: 'choose another user name' })
-    return { otpauthUri: URI, secret: SECRET }
+    return { user: username, otpauthUri: URI, secret: SECRET }
   }
 
   async confirmEnrolment(code: string): Promise<{ user: string; recoveryCodes: string[] }> {
@@ -152,7 +152,7 @@ export class FakeClient implements TuiClient {
   async startTotpReset(password: string, code: string): Promise<Enrolment> {
     this.calls.push(`startTotpReset ${code}`)
     if (password !== this.loginPassword || (code !== this.otp && code !== RECOVERY_CODES[0])) throw authFailed()
-    return { otpauthUri: URI, secret: SECRET }
+    return { user: this.user, otpauthUri: URI, secret: SECRET }
   }
 
   async confirmTotpReset(code: string): Promise<void> {
@@ -245,14 +245,16 @@ export class FakeClient implements TuiClient {
 
   private logIn(extra: Partial<LoginResult> = {}): LoginResult {
     // The idle expiry (30 min) comes before the absolute one (12 h): the TUI shows the earlier.
-    this.loginResult = {
+    const result: LoginResult = {
       user: this.user,
       role: this.role,
       expiresAt: iso(Date.now() + 12 * 60 * MINUTE),
       idleExpiresAt: iso(Date.now() + 30 * MINUTE),
+      sessionId: 'c0ffee01'.padEnd(32, '0'),
       ...extra,
     }
-    return this.loginResult
+    this.loginResult = result
+    return result
   }
 
   private currentSession(): SessionInfo {

@@ -45,7 +45,7 @@ describe('LoginApp', () => {
   it('after an admin reset the 2FA, shows the new QR code and finishes the login with a code from the new authenticator', async () => {
     const client = new FakeClient()
     client.fingerprint = undefined
-    client.resetEnrolment = { otpauthUri: URI, secret: SECRET }
+    client.resetEnrolment = { user: 'alice', otpauthUri: URI, secret: SECRET }
     const done: LoginOutcome[] = []
     const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} columns={120} rows={50} />)
     await until(() => expect(app.lastFrame()).toContain('user name'))
