@@ -33,6 +33,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { createStore } from '../dist/store/index.js'
+import { userChange } from '../dist/server/accounts.js'
 import { RFC5054_2048 } from '../dist/auth/srp-group.js'
 import * as srp from '../dist/auth/srp-math.js'
 import { DEFAULT_PASSWORD_KDF, stretchPassword } from '../dist/auth/password-stretch.js'
@@ -197,7 +198,7 @@ async function makeStore(dir, count) {
         })
         accounts.push({ name, x: x.toString('hex'), v: v.toString('hex'), totp })
       }
-      await store.addUsers(batch)
+      await store.commitEach(batch.map(userChange))
     }
   } finally {
     await store.close()

@@ -1,8 +1,8 @@
 // `npm run bench -- store`: the encrypted store at 1k, 100k and 1M users. Figures, not a test.
 //
 // For each size: create a store (scrypt logN 10, so that the KDF does not dominate), fill it
-// with addUsers batches (one sealed record per user, one write + fsync per batch, autoCompact
-// off), compact once (a server-made store is packed), time single addUser calls (append + fsync,
+// with commitEach batches (one sealed record per user, one write + fsync per batch, autoCompact
+// off), compact once (a server-made store is packed), time single account commits (append + fsync,
 // what a registration does), close it, then open it in fresh child processes (bench/store-open.mjs:
 // page cache warmed by reading the file just before, fresh heap) for the open time excluding the
 // KDF and the RSS after open.
@@ -16,6 +16,7 @@ import { PerformanceObserver } from 'node:perf_hooks'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createStore, openStore } from '../dist/store/index.js'
+import { USERS_PREFIX, newAccountChanges, userChange } from '../dist/server/accounts.js'
 import {
   codeVersion,
   count,
@@ -54,8 +55,8 @@ const DEFAULTS = {
 
 const HELP = `usage: npm run bench -- store [options]
   --sizes 1k,100k,1M           user counts to measure
-  --batch 10000                users per addUsers call while filling
-  --samples 1000               timed addUser calls per size (after --warmup 10 untimed ones)
+  --batch 10000                users per commitEach call while filling
+  --samples 1000               timed account commits per size (after --warmup 10 untimed ones)
   --runs 3                     fresh child processes that open each store (medians reported)
   --tail-at 1M                 the size at which to also open the packed store plus unpacked tails
   --tail-records 16384,60000   the lengths of those tails, in single-user records
@@ -145,13 +146,18 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
   const result = { size, label: count(size), reports }
 
   log(`[${result.label}] filling ${size} users in batches of ${batch} ...`)
-  const store = await createStore(path, PASSPHRASE, { kdf: FILL_KDF, autoCompact: false, onReport })
+  const store = await createStore(path, PASSPHRASE, {
+    kdf: FILL_KDF,
+    autoCompact: false,
+    onReport,
+    countedPrefixes: [USERS_PREFIX],
+  })
   try {
     let fillMs = 0
     for (let first = 0; first < size; first += batch) {
       const users = makeUsers(first, Math.min(batch, size - first))
       const started = performance.now()
-      await store.addUsers(users)
+      await store.commitEach(users.map(userChange))
       fillMs += performance.now() - started
     }
     result.fillMs = fillMs
@@ -165,7 +171,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
     result.compactCallMs = performance.now() - started
     result.afterCompact = store.stats()
 
-    log(`[${result.label}] ${warmup} + ${samples} addUser calls ...`)
+    log(`[${result.label}] ${warmup} + ${samples} account commits ...`)
     Object.assign(result, await timeAddUser(store, size, warmup, samples))
   } finally {
     await store.close()
@@ -178,7 +184,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
   result.tails = []
   let next = size + warmup + samples
   for (const tail of tails) {
-    const opened = await openStore(path, PASSPHRASE, { autoCompact: false, onReport })
+    const opened = await openStore(path, PASSPHRASE, { autoCompact: false, onReport, countedPrefixes: [USERS_PREFIX] })
     let records
     try {
       const have = opened.stats().records - result.afterCompact.records // single-user records appended since the compaction
@@ -186,7 +192,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
       log(`[${result.label}] adding ${more} users as single records: packed + ${have + more} unpacked ...`)
       for (let first = 0; first < more; first += batch) {
         const n = Math.min(batch, more - first)
-        await opened.addUsers(makeUsers(next, n))
+        await opened.commitEach(makeUsers(next, n).map(userChange))
         next += n
       }
       records = have + more
@@ -214,7 +220,7 @@ async function timeAddUser(store, size, warmup, samples) {
     for (let i = 0; i < warmup + samples; i++) {
       const user = makeUsers(size + i, 1)[0]
       const begun = performance.now()
-      await store.addUser(user)
+      await store.commit(newAccountChanges(user))
       if (i >= warmup) latencies.push(performance.now() - begun)
     }
     await new Promise((done) => setImmediate(done)) // let the observer deliver the last entries
@@ -356,7 +362,7 @@ function report(results, { samples, warmup, runs }) {
 
   console.log('')
   console.log(
-    `Store at scale (open: median of ${runs} fresh child processes, page cache warmed by reading the file first; addUser: ${samples} sequential calls after ${warmup} untimed)`,
+    `Store at scale (open: median of ${runs} fresh child processes, page cache warmed by reading the file first; account commit: ${samples} sequential calls after ${warmup} untimed)`,
   )
   console.log('')
   const rows = []
@@ -389,10 +395,10 @@ function report(results, { samples, warmup, runs }) {
         'users',
         'records',
         'file size',
-        'fill (addUsers)',
+        'fill (commitEach)',
         'compact (call / result.ms)',
-        'addUser p50',
-        'addUser p99',
+        'commit p50',
+        'commit p99',
         'open excl. KDF',
         'open CPU excl. KDF',
         'KDF',
@@ -404,7 +410,7 @@ function report(results, { samples, warmup, runs }) {
   )
   console.log('')
   console.log(
-    'records and file size: the store as opened (packed by the compaction, plus the addUser records appended after it).',
+    'records and file size: the store as opened (packed by the compaction, plus the account records appended after it).',
   )
   console.log(
     'open excl. KDF: openStore (lock, header, KDF, replay of every record) minus the KDF timed alone in the same child',

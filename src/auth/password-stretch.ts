@@ -1,4 +1,4 @@
-import { scryptAsync, scryptMemory } from './scrypt.js'
+import { scryptAsync, scryptMemory } from '../base/scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // The client stretches the password with scrypt before SRP's x is derived, so that a verifier

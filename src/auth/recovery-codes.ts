@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto'
-import { scryptAsync, type ScryptCost } from './scrypt.js'
+import { scryptAsync, type ScryptCost } from '../base/scrypt.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // Recovery codes: single-use stand-ins for a TOTP code when the phone is lost. Each is 10

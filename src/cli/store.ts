@@ -1,20 +1,19 @@
 import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
-  AuditLog,
   acquireLock,
   createStore,
   openStore,
   readStoreHeader,
   storeExists,
-  verifyStore,
   DEFAULT_KDF,
-  type AuditVerification,
   type KdfParams,
   type StoreLock,
   type StoreStats,
 } from '../store/index.js'
 import type { AuditHead } from '../protocol/calls.js'
+import { AuditLog, verifyStoreAndAudit, type AuditVerification } from '../server/audit-log.js'
+import { USERS_PREFIX } from '../server/accounts.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { printJson, usageError } from './output.js'
@@ -80,10 +79,17 @@ export async function runStoreInfo(args: StoreArgs): Promise<void> {
 export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | undefined }): Promise<void> {
   const auditAnchor = args.auditAnchor === undefined ? undefined : auditAnchorFromArg(args.auditAnchor)
   checkPassphraseSource(args.passphraseFile)
-  const { stats, tornTail, audit } = await withLock(args, async (lock, report) => {
+  const verified = await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    return verifyStore(args.store, passphrase, { lock, onReport: report, ...(auditAnchor ? { auditAnchor } : {}) })
+    return verifyStoreAndAudit(args.store, passphrase, {
+      lock,
+      onReport: report,
+      countedPrefixes: [USERS_PREFIX],
+      ...(auditAnchor ? { auditAnchor } : {}),
+    })
   })
+  const { tornTail, audit } = verified
+  const stats = withUsers(verified.stats)
   if (args.json)
     printJson({
       event: 'store_verified',
@@ -250,7 +256,13 @@ function auditText(audit: AuditVerification): string {
   return audit.problems.map(({ problem }) => `audit log: ${problem}`).join('\n')
 }
 
-function statsText(path: string, stats: StoreStats): string {
+/** The stats as `store verify` shows them: the count of accounts in place of the counted prefixes. */
+function withUsers(stats: StoreStats): Omit<StoreStats, 'counted'> & { users: number } {
+  const { counted, ...rest } = stats
+  return { ...rest, users: counted[USERS_PREFIX] ?? 0 }
+}
+
+function statsText(path: string, stats: ReturnType<typeof withUsers>): string {
   return [
     `store ${path}: verified, every record authentic`,
     `users ${stats.users}`,

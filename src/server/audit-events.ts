@@ -1,6 +1,6 @@
 import type { StoreChange } from '../store/index.js'
 import type { AuditEntry } from '../protocol/calls.js'
-import type { AuditEvent } from '../store/audit.js'
+import type { AuditEvent } from './audit-log.js'
 import type { ServerContext } from './context.js'
 
 // Every audit append also goes to the server log with the chain's new head: an operator who

@@ -3,8 +3,18 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { buildOtpauthUri } from '../auth/totp.js'
-import { recoveryCodesLeft, type RecoveryHashes } from '../auth/recovery-codes.js'
-import type { StoreChange, UserRecord, LoginRecord } from '../store/index.js'
+import { recoveryCodesLeft } from '../auth/recovery-codes.js'
+import type { StoreChange } from '../store/index.js'
+import {
+  getLogin,
+  getRecovery,
+  getUser,
+  hasUser,
+  removeAccountChanges,
+  userChange,
+  userNames,
+  type UserRecord,
+} from './accounts.js'
 import { CallFailed, type MessageOf, type Reply, type Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
 import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
@@ -41,7 +51,7 @@ export async function handleCall(req: Request<'ready' | 'authenticated'>, messag
   if (state.name !== 'authenticated') throw forbidden('not logged in', 'log in first: securelogin login')
   const nowMs = ctx.now()
   const session = await ctx.sessions.check(state.sessionId, nowMs)
-  const record = session && (await ctx.store.getUser(state.user.username))
+  const record = session && (await getUser(ctx.store, state.user.username))
   if (!session || !record) throw sessionEnded()
   await ctx.sessions.touch(session.id, nowMs)
   const op = message.op
@@ -76,7 +86,7 @@ function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>,
 
 /** The target account, or ERR_NOT_FOUND. */
 async function target(caller: Caller, user: string): Promise<UserRecord> {
-  const record = await caller.ctx.store.getUser(user)
+  const record = await getUser(caller.ctx.store, user)
   if (!record)
     throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
   return record
@@ -185,7 +195,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         const roles = new Map<string, Role | undefined>()
         sessions = []
         for (const s of ctx.sessions.list(nowMs)) {
-          if (!roles.has(s.user)) roles.set(s.user, (await ctx.store.getUser(s.user))?.role)
+          if (!roles.has(s.user)) roles.set(s.user, (await getUser(ctx.store, s.user))?.role)
           const role = roles.get(s.user)
           if (s.user === record.username || (role && canManage(record.role, role))) sessions.push(s)
         }
@@ -244,12 +254,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       }
       checkPasswordKdf(args.kdf)
       const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
-        changes: [
-          {
-            key: `user/${record.username}`,
-            value: { ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf },
-          },
-        ],
+        changes: [userChange({ ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf })],
         revoke: ctx.sessions.idsOf(record.username, caller.nowMs, session.id),
         action: 'password.change',
       }))
@@ -291,12 +296,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       await changeAccount(caller, caller.record.username, (record) => {
         const { totpReset: _, ...rest } = record
         return {
-          changes: [
-            {
-              key: `user/${record.username}`,
-              value: { ...rest, totpSecret: pending.secret.reveal(), enrolledStep: timeStep },
-            },
-          ],
+          changes: [userChange({ ...rest, totpSecret: pending.secret.reveal(), enrolledStep: timeStep })],
           revoke: [],
           action: 'totp.reset',
         }
@@ -314,11 +314,11 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller) {
       const { ctx, nowMs } = caller
       const users: UserInfo[] = []
-      for (const key of ctx.store.keys('user/')) {
-        const record = await ctx.store.get<UserRecord>(key)
+      for (const name of userNames(ctx.store)) {
+        const record = await getUser(ctx.store, name)
         if (!record) continue
-        const login = await ctx.store.get<LoginRecord>(`login/${record.username}`)
-        const recovery = await ctx.store.get<RecoveryHashes>(`recovery/${record.username}`)
+        const login = await getLogin(ctx.store, record.username)
+        const recovery = await getRecovery(ctx.store, record.username)
         const lockedUntil = await ctx.guard.lockedUntil(record.username)
         users.push({
           user: record.username,
@@ -342,7 +342,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx, record, nowMs } = caller
       if (!canInvite(record.role, args.role)) throw forbidden(`${record.role} cannot invite a new ${args.role}`)
-      if (args.user !== undefined && ctx.store.hasUser(args.user)) {
+      if (args.user !== undefined && hasUser(ctx.store, args.user)) {
         throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${args.user} is taken`, {
           hint: 'choose another user name',
         })
@@ -382,10 +382,11 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         if (why) throw forbidden(why)
         const name = record.username
         return {
-          changes: [`user/${name}`, `login/${name}`, `guard/${name}`, `recovery/${name}`]
-            .filter((key) => ctx.store.has(key))
-            .map((key) => ({ key, delete: true as const }))
-            .concat(roleIndexChanges(name, record.role, undefined) as Array<{ key: string; delete: true }>),
+          changes: [
+            ...removeAccountChanges(ctx.store, name),
+            ...ctx.guard.forgetChanges(name),
+            ...roleIndexChanges(name, record.role, undefined),
+          ],
           revoke: ctx.sessions.idsOf(name, caller.nowMs),
           action: 'user.remove',
           details: { role: record.role },
@@ -419,7 +420,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         if (why) throw forbidden(why)
         return {
           changes: [
-            { key: `user/${record.username}`, value: { ...record, role: args.role } },
+            userChange({ ...record, role: args.role }),
             ...roleIndexChanges(record.username, record.role, args.role),
           ],
           revoke: [],
@@ -439,7 +440,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { revoked } = await changeAccount(caller, args.user, (record) => {
         mustManage(caller, record.role)
         return {
-          changes: [{ key: `user/${record.username}`, value: { ...record, totpReset: true } }],
+          changes: [userChange({ ...record, totpReset: true })],
           revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
           action: 'user.reset_2fa',
         }
@@ -492,7 +493,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const stop = ctx.audit.subscribe((entry) => {
         queue = queue.then(async () => {
           const alive = await ctx.sessions.check(caller.session.id, ctx.now())
-          const role = alive && (await ctx.store.getUser(caller.record.username))?.role
+          const role = alive && (await getUser(ctx.store, caller.record.username))?.role
           if (!alive || !role || !isAdmin(role))
             return caller.push({
               end: alive ? forbidden('following the audit log needs the admin or system_admin role') : sessionEnded(),

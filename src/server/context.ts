@@ -1,7 +1,7 @@
 import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import type { Sessions } from './sessions.js'
-import type { AuditLog } from '../store/audit.js'
+import type { AuditLog } from './audit-log.js'
 import type { RegistrationPolicy } from './registration.js'
 import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'

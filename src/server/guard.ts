@@ -1,4 +1,6 @@
-import type { Store } from '../store/index.js'
+import { z } from 'zod'
+import { SecureLoginError } from '../protocol/errors.js'
+import type { Store, StoreChange } from '../store/index.js'
 import type { Logger } from './logger.js'
 
 // Online guessing (issue 5; NIST SP 800-63B 5.2.2, OWASP ASVS V2.2): failed logins are counted
@@ -36,6 +38,10 @@ interface Count {
   failures: number
   lockedUntil: number | null
 }
+
+/** The stored count of a name with an account: the guard owns the `guard/` keys. */
+const GuardRecord = z.object({ failures: z.number(), lockedUntil: z.number().nullable() })
+const guardKey = (username: string) => `guard/${username}`
 
 /** Remembered per address and per unknown name, for at most this many entries (oldest dropped). */
 const MEMORY_ENTRIES = 100_000
@@ -125,6 +131,11 @@ export class Guard {
     this.#knownNames.delete(username)
   }
 
+  /** Deletes the name's stored count, to commit with the account's removal. */
+  forgetChanges(username: string): StoreChange[] {
+    return this.#store.has(guardKey(username)) ? [{ key: guardKey(username), delete: true }] : []
+  }
+
   /** Resolves when every queued count is in the store (before the store is closed). */
   async flush(): Promise<void> {
     await Promise.all(this.#writes.values())
@@ -134,7 +145,7 @@ export class Guard {
     const cached = this.#knownNames.get(username)
     if (cached) return cached
     await this.#writes.get(username) // an entry dropped from memory may still be on its way to the store
-    const stored = (await this.#store.getGuard(username)) ?? { failures: 0, lockedUntil: null }
+    const stored = (await this.#read(username)) ?? { failures: 0, lockedUntil: null }
     // Another failure of the same name may have loaded (and counted) while this one read.
     const current = this.#knownNames.get(username)
     if (current) return current
@@ -146,7 +157,7 @@ export class Guard {
   #saveKnown(username: string, count: Count | undefined): void {
     remember(this.#knownNames, username, count ?? { failures: 0, lockedUntil: null })
     const write = (this.#writes.get(username) ?? Promise.resolve())
-      .then(() => this.#store.setGuard(username, count))
+      .then(() => this.#write(username, count))
       .catch((error: unknown) =>
         this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) }),
       )
@@ -154,6 +165,28 @@ export class Guard {
     void write.then(() => {
       if (this.#writes.get(username) === write) this.#writes.delete(username)
     })
+  }
+
+  async #read(username: string): Promise<Count | undefined> {
+    const value = await this.#store.get<unknown>(guardKey(username))
+    if (value === undefined) return undefined
+    const parsed = GuardRecord.safeParse(value)
+    if (!parsed.success) {
+      throw new SecureLoginError(
+        'ERR_STORE_CORRUPT',
+        `${this.#store.path}: the failed-login record of a user is malformed`,
+        {
+          hint: 'run `securelogin store verify`',
+        },
+      )
+    }
+    return parsed.data
+  }
+
+  /** A count of zero is no record at all. */
+  async #write(username: string, count: Count | undefined): Promise<void> {
+    if (count) return this.#store.commit([{ key: guardKey(username), value: count }])
+    if (this.#store.has(guardKey(username))) await this.#store.commit([{ key: guardKey(username), delete: true }])
   }
 
   #delay(failures: number): number {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { KdfRunner } from '../auth/recovery-codes.js'
-import { scryptMemory, type ScryptCost } from '../auth/scrypt.js'
+import { scryptMemory, type ScryptCost } from '../base/scrypt.js'
 
 // The server's own key derivation (recovery-code hashes: scrypt, 16 MiB and about 65 ms a call)
 // runs on one thread of its own at the lowest CPU priority (nice 19), one call at a time.

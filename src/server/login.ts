@@ -2,7 +2,8 @@ import { authFailed, SecureLoginError } from '../protocol/errors.js'
 import { deriveDecoyCredentials } from '../auth/srp-server.js'
 import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
-import type { StoreChange, UserRecord } from '../store/index.js'
+import type { StoreChange } from '../store/index.js'
+import { getLogin, getRecovery, getUser, loginChange, recoveryChange, userChange, type UserRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
@@ -36,7 +37,7 @@ export async function handleLoginStart(
   { ctx, address }: Request<'ready'>,
   message: MessageOf<'login_start'>,
 ): Promise<Reply> {
-  const record = await ctx.store.getUser(message.username)
+  const record = await getUser(ctx.store, message.username)
   let login: LoginStarted
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
@@ -134,12 +135,12 @@ export async function handleLoginOtp(
     async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { reply: Reply }> => {
       const current = await currentAccount(ctx, login)
       if (!current) return { stale: 'account_changed' }
-      const last = await ctx.store.getLogin(user.username)
+      const last = await getLogin(ctx.store, user.username)
       if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return { stale: 'otp_replayed' }
       // Durable before the client hears "welcome": in the same commit as the session and its audit
       // entry (one fsync a login), made while this user's queue is held, so a second login with the
       // same code waits for it and then sees the step as used.
-      const used = ctx.store.loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
+      const used = loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
       return { reply: await welcome(ctx, user, address, nowMs, 'totp', {}, [used]) }
     },
   )
@@ -158,17 +159,15 @@ export async function handleLoginRecovery(
     throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
   const left = await ctx.perUser.run(user.username, async () => {
     if (!(await currentAccount(ctx, login))) return undefined
-    const stored = await ctx.store.getRecovery(user.username)
+    const stored = await getRecovery(ctx.store, user.username)
     const index = stored ? await findRecoveryCode(stored, message.code, ctx.kdf) : -1
     if (!stored || index < 0) return undefined
     const spent = { ...stored, hashes: stored.hashes.map((hash, i) => (i === index ? null : hash)) }
-    await ctx.store.setRecovery(user.username, spent)
-    // The TOTP floor stays where it was: a recovery code accepts no TOTP step.
-    const last = await ctx.store.getLogin(user.username)
-    await ctx.store.recordLogin(user.username, {
-      at: new Date(nowMs).toISOString(),
-      totpStep: last?.totpStep ?? user.enrolledStep ?? -1,
-    })
+    // The TOTP floor stays where it was: a recovery code accepts no TOTP step. The spent code and
+    // the login are one commit.
+    const last = await getLogin(ctx.store, user.username)
+    const record = { at: new Date(nowMs).toISOString(), totpStep: last?.totpStep ?? user.enrolledStep ?? -1 }
+    await ctx.store.commit([recoveryChange(user.username, spent), loginChange(user.username, record)])
     return recoveryCodesLeft(spent)
   })
   if (left === undefined) return failure(ctx, login, address, 'recovery_code')
@@ -181,7 +180,7 @@ export async function handleLoginRecovery(
  * reset its 2FA, or the person may have changed the password or authenticator, since it began.
  */
 async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<UserRecord | undefined> {
-  const current = await ctx.store.getUser(login.username)
+  const current = await getUser(ctx.store, login.username)
   if (
     !current ||
     current.totpReset ||
@@ -211,7 +210,7 @@ async function enrolAtLogin(
     throw error
   }
   const done = await ctx.perUser.run(user.username, async () => {
-    const record = await ctx.store.getUser(user.username)
+    const record = await getUser(ctx.store, user.username)
     if (!record?.totpReset) return false // reset again, or removed, meanwhile
     const { totpReset: _, ...rest } = record
     await audit(
@@ -225,13 +224,10 @@ async function enrolAtLogin(
         details: { after: 'admin_reset' },
       },
       [
-        {
-          key: `user/${user.username}`,
-          value: { ...rest, totpSecret: newTotp.secret.reveal(), enrolledStep: timeStep },
-        },
+        userChange({ ...rest, totpSecret: newTotp.secret.reveal(), enrolledStep: timeStep }),
+        loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: timeStep }),
       ],
     )
-    await ctx.store.recordLogin(user.username, { at: new Date(nowMs).toISOString(), totpStep: timeStep })
     return true
   })
   newTotp.secret.wipe()
@@ -248,7 +244,7 @@ export async function handleSessionResume(
 ): Promise<Reply> {
   const nowMs = ctx.now()
   const session = await ctx.sessions.resume(message.token, nowMs)
-  const record = session && (await ctx.store.getUser(session.user))
+  const record = session && (await getUser(ctx.store, session.user))
   if (!session || !record) {
     ctx.logger.log('info', 'session_refused', { address })
     throw sessionEnded()

@@ -2,6 +2,7 @@ import { generateRecoveryCodes, hashRecoveryCodes, type RecoveryHashes } from '.
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import type { Reply, Request } from './vocabulary.js'
+import { recoveryChange } from './accounts.js'
 
 /** Ten fresh codes for the person, and only their hashes for the store. */
 export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: string[]; hashes: RecoveryHashes }> {
@@ -26,7 +27,7 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
     )
   }
   const { codes, hashes } = await makeRecoveryCodes(ctx)
-  await ctx.perUser.run(user.username, () => ctx.store.setRecovery(user.username, hashes))
+  await ctx.perUser.run(user.username, () => ctx.store.commit([recoveryChange(user.username, hashes)]))
   ctx.logger.log('info', 'recovery_codes_renewed', { user: user.username, address })
   return { message: { type: 'recovery_codes', codes }, next: state }
 }

@@ -4,7 +4,7 @@ import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
 import type { MessageOf, PendingRegistration, Reply, Request } from './vocabulary.js'
-import type { UserRecord } from '../store/index.js'
+import { hasUser, newAccountChanges, type UserRecord } from './accounts.js'
 import { grantFor, roleIndexChanges, stillGranted, type Grant } from './registration.js'
 import { audit, auditBehind } from './audit-events.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
@@ -17,7 +17,7 @@ export async function handleRegisterStart(
   const { username } = message
   // The server cannot see the password, but it can insist that a stolen verifier is expensive.
   checkPasswordKdf(message.kdf)
-  if (ctx.store.hasUser(username) || ctx.pendingNames.has(username)) {
+  if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
     ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
     throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
       hint: 'choose another user name',
@@ -94,8 +94,7 @@ export async function handleRegisterConfirm(
           details: { role: grant.role, via: grant.via },
         },
         [
-          { key: `recovery/${user.username}`, value: recovery.hashes },
-          { key: `user/${user.username}`, value: user },
+          ...newAccountChanges(user, recovery.hashes),
           ...roleIndexChanges(user.username, undefined, grant.role),
           ...(grant.tokenKey ? [{ key: grant.tokenKey, delete: true as const }] : []),
         ],

@@ -2,7 +2,7 @@ import { verifyToken } from '../auth/verify-token.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { TOKEN_TTL_DEFAULT_SECONDS, type TokenClaims } from '../protocol/signed-tokens.js'
 import type { CallResult } from '../protocol/calls.js'
-import type { UserRecord } from '../store/index.js'
+import { getUser, type UserRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { MessageOf, Reply, Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
@@ -93,7 +93,7 @@ export async function handleTokenCheck(
     throw error
   }
   const session = await ctx.sessions.check(claims.sid, ctx.now())
-  if (!session || session.user !== claims.sub || !(await ctx.store.getUser(claims.sub)))
+  if (!session || session.user !== claims.sub || !(await getUser(ctx.store, claims.sub)))
     return reply(false, 'ERR_TOKEN_REVOKED')
   return reply(true)
 }

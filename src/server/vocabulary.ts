@@ -4,7 +4,7 @@ import type { AuditEntry } from '../protocol/calls.js'
 import type { Secret } from '../auth/secret.js'
 import type { ServerEphemeral } from '../auth/srp-server.js'
 import type { PasswordKdf } from '../auth/password-stretch.js'
-import type { UserRecord } from '../store/index.js'
+import type { UserRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { Grant } from './registration.js'
 

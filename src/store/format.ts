@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { SecureLoginError } from '../protocol/errors.js'
+import { SecureLoginError } from '../base/errors.js'
 import type { KdfParams } from './kdf.js'
 
 // The store file's layout, byte for byte (docs/store-format.md is the normative description).

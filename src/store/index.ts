@@ -1,17 +1,14 @@
-export { createStore, openStore, verifyStore, readStoreHeader, storeExists } from './store.js'
+export { createStore, openStore, verifyStore, readStoreHeader, storeExists, StoreConflict } from './store.js'
 export type {
   Store,
   StoreChange,
-  UserRecord,
-  LoginRecord,
-  GuardRecord,
+  StoreView,
+  Version,
   StoreHeaderInfo,
   StoreStats,
   OpenOptions,
   CompactResult,
 } from './store.js'
-export { AuditLog, verifyAuditChain } from './audit.js'
-export type { AuditEvent, AuditVerification } from './audit.js'
 export { acquireLock } from './lock.js'
 export type { StoreLock } from './lock.js'
 export { DEFAULT_KDF, KDF_CAP } from './kdf.js'

@@ -1,7 +1,7 @@
 import { open as openFile, mkdir, rename, rm, readdir, type FileHandle } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { SecureLoginError } from '../protocol/errors.js'
+import { SecureLoginError } from '../base/errors.js'
 import { open, seal } from './barrier.js'
 import { deriveKek, checkKdfParams, type KdfParams } from './kdf.js'
 import {
@@ -243,10 +243,18 @@ export class Journal {
   /**
    * Seals each plaintext as its own record and appends them with one write and one fsync (a
    * group commit). `written` runs inside the queue, before any later compaction can swap files,
-   * so that what the caller records about these sequence numbers refers to this file.
+   * so that what the caller records about these sequence numbers refers to this file. `before`
+   * runs in the queue just before the write.
    */
-  appendMany(plaintexts: Buffer[], written: (seqs: number[]) => void = () => {}): Promise<number[]> {
+  appendMany(
+    plaintexts: Buffer[],
+    written: (seqs: number[]) => void = () => {},
+    before?: () => void,
+  ): Promise<number[]> {
     return this.exclusive(async () => {
+      // Inside the queue, after every earlier append is written and applied: a throw here refuses
+      // this append alone (a compare-and-set that lost).
+      before?.()
       const seqs = await this.#append(plaintexts)
       written(seqs)
       return seqs

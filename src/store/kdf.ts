@@ -1,5 +1,5 @@
-import { scryptAsync, scryptMemory } from '../auth/scrypt.js'
-import { SecureLoginError } from '../protocol/errors.js'
+import { scryptAsync, scryptMemory } from '../base/scrypt.js'
+import { SecureLoginError } from '../base/errors.js'
 
 export interface KdfParams {
   name: 'scrypt'

@@ -2,7 +2,7 @@ import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { SecureLoginError } from '../protocol/errors.js'
+import { SecureLoginError } from '../base/errors.js'
 
 // One writer per store: `STORE.lock` beside the store holds the holder's pid, the pid's start
 // time (so a reused pid is not mistaken for the holder) and the host. A lock whose holder is gone

@@ -2,11 +2,8 @@ import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { SecureLoginError } from '../protocol/errors.js'
-import type { Role } from '../protocol/messages.js'
+import { SecureLoginError } from '../base/errors.js'
 import { DEFAULT_KDF, type KdfParams } from './kdf.js'
-import type { PasswordKdf } from '../auth/password-stretch.js'
-import type { RecoveryHashes } from '../auth/recovery-codes.js'
 import { Journal, readHeader, MAX_RECORDS_PER_KEY, type Report, type TornTail } from './journal.js'
 import { acquireLock, type StoreLock } from './lock.js'
 import {
@@ -21,41 +18,31 @@ import {
   type Op,
 } from './format.js'
 import { KeyDirectory } from './keydir.js'
-import { verifyAuditChain, type AuditVerification } from './audit.js'
-import type { AuditHead } from '../protocol/calls.js'
 
-export interface UserRecord {
-  username: string
-  /** SRP salt, hex. */
-  salt: string
-  /** SRP verifier, hex. */
-  verifier: string
-  /** How the client stretched the password before deriving x; sent back in every challenge. */
-  kdf: PasswordKdf
-  /** TOTP secret, base32. */
-  totpSecret: string
-  role: Role
-  createdAt: string
-  /** The TOTP time step of the code that confirmed enrolment: no login may reuse it. */
-  enrolledStep?: number
-  /** Set by `admin reset-2fa`: the next login enrols a new authenticator before it ends. */
-  totpReset?: boolean
+/**
+ * Which write of a key a reader saw: opaque, and valid while this store is open. A compaction
+ * renumbers, so a version read before one no longer matches (the commit fails as a conflict and
+ * the caller reads again): a false conflict is possible, a false match is not.
+ */
+export type Version = string
+
+/**
+ * One change of a `commit`: a put, or a delete. With `expect`, the commit goes ahead only if the
+ * key is still at that version (null: still absent); otherwise nothing of it is written and it
+ * fails with ERR_STORE_CONFLICT (StoreConflict).
+ */
+export type StoreChange = ({ key: string; value: unknown } | { key: string; delete: true }) & {
+  expect?: Version | null
 }
 
-/** The last successful login of a user: when, and which TOTP time step its code was for. */
-export interface LoginRecord {
-  at: string
-  totpStep: number
+/** A commit's `expect` did not hold: another commit changed the key first. */
+export class StoreConflict extends SecureLoginError {
+  readonly key: string
+  constructor(key: string) {
+    super('ERR_STORE_CONFLICT', `${key} was changed by another commit`, { hint: 'read it again and retry' })
+    this.key = key
+  }
 }
-
-/** Consecutive failed logins of a user and, once locked, until when (ms since the epoch). */
-export interface GuardRecord {
-  failures: number
-  lockedUntil: number | null
-}
-
-/** One change of a `commit`: a put, or a delete. */
-export type StoreChange = { key: string; value: unknown } | { key: string; delete: true }
 
 export interface StoreHeaderInfo {
   formatVersion: number
@@ -71,12 +58,15 @@ export interface StoreStats extends StoreHeaderInfo {
   entries: number
   live: number
   dead: number
-  users: number
+  /** Live keys under each prefix the store was opened to count (`countedPrefixes`). */
+  counted: Record<string, number>
 }
 
 export interface OpenOptions {
   /** Only when creating. */
   kdf?: KdfParams
+  /** Key prefixes whose live keys are counted as the journal replays: `count()` is then O(1). */
+  countedPrefixes?: readonly string[]
   /** Things worth a log line that are not failures (a torn tail cut off, a compaction). */
   onReport?: Report
   /** A lock already taken (the server takes it before asking for the passphrase); the store releases it at close. */
@@ -97,43 +87,35 @@ export interface CompactResult {
   ms: number
 }
 
+/**
+ * A generic encrypted key-value store. Keys are `kind/name`, values JSON; the module that owns a
+ * kind parses its values (docs/store-format.md lists every kind). This is the whole interface a
+ * physical layer offers the server: the journal file (this file) is one, PostgreSQL the next.
+ */
 export interface Store {
   readonly path: string
-  getUser(username: string): Promise<UserRecord | undefined>
-  hasUser(username: string): boolean
-  userCount(): number
-  /**
-   * Appends the account as one sealed record, fsync'd before this resolves; its recovery-code
-   * hashes, if given, go in the record before it, in the same write, so a crash can leave at
-   * most hashes without an account (replaced at the name's next registration), never the reverse.
-   */
-  addUser(user: UserRecord, recovery?: RecoveryHashes): Promise<void>
-  /** Many accounts, one record each, with one fsync for all (bulk import, and filling benchmark stores). */
-  addUsers(users: UserRecord[]): Promise<void>
-  /** Records a successful login (fsync'd before this resolves). */
-  recordLogin(username: string, login: LoginRecord): Promise<void>
-  /** The same record as a change, to commit with others (the login's session and audit entry). */
-  loginChange(username: string, login: LoginRecord): StoreChange
-  getLogin(username: string): Promise<LoginRecord | undefined>
-  /** A user's recovery-code hashes (a used code's hash is null). */
-  getRecovery(username: string): Promise<RecoveryHashes | undefined>
-  setRecovery(username: string, recovery: RecoveryHashes): Promise<void>
-  /** Failed-login state of a user, kept across restarts (issue 5); undefined clears it. */
-  getGuard(username: string): Promise<GuardRecord | undefined>
-  setGuard(username: string, guard: GuardRecord | undefined): Promise<void>
-  /**
-   * Generic records, for the server's own repositories (sessions, invites, the audit log). Keys
-   * are `kind/name`; values are JSON. docs/store-format.md lists every kind.
-   */
   get<T>(key: string): Promise<T | undefined>
+  /** The value and the version to name in a later commit's `expect`. */
+  getVersioned<T>(key: string): Promise<{ value: T; version: Version } | undefined>
+  /** The version of a key, or null when it is absent. */
+  version(key: string): Promise<Version | null>
   has(key: string): boolean
   /** Live keys that start with `prefix`, in no particular order. */
   keys(prefix: string): string[]
+  /** Live keys under `prefix`: O(1) for a counted prefix, a scan otherwise. */
+  count(prefix: string): number
   /** Puts and deletes as one sealed record, all or nothing, fsync'd before this resolves. */
   commit(changes: StoreChange[]): Promise<void>
+  /**
+   * Each change its own record, with one write and one fsync for all: for bulk loads, where one
+   * record could not hold them all. Not atomic as a whole; `expect` is not allowed.
+   */
+  commitEach(changes: StoreChange[]): Promise<void>
   /** 32 random bytes made with the store, for decoy SRP credentials. */
   serverSecret(): Buffer
   stats(): StoreStats
+  /** Reads and authenticates every record again (what `store verify` checks at open). */
+  verify(): Promise<StoreStats>
   /** Rewrites the live state under a fresh data key into a new file and renames it over. */
   compact(): Promise<CompactResult>
   /** Wraps the data key under a new passphrase; the old one stops working. */
@@ -143,10 +125,6 @@ export interface Store {
 
 const PACK_AFTER = 16_384
 const SECRET_KEY = 'server/secret'
-const userKey = (username: string) => `user/${username}`
-const loginKey = (username: string) => `login/${username}`
-const guardKey = (username: string) => `guard/${username}`
-const recoveryKey = (username: string) => `recovery/${username}`
 
 /** An entry's place: record seq * 2^20 + its offset in the record's plaintext (records are at most 1 MiB). */
 const SEQ_FACTOR = 2 ** 20
@@ -167,7 +145,7 @@ export async function createStore(path: string, passphrase: string, opts: OpenOp
       })
     const secret = entry(OP_PUT, SECRET_KEY, { secret: randomBytes(32).toString('hex') })
     const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [secret], journalOptions(opts))
-    const state = new State()
+    const state = new State(opts.countedPrefixes)
     await journal.scan(0, journal.recordCount, (seq, plaintext) => state.replay(seq, plaintext, path))
     return await JournalStore.start(journal, state, lock, opts)
   } catch (error) {
@@ -179,7 +157,7 @@ export async function createStore(path: string, passphrase: string, opts: OpenOp
 export async function openStore(path: string, passphrase: string, opts: OpenOptions = {}): Promise<Store> {
   const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
-    const state = new State()
+    const state = new State(opts.countedPrefixes)
     const { journal } = await Journal.open(path, passphrase, {
       onRecord: (seq, plaintext) => state.replay(seq, plaintext, path),
       ...(opts.onReport ? { report: opts.onReport } : {}),
@@ -192,18 +170,29 @@ export async function openStore(path: string, passphrase: string, opts: OpenOpti
   }
 }
 
+/** A read-only view of a store's state, for what a verification checks beyond the records. */
+export interface StoreView {
+  get(key: string): Promise<unknown>
+  keys(prefix: string): string[]
+}
+
 /**
- * Opens read-only and authenticates every record, then checks the audit log's hash chain (against
- * `auditAnchor`, an earlier head, when given); changes nothing on disk.
+ * Opens read-only and authenticates every record, then runs `inspect` on the state (the audit
+ * log's chain check); changes nothing on disk.
  */
-export async function verifyStore(
+export async function verifyStore<T = undefined>(
   path: string,
   passphrase: string,
-  opts: { onReport?: Report; lock?: StoreLock; auditAnchor?: AuditHead } = {},
-): Promise<{ stats: StoreStats; tornTail: TornTail | undefined; audit: AuditVerification }> {
+  opts: {
+    onReport?: Report
+    lock?: StoreLock
+    countedPrefixes?: readonly string[]
+    inspect?: (view: StoreView) => Promise<T>
+  } = {},
+): Promise<{ stats: StoreStats; tornTail: TornTail | undefined; inspected: T | undefined }> {
   const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
-    const state = new State()
+    const state = new State(opts.countedPrefixes)
     const { journal, tornTail } = await Journal.open(path, passphrase, {
       onRecord: (seq, plaintext) => state.replay(seq, plaintext, path),
       readOnly: true,
@@ -212,16 +201,15 @@ export async function verifyStore(
     try {
       if (!state.keydir.has(keyBytes(SECRET_KEY)))
         throw new SecureLoginError('ERR_STORE_CORRUPT', `${path} has no server secret`)
-      const read = async (key: string): Promise<unknown> => {
-        const where = state.keydir.get(keyBytes(key))
-        return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
+      const view: StoreView = {
+        async get(key) {
+          const where = state.keydir.get(keyBytes(key))
+          return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
+        },
+        keys: (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
       }
-      const audit = await verifyAuditChain(
-        read,
-        (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
-        opts.auditAnchor,
-      )
-      return { stats: statsOf(journal, state), tornTail, audit }
+      const inspected = opts.inspect ? await opts.inspect(view) : undefined
+      return { stats: statsOf(journal, state), tornTail, inspected }
     } finally {
       await journal.close()
     }
@@ -235,12 +223,20 @@ export async function readStoreHeader(path: string): Promise<StoreHeaderInfo> {
   return { formatVersion: header.formatVersion, kdf: header.kdf, storeId: header.storeId.toString('hex'), fileSize }
 }
 
-const USER_PREFIX = Buffer.from('user/')
-/** Called for every entry at open: a byte loop, not Buffer.compare (whose argument checks cost 0.4 s at 1M). */
-function isUserKey(bytes: Buffer, start: number, end: number): boolean {
-  if (end - start <= USER_PREFIX.length) return false
-  for (let i = 0; i < USER_PREFIX.length; i++) if (bytes[start + i] !== USER_PREFIX[i]) return false
-  return true
+/** A prefix whose live keys are counted as entries are applied. */
+class Counter {
+  readonly prefix: Buffer
+  n = 0
+  constructor(prefix: string) {
+    this.prefix = Buffer.from(prefix, 'utf8')
+  }
+  /** Called for every entry at open: a byte loop, not Buffer.compare (whose argument checks cost 0.4 s at 1M). */
+  matches(bytes: Buffer, start: number, end: number): boolean {
+    const prefix = this.prefix
+    if (end - start <= prefix.length) return false
+    for (let i = 0; i < prefix.length; i++) if (bytes[start + i] !== prefix[i]) return false
+    return true
+  }
 }
 const keyBytes = (key: string) => Buffer.from(key, 'utf8')
 
@@ -249,12 +245,20 @@ class State {
   keydir = new KeyDirectory()
   entries = 0
   events = 0
-  users = 0
+  readonly counters: Counter[]
   /** Records holding a single entry (appends, not compaction's pages). */
   unpacked = 0
 
+  constructor(countedPrefixes: readonly string[] = []) {
+    this.counters = countedPrefixes.map((prefix) => new Counter(prefix))
+  }
+
   get live(): number {
     return this.keydir.size + this.events
+  }
+
+  counted(): Record<string, number> {
+    return Object.fromEntries(this.counters.map((counter) => [counter.prefix.toString('utf8'), counter.n]))
   }
 
   replay(seq: number, plaintext: Buffer, path: string): void {
@@ -284,7 +288,9 @@ class State {
     }
     const had =
       op === OP_PUT ? this.keydir.set(bytes, keyStart, keyEnd, where) : this.keydir.delete(bytes, keyStart, keyEnd)
-    if (isUserKey(bytes, keyStart, keyEnd)) this.users += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
+    for (const counter of this.counters) {
+      if (counter.matches(bytes, keyStart, keyEnd)) counter.n += (op === OP_PUT ? 1 : 0) - (had ? 1 : 0)
+    }
   }
 }
 
@@ -296,6 +302,9 @@ class JournalStore implements Store {
   readonly #autoCompact: boolean
   readonly #packAfter: number
   #secret: Buffer
+  readonly #countedPrefixes: readonly string[]
+  /** Bumped when a compaction swaps files: part of every version, so old places never match new ones. */
+  #generation = 0
   #compacting: Promise<CompactResult> | undefined
   #closing = false
   /** Appends queued but not yet written. */
@@ -309,6 +318,7 @@ class JournalStore implements Store {
     this.#report = opts.onReport ?? (() => {})
     this.#autoCompact = opts.autoCompact ?? true
     this.#packAfter = opts.packAfter ?? PACK_AFTER
+    this.#countedPrefixes = opts.countedPrefixes ?? []
   }
 
   static async start(journal: Journal, state: State, lock: StoreLock, opts: OpenOptions): Promise<JournalStore> {
@@ -329,73 +339,20 @@ class JournalStore implements Store {
     return this.#journal.path
   }
 
-  async getUser(username: string): Promise<UserRecord | undefined> {
-    return this.#get<UserRecord>(userKey(username))
-  }
-
-  hasUser(username: string): boolean {
-    return this.#state.keydir.has(keyBytes(userKey(username)))
-  }
-
-  userCount(): number {
-    return this.#state.users
-  }
-
-  async addUser(user: UserRecord, recovery?: RecoveryHashes): Promise<void> {
-    if (this.hasUser(user.username)) {
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${user.username} is taken`, {
-        hint: 'choose another user name',
-      })
-    }
-    await this.#putMany([
-      ...(recovery ? [[recoveryKey(user.username), recovery] as [string, unknown]] : []),
-      [userKey(user.username), { ...user }],
-    ])
-  }
-
-  async addUsers(users: UserRecord[]): Promise<void> {
-    const names = new Set(users.map((user) => user.username))
-    const taken = users.find((user) => this.hasUser(user.username))
-    if (taken || names.size !== users.length) {
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${taken?.username ?? 'given twice'} is taken`, {
-        hint: 'choose another user name',
-      })
-    }
-    await this.#putMany(users.map((user) => [userKey(user.username), { ...user }]))
-  }
-
-  async recordLogin(username: string, login: LoginRecord): Promise<void> {
-    await this.#put(loginKey(username), login)
-  }
-
-  loginChange(username: string, login: LoginRecord): StoreChange {
-    return { key: loginKey(username), value: login }
-  }
-
-  async getLogin(username: string): Promise<LoginRecord | undefined> {
-    return this.#get<LoginRecord>(loginKey(username))
-  }
-
-  async getRecovery(username: string): Promise<RecoveryHashes | undefined> {
-    return this.#get<RecoveryHashes>(recoveryKey(username))
-  }
-
-  async setRecovery(username: string, recovery: RecoveryHashes): Promise<void> {
-    await this.#put(recoveryKey(username), recovery)
-  }
-
-  async getGuard(username: string): Promise<GuardRecord | undefined> {
-    return this.#get<GuardRecord>(guardKey(username))
-  }
-
-  async setGuard(username: string, guard: GuardRecord | undefined): Promise<void> {
-    if (guard) return this.#put(guardKey(username), guard)
-    if (this.#state.keydir.has(keyBytes(guardKey(username))))
-      await this.#write([[OP_DELETE, guardKey(username), undefined]])
-  }
-
   get<T>(key: string): Promise<T | undefined> {
     return this.#get<T>(key)
+  }
+
+  async getVersioned<T>(key: string): Promise<{ value: T; version: Version } | undefined> {
+    const where = this.#state.keydir.get(keyBytes(key))
+    if (where === undefined) return undefined
+    // The version of the very entry read: taken in the same tick as the lookup.
+    const version = this.#versionAt(where)
+    return { value: JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T, version }
+  }
+
+  async version(key: string): Promise<Version | null> {
+    return this.#currentVersion(key)
   }
 
   has(key: string): boolean {
@@ -406,14 +363,28 @@ class JournalStore implements Store {
     return this.#state.keydir.keysWithPrefix(keyBytes(prefix))
   }
 
+  count(prefix: string): number {
+    const counter = this.#state.counters.find((c) => c.prefix.toString('utf8') === prefix)
+    return counter ? counter.n : this.keys(prefix).length
+  }
+
   async commit(changes: StoreChange[]): Promise<void> {
     if (changes.length === 0) return
-    await this.#write(
-      changes.map((change) =>
-        'delete' in change ? [OP_DELETE, change.key, undefined] : [OP_PUT, change.key, change.value],
-      ),
-      true,
-    )
+    await this.#write(changes, true)
+  }
+
+  async commitEach(changes: StoreChange[]): Promise<void> {
+    if (changes.some((change) => change.expect !== undefined)) {
+      throw new SecureLoginError('ERR_INTERNAL', 'commitEach cannot compare-and-set: use commit')
+    }
+    if (changes.length === 0) return
+    await this.#write(changes, false)
+  }
+
+  async verify(): Promise<StoreStats> {
+    // Scanning decrypts every record under the data key: one that fails to authenticate throws.
+    await this.#journal.exclusive(() => this.#journal.scan(0, this.#journal.recordCount, () => {}))
+    return this.stats()
   }
 
   serverSecret(): Buffer {
@@ -452,19 +423,32 @@ class JournalStore implements Store {
     return JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T
   }
 
-  async #put(key: string, value: unknown): Promise<void> {
-    await this.#write([[OP_PUT, key, value]])
+  #versionAt(where: number): Version {
+    return `${this.#generation}.${where}`
   }
 
-  async #putMany(pairs: Array<[string, unknown]>): Promise<void> {
-    await this.#write(pairs.map(([key, value]) => [OP_PUT, key, value]))
+  #currentVersion(key: string): Version | null {
+    const where = this.#state.keydir.get(keyBytes(key))
+    return where === undefined ? null : this.#versionAt(where)
+  }
+
+  /** Runs in the append queue, after every earlier commit has been applied: the compare of compare-and-set. */
+  #checkExpectations(changes: StoreChange[]): void {
+    for (const change of changes) {
+      if (change.expect !== undefined && this.#currentVersion(change.key) !== change.expect) {
+        throw new StoreConflict(change.key)
+      }
+    }
   }
 
   /** Each change its own record (one fsync for all), or with `packed` all in one record: all or nothing. */
-  async #write(changes: Array<[Op, string, unknown]>, packed = false): Promise<void> {
+  async #write(changes: StoreChange[], packed: boolean): Promise<void> {
     if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing')
-    const entries = changes.map(([op, key, value]) =>
-      op === OP_DELETE ? encodeEntry({ op, key, value: Buffer.alloc(0) }) : entry(op, key, value),
+    const ops: Op[] = changes.map((change) => ('delete' in change ? OP_DELETE : OP_PUT))
+    const entries = changes.map((change, i) =>
+      'delete' in change
+        ? encodeEntry({ op: OP_DELETE, key: change.key, value: Buffer.alloc(0) })
+        : entry(ops[i]!, change.key, change.value),
     )
     const records = packed ? [Buffer.concat(entries)] : entries
     // Never let one data key seal more records than random nonces allow: rotate it first.
@@ -479,22 +463,27 @@ class JournalStore implements Store {
     }
     this.#pending += records.length
     try {
-      await this.#journal.appendMany(records, (seqs) => {
-        let at = 0
-        entries.forEach((bytes, i) => {
-          const [seq, offset] = packed ? [seqs[0]!, at] : [seqs[i]!, 0]
-          const record = records[packed ? 0 : i]!
-          this.#state.apply(
-            changes[i]![0],
-            record,
-            offset + ENTRY_KEY_START,
-            offset + bytes.readUInt16BE(1) + ENTRY_KEY_START,
-            place(seq, offset),
-          )
-          at += bytes.length
-        })
-        this.#state.unpacked += records.length === 1 && entries.length > 1 ? 0 : records.length
-      })
+      const check = changes.some((change) => change.expect !== undefined)
+      await this.#journal.appendMany(
+        records,
+        (seqs) => {
+          let at = 0
+          entries.forEach((bytes, i) => {
+            const [seq, offset] = packed ? [seqs[0]!, at] : [seqs[i]!, 0]
+            const record = records[packed ? 0 : i]!
+            this.#state.apply(
+              ops[i]!,
+              record,
+              offset + ENTRY_KEY_START,
+              offset + bytes.readUInt16BE(1) + ENTRY_KEY_START,
+              place(seq, offset),
+            )
+            at += bytes.length
+          })
+          this.#state.unpacked += records.length === 1 && entries.length > 1 ? 0 : records.length
+        },
+        check ? () => this.#checkExpectations(changes) : undefined,
+      )
     } finally {
       this.#pending -= records.length
     }
@@ -537,7 +526,7 @@ class JournalStore implements Store {
     const recordsBefore = this.#journal.recordCount
     const bytesBefore = this.#journal.fileSize
     const rewrite = await this.#journal.rewrite()
-    const next = new State()
+    const next = new State(this.#countedPrefixes)
     const bail = async () => {
       if (this.#closing) throw new SecureLoginError('ERR_SHUTTING_DOWN', 'the store is closing; compaction abandoned')
       await rewrite.pump()
@@ -578,6 +567,7 @@ class JournalStore implements Store {
         await rewrite.commit(() => {
           next.unpacked = 0
           this.#state = next
+          this.#generation += 1
         })
         return {
           recordsBefore,
@@ -613,7 +603,7 @@ function statsOf(journal: Journal, state: State): StoreStats {
     entries: state.entries,
     live: state.live,
     dead: state.entries - state.live,
-    users: state.users,
+    counted: state.counted(),
   }
 }
 

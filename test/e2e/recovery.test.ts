@@ -12,6 +12,7 @@ import { startServerProcess, writePassphraseFile, type ServerProcess } from '../
 import { oathtoolCode, requireTool } from '../helpers/tools.js'
 import { FileClock } from '../helpers/clock.js'
 import { noteSecret } from '../helpers/secrets.js'
+import { getRecovery, getUser } from '../helpers/records.js'
 
 // Recovery codes through the real server process and the real CLI: ten at enrolment, each
 // accepted once (also across a restart), stored only as slow hashes, and replaced all at once
@@ -102,7 +103,7 @@ describe.runIf(hasOathtool)('recovery codes', () => {
     expect(await server.stop()).toBe(0)
     const store = await openStore(storePath(), PASSPHRASE)
     try {
-      const stored = await store.getRecovery('bob')
+      const stored = await getRecovery(store, 'bob')
       expect(stored).toMatchObject({
         kdf: { name: 'scrypt', logN: 14, r: 8, p: 1 },
         salt: expect.stringMatching(/^[0-9a-f]{32}$/),
@@ -110,7 +111,7 @@ describe.runIf(hasOathtool)('recovery codes', () => {
       expect(stored!.hashes).toHaveLength(10)
       expect(stored!.hashes[0]).toBeNull()
       for (const hash of stored!.hashes.slice(1)) expect(hash).toMatch(/^[0-9a-f]{64}$/)
-      const user = await store.getUser('bob')
+      const user = await getUser(store, 'bob')
       // From here on the suite-wide check (test/setup/no-secrets.ts) also looks for the verifier.
       noteSecret('verifier', user!.verifier)
       const dump = JSON.stringify(stored) + JSON.stringify(user)

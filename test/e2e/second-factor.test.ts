@@ -11,6 +11,7 @@ import type { SessionRecord } from '../../src/server/sessions.js'
 import { newPassword } from '../helpers/accounts.js'
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
 import { noteSecret } from '../helpers/secrets.js'
+import { getRecovery, getUser, hasUser } from '../helpers/records.js'
 
 // The second factor against the real server (TLS on 127.0.0.1, a store file on disk) with an
 // injected clock: (1) every place that checks a TOTP code accepts one 30 s step either side of
@@ -255,7 +256,7 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
     } finally {
       conn.close()
     }
-    expect(server.store.hasUser('win.register.a') && server.store.hasUser('win.register.b')).toBe(true)
+    expect(hasUser(server.store, 'win.register.a') && hasUser(server.store, 'win.register.b')).toBe(true)
   })
 
   it('totp_confirm (a logged-in user changing authenticator): refuses codes for step-2 and step+2, accepts step-1 and step+1', async () => {
@@ -290,10 +291,10 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
       expect(lastFailureStage(person.name)).toBe('enrol_code')
     }
     expect(await userOf(enrolAtLogin(person, 'minus1'))).toBe(person.name)
-    expect((await server.store.getUser(person.name))?.totpReset).toBeUndefined()
+    expect((await getUser(server.store, person.name))?.totpReset).toBeUndefined()
     await asAdmin((conn) => call(conn, 'reset_2fa', { user: person.name }))
     expect(await userOf(enrolAtLogin(person, 'plus1'))).toBe(person.name)
-    expect((await server.store.getUser(person.name))?.totpReset).toBeUndefined()
+    expect((await getUser(server.store, person.name))?.totpReset).toBeUndefined()
   })
 })
 
@@ -378,7 +379,7 @@ describe('a login whose account changed between the SRP proof and the code does 
         expect(await failureCode(submitRecoveryCode(first, person.recoveryCodes[0]!))).toBe('ERR_AUTH_FAILED')
         expect(await sessionIds(person.name)).toEqual(before)
         // Refused before the code was looked at: all ten are left (a removed account has none).
-        const stored = await server.store.getRecovery(person.name)
+        const stored = await getRecovery(server.store, person.name)
         expect(stored ? recoveryCodesLeft(stored) : 0).toBe(change === 'remove' ? 0 : 10)
       } finally {
         first.close()

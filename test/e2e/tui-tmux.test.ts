@@ -9,6 +9,7 @@ import { runCliToEnd } from '../helpers/cli.js'
 import { noteSecret } from '../helpers/secrets.js'
 import { ServerConnection } from '../../src/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
+import { hasUser } from '../helpers/records.js'
 
 // A person at a terminal: tmux runs the real TUI, keys are typed after each prompt appears, the
 // QR code is read off the screen by zbarimg, and oathtool plays the phone.
@@ -178,10 +179,10 @@ describe.runIf(tools)('the TUI in tmux', () => {
     await term.type('d', false)
     await term.waitFor('remove tmux.person?')
     expect(term.text()).toContain('y/n')
-    expect(server.store.hasUser('tmux.person')).toBe(true)
+    expect(hasUser(server.store, 'tmux.person')).toBe(true)
     await term.type('y', false)
     await term.waitFor(/removed tmux\.person/i)
-    expect(server.store.hasUser('tmux.person')).toBe(false)
+    expect(hasUser(server.store, 'tmux.person')).toBe(false)
     const removal = (await server.store.get<{ actor: string; target: string; action: string }>(
       `audit/${String((await server.store.get<{ n: number }>('audit-head'))!.n).padStart(12, '0')}`,
     ))!

@@ -18,6 +18,7 @@ import { startInProcessServer, type InProcessServer } from '../helpers/in-proces
 import { startPackageServer } from '../helpers/package-server.js'
 import { RawClient } from '../helpers/raw-client.js'
 import { noteSecret } from '../helpers/secrets.js'
+import { hasUser } from '../helpers/records.js'
 
 const PASSWORD = 'interop password 1'
 noteSecret('password', PASSWORD) // the suite-wide check (test/setup/no-secrets.ts) looks for it in every log
@@ -175,7 +176,7 @@ describe('over the wire', () => {
       type: 'error',
       code: 'ERR_KDF_LIMIT',
     })
-    expect(server.store.hasUser('hank')).toBe(false)
+    expect(hasUser(server.store, 'hank')).toBe(false)
   })
 })
 

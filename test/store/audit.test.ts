@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { AuditLog, verifyStore, type AuditEvent, type Store } from '../../src/store/index.js'
+import type { Store } from '../../src/store/index.js'
+import { AuditLog, verifyStoreAndAudit as verifyStore, type AuditEvent } from '../../src/server/audit-log.js'
 import type { AuditEntry, AuditHead } from '../../src/protocol/calls.js'
 import { runCliToEnd } from '../helpers/cli.js'
 import { writePassphraseFile } from '../helpers/server-process.js'

@@ -1,6 +1,7 @@
 import { readFile, truncate } from 'node:fs/promises'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { storeFixture, user, type StoreFixture } from './fixtures.js'
+import { getUser, userCount } from '../helpers/records.js'
 
 // Store.commit: several puts and deletes sealed as one record (the server's sessions, invites,
 // role changes and audit entries rely on it landing whole or not at all).
@@ -27,15 +28,15 @@ describe('store commit', () => {
     ])
     expect((await f.recordOffsets()).length).toBe(records + 1)
     expect(store.keys('session/').sort()).toEqual(['session/b', 'session/c'])
-    expect(store.userCount()).toBe(1)
+    expect(userCount(store)).toBe(1)
     await store.close()
     const again = await f.open()
     expect(again.keys('session/').sort()).toEqual(['session/b', 'session/c'])
     expect(again.keys('invite/')).toEqual(['invite/x'])
     expect(await again.get('session/c')).toEqual({ n: 4 })
     expect(again.has('session/a')).toBe(false)
-    expect(again.userCount()).toBe(1)
-    expect(await again.getUser('carol')).toEqual(user('carol'))
+    expect(userCount(again)).toBe(1)
+    expect(await getUser(again, 'carol')).toEqual(user('carol'))
   })
 
   it('is all or nothing: a record torn by a crash loses every change in it, and nothing before it', async () => {

@@ -2,9 +2,11 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
-import { AuditLog, verifyStore, type Store } from '../../src/store/index.js'
+import type { Store } from '../../src/store/index.js'
+import { AuditLog, verifyStoreAndAudit } from '../../src/server/audit-log.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 import { PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
+import { addUser, addUsers, getGuard, getLogin, getUser, hasUser, recordLogin } from '../helpers/records.js'
 
 // Durability: what the store promises about fsync (docs/store-format.md). A commit resolves only
 // after its record is fsync'd; a failed fsync refuses that commit and every later write; compaction,
@@ -106,14 +108,18 @@ const eio = () => Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO
 
 describe('store durability (fsync)', () => {
   const writes: Array<[string, (store: Store) => Promise<unknown>, (store: Store) => Promise<unknown>]> = [
-    ['addUser', (s) => s.addUser(user('bob')), (s) => s.getUser('bob')],
-    ['addUsers', (s) => s.addUsers([user('carol'), user('dave')]), (s) => s.getUser('dave')],
+    ['addUser', (s) => addUser(s, user('bob')), (s) => getUser(s, 'bob')],
+    ['addUsers', (s) => addUsers(s, [user('carol'), user('dave')]), (s) => getUser(s, 'dave')],
     [
       'recordLogin',
-      (s) => s.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 }),
-      (s) => s.getLogin('alice'),
+      (s) => recordLogin(s, 'alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 }),
+      (s) => getLogin(s, 'alice'),
     ],
-    ['setGuard', (s) => s.setGuard('alice', { failures: 3, lockedUntil: null }), (s) => s.getGuard('alice')],
+    [
+      'setGuard',
+      (s) => s.commit([{ key: 'guard/alice', value: { failures: 3, lockedUntil: null } }]),
+      (s) => getGuard(s, 'alice'),
+    ],
     [
       'commit',
       (s) =>
@@ -139,7 +145,7 @@ describe('store durability (fsync)', () => {
 
   it.each(writes)('%s resolves only after the store file is fsynced', async (_name, write, readBack) => {
     const store = await f.create({ autoCompact: false })
-    await store.addUser(user('alice'))
+    await addUser(store, user('alice'))
     const storeIno = (await stat(f.path)).ino
     const held = gate()
     const { calls } = spySync(async (call) => {
@@ -162,7 +168,7 @@ describe('store durability (fsync)', () => {
 
   it('a failed fsync refuses that commit (ERR_STORE_IO) and every later write; reads go on; a reopen shows none of it', async () => {
     const store = await f.create({ autoCompact: false })
-    await store.addUser(user('alice'))
+    await addUser(store, user('alice'))
     const log = await AuditLog.open(store, () => Date.parse('2026-11-25T10:00:00.000Z'))
     await log.append({ actor: null, action: 'user.register', target: 'alice', address: null, outcome: 'ok' })
     const before = { sha: await f.sha256(), size: (await readFile(f.path)).length, head: log.head() }
@@ -175,7 +181,7 @@ describe('store durability (fsync)', () => {
       }
     })
 
-    await expect(store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 1 })).rejects.toMatchObject({
+    await expect(recordLogin(store, 'alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 1 })).rejects.toMatchObject({
       code: 'ERR_STORE_IO',
     })
     expect(calls).toHaveLength(1)
@@ -185,7 +191,7 @@ describe('store durability (fsync)', () => {
     // fsync works again, yet nothing more may be written: after an fsync error the kernel may have
     // dropped the dirty pages, so what the store believes is on disk is no longer known.
     await expect(store.commit([{ key: 'session/a', value: 1 }])).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
-    await expect(store.addUser(user('bob'))).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await expect(addUser(store, user('bob'))).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
     await expect(
       log.append({ actor: 'alice', action: 'login.ok', target: null, address: null, outcome: 'ok' }),
     ).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
@@ -195,26 +201,26 @@ describe('store durability (fsync)', () => {
     expect(await f.sha256()).toBe(before.sha)
 
     // Reads still answer, from the state as it was before the failure.
-    expect(await store.getUser('alice')).toEqual(user('alice'))
-    expect(await store.getLogin('alice')).toBeUndefined()
-    expect(store.hasUser('bob')).toBe(false)
+    expect(await getUser(store, 'alice')).toEqual(user('alice'))
+    expect(await getLogin(store, 'alice')).toBeUndefined()
+    expect(hasUser(store, 'bob')).toBe(false)
     expect(store.keys('session/')).toEqual([])
     expect(log.head()).toEqual(before.head)
     expect(store.stats().fileSize).toBe(before.size)
     await store.close()
 
-    const verified = await verifyStore(f.path, PASSPHRASE)
+    const verified = await verifyStoreAndAudit(f.path, PASSPHRASE)
     expect(verified.tornTail).toBeUndefined()
     expect(verified.audit).toMatchObject({ ok: true, head: before.head, problems: [] })
     const again = await f.open({ autoCompact: false })
-    expect(await again.getLogin('alice')).toBeUndefined()
-    expect(again.hasUser('bob')).toBe(false)
+    expect(await getLogin(again, 'alice')).toBeUndefined()
+    expect(hasUser(again, 'bob')).toBe(false)
     expect(again.keys('session/')).toEqual([])
-    expect(await again.getUser('alice')).toEqual(user('alice'))
+    expect(await getUser(again, 'alice')).toEqual(user('alice'))
     // A fresh open writes again.
-    await again.recordLogin('alice', { at: '2026-11-25T10:01:00.000Z', totpStep: 2 })
+    await recordLogin(again, 'alice', { at: '2026-11-25T10:01:00.000Z', totpStep: 2 })
     await again.close()
-    expect(await (await f.open()).getLogin('alice')).toEqual({ at: '2026-11-25T10:01:00.000Z', totpStep: 2 })
+    expect(await getLogin(await f.open(), 'alice')).toEqual({ at: '2026-11-25T10:01:00.000Z', totpStep: 2 })
   })
 
   const replacements: Array<[string, (store: Store | undefined) => Promise<unknown>, string]> = [
@@ -229,9 +235,9 @@ describe('store durability (fsync)', () => {
       let store: Store | undefined
       if (name !== 'create') {
         store = await f.create({ autoCompact: false })
-        await store.addUser(user('alice'))
+        await addUser(store, user('alice'))
         for (let step = 1; step <= 5; step++)
-          await store.recordLogin('alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step }) // dead entries to drop
+          await recordLogin(store, 'alice', { at: '2026-11-25T10:00:00.000Z', totpStep: step }) // dead entries to drop
       }
       const oldIno = await inoAt(f.path)
       const held = gate()
@@ -259,7 +265,7 @@ describe('store durability (fsync)', () => {
 
       await store!.close()
       const again = await f.open({ passphrase, autoCompact: false })
-      if (name !== 'create') expect(await again.getLogin('alice')).toMatchObject({ totpStep: 5 })
+      if (name !== 'create') expect(await getLogin(again, 'alice')).toMatchObject({ totpStep: 5 })
       if (name === 'compaction') expect(again.stats().dead).toBe(0) // rekey copies records as they are
     },
   )

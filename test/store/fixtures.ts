@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createStore, openStore, type OpenOptions, type Store, type UserRecord } from '../../src/store/index.js'
+import { createStore, openStore, type OpenOptions, type Store } from '../../src/store/index.js'
 import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { makeTempDir } from '../helpers/env.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
+import { USERS_PREFIX, addUser, type UserRecord } from '../helpers/records.js'
+
+/** Fixture stores count their accounts, as the server's `store` commands do. */
+const COUNTED = { countedPrefixes: [USERS_PREFIX] }
 
 export const PASSPHRASE = 'store test passphrase'
 export const HEADER_BYTES = 160
@@ -32,15 +36,15 @@ export async function storeFixture() {
     dir,
     path,
     async make(users: string[], opts: OpenOptions = {}): Promise<void> {
-      const store = await createStore(path, PASSPHRASE, { kdf: TEST_KDF, ...opts })
-      for (const name of users) await store.addUser(user(name))
+      const store = await createStore(path, PASSPHRASE, { kdf: TEST_KDF, ...COUNTED, ...opts })
+      for (const name of users) await addUser(store, user(name))
       await store.close()
     },
     async create(opts: OpenOptions = {}): Promise<Store> {
-      return track(await createStore(path, PASSPHRASE, { kdf: TEST_KDF, ...opts }))
+      return track(await createStore(path, PASSPHRASE, { kdf: TEST_KDF, ...COUNTED, ...opts }))
     },
     async open(opts: OpenOptions & { passphrase?: string; at?: string } = {}): Promise<Store> {
-      return track(await openStore(opts.at ?? path, opts.passphrase ?? PASSPHRASE, opts))
+      return track(await openStore(opts.at ?? path, opts.passphrase ?? PASSPHRASE, { ...COUNTED, ...opts }))
     },
     sha256: async (at = path) =>
       createHash('sha256')

@@ -4,7 +4,7 @@ import { getPriority } from 'node:os'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createKdfSlot, type KdfSlot } from '../../src/server/kdf-slot.js'
 import { generateRecoveryCodes, hashRecoveryCodes } from '../../src/auth/recovery-codes.js'
-import { scryptAsync } from '../../src/auth/scrypt.js'
+import { scryptAsync } from '../../src/base/scrypt.js'
 
 // The server's KDF slot (src/server/kdf-slot.ts): its scrypt calls, one at a time, on one thread
 // of their own at nice 19, so its key derivation cannot take a core from the logins.

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
 import { AuditEntry as AuditEntrySchema, AuditHead as AuditHeadSchema } from '../protocol/calls.js'
 import type { AuditEntry, AuditHead } from '../protocol/calls.js'
-import { SecureLoginError } from '../protocol/errors.js'
-import type { Store, StoreChange } from './store.js'
+import { SecureLoginError } from '../base/errors.js'
+import { verifyStore, type Store, type StoreChange, type StoreStats } from '../store/index.js'
+import type { StoreLock, TornTail } from '../store/index.js'
 
 // The audit log: entries in the store, hash-chained, so that an insider who holds the
 // passphrase and edits, removes, reorders or cuts off entries is caught by `verify`
@@ -332,4 +333,26 @@ async function readSafely(
 /** Which fields failed, never their values. */
 function fieldsOf(error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey> }> }): string {
   return [...new Set(error.issues.map((issue) => issue.path.map(String).join('.') || '(entry)'))].slice(0, 8).join(', ')
+}
+
+/**
+ * `store verify`: every record authenticated, then the audit log's chain checked (against
+ * `auditAnchor`, an earlier head, when given); changes nothing on disk.
+ */
+export async function verifyStoreAndAudit(
+  path: string,
+  passphrase: string,
+  opts: {
+    onReport?: (event: string, fields: Record<string, unknown>) => void
+    lock?: StoreLock
+    countedPrefixes?: readonly string[]
+    auditAnchor?: AuditHead
+  } = {},
+): Promise<{ stats: StoreStats; tornTail: TornTail | undefined; audit: AuditVerification }> {
+  const { auditAnchor, ...rest } = opts
+  const { stats, tornTail, inspected } = await verifyStore(path, passphrase, {
+    ...rest,
+    inspect: (view) => verifyAuditChain(view.get, view.keys, auditAnchor),
+  })
+  return { stats, tornTail, audit: inspected as AuditVerification }
 }

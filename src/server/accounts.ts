@@ -1,0 +1,105 @@
+import { z } from 'zod'
+import { SecureLoginError } from '../protocol/errors.js'
+import { PasswordKdf, Role } from '../protocol/fields.js'
+import type { RecoveryHashes } from '../auth/recovery-codes.js'
+import type { Store, StoreChange } from '../store/index.js'
+
+// The account records and their keys: the one module that knows `user/`, `login/` and `recovery/`
+// (docs/store-format.md, "Record kinds"). Values are parsed here, at the store boundary: a record
+// that does not match is ERR_STORE_CORRUPT, never trusted and never silently replaced.
+
+/** Every account's key starts with this; the store counts them as it replays (`store stats`). */
+export const USERS_PREFIX = 'user/'
+
+const userKey = (username: string) => `${USERS_PREFIX}${username}`
+const loginKey = (username: string) => `login/${username}`
+const recoveryKey = (username: string) => `recovery/${username}`
+
+export const UserRecord = z.object({
+  username: z.string(),
+  /** SRP salt, hex. */
+  salt: z.string(),
+  /** SRP verifier, hex. */
+  verifier: z.string(),
+  /** How the client stretched the password before deriving x; sent back in every challenge. */
+  kdf: PasswordKdf,
+  /** TOTP secret, base32. */
+  totpSecret: z.string(),
+  role: Role,
+  createdAt: z.string(),
+  /** The TOTP time step of the code that confirmed enrolment: no login may reuse it. */
+  enrolledStep: z.number().optional(),
+  /** Set by `admin reset-2fa`: the next login enrols a new authenticator before it ends. */
+  totpReset: z.boolean().optional(),
+})
+export type UserRecord = z.infer<typeof UserRecord>
+
+/** The last successful login of a user: when, and which TOTP time step its code was for. */
+export const LoginRecord = z.object({ at: z.string(), totpStep: z.number() })
+export type LoginRecord = z.infer<typeof LoginRecord>
+
+const RecoveryRecord = z.object({
+  kdf: z.object({ name: z.literal('scrypt'), logN: z.number(), r: z.number(), p: z.number() }),
+  salt: z.string(),
+  hashes: z.array(z.string().nullable()),
+})
+
+async function read<T>(store: Store, key: string, schema: z.ZodType<T>, what: string): Promise<T | undefined> {
+  const value = await store.get<unknown>(key)
+  if (value === undefined) return undefined
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) {
+    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the ${what} record of a user is malformed`, {
+      hint: 'run `securelogin store verify`',
+    })
+  }
+  return parsed.data
+}
+
+export function getUser(store: Store, username: string): Promise<UserRecord | undefined> {
+  return read(store, userKey(username), UserRecord, 'account')
+}
+
+export function hasUser(store: Store, username: string): boolean {
+  return store.has(userKey(username))
+}
+
+export function userNames(store: Store): string[] {
+  return store.keys(USERS_PREFIX).map((key) => key.slice(USERS_PREFIX.length))
+}
+
+/** The account, written as it is given (a new one, or a changed copy of the stored one). */
+export function userChange(user: UserRecord): StoreChange {
+  return { key: userKey(user.username), value: user }
+}
+
+export function getLogin(store: Store, username: string): Promise<LoginRecord | undefined> {
+  return read(store, loginKey(username), LoginRecord, 'last login')
+}
+
+export function loginChange(username: string, login: LoginRecord): StoreChange {
+  return { key: loginKey(username), value: login }
+}
+
+export function getRecovery(store: Store, username: string): Promise<RecoveryHashes | undefined> {
+  return read(store, recoveryKey(username), RecoveryRecord, 'recovery code')
+}
+
+export function recoveryChange(username: string, recovery: RecoveryHashes): StoreChange {
+  return { key: recoveryKey(username), value: recovery }
+}
+
+/**
+ * A new account and its recovery-code hashes, to commit together (with its audit entry and role
+ * index): the hashes come first, so no reader ever sees an account without them.
+ */
+export function newAccountChanges(user: UserRecord, recovery?: RecoveryHashes): StoreChange[] {
+  return [...(recovery ? [recoveryChange(user.username, recovery)] : []), userChange(user)]
+}
+
+/** Deletes of every account record the user has (the guard's and the sessions' are theirs). */
+export function removeAccountChanges(store: Store, username: string): StoreChange[] {
+  return [userKey(username), loginKey(username), recoveryKey(username)]
+    .filter((key) => store.has(key))
+    .map((key) => ({ key, delete: true as const }))
+}
