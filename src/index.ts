@@ -2,7 +2,7 @@
 // checking the tokens a securelogin server signs, offline, with its JWKS (docs/tokens.md).
 // The server and the CLI are `securelogin server` and the other commands, not this module.
 
-export { verifyToken, type VerifyTokenOptions } from './auth/verify-token.js'
+export { verifyToken, type VerifyTokenOptions } from './auth/signed-tokens.js'
 export {
   Jwks,
   TokenClaims,

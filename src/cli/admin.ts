@@ -1,6 +1,6 @@
 import { call } from '../client/calls.js'
 import { withSession } from '../client/session.js'
-import type { AuditEntry, UserInfo } from '../protocol/calls.js'
+import type { AuditEntry, AccountSummary } from '../protocol/calls.js'
 import { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { normalizeUsername } from '../auth/username.js'
@@ -53,7 +53,7 @@ export async function runAdminUsers(args: AdminArgs): Promise<void> {
   })
 }
 
-function printUsers(users: UserInfo[]): void {
+function printUsers(users: AccountSummary[]): void {
   const rows = users.map((u) => [
     u.user,
     u.role,

@@ -3,7 +3,7 @@ import { call } from '../client/calls.js'
 import { ServerConnection } from '../client/connection.js'
 import { checkToken, fetchJwks } from '../client/tokens.js'
 import { withSession } from '../client/session.js'
-import { verifyToken } from '../auth/verify-token.js'
+import { verifyToken } from '../auth/signed-tokens.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import {
   AUDIENCE_PATTERN,

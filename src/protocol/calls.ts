@@ -31,7 +31,7 @@ export const SessionInfo = z.strictObject({
 })
 export type SessionInfo = z.infer<typeof SessionInfo>
 
-export const UserInfo = z.strictObject({
+export const AccountSummary = z.strictObject({
   user: username,
   role: Role,
   createdAt: isoTime,
@@ -42,7 +42,7 @@ export const UserInfo = z.strictObject({
   twoFactor: z.enum(['enrolled', 'reset']),
   recoveryCodesLeft: z.int().min(0).max(10),
 })
-export type UserInfo = z.infer<typeof UserInfo>
+export type AccountSummary = z.infer<typeof AccountSummary>
 
 const auditValue = z.union([z.string().max(256), z.number(), z.boolean(), z.null()])
 export const AuditEntry = z.strictObject({
@@ -97,7 +97,7 @@ export const CALLS = {
   /** Starts re-enrolment of one's own authenticator; needs a login on this connection with password and code. */
   totp_reset: { args: empty, result: z.strictObject({ otpauthUri }) },
   totp_confirm: { args: z.strictObject({ code: totpCode }), result: z.strictObject({ user: username }) },
-  users: { args: empty, result: z.strictObject({ users: z.array(UserInfo) }) },
+  users: { args: empty, result: z.strictObject({ users: z.array(AccountSummary) }) },
   /** A single-use registration token; with `user`, only for that name (`admin add`). */
   invite: {
     args: z.strictObject({ role: Role, user: username.optional(), ttlSeconds }),

@@ -15,7 +15,7 @@ const userKey = (username: string) => `${USERS_PREFIX}${username}`
 const loginKey = (username: string) => `login/${username}`
 const recoveryKey = (username: string) => `recovery/${username}`
 
-export const UserRecord = z.object({
+export const AccountRecord = z.object({
   username: z.string(),
   /** SRP salt, hex. */
   salt: z.string(),
@@ -32,7 +32,7 @@ export const UserRecord = z.object({
   /** Set by `admin reset-2fa`: the next login enrols a new authenticator before it ends. */
   totpReset: z.boolean().optional(),
 })
-export type UserRecord = z.infer<typeof UserRecord>
+export type AccountRecord = z.infer<typeof AccountRecord>
 
 /** The last successful login of a user: when, and which TOTP time step its code was for. */
 export const LoginRecord = z.object({ at: z.string(), totpStep: z.number() })
@@ -56,8 +56,8 @@ async function read<T>(store: Store, key: string, schema: z.ZodType<T>, what: st
   return parsed.data
 }
 
-export function getUser(store: Store, username: string): Promise<UserRecord | undefined> {
-  return read(store, userKey(username), UserRecord, 'account')
+export function getUser(store: Store, username: string): Promise<AccountRecord | undefined> {
+  return read(store, userKey(username), AccountRecord, 'account')
 }
 
 export function hasUser(store: Store, username: string): boolean {
@@ -69,7 +69,7 @@ export function userNames(store: Store): string[] {
 }
 
 /** The account, written as it is given (a new one, or a changed copy of the stored one). */
-export function userChange(user: UserRecord): StoreChange {
+export function userChange(user: AccountRecord): StoreChange {
   return { key: userKey(user.username), value: user }
 }
 
@@ -93,7 +93,7 @@ export function recoveryChange(username: string, recovery: RecoveryHashes): Stor
  * A new account and its recovery-code hashes, to commit together (with its audit entry and role
  * index): the hashes come first, so no reader ever sees an account without them.
  */
-export function newAccountChanges(user: UserRecord, recovery?: RecoveryHashes): StoreChange[] {
+export function newAccountChanges(user: AccountRecord, recovery?: RecoveryHashes): StoreChange[] {
   return [...(recovery ? [recoveryChange(user.username, recovery)] : []), userChange(user)]
 }
 

@@ -1,4 +1,4 @@
-import { CALLS, type CallArgs, type CallOp, type CallResult, type UserInfo } from '../protocol/calls.js'
+import { CALLS, type CallArgs, type CallOp, type CallResult, type AccountSummary } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
@@ -13,11 +13,11 @@ import {
   removeAccountChanges,
   userChange,
   userNames,
-  type UserRecord,
+  type AccountRecord,
 } from './accounts.js'
 import { CallFailed, type MessageOf, type Reply, type Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
-import { createInvite, roleIndexChanges, systemAdminCount } from './registration.js'
+import { createInvite, roleIndexChanges, systemAdminCount } from './invites.js'
 import { audit, auditBehind } from './audit-events.js'
 import { sessionEnded } from './login.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
@@ -29,7 +29,7 @@ import { issueSignedToken } from './signed-tokens.js'
 // here, on the server, whatever the client is.
 
 interface Caller extends Request<'authenticated'> {
-  record: UserRecord
+  record: AccountRecord
   session: SessionRecord
   nowMs: number
 }
@@ -85,7 +85,7 @@ function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>,
 }
 
 /** The target account, or ERR_NOT_FOUND. */
-async function target(caller: Caller, user: string): Promise<UserRecord> {
+async function target(caller: Caller, user: string): Promise<AccountRecord> {
   const record = await getUser(caller.ctx.store, user)
   if (!record)
     throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
@@ -126,13 +126,13 @@ async function revokeSessions(
 async function changeAccount(
   caller: Caller,
   user: string,
-  change: (record: UserRecord) => {
+  change: (record: AccountRecord) => {
     changes: StoreChange[]
     revoke: string[]
     action: string
     details?: Record<string, string | number | boolean | null>
   },
-): Promise<{ record: UserRecord; revoked: number }> {
+): Promise<{ record: AccountRecord; revoked: number }> {
   const { ctx } = caller
   return ctx.perUser.run(user, async () => {
     const record = await target(caller, user)
@@ -313,7 +313,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'user.list',
     async run(caller) {
       const { ctx, nowMs } = caller
-      const users: UserInfo[] = []
+      const users: AccountSummary[] = []
       for (const name of userNames(ctx.store)) {
         const record = await getUser(ctx.store, name)
         if (!record) continue

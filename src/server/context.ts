@@ -2,7 +2,7 @@ import type { Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import type { Sessions } from './sessions.js'
 import type { AuditLog } from './audit-log.js'
-import type { RegistrationPolicy } from './registration.js'
+import type { RegistrationPolicy } from './invites.js'
 import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
 import type { SrpServerEngine } from '../auth/srp-engine.js'
@@ -19,7 +19,7 @@ export interface ServerContext {
   sessions: Sessions
   /** The hash-chained audit log in the store. */
   audit: AuditLog
-  /** Undefined: open until a system_admin exists, then invite (src/server/registration.ts). */
+  /** Undefined: open until a system_admin exists, then invite (src/server/invites.ts). */
   registration: RegistrationPolicy | undefined
   /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
   pendingNames: Set<string>

@@ -3,7 +3,15 @@ import { deriveDecoyCredentials } from '../auth/srp-server.js'
 import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
 import type { StoreChange } from '../store/index.js'
-import { getLogin, getRecovery, getUser, loginChange, recoveryChange, userChange, type UserRecord } from './accounts.js'
+import {
+  getLogin,
+  getRecovery,
+  getUser,
+  loginChange,
+  recoveryChange,
+  userChange,
+  type AccountRecord,
+} from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
@@ -27,7 +35,7 @@ import {
 // recovery code (login_recovery) -> welcome; or session_resume -> welcome for a saved session.
 
 /** Splits a stored record into what may be kept in plain sight and its secrets. */
-export function splitAccount(record: UserRecord): { user: Account; verifier: Secret; totpSecret: Secret } {
+export function splitAccount(record: AccountRecord): { user: Account; verifier: Secret; totpSecret: Secret } {
   const { verifier, totpSecret, ...user } = record
   return { user, verifier: new Secret(verifier), totpSecret: new Secret(totpSecret) }
 }
@@ -179,7 +187,7 @@ export async function handleLoginRecovery(
  * The account as it is now, if this login may still finish: an admin may have removed it or
  * reset its 2FA, or the person may have changed the password or authenticator, since it began.
  */
-async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<UserRecord | undefined> {
+async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<AccountRecord | undefined> {
   const current = await getUser(ctx.store, login.username)
   if (
     !current ||

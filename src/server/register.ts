@@ -4,8 +4,8 @@ import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
 import type { MessageOf, PendingRegistration, Reply, Request } from './vocabulary.js'
-import { hasUser, newAccountChanges, type UserRecord } from './accounts.js'
-import { grantFor, roleIndexChanges, stillGranted, type Grant } from './registration.js'
+import { hasUser, newAccountChanges, type AccountRecord } from './accounts.js'
+import { grantFor, roleIndexChanges, stillGranted, type Grant } from './invites.js'
 import { audit, auditBehind } from './audit-events.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 
@@ -63,7 +63,7 @@ export async function handleRegisterConfirm(
   const timeStep = await checkEnrolmentCode(ctx, who, pending.enrolment, message.code, ctx.now())
   const recovery = await makeRecoveryCodes(ctx)
   const { grant } = pending
-  const user: UserRecord = {
+  const user: AccountRecord = {
     username: pending.username,
     salt: pending.salt,
     verifier: pending.verifier.reveal(),

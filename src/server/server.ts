@@ -8,7 +8,7 @@ import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context
 import { Connection } from './connection.js'
 import { DEFAULT_SESSION_TIMES, Sessions, type SessionTimes } from './sessions.js'
 import { AuditLog } from './audit-log.js'
-import { issueBootstrapToken, type RegistrationPolicy } from './registration.js'
+import { issueBootstrapToken, type RegistrationPolicy } from './invites.js'
 import { auditBehind } from './audit-events.js'
 import { KeyedQueue } from './keyed-queue.js'
 import type { StageTimes } from './stage-times.js'
@@ -37,7 +37,7 @@ export interface ServerOptions {
   sleep?: (ms: number) => Promise<void>
   /** Idle and absolute session timeouts (30 min and 12 h by default). */
   sessions?: Partial<SessionTimes>
-  /** Who may register (src/server/registration.ts); default open until a system_admin exists, then invite. */
+  /** Who may register (src/server/invites.ts); default open until a system_admin exists, then invite. */
   registration?: RegistrationPolicy
   /**
    * Called at start when the store has no system_admin, with a fresh single-use bootstrap token

@@ -1,6 +1,6 @@
 import type { Store, StoreChange } from '../store/index.js'
 import type { SessionInfo } from '../protocol/calls.js'
-import { hashToken, issueToken, sameHash } from './tokens.js'
+import { hashToken, issueToken, sameHash } from './opaque-tokens.js'
 
 // Durable sessions (docs/protocol.md, "Sessions"). A login ends with a fresh token; the store
 // keeps only its hash, under `session/ID`. A session ends at the first of: its absolute expiry

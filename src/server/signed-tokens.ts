@@ -1,8 +1,8 @@
-import { verifyToken } from '../auth/verify-token.js'
+import { verifyToken } from '../auth/signed-tokens.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { TOKEN_TTL_DEFAULT_SECONDS, type TokenClaims } from '../protocol/signed-tokens.js'
 import type { CallResult } from '../protocol/calls.js'
-import { getUser, type UserRecord } from './accounts.js'
+import { getUser, type AccountRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { MessageOf, Reply, Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
@@ -18,7 +18,7 @@ import { audit } from './audit-events.js'
  */
 export async function issueSignedToken(
   ctx: ServerContext,
-  caller: { record: UserRecord; session: SessionRecord; address: string; nowMs: number },
+  caller: { record: AccountRecord; session: SessionRecord; address: string; nowMs: number },
   args: { audience: string; ttlSeconds?: number | undefined },
 ): Promise<CallResult<'token'>> {
   const { record, session, address, nowMs } = caller

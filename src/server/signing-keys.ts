@@ -2,8 +2,8 @@ import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { base64url } from '../protocol/fields.js'
-import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signing-key.js'
-import { signToken } from '../auth/sign-token.js'
+import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signed-tokens.js'
+import { signToken } from '../auth/signed-tokens.js'
 import {
   TOKEN_CLOCK_TOLERANCE_SECONDS,
   TOKEN_TTL_MAX_SECONDS,

@@ -4,15 +4,15 @@ import type { AuditEntry } from '../protocol/calls.js'
 import type { Secret } from '../auth/secret.js'
 import type { ServerEphemeral } from '../auth/srp-server.js'
 import type { PasswordKdf } from '../auth/password-stretch.js'
-import type { UserRecord } from './accounts.js'
+import type { AccountRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
-import type { Grant } from './registration.js'
+import type { Grant } from './invites.js'
 
 // The words every handler and the conversation share. A leaf: it imports no handler, so a
 // handler can name a state or a reply without importing the dispatcher that calls it.
 
 /** What a conversation keeps of an account: the record without its secrets, which travel wrapped. */
-export type Account = Omit<UserRecord, 'verifier' | 'totpSecret'>
+export type Account = Omit<AccountRecord, 'verifier' | 'totpSecret'>
 
 /**
  * How this connection reached 'authenticated': a login with a TOTP code or a recovery code, or
@@ -32,7 +32,7 @@ export interface PendingRegistration {
   verifier: Secret
   kdf: PasswordKdf
   enrolment: Enrolment
-  /** What the account will be, and the token it spends (src/server/registration.ts). */
+  /** What the account will be, and the token it spends (src/server/invites.ts). */
   grant: Grant
 }
 

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react'
 import { Box, Text, useInput, useStdout } from 'ink'
 import { ROLES } from '../auth/roles.js'
 import type { SecureLoginError } from '../protocol/errors.js'
-import type { Role, TuiClient, UserInfo } from './types.js'
+import type { Role, TuiClient, AccountSummary } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { useEscape } from './use-escape.js'
 import { formatTime, plural } from './format.js'
@@ -22,8 +22,8 @@ type Action =
 
 type Mode =
   | { name: 'table' }
-  | { name: 'actions'; user: UserInfo }
-  | { name: 'role'; user: UserInfo }
+  | { name: 'actions'; user: AccountSummary }
+  | { name: 'role'; user: AccountSummary }
   | { name: 'confirm'; action: Action }
   | { name: 'working' }
 
@@ -85,7 +85,7 @@ export function UserTable({
   rows?: number | undefined
 }) {
   const { stdout } = useStdout()
-  const [users, setUsers] = useState<UserInfo[]>()
+  const [users, setUsers] = useState<AccountSummary[]>()
   const [filter, setFilter] = useState('')
   const [index, setIndex] = useState(0)
   const [mode, setMode] = useState<Mode>({ name: 'table' })
@@ -231,7 +231,7 @@ export function UserTable({
   )
 }
 
-function UserActions({ user }: { user: UserInfo }) {
+function UserActions({ user }: { user: AccountSummary }) {
   return (
     <Box flexDirection="column" marginTop={1}>
       <Text>

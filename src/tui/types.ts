@@ -1,10 +1,10 @@
 // What the TUI needs from the network side. src/cli adapts src/client to it; tests pass fakes.
-import type { AuditEntry, SessionInfo, UserInfo } from '../protocol/calls.js'
+import type { AuditEntry, SessionInfo, AccountSummary } from '../protocol/calls.js'
 import type { Role } from '../protocol/fields.js'
 import type { LoginResult } from '../client/login.js'
 import type { Enrolment } from '../client/register.js'
 
-export type { AuditEntry, SessionInfo, UserInfo, Role, LoginResult, Enrolment }
+export type { AuditEntry, SessionInfo, AccountSummary, Role, LoginResult, Enrolment }
 
 export interface TuiClient {
   /** "HOST:PORT", for display. */
@@ -61,7 +61,7 @@ export interface TuiClient {
   confirmTotpReset(code: string): Promise<void>
 
   // Admins (the server refuses the rest with ERR_FORBIDDEN):
-  listUsers(): Promise<UserInfo[]>
+  listUsers(): Promise<AccountSummary[]>
   removeUser(user: string): Promise<{ revokedSessions: number }>
   setRole(user: string, role: Role): Promise<{ previous: Role }>
   /** Forces re-enrolment of the user's authenticator at their next login; revokes their sessions. */

@@ -16,7 +16,7 @@ import { TEST_KDF } from '../helpers/in-process-server.js'
 import { FileClock } from '../helpers/clock.js'
 import { noteSecret } from '../helpers/secrets.js'
 import { addUsers, getLogin, getUser, recordLogin, userCount } from '../helpers/records.js'
-import type { UserRecord } from '../helpers/records.js'
+import type { AccountRecord } from '../helpers/records.js'
 
 // Crash tests (issue 4): SIGKILL the real server, and the real store commands, at random
 // moments; nothing acknowledged may be lost and the store must always verify.
@@ -267,7 +267,7 @@ describe('SIGKILL at random moments', () => {
 describe('SIGKILL during store commands', () => {
   const bigStore = () => join(dir, 'big', 'big.store')
   const names = Array.from({ length: 20_000 }, (_, i) => `user${i}`)
-  const record = (username: string): UserRecord => ({
+  const record = (username: string): AccountRecord => ({
     username,
     salt: 'ab'.repeat(32),
     verifier: 'cd'.repeat(256),

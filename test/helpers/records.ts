@@ -9,14 +9,14 @@ import {
   newAccountChanges,
   userChange,
   type LoginRecord,
-  type UserRecord,
+  type AccountRecord,
 } from '../../src/server/accounts.js'
 import type { RecoveryHashes } from '../../src/auth/recovery-codes.js'
 
 // The account records as tests read and write them straight in a store: through the module that
 // owns them (src/server/accounts.ts), never by hand-written keys.
 
-export type { UserRecord, LoginRecord }
+export type { AccountRecord, LoginRecord }
 export { USERS_PREFIX }
 
 export const getUser = (store: Store, name: string) => readUser(store, name)
@@ -26,7 +26,7 @@ export const getLogin = (store: Store, name: string) => readLogin(store, name)
 export const getRecovery = (store: Store, name: string) => readRecovery(store, name)
 
 /** A new account (and its recovery hashes) in one commit; refuses a name that is taken. */
-export async function addUser(store: Store, user: UserRecord, recovery?: RecoveryHashes): Promise<void> {
+export async function addUser(store: Store, user: AccountRecord, recovery?: RecoveryHashes): Promise<void> {
   await store.commit(
     newAccountChanges(user, recovery).map((change) =>
       change.key.startsWith(USERS_PREFIX) ? { ...change, expect: null } : change,
@@ -35,7 +35,7 @@ export async function addUser(store: Store, user: UserRecord, recovery?: Recover
 }
 
 /** Many accounts, one record each, one fsync. */
-export async function addUsers(store: Store, users: UserRecord[]): Promise<void> {
+export async function addUsers(store: Store, users: AccountRecord[]): Promise<void> {
   await store.commitEach(users.map(userChange))
 }
 

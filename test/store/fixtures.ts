@@ -5,7 +5,7 @@ import { createStore, openStore, type OpenOptions, type Store } from '../../src/
 import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 import { makeTempDir } from '../helpers/env.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
-import { USERS_PREFIX, addUser, type UserRecord } from '../helpers/records.js'
+import { USERS_PREFIX, addUser, type AccountRecord } from '../helpers/records.js'
 
 /** Fixture stores count their accounts, as the server's `store` commands do. */
 const COUNTED = { countedPrefixes: [USERS_PREFIX] }
@@ -13,7 +13,7 @@ const COUNTED = { countedPrefixes: [USERS_PREFIX] }
 export const PASSPHRASE = 'store test passphrase'
 export const HEADER_BYTES = 160
 
-export const user = (username: string): UserRecord => ({
+export const user = (username: string): AccountRecord => ({
   username,
   salt: 'ab'.repeat(32),
   verifier: 'cd'.repeat(256),

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { decodeProtectedHeader } from 'jose'
 import { RETIRED_KEY_KEPT_MS, SIGNING_KEYS, SigningKeys } from '../../src/server/signing-keys.js'
-import { verifyToken } from '../../src/auth/verify-token.js'
+import { verifyToken } from '../../src/auth/signed-tokens.js'
 import { storeFixture, type StoreFixture } from './fixtures.js'
 
 // The token-signing keys in a real store file (src/server/signing-keys.ts): made once, the same

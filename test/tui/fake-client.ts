@@ -1,6 +1,14 @@
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import { canInvite, canManage, whyNotRemove, whyNotSetRole } from '../../src/auth/roles.js'
-import type { AuditEntry, Enrolment, LoginResult, Role, SessionInfo, TuiClient, UserInfo } from '../../src/tui/types.js'
+import type {
+  AuditEntry,
+  Enrolment,
+  LoginResult,
+  Role,
+  SessionInfo,
+  TuiClient,
+  AccountSummary,
+} from '../../src/tui/types.js'
 
 export const URI =
   'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
@@ -44,7 +52,7 @@ export class FakeClient implements TuiClient {
     this.session('bead0002', '10.0.0.7', false),
     this.session('dad00003', '10.0.0.9', false),
   ]
-  users: UserInfo[] = [
+  users: AccountSummary[] = [
     this.account('alice', 'regular_user'),
     this.account('bob', 'regular_user'),
     this.account('bobby', 'regular_user', { locked: true }),
@@ -160,7 +168,7 @@ export class FakeClient implements TuiClient {
     if (!this.enrolCodes.has(code)) throw enrolCode()
   }
 
-  async listUsers(): Promise<UserInfo[]> {
+  async listUsers(): Promise<AccountSummary[]> {
     this.calls.push('listUsers')
     this.mustBeAdmin()
     return this.users.map((u) => (u.user === this.user ? { ...u, role: this.role } : u))
@@ -276,7 +284,7 @@ export class FakeClient implements TuiClient {
     }
   }
 
-  private account(user: string, role: Role, opts: { locked?: boolean } = {}): UserInfo {
+  private account(user: string, role: Role, opts: { locked?: boolean } = {}): AccountSummary {
     return {
       user,
       role,
@@ -297,14 +305,14 @@ export class FakeClient implements TuiClient {
     if (this.role === 'regular_user') throw forbidden('regular_user may not do that')
   }
 
-  private target(user: string): UserInfo {
+  private target(user: string): AccountSummary {
     this.mustBeAdmin()
     const target = this.users.find((u) => u.user === user)
     if (!target) throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`)
     return target
   }
 
-  private managed(user: string): UserInfo {
+  private managed(user: string): AccountSummary {
     const target = this.target(user)
     if (!canManage(this.role, target.role)) throw forbidden(`${this.role} cannot manage ${target.role} accounts`)
     return target

@@ -1,9 +1,9 @@
 import { SignJWT } from 'jose'
 import { createPrivateKey } from 'node:crypto'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { generateSigningKey, type SigningKey } from '../../src/auth/signing-key.js'
-import { signToken } from '../../src/auth/sign-token.js'
-import { verifyToken } from '../../src/auth/verify-token.js'
+import { generateSigningKey, type SigningKey } from '../../src/auth/signed-tokens.js'
+import { signToken } from '../../src/auth/signed-tokens.js'
+import { verifyToken } from '../../src/auth/signed-tokens.js'
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import type { TokenClaims } from '../../src/protocol/signed-tokens.js'
 

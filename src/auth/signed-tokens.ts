@@ -1,6 +1,65 @@
-import { createLocalJWKSet, errors, jwtVerify } from 'jose'
+import { createPrivateKey, generateKeyPairSync, type JsonWebKey } from 'node:crypto'
+import { SignJWT, calculateJwkThumbprint, createLocalJWKSet, errors, jwtVerify } from 'jose'
 import { SecureLoginError } from '../protocol/errors.js'
-import { Jwks, TOKEN_CLOCK_TOLERANCE_SECONDS, TOKEN_TTL_MAX_SECONDS, TokenClaims } from '../protocol/signed-tokens.js'
+import {
+  Jwks,
+  TOKEN_CLOCK_TOLERANCE_SECONDS,
+  TOKEN_TTL_MAX_SECONDS,
+  TokenClaims,
+  type PublicJwk,
+} from '../protocol/signed-tokens.js'
+
+// Signed tokens, the pure part (docs/tokens.md): the server's Ed25519 signing key, signing a
+// token with it, and verifyToken(), which an application runs offline with the JWKS alone. The
+// wire shapes are protocol/signed-tokens.ts; the stored keys server/signing-keys.ts; the calls
+// server/signed-tokens.ts; the commands cli/token.ts.
+
+// The server's token-signing key: Ed25519 (RFC 8037), named by its RFC 7638 thumbprint so that a
+// verifier picks the right public key from the JWKS and no two keys can share a name.
+
+/** The private half as a JWK (`d` is the secret); kept only inside the encrypted store. */
+export interface PrivateSigningJwk {
+  kty: 'OKP'
+  crv: 'Ed25519'
+  x: string
+  d: string
+}
+
+export interface SigningKey {
+  kid: string
+  privateJwk: PrivateSigningJwk
+  publicJwk: PublicJwk
+}
+
+export async function generateSigningKey(): Promise<SigningKey> {
+  const { privateKey } = generateKeyPairSync('ed25519')
+  const jwk = privateKey.export({ format: 'jwk' }) as JsonWebKey
+  const privateJwk: PrivateSigningJwk = { kty: 'OKP', crv: 'Ed25519', x: jwk.x!, d: jwk.d! }
+  const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: privateJwk.x }, 'sha256')
+  return { kid, privateJwk, publicJwk: publicJwkOf(privateJwk.x, kid) }
+}
+
+export function publicJwkOf(x: string, kid: string): PublicJwk {
+  return { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' }
+}
+
+/**
+ * A compact JWT over `claims`, signed with Ed25519 (`alg: EdDSA`); the header names the key
+ * (`kid`) and the type (`typ: JWT`). The caller (the server) chooses every claim.
+ */
+export async function signToken(key: PrivateSigningJwk, kid: string, claims: TokenClaims): Promise<string> {
+  const privateKey = createPrivateKey({ key: { ...key }, format: 'jwk' })
+  const { iss, sub, aud, iat, exp, jti, ...rest } = claims
+  return new SignJWT(rest)
+    .setProtectedHeader({ alg: 'EdDSA', kid, typ: 'JWT' })
+    .setIssuer(iss)
+    .setSubject(sub)
+    .setAudience(aud)
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
+    .setJti(jti)
+    .sign(privateKey)
+}
 
 // verifyToken(): what an application runs to check a securelogin token offline, with the
 // server's public keys alone (its JWKS). Three outcomes besides the claims, as typed errors:

@@ -1,7 +1,7 @@
 import type { Store, StoreChange } from '../store/index.js'
 import type { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
-import { hashToken, issueToken, sameHash, tokenKind } from './tokens.js'
+import { hashToken, issueToken, sameHash, tokenKind } from './opaque-tokens.js'
 
 // Who may register, and as what (docs/protocol.md, "Registration policy"):
 // - the bootstrap token, printed by a server whose store has no system_admin, makes the first
