@@ -1,12 +1,11 @@
 import { z } from 'zod'
-import { SecureLoginError } from '../protocol/errors.js'
 import { PasswordKdf, Role } from '../protocol/fields.js'
 import type { RecoveryHashes } from '../auth/recovery-codes.js'
 import type { Store, StoreChange } from '../store/index.js'
+import { readStored } from './stored.js'
 
 // The account records and their keys: the one module that knows `user/`, `login/` and `recovery/`
-// (docs/store-format.md, "Record kinds"). Values are parsed here, at the store boundary: a record
-// that does not match is ERR_STORE_CORRUPT, never trusted and never silently replaced.
+// (docs/store-format.md, "Keys and values"). Values are parsed here, at the store boundary.
 
 /** Every account's key starts with this; the store counts them as it replays (`store stats`). */
 export const USERS_PREFIX = 'user/'
@@ -44,20 +43,8 @@ const RecoveryRecord = z.object({
   hashes: z.array(z.string().nullable()),
 })
 
-async function read<T>(store: Store, key: string, schema: z.ZodType<T>, what: string): Promise<T | undefined> {
-  const value = await store.get<unknown>(key)
-  if (value === undefined) return undefined
-  const parsed = schema.safeParse(value)
-  if (!parsed.success) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the ${what} record of a user is malformed`, {
-      hint: 'run `securelogin store verify`',
-    })
-  }
-  return parsed.data
-}
-
 export function getUser(store: Store, username: string): Promise<AccountRecord | undefined> {
-  return read(store, userKey(username), AccountRecord, 'account')
+  return readStored(store, userKey(username), AccountRecord, 'account')
 }
 
 export function hasUser(store: Store, username: string): boolean {
@@ -74,7 +61,7 @@ export function userChange(user: AccountRecord): StoreChange {
 }
 
 export function getLogin(store: Store, username: string): Promise<LoginRecord | undefined> {
-  return read(store, loginKey(username), LoginRecord, 'last login')
+  return readStored(store, loginKey(username), LoginRecord, 'last login')
 }
 
 export function loginChange(username: string, login: LoginRecord): StoreChange {
@@ -82,7 +69,7 @@ export function loginChange(username: string, login: LoginRecord): StoreChange {
 }
 
 export function getRecovery(store: Store, username: string): Promise<RecoveryHashes | undefined> {
-  return read(store, recoveryKey(username), RecoveryRecord, 'recovery code')
+  return readStored(store, recoveryKey(username), RecoveryRecord, 'recovery code')
 }
 
 export function recoveryChange(username: string, recovery: RecoveryHashes): StoreChange {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { AuditEntry as AuditEntrySchema, AuditHead as AuditHeadSchema } from '../protocol/calls.js'
 import type { AuditEntry, AuditHead } from '../protocol/calls.js'
 import { SecureLoginError } from '../base/errors.js'
+import { readStored } from './stored.js'
 import { verifyStore, type Store, type StoreChange, type StoreStats } from '../store/index.js'
 import type { StoreLock, TornTail } from '../store/index.js'
 
@@ -138,7 +139,7 @@ export class AuditLog {
     const since = opts.since === undefined ? undefined : Date.parse(opts.since)
     const matches: AuditEntry[] = []
     for (let n = this.#head.n; n >= 1 && (opts.limit === undefined || matches.length < opts.limit); n--) {
-      const entry = await this.#store.get<AuditEntry>(entryKey(n))
+      const entry = await readStored(this.#store, entryKey(n), AuditEntrySchema, 'audit entry')
       if (entry === undefined) continue
       const at = Date.parse(entry.at)
       if (since !== undefined && at < since - CLOCK_SLACK_MS) break

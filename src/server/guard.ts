@@ -1,7 +1,7 @@
 import { z } from 'zod'
-import { SecureLoginError } from '../protocol/errors.js'
 import type { Store, StoreChange } from '../store/index.js'
 import type { Logger } from './logger.js'
+import { readStored } from './stored.js'
 
 // Online guessing (issue 5; NIST SP 800-63B 5.2.2, OWASP ASVS V2.2): failed logins are counted
 // per user name and per source address. From the `delayAfter`-th consecutive failure on, the
@@ -167,20 +167,8 @@ export class Guard {
     })
   }
 
-  async #read(username: string): Promise<Count | undefined> {
-    const value = await this.#store.get<unknown>(guardKey(username))
-    if (value === undefined) return undefined
-    const parsed = GuardRecord.safeParse(value)
-    if (!parsed.success) {
-      throw new SecureLoginError(
-        'ERR_STORE_CORRUPT',
-        `${this.#store.path}: the failed-login record of a user is malformed`,
-        {
-          hint: 'run `securelogin store verify`',
-        },
-      )
-    }
-    return parsed.data
+  #read(username: string): Promise<Count | undefined> {
+    return readStored(this.#store, guardKey(username), GuardRecord, 'failed-login')
   }
 
   /** A count of zero is no record at all. */

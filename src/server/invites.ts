@@ -1,7 +1,9 @@
+import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
-import type { Role } from '../protocol/fields.js'
+import { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { hashToken, issueToken, sameHash, tokenKind } from './opaque-tokens.js'
+import { readStored } from './stored.js'
 
 // Who may register, and as what (docs/protocol.md, "Registration policy"):
 // - the bootstrap token, printed by a server whose store has no system_admin, makes the first
@@ -16,15 +18,16 @@ export type RegistrationPolicy = 'open' | 'invite' | 'closed'
 export const BOOTSTRAP_KEY = 'bootstrap'
 export const DEFAULT_BOOTSTRAP_TTL_MS = 24 * 60 * 60_000
 
-export interface TokenRecord {
-  hash: string
-  role: Role
+export const TokenRecord = z.object({
+  hash: z.string(),
+  role: Role,
   /** An invite for one name only (`admin add`); null: any name. */
-  user: string | null
-  createdBy: string | null
-  createdAt: number
-  expiresAt: number
-}
+  user: z.string().nullable(),
+  createdBy: z.string().nullable(),
+  createdAt: z.number(),
+  expiresAt: z.number(),
+})
+export type TokenRecord = z.infer<typeof TokenRecord>
 
 /** What a registration may become, and the record it spends. */
 export interface Grant {
@@ -125,7 +128,7 @@ export async function grantFor(
   const kind = tokenKind(token)
   const { hash, id } = hashToken(token)
   const key = kind === 'bootstrap' ? BOOTSTRAP_KEY : kind === 'invite' ? inviteKey(id) : undefined
-  const record = key ? await store.get<TokenRecord>(key) : undefined
+  const record = key ? await readStored(store, key, TokenRecord, 'invite') : undefined
   if (!key || !record || !sameHash(record.hash, hash) || record.expiresAt <= nowMs) throw invalidToken()
   if (kind === 'invite' && policy === 'closed') {
     throw new SecureLoginError('ERR_FORBIDDEN', 'registration is closed on this server, invites included', {
@@ -143,6 +146,6 @@ export async function grantFor(
 /** At confirmation: the grant's token must still be there (not spent by a parallel registration). */
 export async function stillGranted(store: Store, grant: Grant, nowMs: number): Promise<boolean> {
   if (!grant.tokenKey) return true
-  const record = await store.get<TokenRecord>(grant.tokenKey)
+  const record = await readStored(store, grant.tokenKey, TokenRecord, 'invite')
   return record !== undefined && sameHash(record.hash, grant.tokenHash!) && record.expiresAt > nowMs
 }

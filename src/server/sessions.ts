@@ -1,6 +1,8 @@
+import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
 import type { SessionInfo } from '../protocol/calls.js'
 import { hashToken, issueToken, sameHash } from './opaque-tokens.js'
+import { readStored } from './stored.js'
 
 // Durable sessions (docs/protocol.md, "Sessions"). A login ends with a fresh token; the store
 // keeps only its hash, under `session/ID`. A session ends at the first of: its absolute expiry
@@ -9,17 +11,18 @@ import { hashToken, issueToken, sameHash } from './opaque-tokens.js'
 // a crash forgets at most a minute of idleness (the session then ends that much sooner). An
 // ended session is deleted when it is next presented, at start-up, or by the server's sweep.
 
-export interface SessionRecord {
-  id: string
-  hash: string
-  user: string
-  createdAt: number
-  lastSeenAt: number
-  absoluteExpiresAt: number
-  address: string
+export const SessionRecord = z.object({
+  id: z.string(),
+  hash: z.string(),
+  user: z.string(),
+  createdAt: z.number(),
+  lastSeenAt: z.number(),
+  absoluteExpiresAt: z.number(),
+  address: z.string(),
   /** How the login proved the second factor. */
-  factor: 'totp' | 'recovery_code'
-}
+  factor: z.enum(['totp', 'recovery_code']),
+})
+export type SessionRecord = z.infer<typeof SessionRecord>
 
 export interface SessionTimes {
   idleMs: number
@@ -48,7 +51,7 @@ export class Sessions {
     const sessions = new Sessions(store, times)
     const ended: StoreChange[] = []
     for (const key of store.keys('session/')) {
-      const record = await store.get<SessionRecord>(key)
+      const record = await readStored(store, key, SessionRecord, 'session')
       if (!record) continue
       if (sessions.#alive(record, nowMs)) {
         sessions.#byId.set(record.id, record)

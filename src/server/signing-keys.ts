@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
-import { SecureLoginError } from '../protocol/errors.js'
+import { readStored } from './stored.js'
 import { base64url } from '../protocol/fields.js'
 import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signed-tokens.js'
 import { signToken } from '../auth/signed-tokens.js'
@@ -115,16 +115,9 @@ export class SigningKeys {
 }
 
 /** The stored record, checked: a start on keys it cannot read would sign with the wrong one, or none. */
-async function readRecord(store: Store): Promise<SigningKeysRecord | undefined> {
-  const value = await store.get<unknown>(SIGNING_KEYS)
-  if (value === undefined) return undefined
-  const parsed = SigningKeysRecord.safeParse(value)
-  if (!parsed.success) {
-    throw new SecureLoginError('ERR_STORE_CORRUPT', `${store.path}: the token-signing keys record is malformed`, {
-      hint: 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it',
-    })
-  }
-  return parsed.data
+function readRecord(store: Store): Promise<SigningKeysRecord | undefined> {
+  const hint = 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it'
+  return readStored(store, SIGNING_KEYS, SigningKeysRecord, 'token-signing keys', hint)
 }
 
 async function newKey(nowMs: number): Promise<KeyRecord> {
