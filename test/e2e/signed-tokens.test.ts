@@ -1,48 +1,55 @@
 import { spawn } from 'node:child_process'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { join } from 'node:path'
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
+import { decodeProtectedHeader } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readStoreHeader } from '../../src/store/index.js'
 import { Jwks } from '../../src/protocol/signed-tokens.js'
 import { killAllCli, runCliToEnd } from '../helpers/cli.js'
 import { Lab, describeResult, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
+import { Bench } from '../helpers/conversation.js'
 import { requireTool } from '../helpers/tools.js'
 import { ROOT } from '../helpers/env.js'
-import { noteOutput } from '../helpers/secrets.js'
+import { noteOutput, noteSecret } from '../helpers/secrets.js'
 
-// Signed session tokens (issue 8), through the real server process and the real CLI: the
-// signing key made on the first start, certs/jwks.json and `securelogin jwks`, `token`, offline
-// `verify-token` (and jose's own verifier, apart from our wrapper), `--check-session` after a
-// logout, another server's token, and `store rotate-signing-key` with the old key kept until its
-// tokens have expired. The server's clock starts five minutes behind this machine's, so a
-// token's iat is never ahead of the verifier's clock however far the tests move the server's.
-// Real time goes on meanwhile (ten minutes on a loaded machine): a token that a verifier on this
-// machine's clock must accept lives an hour, or a 5-minute one would expire by chance.
+// Signed session tokens (issue 8) through the real server process and the real CLI: the
+// signing key made on the first start, certs/jwks.json and `securelogin jwks`, `token` and its
+// output, offline `verify-token` and its exit codes, `--check-session` after a logout, another
+// server's token, the example application, and `store rotate-signing-key` with the old key kept
+// until its tokens have expired. The claims, token_check, jose's own verifier and the audit
+// entry are tested one layer down: test/conversation/signed-tokens.test.ts. "Another server" is
+// a server core in this process (test/helpers/conversation.ts): only its token and keys matter.
+//
+// The servers' clocks start five minutes behind this machine's, so a token's iat is never ahead
+// of the verifier's clock however far the tests move the server's. Real time goes on meanwhile
+// (ten minutes on a loaded machine): a token that a verifier on this machine's clock must accept
+// lives an hour, or a 5-minute one would expire by chance.
 
 const hasOathtool = requireTool('oathtool')
 const MINUTE = 60_000
 
 let lab: Lab
-let other: Lab
+let other: Bench
 let root: Account
 let ada: Account
 
 beforeAll(async () => {
   lab = await Lab.start('tokens', { serverArgs: ['--registration', 'open'], startMs: Date.now() - 5 * MINUTE })
-  other = await Lab.start('tokens-other', { serverArgs: ['--registration', 'open'], startMs: Date.now() - 5 * MINUTE })
   if (!hasOathtool) return
-  root = await lab.register('root', { bootstrapToken: await lab.bootstrapToken() })
-  ada = await lab.register('ada')
-  await lab.mustLogin(root)
-  await lab.mustLogin(ada)
-})
+  // Accounts and logins through the client library in this process: the CLI's are other files'.
+  root = await lab.registerDirect('root', { invite: await lab.bootstrapToken() })
+  ada = await lab.registerDirect('ada')
+  await lab.loginDirect(root)
+  await lab.loginDirect(ada)
+  other = await Bench.start({ registration: 'open', startMs: Date.now() - 5 * MINUTE })
+  const { type: _, ...jwks } = await other.connect().request({ type: 'jwks_get' }, 'jwks')
+  await writeFile(otherJwksPath(), JSON.stringify(jwks))
+}, 240_000)
 
 afterAll(async () => {
   await killAllCli()
   await lab?.close()
-  await other?.close()
+  await other?.stop()
 })
 
 function expectOk(result: CliResult, what: string): void {
@@ -55,6 +62,7 @@ function expectCode(result: CliResult, code: string, what: string): void {
 }
 
 const jwksPath = (of: Lab) => join(of.dir, 'certs', 'jwks.json')
+const otherJwksPath = () => join(lab.dir, 'other-jwks.json')
 const readJwks = async (of: Lab) => Jwks.parse(JSON.parse(await readFile(jwksPath(of), 'utf8')))
 
 /** `securelogin token` as `who`, in JSON: the token and what the server says of it. */
@@ -62,11 +70,18 @@ async function tokenFor(
   who: Account,
   audience: string,
   ttl?: string,
-  of: Lab = lab,
 ): Promise<{ token: string; kid: string; jti: string; expiresAt: string }> {
-  const result = await of.run(who, ['token', '--audience', audience, ...(ttl ? ['--ttl', ttl] : [])])
+  const result = await lab.run(who, ['token', '--audience', audience, ...(ttl ? ['--ttl', ttl] : [])])
   expectOk(result, `token --audience ${audience}`)
   return result.json as { token: string; kid: string; jti: string; expiresAt: string }
+}
+
+/** A token from the other server, for one of its users. */
+async function foreignToken(): Promise<string> {
+  const bea = other.users.get('bea') ?? (await other.register('bea'))
+  const { token } = await (await other.login(bea)).peer.call('token', { audience: 'billing', ttlSeconds: 3600 })
+  noteSecret('signed token', token)
+  return token
 }
 
 /** `securelogin verify-token` with the token on stdin (it never goes on a command line here). */
@@ -130,12 +145,6 @@ async function httpsGet(
   })
 }
 
-/** The token with one character in the middle of its signature changed. */
-function otherSignature(token: string): string {
-  const at = token.lastIndexOf('.') + 40
-  return `${token.slice(0, at)}${token[at] === 'A' ? 'B' : 'A'}${token.slice(at + 1)}`
-}
-
 describe.skipIf(!hasOathtool)('signed tokens', () => {
   it('writes certs/jwks.json on the first start (one Ed25519 key, mode 0644), and `securelogin jwks` prints the same keys', async () => {
     const jwks = await readJwks(lab)
@@ -146,30 +155,20 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     const printed = await runCliToEnd(['jwks', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '')
     expect(printed.code).toBe(0)
     expect(JSON.parse(printed.stdout)).toEqual(jwks)
-    // Two servers, two keys.
-    expect((await readJwks(other)).keys[0]!.kid).not.toBe(jwks.keys[0]!.kid)
   })
 
-  it('issues a token with sub, role, aud, iat, exp, jti, the session id, and the key in its header', async () => {
+  it('token: the token, its key, jti and expiry in JSON; the token alone in plain output', async () => {
     const issued = await tokenFor(ada, 'billing')
-    const claims = decodeJwt(issued.token)
-    const header = decodeProtectedHeader(issued.token)
-    const whoami = await lab.run(ada, ['whoami'])
-    const { storeId } = await readStoreHeader(lab.storePath)
-    expect(header).toEqual({ alg: 'EdDSA', typ: 'JWT', kid: (await readJwks(lab)).keys[0]!.kid })
-    expect(issued.kid).toBe(header.kid)
-    expect(claims).toEqual({
-      iss: `securelogin:${storeId}`,
-      sub: 'ada',
-      role: 'regular_user',
-      aud: 'billing',
-      iat: Math.floor(lab.clock.ms / 1000),
-      exp: Math.floor(lab.clock.ms / 1000) + 300,
-      jti: issued.jti,
-      sid: whoami.json!['session'].id,
+    expect(Object.keys(issued).sort()).toEqual(['audience', 'event', 'expiresAt', 'jti', 'kid', 'token'])
+    expect(issued).toMatchObject({
+      event: 'token',
+      audience: 'billing',
+      jti: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/),
     })
-    expect(issued.jti).toMatch(/^[A-Za-z0-9_-]{22}$/)
-    expect(issued.expiresAt).toBe(new Date((claims.exp as number) * 1000).toISOString())
+    expect(issued.kid).toBe(decodeProtectedHeader(issued.token).kid)
+    expect(issued.kid).toBe((await readJwks(lab)).keys[0]!.kid)
+    // Five minutes by the server's clock, unless --ttl says otherwise.
+    expect(Date.parse(issued.expiresAt) - lab.clock.ms).toBe(5 * MINUTE)
     // Plain output is the token alone, for $(securelogin token ...).
     const plain = await runCliToEnd(
       ['token', '--audience', 'billing', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath],
@@ -191,8 +190,6 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     })
     expectCode(await verify(token, 'payroll'), 'ERR_TOKEN_AUDIENCE', 'another audience')
     expectCode(await verify(tampered(token), 'billing'), 'ERR_TOKEN_INVALID', 'tampered')
-    expectCode(await verify(otherSignature(token), 'billing'), 'ERR_TOKEN_INVALID', 'a signature changed')
-    expectCode(await verify('not.a.token', 'billing'), 'ERR_TOKEN_INVALID', 'not a token')
     // The server's clock is five minutes behind: a 10 s token expired long ago by this clock.
     const { token: short } = await tokenFor(ada, 'billing', '10s')
     expectCode(await verify(short, 'billing'), 'ERR_TOKEN_EXPIRED', 'expired')
@@ -211,36 +208,15 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     expect(plain.stdout).toContain('user ada (regular_user)')
   })
 
-  it("verifies with jose's own createLocalJWKSet and jwtVerify, given only certs/jwks.json", async () => {
-    const { token } = await tokenFor(ada, 'billing', '1h')
-    const keys = createLocalJWKSet(JSON.parse(await readFile(jwksPath(lab), 'utf8')))
-    const { payload, protectedHeader } = await jwtVerify(token, keys, {
-      audience: 'billing',
-      algorithms: ['EdDSA'],
-      issuer: `securelogin:${(await readStoreHeader(lab.storePath)).storeId}`,
-    })
-    expect(payload.sub).toBe('ada')
-    expect(protectedHeader.alg).toBe('EdDSA')
-    await expect(jwtVerify(token, keys, { audience: 'payroll' })).rejects.toMatchObject({
-      code: 'ERR_JWT_CLAIM_VALIDATION_FAILED',
-      claim: 'aud',
-    })
-    await expect(jwtVerify(tampered(token), keys)).rejects.toMatchObject({
-      code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
-    })
-  })
-
   it("refuses another server's token: its key is not in this server's JWKS", async () => {
-    const bea = await other.register('bea')
-    await other.mustLogin(bea)
-    const { token } = await tokenFor(bea, 'billing', '1h', other)
+    const token = await foreignToken()
     expectCode(await verify(token, 'billing'), 'ERR_TOKEN_INVALID', "another server's token")
-    expectOk(await verify(token, 'billing', jwksPath(other)), 'its own server verifies it')
+    expectOk(await verify(token, 'billing', otherJwksPath()), 'its own server verifies it')
   })
 
   it('--check-session asks the server: live until the session ends, then ERR_TOKEN_REVOKED (offline it still verifies)', async () => {
     const home = lab.homeOf('ada-second')
-    await lab.mustLogin(ada, { home })
+    await lab.loginDirect(ada, { home })
     const issued = await lab.runIn(home, ['token', '--audience', 'billing', '--ttl', '1h'])
     expectOk(issued, 'token')
     const token = issued.json!['token'] as string
@@ -261,19 +237,10 @@ describe.skipIf(!hasOathtool)('signed tokens', () => {
     expectCode(await verify('x.y.z', 'billing', join(lab.dir, 'no-such-jwks.json')), 'ERR_USAGE', 'no JWKS file')
   })
 
-  it('audits each token issued (audience, jti, key) and logs no token', async () => {
-    const { token, jti, kid } = await tokenFor(ada, 'audit-check')
-    const audit = await lab.run(root, ['admin', 'audit', '--user', 'ada'])
-    expectOk(audit, 'admin audit')
-    const entry = audit.events.find((e) => e['action'] === 'token.issued' && e['details']?.['jti'] === jti)
-    expect(entry).toMatchObject({
-      actor: 'ada',
-      outcome: 'ok',
-      details: { audience: 'audit-check', jti, kid, ttl: 300 },
-    })
-    expect(audit.stdout).not.toContain(token)
+  it('the server logs each token issued, never the token', async () => {
+    const { token, jti } = await tokenFor(ada, 'log-check')
     expect(lab.server.log()).not.toContain(token)
-    expect(lab.server.log()).toContain(`"event":"token_issued"`)
+    expect(lab.server.log()).toMatch(new RegExp(`"event":"token_issued"[^\\n]*"jti":"${jti}"`))
   })
 })
 
@@ -312,9 +279,7 @@ describe.skipIf(!hasOathtool)('examples/app-server (an application that trusts t
     const { token: expired } = await tokenFor(ada, 'billing', '10s')
     const { token: payroll } = await tokenFor(ada, 'payroll', '1h')
     const { token: good } = await tokenFor(ada, 'billing', '1h')
-    const bea = other.accounts.get('bea') ?? (await other.register('bea'))
-    await other.mustLogin(bea)
-    const { token: foreign } = await tokenFor(bea, 'billing', '1h', other)
+    const foreign = await foreignToken()
     const cases: Array<[string, string | undefined, string]> = [
       ['no token', undefined, 'ERR_TOKEN_INVALID'],
       ['expired', expired, 'ERR_TOKEN_EXPIRED'],
@@ -360,7 +325,7 @@ describe.skipIf(!hasOathtool)('signing key rotation', () => {
     expect(after.keys.map((k) => k.kid)).toEqual([rotated.json!['kid'], before.keys[0]!.kid])
     // The old key's token still verifies; new tokens are signed with the new key.
     expectOk(await verify(old, 'billing'), "the retired key's token")
-    await lab.mustLogin(ada)
+    await lab.loginDirect(ada)
     const fresh = await tokenFor(ada, 'billing', '1h')
     expect(fresh.kid).toBe(rotated.json!['kid'])
     expectOk(await verify(fresh.token, 'billing'), "the new key's token")
