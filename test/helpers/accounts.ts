@@ -234,7 +234,8 @@ export class Lab {
     // The CLI helper notes it as a secret, shown only in this run's own stdout.
     const secret = secretFromOtpauthUri(enrol['otpauthUri'])
     if (enrol['event'] !== 'enrol' || !secret) throw new Error(`expected an enrol line, got event ${enrol['event']}`)
-    const { code, step } = this.nextCode(secret, -1)
+    // Past every step this account has used: the server's replay floor is the highest of them.
+    const { code, step } = this.nextCode(secret, account.lastStep)
     run.write(code)
     const result = parseResult(await run.done)
     if (result.code === 0) {
