@@ -254,7 +254,7 @@ export class Bench {
   readonly dir: string
   readonly clock: TestClock
   readonly users = new Map<string, User>()
-  readonly #options: BenchOptions
+  #options: BenchOptions
   readonly #remove: () => Promise<void>
   #core: Core
   #peers = new Set<Peer>()
@@ -473,6 +473,22 @@ export class Bench {
     await this.#stopCore()
     const store = await openStore(this.storePath, TEST_PASSPHRASE)
     this.#core = await Bench.#startCore(store, this.clock, this.#options)
+  }
+
+  /**
+   * A restart as the server process makes one (src/server/server.ts, startServer): a new core on
+   * the same store, under `registration` when given (the bench's policy otherwise; undefined in
+   * it: the default), and a fresh bootstrap token while the store has no system_admin, which
+   * replaces the old one. Returns the new token, or undefined when it made none (then
+   * `bootstrapToken` throws). Later restarts keep the policy given here.
+   */
+  async restartServer(opts: { registration?: RegistrationPolicy | undefined } = {}): Promise<string | undefined> {
+    if ('registration' in opts) this.#options = { ...this.#options, registration: opts.registration }
+    await this.restart()
+    const bootstrap = await issueBootstrapToken(this.store, this.clock.now(), this.core.ctx.randomBytes)
+    if (bootstrap) noteSecret('bootstrap token', bootstrap.token)
+    this.#bootstrapToken = bootstrap?.token
+    return bootstrap?.token
   }
 
   /** Closes every connection, the core and the store, and deletes the directory. */
