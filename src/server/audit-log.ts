@@ -129,6 +129,11 @@ export class AuditLog {
     return { ...this.#head }
   }
 
+  /** Resolves when every append made so far is written or has failed (before the store closes). */
+  async flush(): Promise<void> {
+    await this.#queue
+  }
+
   /**
    * Oldest first; `user` matches actor or target; `limit` keeps the last matches. Walks back from
    * the head and stops at `limit` matches, or at entries written well before `since` (entries are

@@ -126,8 +126,10 @@ export async function createServerCore(
   return {
     ctx,
     async close() {
-      // Failure counts are written behind the answers: all of them reach the store before it closes.
+      // Failure counts and refusals' audit entries are written behind the answers: all of them
+      // reach the store before it closes.
       await ctx.guard.flush()
+      await ctx.audit.flush()
       await kdfSlot.close()
     },
   }
