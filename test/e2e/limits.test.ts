@@ -132,6 +132,47 @@ describe('SRP checks on the wire', () => {
   })
 })
 
+describe('pipelined messages', () => {
+  it('answers messages sent in one write one at a time, in order, and a race for one name frees it', async () => {
+    server = await startInProcessServer()
+    const raw = await RawClient.open(server.server.port)
+    // Two answers, then a message out of order: the connection ends after exactly three frames.
+    raw.socket.write(
+      Buffer.concat([
+        encodeFrame({ type: 'jwks_get' }),
+        encodeFrame({ type: 'jwks_get' }),
+        encodeFrame({ type: 'login_proof', M1: 'a'.repeat(64) }),
+        encodeFrame({ type: 'jwks_get' }),
+      ]),
+    )
+    await raw.closed
+    expect(
+      raw.received.map((frame) => (frame as { type: string; code?: string }).code ?? (frame as { type: string }).type),
+    ).toEqual(['jwks', 'jwks', 'ERR_PROTOCOL'])
+
+    // Two registrations of one name in one write: the first holds the name while its code is
+    // awaited, the second is out of order and ends the connection, and the end frees the name.
+    const register = {
+      type: 'register_start',
+      username: 'piper',
+      salt: 'ab'.repeat(32),
+      verifier: '0c'.repeat(256),
+      kdf: { name: 'scrypt', logN: 16, r: 8, p: 1 },
+    }
+    const racer = await RawClient.open(server.server.port)
+    racer.socket.write(Buffer.concat([encodeFrame(register), encodeFrame(register)]))
+    await racer.closed
+    expect(
+      racer.received.map(
+        (frame) => (frame as { type: string; code?: string }).code ?? (frame as { type: string }).type,
+      ),
+    ).toEqual(['enrol', 'ERR_PROTOCOL'])
+    const again = await RawClient.open(server.server.port)
+    expect(await again.request(register)).toMatchObject({ type: 'enrol' })
+    again.close()
+  })
+})
+
 describe('fuzzing', () => {
   it('survives 10,000 malformed, truncated, oversized and out-of-order frames and raw bytes, then serves a login, memory bounded', async () => {
     server = await startInProcessServer({ server: { maxConnectionsPerAddress: 1024 } })
