@@ -23,7 +23,7 @@ export class Connection {
     this.#ctx = ctx
     this.#conversation = new Conversation(ctx, socket.remoteAddress ?? 'unknown', {
       send: (message) => this.#write(message),
-      end: (error) => this.#answer(this.#conversation.fail(error)),
+      end: (error) => this.#fail(error),
     })
     socket.setTimeout(ctx.limits.idleMs)
     socket.on('timeout', () => this.#fail(new SecureLoginError('ERR_TIMEOUT', 'connection idle for too long')))
