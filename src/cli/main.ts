@@ -66,6 +66,10 @@ export async function main(argv: string[]): Promise<void> {
               default: 'data/securelogin.store',
               describe: 'encrypted store file (made on first run)',
             })
+            .option('kdf-logn', {
+              ...kdfLogn,
+              describe: `${kdfLogn.describe}, for a store made on first run; an existing store keeps its own`,
+            })
             .option('certs', {
               type: 'string',
               default: 'certs',

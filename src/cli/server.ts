@@ -6,6 +6,7 @@ import { startServer } from '../server/server.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
+import { kdfFromArgs } from './store.js'
 import { loadOrCreateCertificate } from './certs.js'
 import { parseDuration } from './duration.js'
 import { createLineWriter } from './line-writer.js'
@@ -23,6 +24,7 @@ export interface ServerArgs {
   json: boolean
   clockFile?: string | undefined
   kdfNice?: number | undefined
+  kdfLogn?: number | undefined
   lockoutAfter: number
   failureDelayMs?: number | undefined
   registration?: RegistrationPolicy | undefined
@@ -41,6 +43,8 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // Reports made before the server listens go to the log after its first line ("listening").
   const early = createMemoryLogger()
   checkPassphraseSource(args.passphraseFile)
+  // Checked before anything else, though it only applies when this run makes the store.
+  const kdf = kdfFromArgs(args.kdfLogn)
   if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
     throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', {
       hint: 'NIST SP 800-63B allows at most 100 failed attempts',
@@ -73,7 +77,9 @@ export async function runServer(args: ServerArgs): Promise<void> {
   try {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew, storePath: args.store })
     const opts = { onReport, lock }
-    store = isNew ? await createStore(args.store, passphrase, opts) : await openStore(args.store, passphrase, opts)
+    store = isNew
+      ? await createStore(args.store, passphrase, { ...opts, kdf })
+      : await openStore(args.store, passphrase, opts)
   } catch (error) {
     await lock.release()
     throw error

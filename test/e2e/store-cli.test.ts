@@ -3,6 +3,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { makeTempDir } from '../helpers/env.js'
+import { storeExists } from '../../src/store/index.js'
 import { runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile } from '../helpers/server-process.js'
 
@@ -115,6 +116,28 @@ describe('securelogin store', () => {
     expect(missing.stderr).toBe(
       `securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`,
     )
+  })
+})
+
+describe('the store a server makes on first run', () => {
+  it('has the KDF cost of --kdf-logn; a cost out of range is a usage error before anything is made', async () => {
+    const serverDir = join(dir, 'first-run')
+    const passphraseFile = await writePassphraseFile(dir, 'the first-run passphrase', 'first-run-pass')
+    const storeFile = join(serverDir, 'data', 'securelogin.store')
+    const bad = await runCliToEnd(
+      ['server', '--port', '0', '--store', storeFile, '--passphrase-file', passphraseFile, '--kdf-logn', '9'],
+      '',
+    )
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--kdf-logn is an integer from 10 to 20 (ERR_USAGE)')
+    expect(storeExists(storeFile)).toBe(false)
+    // startServerProcess asks for logN 10; a restart asking for another cost keeps the store's own.
+    const server = await startServerProcess(serverDir, passphraseFile)
+    expect(await server.stop()).toBe(0)
+    const again = await startServerProcess(serverDir, passphraseFile, ['--kdf-logn', '12'])
+    expect(await again.stop()).toBe(0)
+    const info = await runCliToEnd(['store', 'info', '--store', storeFile, '--json'], '')
+    expect(JSON.parse(info.stdout)).toMatchObject({ kdf: { name: 'scrypt', logN: 10, r: 8, p: 1 } })
   })
 })
 
