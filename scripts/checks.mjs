@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// What `npm test` runs before the tests (npm's pretest): the build, the type check of src, test
+// and bench, and the lint (`npm run lint`: prettier, ESLint, the import-cycle check). They are
+// independent and each is one process on one core, so they run side by side: on a 2-core
+// machine the wall time drops from their sum (~35 s) to about half. Each one's output is held
+// and printed whole, under its name, when it fails, so that two failures do not interleave.
+import { spawn } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+
+const CHECKS = [
+  { name: 'build', command: process.execPath, args: [join(root, 'scripts', 'build.mjs')] },
+  { name: 'typecheck', command: npm, args: ['run', '--silent', 'typecheck'] },
+  // npm run lint, in its three parts.
+  { name: 'prettier', command: npm, args: ['exec', '--', 'prettier', '--check', '--log-level', 'warn', '.'] },
+  { name: 'eslint', command: npm, args: ['exec', '--', 'eslint', '.'] },
+  { name: 'cycles', command: npm, args: ['run', '--silent', 'cycles'] },
+]
+
+function run({ name, command, args }) {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => (output += chunk))
+    child.stderr.on('data', (chunk) => (output += chunk))
+    child.on('error', (error) => resolve({ name, ok: false, output: `${output}${error.message}\n`, ms: 0 }))
+    child.on('close', (code, signal) =>
+      resolve({
+        name,
+        ok: code === 0,
+        output: signal ? `${output}killed by ${signal}\n` : output,
+        ms: Date.now() - started,
+      }),
+    )
+  })
+}
+
+const results = await Promise.all(CHECKS.map(run))
+for (const { name, ok, output, ms } of results) {
+  // A passing check's chatter (madge's file count, say) is noise; a failing one's is the reason.
+  if (!ok && output.trim()) process.stdout.write(`--- ${name}\n${output.endsWith('\n') ? output : `${output}\n`}`)
+  process.stdout.write(`${ok ? 'ok' : 'FAILED'}: ${name} (${(ms / 1000).toFixed(1)} s)\n`)
+}
+if (results.some((result) => !result.ok)) process.exit(1)
