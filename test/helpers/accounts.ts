@@ -4,7 +4,9 @@ import { join } from 'node:path'
 import { secretFromOtpauthUri } from '../../src/auth/totp.js'
 import { call } from '../../src/client/calls.js'
 import { ServerConnection } from '../../src/client/connection.js'
-import { authenticate, resumeSession, submitOtp } from '../../src/client/login.js'
+import { authenticateWith, resumeSession, submitOtp } from '../../src/client/login.js'
+import { derivePrivateKey } from '../../src/auth/srp-client.js'
+import type { PasswordKdf } from '../../src/auth/password-stretch.js'
 import { saveSession } from '../../src/client/session.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
 import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
@@ -21,6 +23,20 @@ import { oathtoolCode } from './tools.js'
 // commands run as a user with their output parsed.
 
 const TOTP_STEP_MS = 30_000
+
+/**
+ * SRP's x per (name, password, salt): a direct login repeats the same 64 MiB stretch every time,
+ * and the tests make many (setup, not what is under test).
+ */
+const xs = new Map<string, Promise<string>>()
+const cachedX =
+  (username: string, password: string) =>
+  ({ salt, kdf }: { salt: string; kdf: PasswordKdf }): Promise<string> => {
+    const key = JSON.stringify([username, password, salt, kdf])
+    const x = xs.get(key) ?? derivePrivateKey({ salt, username, password, kdf })
+    xs.set(key, x)
+    return x
+  }
 
 export type Role = 'regular_user' | 'admin' | 'system_admin'
 
@@ -343,7 +359,7 @@ export class Lab {
   async loginDirect(account: Account, opts: { home?: string } = {}): Promise<void> {
     const conn = await this.connect()
     try {
-      await authenticate(conn, account.name, account.password)
+      await authenticateWith(conn, account.name, cachedX(account.name, account.password))
       const result = await submitOtp(conn, this.codeFor(account))
       noteSecret('session token', result.token!)
       const { user, role, sessionId, token, expiresAt, idleExpiresAt } = result
