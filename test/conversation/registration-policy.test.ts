@@ -163,8 +163,9 @@ describe('invites', () => {
     expect((await rootLogin.peer.call('whoami', {})).user).toBe('root')
   })
 
-  it('a made-up invite is not valid', async () => {
+  it('a made-up invite is not valid, and makes no account', async () => {
     expect((await refused('forger', `sli_${'A'.repeat(43)}`)).message).toMatch(/not valid/)
+    expect((await roles()).has('forger')).toBe(false)
   })
 })
 
