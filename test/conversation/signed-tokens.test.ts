@@ -1,14 +1,16 @@
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { verifyToken } from '../../src/auth/signed-tokens.js'
 import { readStoreHeader } from '../../src/store/index.js'
 import { Bench, MINUTE, type LoggedIn, type User } from '../helpers/conversation.js'
 import { noteSecret } from '../helpers/secrets.js'
 
 // Signed session tokens (issue 8), one layer below the CLI: `call token` and its claims,
 // `jwks_get`, `token_check` (what `verify-token --check-session` asks) through every way a token
-// stops being good, another server's token, jose's own verifier, and the audit entry. What the
-// CLI adds (certs/jwks.json, `securelogin jwks`, offline `verify-token`, its argument checks, the
-// example application, rotating the key with the store command): test/e2e/signed-tokens.test.ts.
+// stops being good, another server's token (asked of the server and checked offline), jose's own
+// verifier, and the audit entry. What the CLI adds (certs/jwks.json, `securelogin jwks`, offline
+// `verify-token`, its argument checks, the example application, rotating the key with the store
+// command): test/e2e/signed-tokens.test.ts.
 
 let bench: Bench
 let other: Bench
@@ -150,6 +152,11 @@ describe('signed tokens', () => {
     const { token } = await issue(await other.login(bea), 'billing', 600)
     expect(await check(token)).toMatchObject({ active: false, code: 'ERR_TOKEN_INVALID' })
     expect(await check(token, 'billing', other)).toEqual({ type: 'token_checked', active: true })
+    // Offline, as `verify-token` and an application check it: refused with this server's keys, good with its own.
+    const offline = async (on: Bench) =>
+      verifyToken(token, { jwks: await jwksOf(on), audience: 'billing', now: new Date(other.clock.ms) })
+    await expect(offline(bench)).rejects.toMatchObject({ code: 'ERR_TOKEN_INVALID' })
+    expect(await offline(other)).toMatchObject({ sub: 'bea', aud: 'billing' })
   })
 
   it("a token of a removed user's session is revoked with it", async () => {

@@ -1,8 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { runAdminAudit, runAdminAuditVerify } from '../../src/cli/admin.js'
+import { runStoreVerify } from '../../src/cli/store.js'
 import type { AuditEntry } from '../../src/protocol/calls.js'
+import { SecureLoginError } from '../../src/protocol/errors.js'
 import { openStore } from '../../src/store/index.js'
 import { killAllCli, runCliToEnd } from '../helpers/cli.js'
-import { Lab, describeResult, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
+import { Lab, describeResult, parseResult, type Account } from '../helpers/accounts.js'
+import { noteOutput } from '../helpers/secrets.js'
 import { requireTool } from '../helpers/tools.js'
 
 // The audit log through the running server and the real CLI (issue 6, "Audit log"): `admin
@@ -11,21 +15,32 @@ import { requireTool } from '../helpers/tools.js'
 // intact and with entries cut off behind a rewritten head. What each action writes, the
 // queries, following and every way of damaging the log, through the server's conversations:
 // test/conversation/audit.test.ts; the chain case by case: test/store/audit.test.ts.
+//
+// A CLI process costs about half a second: each command's output, options and exit codes are
+// shown through the real process, and a run that would add only another outcome of the same
+// code (a refusal made before anything is printed, the passing half of a verification) is the
+// command's run function called in this process (here()), its stdout captured; errors become
+// exit codes and stderr lines in one place for every command (src/cli/output.ts, reportError).
+// What the entries should be is read in this process too, through the client library on root's
+// saved session.
 
 const hasOathtool = requireTool('oathtool')
+const MINUTE = 60_000
 
 let lab: Lab
 let root: Account
 let sam: Account
 
 beforeAll(async () => {
-  lab = await Lab.start('audit', { serverArgs: ['--registration', 'open'] })
+  lab = await Lab.start('audit')
   if (!hasOathtool) return
   root = await lab.registerDirect('root', { invite: await lab.bootstrapToken() })
-  sam = await lab.registerDirect('sam')
   await lab.loginDirect(root)
+  // A minute later, so that --since has something to tell apart: root invites sam, an admin
+  // (to be demoted while following), who registers and logs in.
+  lab.clock.advance(MINUTE)
+  sam = (await lab.registerInvitedDirect(root, [['sam', 'admin']]))[0]!
   await lab.loginDirect(sam)
-  await lab.run(sam, ['logout'])
 }, 240_000)
 
 afterAll(async () => {
@@ -40,38 +55,63 @@ const audit = async (...args: string[]): Promise<AuditEntry[]> => {
   return result.events.map(({ event: _, ...entry }) => entry as AuditEntry)
 }
 
+/** The whole log as the server gives it to root, read in this process. */
+const wholeLog = async (): Promise<AuditEntry[]> => (await lab.asUser(root, (run) => run('audit', {}))).entries
+
+const clientArgs = () => ({ server: `127.0.0.1:${lab.port}`, ca: lab.certPath, json: true, passwordStdin: false })
+
+/**
+ * A command's run function in this process, as the client whose home is `home`: 'ok' or the
+ * error's code (what its exit code and stderr line are made of, src/cli/output.ts), and what it
+ * printed.
+ */
+async function here(home: string, work: () => Promise<void>): Promise<{ code: string; stdout: string }> {
+  const saved = process.env['SECURELOGIN_HOME']
+  let stdout = ''
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk)
+    return true
+  })
+  process.env['SECURELOGIN_HOME'] = home
+  try {
+    await work()
+    return { code: 'ok', stdout }
+  } catch (error) {
+    if (!(error instanceof SecureLoginError)) throw error
+    return { code: error.code, stdout }
+  } finally {
+    if (saved === undefined) delete process.env['SECURELOGIN_HOME']
+    else process.env['SECURELOGIN_HOME'] = saved
+    write.mockRestore()
+    noteOutput('a command run in this process', 'stdout', stdout)
+  }
+}
+
 describe.runIf(hasOathtool)('reading the log', () => {
-  it('one JSON line per entry; --user NAME, --since TIME and --limit N are passed on', async () => {
-    const all = await audit()
-    expect(all.map((e) => e.n)).toEqual(all.map((_, i) => i + 1))
-    expect(all.map((e) => [e.action, e.actor])).toEqual(
-      expect.arrayContaining([
-        ['user.register', null],
-        ['login.ok', 'sam'],
-        ['session.logout', 'sam'],
-      ]),
-    )
-    expect((await audit('--user', 'sam')).map((e) => e.n)).toEqual(
-      all.filter((e) => e.actor === 'sam' || e.target === 'sam').map((e) => e.n),
-    )
-    const last = all.at(-1)!
-    const since = await audit('--since', last.at)
-    expect(since.every((e) => e.at >= last.at)).toBe(true)
-    expect(since.map((e) => e.n)).toContain(last.n)
-    const lastTwo = await audit('--limit', '2')
-    expect(lastTwo.map((e) => e.n)).toEqual([lastTwo[1]!.n - 1, lastTwo[1]!.n])
-    const usage = await lab.run(root, ['admin', 'audit', '--since', 'yesterday'])
-    expect(usage.code).toBe(2)
-    expect(usage.error?.code).toBe('ERR_USAGE')
+  it('one JSON line per entry; --user NAME and --since TIME are passed on; a time that is not one is refused', async () => {
+    const all = await wholeLog()
+    const since = all.find((e) => e.action === 'invite.create')!.at
+    const byRoot = (e: AuditEntry) => e.actor === 'root' || e.target === 'root'
+    const expected = all.filter((e) => byRoot(e) && e.at >= since)
+    // Each option changes the answer here, so each must have been passed on.
+    expect(expected.length).toBeGreaterThan(0)
+    expect(all.filter(byRoot)).not.toEqual(expected)
+    expect(all.filter((e) => e.at >= since)).not.toEqual(expected)
+    expect(await audit('--user', 'root', '--since', since)).toEqual(expected)
+    // The command checks --since before asking the server (see the header; --limit: the --follow test).
+    expect(await here(root.home, () => runAdminAudit({ ...clientArgs(), since: 'yesterday' }))).toEqual({
+      code: 'ERR_USAGE',
+      stdout: '',
+    })
   })
 
-  it('prints lines a person can read without --json', async () => {
-    const run = await runCliToEnd(
-      ['admin', 'audit', '--user', 'sam', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath],
-      '',
-      { env: { SECURELOGIN_HOME: root.home } },
-    )
+  it('prints lines a person can read without --json, one per entry, the whole log', async () => {
+    const run = await runCliToEnd(['admin', 'audit', '--server', `127.0.0.1:${lab.port}`, '--ca', lab.certPath], '', {
+      env: { SECURELOGIN_HOME: root.home },
+    })
     expect(run.code).toBe(0)
+    const lines = run.stdout.trimEnd().split('\n')
+    expect(lines.map((line) => Number(line.trim().split(' ')[0]))).toEqual((await wholeLog()).map((e) => e.n))
     expect(run.stdout).toMatch(
       /^\s+\d+ \d{4}-\d\d-\d\dT[\d:.]+Z ok\s+user\.register\s+actor=- target=sam from=127\.0\.0\.1/m,
     )
@@ -79,11 +119,13 @@ describe.runIf(hasOathtool)('reading the log', () => {
 })
 
 describe.runIf(hasOathtool)('admin audit --follow', () => {
-  it('prints each new entry as it is written, and stops at Ctrl-C', async () => {
+  it('prints the last --limit entries, then each new entry as it is written, and stops at Ctrl-C', async () => {
+    const head = (await wholeLog()).at(-1)!
     const follow = await lab.startIn(root.home, ['admin', 'audit', '--follow', '--limit', '1'])
     const last = JSON.parse(await follow.nextLine())
-    expect(last).toMatchObject({ event: 'audit', n: expect.any(Number) })
+    expect(last).toMatchObject({ event: 'audit', n: head.n, hash: head.hash })
     await lab.loginDirect(sam)
+    // The next line is the login: --limit 1 printed the last entry alone.
     const next = JSON.parse(await follow.nextLine())
     expect(next).toMatchObject({ event: 'audit', n: last.n + 1, action: 'login.ok', actor: 'sam', prev: last.hash })
     follow.kill('SIGINT')
@@ -91,12 +133,12 @@ describe.runIf(hasOathtool)('admin audit --follow', () => {
   })
 
   it('ends with ERR_FORBIDDEN when the follower stops being an admin', async () => {
-    const [ada] = await lab.registerInvitedDirect(root, [['ada', 'admin']])
-    await lab.loginDirect(ada!)
-    const follow = await lab.startIn(ada!.home, ['admin', 'audit', '--follow', '--limit', '1'])
+    const follow = await lab.startIn(sam.home, ['admin', 'audit', '--follow', '--limit', '1'])
     await follow.nextLine()
-    const demote = await lab.run(root, ['admin', 'role', 'ada', 'regular_user'])
-    expect(demote.code, describeResult(demote)).toBe(0)
+    // `admin role` is the roles tests' command; here its call, by root.
+    expect(await lab.asUser(root, (run) => run('set_role', { user: 'sam', role: 'regular_user' }))).toMatchObject({
+      previous: 'admin',
+    })
     const done = parseResult(await follow.done)
     expect(done.code).toBe(1)
     expect(done.error?.code).toBe('ERR_FORBIDDEN')
@@ -107,42 +149,37 @@ describe.runIf(hasOathtool)('admin audit --follow', () => {
 
 const key = (n: number) => `audit/${String(n).padStart(12, '0')}`
 
-/** The server log's record of the last entry written: the anchor an operator keeps. */
-function loggedHead(): { n: number; hash: string } {
-  const lines = lab.server
-    .log()
-    .split('\n')
-    .filter((line) => line.startsWith('{"event":"audit"'))
-  const { n, hash } = JSON.parse(lines.at(-1)!)
-  return { n, hash }
+/**
+ * The server log's record of entry `n`, the last written: the anchor an operator keeps. Waited
+ * for: an entry is written (and logged) just after the answer it is about.
+ */
+async function loggedHead(n: number, timeoutMs = 10_000): Promise<{ n: number; hash: string }> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const lines = lab.server
+      .log()
+      .split('\n')
+      .filter((line) => line.startsWith('{"event":"audit"'))
+    const last = lines.length > 0 ? (JSON.parse(lines.at(-1)!) as { n: number; hash: string }) : undefined
+    if (last && last.n >= n) return { n: last.n, hash: last.hash }
+    if (Date.now() > deadline) throw new Error(`the server log shows no audit entry ${n} within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
 
-const storeVerify = async (anchor?: string): Promise<CliResult> =>
-  parseResult(
-    await runCliToEnd(
-      [
-        'store',
-        'verify',
-        '--store',
-        lab.storePath,
-        '--passphrase-file',
-        lab.passphraseFile,
-        '--json',
-        ...(anchor ? ['--audit-anchor', anchor] : []),
-      ],
-      '',
-    ),
-  )
+const storeArgs = () => ({ store: lab.storePath, passphraseFile: lab.passphraseFile, json: true })
 
 describe.runIf(hasOathtool)('admin audit verify (the running server) and store verify (the file)', () => {
   it('intact, the log passes; cut off behind a rewritten head, both find it with the head the server log printed', async () => {
-    const before = await lab.run(root, ['admin', 'audit', 'verify'])
-    expect(before.code, describeResult(before)).toBe(0)
-    expect(before.json).toMatchObject({ event: 'audit_verify', ok: true, problems: [] })
-    expect(before.json!['entries']).toBeGreaterThanOrEqual(8)
+    // The passing half of each command in this process, the failing half through the CLI (see the header).
+    const entries = (await wholeLog()).length
+    const before = await here(root.home, () => runAdminAuditVerify(clientArgs()))
+    expect(before.code).toBe('ok')
+    const intact = parseResult({ code: 0, stdout: before.stdout, stderr: '' }).json
+    expect(intact).toMatchObject({ event: 'audit_verify', ok: true, problems: [], entries })
     // That verification is the newest entry, and the server logged the head it made.
-    const anchor = loggedHead()
-    expect(anchor.n).toBe(before.json!['entries'] + 1)
+    const anchor = await loggedHead(entries + 1)
+    expect(anchor.n).toBe(entries + 1)
     // The last test of the file: the damaged store is not put back.
     await lab.stopServer()
     const store = await openStore(lab.storePath, lab.passphrase)
@@ -161,14 +198,32 @@ describe.runIf(hasOathtool)('admin audit verify (the running server) and store v
     const anchorArg = `${anchor.n}:${anchor.hash}`
     const expected = [{ n: anchor.n, problem: expect.stringMatching(/the anchor names entry \d+ but the log ends/) }]
 
-    const file = await storeVerify(anchorArg)
+    const file = parseResult(
+      await runCliToEnd(
+        [
+          'store',
+          'verify',
+          '--store',
+          lab.storePath,
+          '--passphrase-file',
+          lab.passphraseFile,
+          '--json',
+          '--audit-anchor',
+          anchorArg,
+        ],
+        '',
+      ),
+    )
     expect(file.code, describeResult(file)).toBe(1)
     expect(file.error?.code).toBe('ERR_STORE_CORRUPT')
     expect(file.json!['audit']).toMatchObject({ ok: false, problems: expected })
     // Without the anchor the rewrite goes unseen: the chain that is left is intact.
-    const unanchored = await storeVerify()
-    expect(unanchored.code, describeResult(unanchored)).toBe(0)
-    expect(unanchored.json!['audit']).toMatchObject({ ok: true, problems: [] })
+    const unanchored = await here(lab.dir, () => runStoreVerify(storeArgs()))
+    expect(unanchored.code).toBe('ok')
+    expect(parseResult({ code: 0, stdout: unanchored.stdout, stderr: '' }).json!['audit']).toMatchObject({
+      ok: true,
+      problems: [],
+    })
 
     await lab.startServer()
     const live = await lab.run(root, ['admin', 'audit', 'verify', '--anchor', anchorArg])
