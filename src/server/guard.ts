@@ -76,8 +76,11 @@ export class Guard {
 
   /** Counts a failure; returns how long the failure answer must wait. */
   async failed(username: string, address: string, known: boolean): Promise<number> {
-    const loaded = known ? await this.#loadKnown(username) : this.#unknownNames.get(username)
-    // From here to the return nothing awaits: the count is read and written in one step.
+    const read = known ? await this.#loadKnown(username) : undefined
+    // From here to the return nothing awaits: the count is read and written in one step. The
+    // count is the one in memory now, not the object the await gave: parallel failures of one
+    // name all wait on the same load, and each must count on top of the others.
+    const loaded = known ? (this.#knownNames.get(username) ?? read) : this.#unknownNames.get(username)
     const now = this.#now()
     const previous = loaded ?? { failures: 0, lockedUntil: null }
     const expired = previous.lockedUntil !== null && previous.lockedUntil <= now

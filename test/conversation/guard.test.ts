@@ -90,12 +90,10 @@ describe('failed logins', () => {
     expect(await getGuard(bench.store, 'nobody.here')).toBeUndefined()
   })
 
-  // it.fails: a known bug, found when this case moved here from the TLS test, where the network
-  // spread the ten guesses out. Guard.failed (src/server/guard.ts) counts from the object its
-  // `await this.#loadKnown()` returned; ten failures whose store reads finish together all get
-  // the same uncounted object, so each stores failures: 1 and the name is never locked. The fix:
-  // after the await, take the count from #knownNames. Then this must become a plain `it`.
-  it.fails('loses no count to parallel guesses: ten at once lock the name, and the store has all ten', async () => {
+  // Found when this case moved here from the TLS test, where the network spread the guesses out:
+  // Guard.failed counted from the object its load returned, so ten failures whose load finished
+  // together each stored failures: 1 and the name was never locked.
+  it('loses no count to parallel guesses: ten at once lock the name, and the store has all ten', async () => {
     await bench.register('ivy', { bulk: true })
     // Ten connections wait with a wrong proof each (from a random x: the server cannot tell it from
     // a wrong password's), then all ten proofs are handed over in one tick: the guesses arrive at once.
