@@ -120,6 +120,13 @@ export async function main(argv: string[]): Promise<void> {
             })
             // Tests only (hidden): the KDF thread's nice value; the suite runs it at 0 so that a busy
             // machine cannot starve it.
+            // Tests only (hidden): the scrypt cost of recovery-code hashes (10 to 20, default 14); each
+            // registration hashes ten, and the e2e suite registers dozens of users.
+            .option('recovery-kdf-logn', {
+              type: 'number',
+              hidden: true,
+              describe: 'scrypt logN of new recovery-code hashes',
+            })
             .option('kdf-nice', {
               type: 'number',
               hidden: true,

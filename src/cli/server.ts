@@ -12,6 +12,7 @@ import { parseDuration } from './duration.js'
 import { createLineWriter } from './line-writer.js'
 import type { RegistrationPolicy } from '../server/invites.js'
 import type { SrpEngineName } from '../auth/srp-engine.js'
+import { RECOVERY_KDF, type RecoveryKdf } from '../auth/recovery-codes.js'
 import { StageTimes } from '../server/stage-times.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 
@@ -25,6 +26,7 @@ export interface ServerArgs {
   clockFile?: string | undefined
   kdfNice?: number | undefined
   kdfLogn?: number | undefined
+  recoveryKdfLogn?: number | undefined
   lockoutAfter: number
   failureDelayMs?: number | undefined
   registration?: RegistrationPolicy | undefined
@@ -45,6 +47,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
   // Checked before anything else, though it only applies when this run makes the store.
   const kdf = kdfFromArgs(args.kdfLogn)
+  const recoveryKdf = recoveryKdfFromArgs(args.recoveryKdfLogn)
   if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
     throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', {
       hint: 'NIST SP 800-63B allows at most 100 failed attempts',
@@ -114,6 +117,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
       onBootstrapToken: (token, expiresAt) => bootstrap.push([token, expiresAt]),
       ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
       ...(args.kdfNice === undefined ? {} : { kdfNice: args.kdfNice }),
+      ...(recoveryKdf ? { recoveryKdf } : {}),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {
@@ -245,4 +249,12 @@ function waitForSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
   })
+}
+
+/** `--recovery-kdf-logn` (tests only): no lower than 10, so that no server can be asked for a trivial hash. */
+function recoveryKdfFromArgs(logN: number | undefined): RecoveryKdf | undefined {
+  if (logN === undefined) return undefined
+  if (!Number.isInteger(logN) || logN < 10 || logN > 20)
+    throw new SecureLoginError('ERR_USAGE', '--recovery-kdf-logn is an integer from 10 to 20')
+  return { ...RECOVERY_KDF, logN }
 }

@@ -7,7 +7,7 @@ import type { KeyedQueue } from './keyed-queue.js'
 import type { Guard } from './guard.js'
 import type { SrpServerEngine } from '../auth/srp-engine.js'
 import type { StageTimes } from './stage-times.js'
-import type { KdfRunner } from '../auth/recovery-codes.js'
+import type { KdfRunner, RecoveryKdf } from '../auth/recovery-codes.js'
 import type { SigningKeys } from './signing-keys.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
@@ -34,6 +34,8 @@ export interface ServerContext {
   srp: SrpServerEngine
   /** Runs the server's scrypt calls one at a time, on a low-priority thread (src/server/kdf-slot.ts). */
   kdf: KdfRunner
+  /** The scrypt cost of new recovery-code hashes (RECOVERY_KDF unless the tests ask for less). */
+  recoveryKdf: RecoveryKdf
   /** The token-signing keys (src/server/signing-keys.ts). */
   signingKeys: SigningKeys
   /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */

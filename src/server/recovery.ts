@@ -7,7 +7,7 @@ import { recoveryChange } from './accounts.js'
 /** Ten fresh codes for the person, and only their hashes for the store. */
 export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: string[]; hashes: RecoveryHashes }> {
   const codes = generateRecoveryCodes(ctx.randomBytes)
-  return { codes, hashes: await hashRecoveryCodes(codes, ctx.randomBytes(16), undefined, ctx.kdf) }
+  return { codes, hashes: await hashRecoveryCodes(codes, ctx.randomBytes(16), ctx.recoveryKdf, ctx.kdf) }
 }
 
 /**

@@ -1,4 +1,5 @@
 import { srpEngine, type SrpEngineName } from '../auth/srp-engine.js'
+import { RECOVERY_KDF, type RecoveryKdf } from '../auth/recovery-codes.js'
 import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
@@ -34,6 +35,11 @@ export interface ServerOptions {
    * with other test files starves registrations and recovery-code logins for tens of seconds.
    */
   kdfNice?: number
+  /**
+   * The scrypt cost of new recovery-code hashes (RECOVERY_KDF, logN 14, unless given). Tests
+   * only: the e2e suite's server processes ask for logN 10, as each registration hashes ten codes.
+   */
+  recoveryKdf?: RecoveryKdf
   sleep?: (ms: number) => Promise<void>
   /** Idle and absolute session timeouts (30 min and 12 h by default). */
   sessions?: Partial<SessionTimes>
@@ -111,6 +117,7 @@ export async function createServerCore(
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
     kdf: kdfSlot.run,
+    recoveryKdf: opts.recoveryKdf ?? RECOVERY_KDF,
     signingKeys: await SigningKeys.load(opts.store, now()),
     stages: opts.stages,
   }

@@ -3,11 +3,18 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { makeTempDir } from '../helpers/env.js'
-import { storeExists } from '../../src/store/index.js'
+import { openStore, storeExists } from '../../src/store/index.js'
+import { ServerConnection } from '../../src/client/connection.js'
+import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
+import { generateTotp } from '../../src/auth/totp.js'
+import { getRecovery } from '../helpers/records.js'
+import { noteSecret } from '../helpers/secrets.js'
 import { runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile } from '../helpers/server-process.js'
 
 const HEADER = 160
+const PASSWORD = 'violet lantern 4417 first run'
+noteSecret('password', PASSWORD)
 
 // The `securelogin store` commands as a script would run them.
 
@@ -131,9 +138,37 @@ describe('the store a server makes on first run', () => {
     expect(bad.code).toBe(2)
     expect(bad.stderr).toContain('--kdf-logn is an integer from 10 to 20 (ERR_USAGE)')
     expect(storeExists(storeFile)).toBe(false)
-    // startServerProcess asks for logN 10; a restart asking for another cost keeps the store's own.
+    const badRecovery = await runCliToEnd(
+      ['server', '--port', '0', '--store', storeFile, '--passphrase-file', passphraseFile, '--recovery-kdf-logn', '9'],
+      '',
+    )
+    expect(badRecovery.code).toBe(2)
+    expect(badRecovery.stderr).toContain('--recovery-kdf-logn is an integer from 10 to 20 (ERR_USAGE)')
+    expect(storeExists(storeFile)).toBe(false)
+    // startServerProcess asks for logN 10 (the store) and 10 (recovery codes, a hidden test flag);
+    // a restart asking for another store cost keeps the store's own.
     const server = await startServerProcess(serverDir, passphraseFile)
+    const certFile = join(serverDir, 'certs', 'server.crt')
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: server.port,
+      trust: { kind: 'ca', ca: await readFile(certFile), caFile: certFile },
+    })
+    try {
+      const enrolment = await startRegistration(conn, 'rita', PASSWORD)
+      noteSecret('TOTP secret', enrolment.secret)
+      const { recoveryCodes } = await confirmEnrolment(conn, await generateTotp(enrolment.secret, Date.now()))
+      for (const code of recoveryCodes) noteSecret('recovery code', code)
+    } finally {
+      conn.close()
+    }
     expect(await server.stop()).toBe(0)
+    const store = await openStore(storeFile, 'the first-run passphrase')
+    try {
+      expect((await getRecovery(store, 'rita'))?.kdf).toEqual({ name: 'scrypt', logN: 10, r: 8, p: 1 })
+    } finally {
+      await store.close()
+    }
     const again = await startServerProcess(serverDir, passphraseFile, ['--kdf-logn', '12'])
     expect(await again.stop()).toBe(0)
     const info = await runCliToEnd(['store', 'info', '--store', storeFile, '--json'], '')

@@ -43,6 +43,9 @@ export async function startServerProcess(
     '0',
     // A store made on first run at scrypt's test cost: the suite starts about 70 servers.
     ...(extra.includes('--kdf-logn') ? [] : ['--kdf-logn', '10']),
+    // And the recovery codes hashed at scrypt's floor here, 1 MiB (a registration hashes ten).
+    '--recovery-kdf-logn',
+    '10',
     ...extra,
   ])
   const first = JSON.parse(await run.nextLine(30_000))
