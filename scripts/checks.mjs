@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// What `npm test` runs before the tests (npm's pretest): the build, the type check of src, test
-// and bench, and the lint (`npm run lint`: prettier, ESLint, the import-cycle check). They are
-// independent and each is one process on one core, so they run side by side: on a 2-core
-// machine the wall time drops from their sum (~35 s) to about half. Each one's output is held
-// and printed whole, under its name, when it fails, so that two failures do not interleave.
+// The checks around the tests, side by side: `node scripts/checks.mjs` is npm test's pretest
+// (the build, which the end-to-end tests run, and the type check of src, test and bench);
+// `node scripts/checks.mjs lint` is `npm run lint` (prettier, ESLint, the import-cycle check),
+// which .ci/run runs before the tests. Each is one process on one core, so on a 2-core machine
+// running them together halves the wall time. Each one's output is held and printed whole,
+// under its name, when it fails, so that two failures do not interleave.
 import { spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,14 +12,23 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 
-const CHECKS = [
-  { name: 'build', command: process.execPath, args: [join(root, 'scripts', 'build.mjs')] },
-  { name: 'typecheck', command: npm, args: ['run', '--silent', 'typecheck'] },
-  // npm run lint, in its three parts.
-  { name: 'prettier', command: npm, args: ['exec', '--', 'prettier', '--check', '--log-level', 'warn', '.'] },
-  { name: 'eslint', command: npm, args: ['exec', '--', 'eslint', '.'] },
-  { name: 'cycles', command: npm, args: ['run', '--silent', 'cycles'] },
-]
+const SETS = {
+  pretest: [
+    { name: 'build', command: process.execPath, args: [join(root, 'scripts', 'build.mjs')] },
+    { name: 'typecheck', command: npm, args: ['run', '--silent', 'typecheck'] },
+  ],
+  lint: [
+    { name: 'prettier', command: npm, args: ['exec', '--', 'prettier', '--check', '--log-level', 'warn', '.'] },
+    { name: 'eslint', command: npm, args: ['exec', '--', 'eslint', '.'] },
+    { name: 'cycles', command: npm, args: ['run', '--silent', 'cycles'] },
+  ],
+}
+const set = process.argv[2] ?? 'pretest'
+const CHECKS = SETS[set]
+if (!CHECKS) {
+  console.error(`checks: no set ${set} (${Object.keys(SETS).join(', ')})`)
+  process.exit(2)
+}
 
 function run({ name, command, args }) {
   const started = Date.now()
