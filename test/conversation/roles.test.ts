@@ -397,6 +397,16 @@ describe('passwd and totp_reset after a login with password and code: every call
   })
 })
 
+describe('on a user with no live session', () => {
+  it("an admin's revoke of all their sessions and reset_2fa each say none was revoked", async () => {
+    // plain never logs in here.
+    const peer = await as('sys')
+    expect(await peer.call('revoke', { user: 'plain' })).toEqual({ revoked: 0 })
+    expect(await peer.call('reset_2fa', { user: 'plain' })).toEqual({ user: 'plain', revokedSessions: 0 })
+    peer.close()
+  })
+})
+
 describe('with two system_admins', () => {
   it('down to exactly sys and sys2, sys may demote itself; then sys2, the last, may neither leave nor step down', async () => {
     const sys = await as('sys')

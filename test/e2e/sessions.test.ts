@@ -1,8 +1,13 @@
-import { copyFile, mkdir, stat } from 'node:fs/promises'
+import { chmod, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { main } from '../../src/cli/main.js'
+import { resumeSession } from '../../src/client/login.js'
+import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
+import { SecureLoginError } from '../../src/protocol/errors.js'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, describeResult, newPassword, type Account, type CliResult } from '../helpers/accounts.js'
+import { Lab, describeResult, newPassword, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
+import { noteIssuedSecrets, noteOutput, noteSecret } from '../helpers/secrets.js'
 import { requireTool } from '../helpers/tools.js'
 
 // Sessions and self-service through the real server process and the real CLI (issue 6,
@@ -11,6 +16,16 @@ import { requireTool } from '../helpers/tools.js'
 // logout, `sessions` with id prefixes, `passwd`, `reset-2fa --recovery-code`, the login that
 // enrols after `admin reset-2fa`. What the server decides (expiry, revoking,
 // password and authenticator changes, lockout, the audit entries): test/conversation/sessions.test.ts.
+//
+// A CLI process costs about half a second of CPU, one that logs in about twice that. So each
+// command runs through the real process (`admin revoke`: test/e2e/roles.test.ts), and its other
+// inputs here (`logout` with nothing saved, `sessions --revoke-others`, a malformed or unknown
+// id, `admin revoke` with an admin's prefix) go through the CLI's own main() in this process
+// (cli()): the same parsing, handler, output and exit code, without the start-up. Whether a token
+// still works on the server after a command (the revoked session, the others, the replaced one)
+// is a session_resume in this process, as each command begins (src/client/session.ts). Sessions
+// and calls that are only setup are made in this process too. `admin reset-2fa`'s output is
+// test/e2e/roles.test.ts's.
 
 const hasOathtool = requireTool('oathtool')
 const MINUTE = 60_000
@@ -43,14 +58,7 @@ function expectOk(result: CliResult, what: string): void {
 function expectCode(result: CliResult, code: string, what: string): void {
   expect(result.code, `${what}: ${describeResult(result)}`).toBe(code === 'ERR_USAGE' ? 2 : 1)
   expect(result.error?.code, `${what}: ${describeResult(result)}`).toBe(code)
-}
-
-/** A client home of sam's with a fresh login through the CLI in it. */
-async function samLoggedIn(name: string): Promise<string> {
-  const home = lab.homeOf(name)
-  const login = await lab.mustLogin(sam, { home })
-  expect(login.json).toMatchObject({ event: 'login', user: 'sam', role: 'regular_user' })
-  return home
+  expect(result.stdout, `${what}: nothing on stdout`).toBe('')
 }
 
 /** A client home of sam's with a session saved as `securelogin login` saves it (made in this process). */
@@ -62,46 +70,103 @@ async function samSession(name: string): Promise<string> {
 
 const whoami = (home: string) => lab.runIn(home, ['whoami'])
 
-async function copySession(home: string, copy: string): Promise<void> {
-  await mkdir(dirname(lab.sessionFile(copy)), { recursive: true, mode: 0o700 })
-  await copyFile(lab.sessionFile(home), lab.sessionFile(copy))
+/** The token of the session saved in `home` (noted: the CLI's own logins save tokens no helper notes). */
+async function savedToken(home: string): Promise<string> {
+  const token = (await lab.savedSession(home))!['token'] as string
+  noteSecret('session token', token)
+  return token
+}
+
+/** Whether the server still takes `token`: a session_resume in this process, as each command begins. */
+async function resumes(token: string): Promise<boolean> {
+  const conn = await lab.connect()
+  try {
+    await resumeSession(conn, token)
+    return true
+  } catch (error) {
+    if (!(error instanceof SecureLoginError && error.code === 'ERR_FORBIDDEN')) throw error
+    expect(error.message).toMatch(/session has ended/)
+    return false
+  } finally {
+    conn.close()
+  }
+}
+
+type Run = <Op extends CallOp>(op: Op, args: CallArgs<Op>) => Promise<CallResult<Op>>
+
+/** Setup and probes as root, in this process, on a fresh login (an earlier one may have ended meanwhile). */
+async function asRoot<T>(work: (run: Run) => Promise<T>): Promise<T> {
+  await lab.loginDirect(root)
+  return lab.asUser(root, work)
+}
+
+let inProcessRuns = 0
+
+/**
+ * `securelogin ARGS` with this server's client flags, through the CLI's main() in this process, as
+ * the client whose home is `home`: what it printed, and the exit code it set (see the header).
+ */
+async function cli(home: string, args: string[]): Promise<CliResult> {
+  const source = `securelogin ${args.slice(0, 2).join(' ')} (in this process, run ${++inProcessRuns})`
+  const saved = { home: process.env['SECURELOGIN_HOME'], exitCode: process.exitCode }
+  let stdout = ''
+  let stderr = ''
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true))
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true))
+  process.env['SECURELOGIN_HOME'] = home
+  process.exitCode = 0
+  try {
+    await main([...args, ...lab.clientArgs()])
+    return parseResult({ code: Number(process.exitCode), stdout, stderr })
+  } finally {
+    out.mockRestore()
+    err.mockRestore()
+    if (saved.home === undefined) delete process.env['SECURELOGIN_HOME']
+    else process.env['SECURELOGIN_HOME'] = saved.home
+    process.exitCode = saved.exitCode
+    noteIssuedSecrets(source, stdout)
+    noteOutput(source, 'stdout', stdout)
+    noteOutput(source, 'stderr', stderr)
+  }
 }
 
 describe.runIf(hasOathtool)('the saved session', () => {
-  it('a login saves a fresh 256-bit token in a 0600 file in a 0700 directory; every login gets a new one', async () => {
-    const [homeA, homeB] = [await samLoggedIn('a'), await samLoggedIn('b')]
-    const [a, b] = [await lab.savedSession(homeA), await lab.savedSession(homeB)]
-    for (const saved of [a!, b!]) {
-      expect(saved).toMatchObject({
-        server: `127.0.0.1:${lab.port}`,
-        user: 'sam',
-        role: 'regular_user',
-        token: expect.stringMatching(TOKEN),
-        sessionId: expect.stringMatching(/^[0-9a-f]{32}$/),
-      })
-      // 32 random bytes behind the prefix.
-      expect(Buffer.from(saved['token'].slice(4), 'base64url')).toHaveLength(32)
-    }
-    expect(a!['token']).not.toBe(b!['token'])
-    expect(a!['sessionId']).not.toBe(b!['sessionId'])
-    for (const home of [homeA, homeB]) {
-      expect((await stat(lab.sessionFile(home))).mode & 0o777).toBe(0o600)
-      expect((await stat(dirname(lab.sessionFile(home)))).mode & 0o777).toBe(0o700)
-    }
-  })
+  it('a login saves a fresh 256-bit token in a 0600 file in a 0700 directory, and revokes the session saved there before', async () => {
+    const home = await samSession('a')
+    const before = (await lab.savedSession(home))!
+    expect(await resumes(before['token']), 'the session saved before the login').toBe(true)
+    // Loosened, so that the modes checked below are the login's doing.
+    await chmod(lab.sessionFile(home), 0o644)
+    await chmod(dirname(lab.sessionFile(home)), 0o755)
 
-  it('a new login where a session is saved revokes the one it replaces: a copy of the old token no longer works', async () => {
-    const home = await samLoggedIn('replaced')
-    const copy = lab.homeOf('replaced-copy')
-    await copySession(home, copy)
-    expectOk(await whoami(copy), 'whoami with the copy, before')
-    await samLoggedIn('replaced')
-    expectCode(await whoami(copy), 'ERR_FORBIDDEN', 'whoami with the replaced token')
-    expectOk(await whoami(home), 'whoami with the new one')
+    const login = await lab.mustLogin(sam, { home })
+    const saved = (await lab.savedSession(home))!
+    expect(login.json).toMatchObject({
+      event: 'login',
+      user: 'sam',
+      role: 'regular_user',
+      sessionId: saved['sessionId'],
+    })
+    expect(saved).toMatchObject({
+      server: `127.0.0.1:${lab.port}`,
+      user: 'sam',
+      role: 'regular_user',
+      token: expect.stringMatching(TOKEN),
+      sessionId: expect.stringMatching(/^[0-9a-f]{32}$/),
+    })
+    // 32 random bytes behind the prefix.
+    expect(Buffer.from(saved['token'].slice(4), 'base64url')).toHaveLength(32)
+    expect((await stat(lab.sessionFile(home))).mode & 0o777).toBe(0o600)
+    expect((await stat(dirname(lab.sessionFile(home)))).mode & 0o777).toBe(0o700)
+    // A new token and session; the one it replaces is revoked on the server, not only forgotten here.
+    expect(saved['token']).not.toBe(before['token'])
+    expect(saved['sessionId']).not.toBe(before['sessionId'])
+    expect(await resumes(before['token']), 'a copy of the replaced token').toBe(false)
   })
 
   it('whoami says who and until when: --session-idle 5m and --session-max 20m are the server’s times', async () => {
-    const home = await samSession('times')
+    // The session the login above saved.
+    const home = lab.homeOf('a')
     const result = await whoami(home)
     expectOk(result, 'whoami')
     expect(result.json).toMatchObject({
@@ -134,14 +199,15 @@ describe.runIf(hasOathtool)('the saved session', () => {
 
   it('logout revokes the session on the server and forgets it here; again, there is nothing to revoke', async () => {
     const home = await samSession('logout')
-    const copy = lab.homeOf('logout-copy')
-    await copySession(home, copy)
+    const token = await savedToken(home)
     const logout = await lab.runIn(home, ['logout'])
     expectOk(logout, 'logout')
     expect(logout.json).toMatchObject({ event: 'logout', revoked: 1 })
     expect(await lab.savedSession(home)).toBeUndefined()
-    expectCode(await whoami(copy), 'ERR_FORBIDDEN', 'whoami with the copied token')
-    expect((await lab.runIn(home, ['logout'])).json).toMatchObject({ event: 'logout', revoked: 0 })
+    expect(await resumes(token), 'a copy of the token').toBe(false)
+    const again = await cli(home, ['logout'])
+    expectOk(again, 'logout with no saved session')
+    expect(again.json).toMatchObject({ event: 'logout', revoked: 0 })
   })
 })
 
@@ -150,6 +216,7 @@ describe.runIf(hasOathtool)('sessions: list, and revoke by a prefix of the id', 
     lab.clock.advance(21 * MINUTE) // every earlier session has ended
     const [f, g, h] = [await samSession('f'), await samSession('g'), await samSession('h')]
     const ids = await Promise.all([f, g, h].map(async (home) => (await lab.savedSession(home))!['sessionId'] as string))
+    const [tf, tg, th] = [await savedToken(f), await savedToken(g), await savedToken(h)]
 
     const list = await lab.runIn(f, ['sessions'])
     expectOk(list, 'sessions')
@@ -166,22 +233,24 @@ describe.runIf(hasOathtool)('sessions: list, and revoke by a prefix of the id', 
     const one = await lab.runIn(f, ['sessions', '--revoke', ids[1]!.slice(0, 8)])
     expect(one.json).toMatchObject({ event: 'revoked', revoked: 1 })
     // The prefix named g's session, and only that one.
-    expectCode(await whoami(g), 'ERR_FORBIDDEN', 'whoami in the revoked session')
-    expectOk(await whoami(h), 'whoami in a session that was not named')
+    expect(await resumes(tg), 'the revoked session').toBe(false)
+    expect(await resumes(th), 'a session that was not named').toBe(true)
 
-    const others = await lab.runIn(f, ['sessions', '--revoke-others'])
+    // The command's other inputs, and `admin revoke` (run through the process by test/e2e/roles.test.ts)
+    // with an admin's prefix, through main() in this process (see the header).
+    const others = await cli(f, ['sessions', '--revoke-others'])
+    expectOk(others, 'sessions --revoke-others')
     expect(others.json).toMatchObject({ event: 'revoked', revoked: 1 })
-    expectCode(await whoami(h), 'ERR_FORBIDDEN', 'whoami in an other session')
+    expect(await resumes(th), 'an other session').toBe(false)
 
-    expectCode(await lab.runIn(f, ['sessions', '--revoke', 'xyz']), 'ERR_USAGE', 'a malformed id')
-    expectCode(await lab.runIn(f, ['sessions', '--revoke', '000000']), 'ERR_NOT_FOUND', 'an id that names no session')
+    expectCode(await cli(f, ['sessions', '--revoke', 'xyz']), 'ERR_USAGE', 'a malformed id')
+    expectCode(await cli(f, ['sessions', '--revoke', '000000']), 'ERR_NOT_FOUND', 'an id that names no session')
 
     await lab.loginDirect(root)
-    expect((await lab.run(root, ['admin', 'revoke', ids[0]!.slice(0, 10)])).json).toMatchObject({
-      event: 'revoked',
-      revoked: 1,
-    })
-    expectCode(await whoami(f), 'ERR_FORBIDDEN', 'whoami in the session the admin revoked')
+    const admin = await cli(root.home, ['admin', 'revoke', ids[0]!.slice(0, 10)])
+    expectOk(admin, 'admin revoke PREFIX')
+    expect(admin.json).toMatchObject({ event: 'revoked', revoked: 1 })
+    expect(await resumes(tf), 'the session the admin revoked').toBe(false)
   })
 })
 
@@ -201,12 +270,13 @@ describe.runIf(hasOathtool)('passwd', () => {
       `${sam.password}\npassword\n`,
     )
     expectCode(weak, 'ERR_WEAK_PASSWORD', 'passwd to "password"')
-    expectOk(await whoami(home), 'the session after the refusals')
+    expect(await resumes(await savedToken(home)), 'the session after the refusals').toBe(true)
   })
 
   it('logs in with the current password and a code, sets the new one, saves its session and ends every other', async () => {
     const [i, j] = [await samSession('passwd-i'), await samSession('passwd-j')]
-    const live = (await lab.runIn(j, ['sessions'])).json!['sessions'].length as number
+    const [ti, tj] = [await savedToken(i), await savedToken(j)]
+    const live = (await lab.asUser(j, (run) => run('sessions', {}))).sessions.length
     const nextPassword = newPassword()
     const changed = await lab.runIn(
       i,
@@ -217,13 +287,19 @@ describe.runIf(hasOathtool)('passwd', () => {
     // Its own login made a new session, saved in i (revoking the one it replaced there); every other one is revoked.
     expect(changed.json).toMatchObject({ event: 'password_changed', user: 'sam', revokedSessions: live - 1 })
     sam.password = nextPassword
-    expectCode(await whoami(j), 'ERR_FORBIDDEN', 'whoami in another session after passwd')
-    expectOk(await whoami(i), 'whoami in the session passwd saved')
+    expect(await resumes(tj), 'another session after passwd').toBe(false)
+    expect(await resumes(ti), 'the session passwd replaced').toBe(false)
+    const saved = await savedToken(i)
+    expect(saved).not.toBe(ti)
+    expect(await resumes(saved), 'the session passwd saved').toBe(true)
   })
 })
 
 describe.runIf(hasOathtool)('reset-2fa', () => {
   it('with a recovery code in place of a lost authenticator; the code is spent', async () => {
+    const codesLeft = async () =>
+      (await asRoot((run) => run('users', {}))).users.find((u) => u.user === 'sam')!.recoveryCodesLeft
+    const left = await codesLeft()
     const recoveryCode = sam.recoveryCodes.shift()!
     const oldSecret = sam.totpSecret
     const lastStep = sam.lastStep
@@ -240,22 +316,20 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
     expect(sam.totpSecret).not.toBe(oldSecret)
     // The steps sam's logins spent stay spent: enrolThrough counts from the enrolment's code.
     sam.lastStep = Math.max(sam.lastStep, lastStep)
-    const again = await lab.runIn(
-      lab.homeOf('reuse-recovery'),
-      ['login', '--user', 'sam', '--password-stdin', '--recovery-code', recoveryCode],
-      `${sam.password}\n`,
-    )
-    expectCode(again, 'ERR_AUTH_FAILED', 'the spent recovery code')
+    // The server spent that code (that a spent code is refused: test/conversation/sessions.test.ts).
+    expect(await codesLeft()).toBe(left - 1)
   })
 
   it("admin reset-2fa: sam's sessions end, and the next login enrols a new authenticator", async () => {
-    const home = await samSession('before-admin-reset')
-    await lab.loginDirect(root)
-    const reset = await lab.run(root, ['admin', 'reset-2fa', 'sam'])
-    expectOk(reset, 'admin reset-2fa sam')
-    expect(reset.json).toMatchObject({ event: 'reset_2fa', user: 'sam', revokedSessions: expect.any(Number) })
-    expect(reset.json!['revokedSessions']).toBeGreaterThanOrEqual(1)
-    expectCode(await whoami(home), 'ERR_FORBIDDEN', "sam's session after the reset")
+    // The session the reset-2fa above saved. The reset is made in this process: the command's
+    // output is test/e2e/roles.test.ts's.
+    const home = lab.homeOf('reset-recovery')
+    const before = await savedToken(home)
+    expect(await resumes(before), "sam's session before the reset").toBe(true)
+    const reset = await asRoot((run) => run('reset_2fa', { user: 'sam' }))
+    expect(reset).toMatchObject({ user: 'sam' })
+    expect(reset.revokedSessions).toBeGreaterThanOrEqual(1)
+    expect(await resumes(before), "sam's session after the reset").toBe(false)
 
     // No --otp: the password is checked, then the enrol line, then the new authenticator's code.
     const oldSecret = sam.totpSecret
@@ -265,6 +339,8 @@ describe.runIf(hasOathtool)('reset-2fa', () => {
     expectOk(result, 'the login that enrols')
     expect(result.json).toMatchObject({ event: 'login', user: 'sam' })
     expect(sam.totpSecret).not.toBe(oldSecret)
-    expectOk(await whoami(home), 'the session that login saved')
+    const saved = await savedToken(home)
+    expect(saved).not.toBe(before)
+    expect(await resumes(saved), 'the session that login saved').toBe(true)
   })
 })
