@@ -1,4 +1,25 @@
+import { statSync } from 'node:fs'
 import { defineConfig } from 'vitest/config'
+import { BaseSequencer, type TestSpecification } from 'vitest/node'
+
+/**
+ * The longest files first (the kill test, then the ones that mostly wait: tmux, the terminal
+ * apps), then the rest largest first: on two workers a long file started last is a tail the
+ * other worker sits out. Vitest's own order does this from its cache of past durations, which a
+ * fresh clone (CI) does not have.
+ */
+const FIRST = ['test/e2e/kill.test.ts', 'test/e2e/tui-tmux.test.ts', 'test/e2e/register-login.test.ts']
+
+class LongestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rank = (file: TestSpecification) => {
+      const known = FIRST.findIndex((name) => file.moduleId.endsWith(name))
+      return known === -1 ? FIRST.length : known
+    }
+    const size = (file: TestSpecification) => statSync(file.moduleId).size
+    return [...files].sort((a, b) => rank(a) - rank(b) || size(b) - size(a))
+  }
+}
 
 export default defineConfig({
   test: {
@@ -14,6 +35,7 @@ export default defineConfig({
     // second of CPU per file, a fifth of the suite. It holds because every file stops what it
     // started (servers, CLI processes by pid, stores) and restores what it mocked.
     isolate: false,
+    sequence: { sequencer: LongestFirst },
     // Every test file ends by checking that no noted secret appears in any captured output.
     setupFiles: ['test/setup/no-secrets.ts'],
     reporters: ['default'],
