@@ -16,34 +16,40 @@ export function encodeFrame(message: unknown): Buffer {
 }
 
 /**
- * Reassembles frames from a byte stream that may split or join them arbitrarily.
- * push() returns every complete message; an oversize length or bad JSON throws, and the
- * caller ends the connection (the decoder is unusable afterwards).
+ * Reassembles frames from a byte stream that may split or join them arbitrarily. append() keeps
+ * bytes; next() takes one whole message (undefined until one is whole), so a reader can take
+ * messages one at a time and stop reading while it is behind; push() is both, for a reader that
+ * takes everything. An oversize length or bad JSON throws, and the caller ends the connection
+ * (the decoder is unusable afterwards).
  */
 export class FrameDecoder {
   #chunks: Buffer[] = []
   #buffered = 0
 
-  push(chunk: Buffer): unknown[] {
+  append(chunk: Buffer): void {
     this.#chunks.push(chunk)
     this.#buffered += chunk.length
-    const messages: unknown[] = []
-    for (;;) {
-      if (this.#buffered < HEADER_BYTES) break
-      const head = this.#peek(HEADER_BYTES)
-      const length = head.readUInt32BE(0)
-      // Refuse before buffering the body: an attacker must not make us hold 4 GiB.
-      if (length > MAX_FRAME_BYTES) {
-        throw new SecureLoginError('ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`)
-      }
-      if (this.#buffered < HEADER_BYTES + length) break
-      const frame = this.#take(HEADER_BYTES + length)
-      messages.push(parseJson(frame.subarray(HEADER_BYTES)))
+  }
+
+  next(): unknown {
+    if (this.#buffered < HEADER_BYTES) return undefined
+    const length = this.#peek(HEADER_BYTES).readUInt32BE(0)
+    // Refuse before buffering the body: an attacker must not make us hold 4 GiB.
+    if (length > MAX_FRAME_BYTES) {
+      throw new SecureLoginError('ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`)
     }
+    if (this.#buffered < HEADER_BYTES + length) return undefined
+    return parseJson(this.#take(HEADER_BYTES + length).subarray(HEADER_BYTES))
+  }
+
+  push(chunk: Buffer): unknown[] {
+    this.append(chunk)
+    const messages: unknown[] = []
+    for (let message = this.next(); message !== undefined; message = this.next()) messages.push(message)
     return messages
   }
 
-  /** Bytes received but not yet part of a complete frame. */
+  /** Bytes received and not yet taken as a message (whole frames and part of one). */
   get pending(): number {
     return this.#buffered
   }

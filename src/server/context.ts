@@ -42,6 +42,7 @@ export interface ServerContext {
   stages?: StageTimes | undefined
 }
 
+/** What one connection may take (src/server/connection.ts; docs/threat-model.md, "A hostile client"). */
 export interface ServerLimits {
   /** A connection with nothing to say for this long is closed. */
   idleMs: number
@@ -49,10 +50,31 @@ export interface ServerLimits {
   awaitingCodeMs: number
   /** Wrong enrolment codes allowed on one connection before it is closed. */
   enrolAttempts: number
+  /** A frame must be whole this long after the server starts waiting for its first byte. */
+  frameMs: number
+  /** A connection that is not logged in is closed this long after it was accepted... */
+  lifetimeMs: number
+  /** ...or this long, while a person is reading a code off a phone. */
+  awaitingLifetimeMs: number
+  /** Reading stops while more than this many received bytes wait to be taken as messages. */
+  readBufferBytes: number
+  /** The next message is taken only while the unsent output is under this. */
+  outputHighWater: number
+  /** Unsent output above this ends the connection at once. */
+  outputCapBytes: number
+  /** Output above the high-water mark that the peer leaves unread this long ends the connection. */
+  drainMs: number
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
   idleMs: 60_000,
   awaitingCodeMs: 5 * 60_000,
   enrolAttempts: 5,
+  frameMs: 10_000,
+  lifetimeMs: 2 * 60_000,
+  awaitingLifetimeMs: 5 * 60_000,
+  readBufferBytes: 128 * 1024,
+  outputHighWater: 64 * 1024,
+  outputCapBytes: 256 * 1024,
+  drainMs: 10_000,
 }
