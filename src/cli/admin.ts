@@ -1,4 +1,4 @@
-import { call } from '../client/calls.js'
+import { call, readAudit } from '../client/calls.js'
 import { withSession } from '../client/session.js'
 import type { AuditEntry, AccountSummary } from '../protocol/calls.js'
 import { Role } from '../protocol/fields.js'
@@ -177,7 +177,7 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
       ...(since !== undefined ? { since } : {}),
       ...(args.limit !== undefined ? { limit: args.limit } : {}),
     }
-    const { entries } = await call(conn, 'audit', { ...query, ...(args.follow ? { follow: true } : {}) })
+    const { entries } = await readAudit(conn, query, { follow: args.follow === true })
     for (const entry of entries) printEntry(entry, args.json)
     if (!args.follow) return
     // Until Ctrl-C, or until the server ends the stream (the session ended, the role was taken away).

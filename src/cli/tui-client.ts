@@ -8,7 +8,7 @@ import {
   submitRecoveryCode,
   type LoginResult,
 } from '../client/login.js'
-import { call, changePassword, confirmTotpReset, startTotpReset } from '../client/calls.js'
+import { call, changePassword, confirmTotpReset, readAudit, startTotpReset } from '../client/calls.js'
 import { SavedSessions, withSession, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { Secret } from '../auth/secret.js'
@@ -156,13 +156,13 @@ export function createTuiClient(
       ),
     async audit(query, onEntry) {
       if (!onEntry) {
-        const { entries } = await asSession((c) => call(c, 'audit', query))
+        const { entries } = await asSession((c) => readAudit(c, query))
         return { entries, stop: () => {} }
       }
       const c = await resumed()
       followers.add(c)
       try {
-        const { entries } = await call(c, 'audit', { ...query, follow: true })
+        const { entries } = await readAudit(c, query, { follow: true })
         c.onPush((message) => {
           if (message.type === 'audit_entry') onEntry(message.entry)
         })

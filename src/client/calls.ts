@@ -41,3 +41,39 @@ export async function startTotpReset(conn: ServerConnection, username: string): 
 export async function confirmTotpReset(conn: ServerConnection, code: string): Promise<void> {
   await call(conn, 'totp_confirm', { code: checkCodeShape(code) })
 }
+
+/**
+ * Every audit entry the query asks for (the last `limit` matches, or all of them), oldest first,
+ * read a page (one frame) at a time from the newest back; and the head when the first page was
+ * read. With `follow`, the server then streams what is appended after that head: the entries
+ * arrive as `audit_entry` pushes on `conn` (register `conn.onPush` before they matter).
+ */
+export async function readAudit(
+  conn: ServerConnection,
+  query: Omit<CallArgs<'audit'>, 'before' | 'after' | 'follow'>,
+  opts: { follow?: boolean } = {},
+): Promise<Pick<CallResult<'audit'>, 'entries' | 'head'>> {
+  const pages: CallResult<'audit'>['entries'][] = []
+  let count = 0
+  let before: number | undefined
+  let head: CallResult<'audit'>['head'] | undefined
+  do {
+    const limit = query.limit === undefined ? undefined : query.limit - count
+    const page = await call(conn, 'audit', {
+      ...query,
+      ...(limit !== undefined ? { limit } : {}),
+      ...(before !== undefined ? { before } : {}),
+    })
+    head ??= page.head
+    pages.unshift(page.entries)
+    count += page.entries.length
+    before = page.next
+  } while (before !== undefined && (query.limit === undefined || count < query.limit))
+  if (opts.follow) {
+    // From the head the pages were read under: what was appended since is this page, then pushes.
+    const { limit: _, ...rest } = query
+    const since = await call(conn, 'audit', { ...rest, after: head.n, follow: true })
+    pages.push(since.entries)
+  }
+  return { entries: pages.flat(), head }
+}

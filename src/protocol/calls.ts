@@ -119,15 +119,22 @@ export const CALLS = {
     args: z.strictObject({ user: username }),
     result: z.strictObject({ user: username, wasLocked: z.boolean() }),
   },
-  /** Entries oldest first; with `follow`, new ones then arrive as `audit_entry` frames until the connection ends. */
+  /**
+   * One page of entries, oldest first: the newest matches with n in (after, before), as many as
+   * fit one frame (and at most `limit`). `next`, when present, is the `before` that asks for the
+   * page older than this one. With `follow`, new entries then arrive as `audit_entry` frames
+   * until the connection ends.
+   */
   audit: {
     args: z.strictObject({
       user: username.optional(),
       since: isoTime.optional(),
       limit: z.int().min(1).max(10_000).optional(),
+      before: z.int().min(1).optional(),
+      after: z.int().min(0).optional(),
       follow: z.boolean().optional(),
     }),
-    result: z.strictObject({ entries: z.array(AuditEntry), head: AuditHead }),
+    result: z.strictObject({ entries: z.array(AuditEntry), head: AuditHead, next: z.int().min(1).optional() }),
   },
   /** A signed token for one application, from this session (docs/tokens.md); ttlSeconds defaults to 300. */
   token: {

@@ -135,24 +135,39 @@ export class AuditLog {
   }
 
   /**
-   * Oldest first; `user` matches actor or target; `limit` keeps the last matches. Walks back from
-   * the head and stops at `limit` matches, or at entries written well before `since` (entries are
-   * in time order; five minutes of slack covers a clock stepped back), so the latest page of a
-   * long log costs its own size, not the log's.
+   * One page, oldest first: the newest entries with n in (after, before) that match (`user` is
+   * actor or target), at most `limit` of them and at most `maxBytes` of their JSON. Walks back
+   * from the head and stops there, or at entries written well before `since` (entries are in
+   * time order; five minutes of slack covers a clock stepped back), so the latest page of a long
+   * log costs its own size, not the log's. `next` is the `before` of the next older page, when
+   * the walk stopped for the limit or the size with older entries left.
    */
-  async query(opts: { user?: string; since?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+  async query(
+    opts: { user?: string; since?: string; limit?: number; before?: number; after?: number; maxBytes?: number } = {},
+  ): Promise<{ entries: AuditEntry[]; next?: number }> {
     const since = opts.since === undefined ? undefined : Date.parse(opts.since)
+    const floor = opts.after ?? 0
     const matches: AuditEntry[] = []
-    for (let n = this.#head.n; n >= 1 && (opts.limit === undefined || matches.length < opts.limit); n--) {
+    let bytes = 0
+    let n = Math.min(this.#head.n, (opts.before ?? Infinity) - 1)
+    for (; n > floor; n--) {
+      if (opts.limit !== undefined && matches.length >= opts.limit) break
       const entry = await readStored(this.#store, entryKey(n), AuditEntrySchema, 'audit entry')
       if (entry === undefined) continue
       const at = Date.parse(entry.at)
-      if (since !== undefined && at < since - CLOCK_SLACK_MS) break
+      if (since !== undefined && at < since - CLOCK_SLACK_MS) {
+        n = floor
+        break
+      }
       if (opts.user !== undefined && entry.actor !== opts.user && entry.target !== opts.user) continue
       if (since !== undefined && at < since) continue
+      const size = JSON.stringify(entry).length + 1
+      if (opts.maxBytes !== undefined && matches.length > 0 && bytes + size > opts.maxBytes) break
+      bytes += size
       matches.push(entry)
     }
-    return matches.reverse()
+    const entries = matches.reverse()
+    return n > floor && entries.length > 0 ? { entries, next: entries[0]!.n } : { entries }
   }
 
   subscribe(listener: (entry: AuditEntry) => void): () => void {

@@ -1,5 +1,6 @@
 import { CALLS, type CallArgs, type CallOp, type CallResult, type AccountSummary } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import { MAX_FRAME_BYTES } from '../protocol/frame.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { buildOtpauthUri } from '../auth/totp.js'
@@ -484,10 +485,14 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         ...(args.user !== undefined ? { user: args.user } : {}),
         ...(args.since !== undefined ? { since: args.since } : {}),
         ...(args.limit !== undefined ? { limit: args.limit } : {}),
+        ...(args.before !== undefined ? { before: args.before } : {}),
+        ...(args.after !== undefined ? { after: args.after } : {}),
       }
-      const entries = await ctx.audit.query(query)
+      // A page fits one frame, with room for the head and the envelope.
+      const { entries, next } = await ctx.audit.query({ ...query, maxBytes: MAX_FRAME_BYTES - 4096 })
       const head = ctx.audit.head()
-      if (!args.follow) return result(caller, 'audit', { entries, head })
+      const page = { entries, head, ...(next !== undefined ? { next } : {}) }
+      if (!args.follow) return result(caller, 'audit', page)
       // Follow: each new entry is pushed while the session lives and the caller is still an admin.
       let queue = Promise.resolve()
       const stop = ctx.audit.subscribe((entry) => {
@@ -503,7 +508,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         })
       })
       caller.onClose(stop)
-      return result(caller, 'audit', { entries, head }, { follow: true })
+      return result(caller, 'audit', page, { follow: true })
     },
   },
 

@@ -112,8 +112,9 @@ describe('audit log', () => {
     const reopened = await AuditLog.open(again, clock())
     expect(reopened.head()).toEqual({ n: 5, hash: entries[4]!.hash })
     expect(await again.get(key(5))).toEqual(entries[4])
-    const ns = async (opts: Parameters<AuditLog['query']>[0]) => (await reopened.query(opts)).map((entry) => entry.n)
-    expect(await reopened.query({})).toEqual(entries)
+    const ns = async (opts: Parameters<AuditLog['query']>[0]) =>
+      (await reopened.query(opts)).entries.map((entry) => entry.n)
+    expect(await reopened.query({})).toEqual({ entries })
     expect(await ns({ user: 'bob' })).toEqual([3, 4])
     expect(await ns({ user: 'alice' })).toEqual([1, 2, 5])
     expect(await ns({ since: entries[2]!.at })).toEqual([3, 4, 5])
@@ -121,6 +122,18 @@ describe('audit log', () => {
     expect(await ns({ limit: 2 })).toEqual([4, 5])
     expect(await ns({ user: 'alice', limit: 2 })).toEqual([2, 5])
     expect(await ns({ user: 'alice', since: entries[1]!.at, limit: 10 })).toEqual([2, 5])
+    // Pages: the newest matches in (after, before); `next` asks for the older page, absent at the start.
+    expect(await reopened.query({ limit: 2 })).toMatchObject({ next: 4 })
+    expect(await ns({ limit: 2, before: 4 })).toEqual([2, 3])
+    expect(await reopened.query({ limit: 2, before: 2 })).toEqual({ entries: [entries[0]] })
+    expect(await ns({ after: 3 })).toEqual([4, 5])
+    expect(await ns({ after: 1, before: 5 })).toEqual([2, 3, 4])
+    expect(await reopened.query({ user: 'alice', limit: 2 })).toMatchObject({ next: 2 })
+    expect(await reopened.query({ user: 'alice', before: 2 })).toEqual({ entries: [entries[0]] })
+    // A size cap: as many whole entries as fit, at least one, then `next`.
+    const one = JSON.stringify(entries[4]).length + 1
+    expect(await reopened.query({ maxBytes: one })).toEqual({ entries: [entries[4]], next: 5 })
+    expect(await reopened.query({ maxBytes: 1 })).toEqual({ entries: [entries[4]], next: 5 })
 
     const sixth = await reopened.append(EVENTS[5]!)
     expect(sixth).toMatchObject({ n: 6, prev: entries[4]!.hash, at: '2026-11-25T10:00:00.000Z' })
