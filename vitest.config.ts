@@ -28,10 +28,11 @@ export default defineConfig({
     // usual must still pass (a CLI-heavy test took over 60 s with three suites running at once).
     testTimeout: 240_000,
     hookTimeout: 240_000,
-    // Each e2e file starts its own servers on port 0. Three workers on two cores: several files
-    // mostly wait (tmux, the terminal apps, the hostile clients' deadlines), and a third worker
-    // uses the core they leave idle (the suite: 182 s with two, 153 with three, 146 with four).
-    maxWorkers: 3,
+    // Each e2e file starts its own servers on port 0. Four workers on two cores: several files
+    // mostly wait (tmux, the terminal apps, the hostile clients' deadlines), and the extra
+    // workers use the core they leave idle (the suite: 182 s with two, 153 with three, 146 with
+    // four, in one session on one machine).
+    maxWorkers: 4,
     // Test files share their worker's module graph instead of each starting a fresh one: that
     // start (importing src/, zod's schemas, Ink, OpenSSL's check of the SRP group) cost about a
     // second of CPU per file, a fifth of the suite. It holds because every file stops what it
