@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// The checks around the tests, side by side: `node scripts/checks.mjs` is npm test's pretest
-// (the build, which the end-to-end tests run, and the type check of src, test and bench);
+// The checks around the tests, side by side. `node scripts/checks.mjs test` is `npm test`: the
+// tests (vitest, its output live; arguments go to it) and, for the whole suite, the type check of
+// src, test and bench beside them (npm's pretest has built dist/, which the end-to-end tests run).
 // `node scripts/checks.mjs lint` is `npm run lint` (prettier, ESLint, the import-cycle check),
-// which .ci/run runs before the tests. Each is one process on one core, so on a 2-core machine
-// running them together halves the wall time. Each one's output is held and printed whole,
-// under its name, when it fails, so that two failures do not interleave.
+// which .ci/run runs before the tests. Run together, they use both cores: the type check is one
+// process on one core, and the suite leaves room while its files wait. A check's output is held
+// and printed whole, under its name, when it fails, so that two failures do not interleave.
 import { spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,10 +13,12 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 
+const [set = 'test', ...rest] = process.argv.slice(2)
+const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs')
 const SETS = {
-  pretest: [
-    { name: 'build', command: process.execPath, args: [join(root, 'scripts', 'build.mjs')] },
-    { name: 'typecheck', command: npm, args: ['run', '--silent', 'typecheck'] },
+  test: [
+    ...(rest.length === 0 ? [{ name: 'typecheck', command: npm, args: ['run', '--silent', 'typecheck'] }] : []),
+    { name: 'tests', command: process.execPath, args: [vitest, 'run', ...rest], live: true },
   ],
   lint: [
     { name: 'prettier', command: npm, args: ['exec', '--', 'prettier', '--check', '--log-level', 'warn', '.'] },
@@ -23,20 +26,22 @@ const SETS = {
     { name: 'cycles', command: npm, args: ['run', '--silent', 'cycles'] },
   ],
 }
-const set = process.argv[2] ?? 'pretest'
 const CHECKS = SETS[set]
 if (!CHECKS) {
   console.error(`checks: no set ${set} (${Object.keys(SETS).join(', ')})`)
   process.exit(2)
 }
 
-function run({ name, command, args }) {
+function run({ name, command, args, live = false }) {
   const started = Date.now()
   return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(command, args, {
+      cwd: root,
+      stdio: ['ignore', live ? 'inherit' : 'pipe', live ? 'inherit' : 'pipe'],
+    })
     let output = ''
-    child.stdout.on('data', (chunk) => (output += chunk))
-    child.stderr.on('data', (chunk) => (output += chunk))
+    child.stdout?.on('data', (chunk) => (output += chunk))
+    child.stderr?.on('data', (chunk) => (output += chunk))
     child.on('error', (error) => resolve({ name, ok: false, output: `${output}${error.message}\n`, ms: 0 }))
     child.on('close', (code, signal) =>
       resolve({
