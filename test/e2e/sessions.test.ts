@@ -1,13 +1,12 @@
 import { chmod, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { main } from '../../src/cli/main.js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resumeSession } from '../../src/client/login.js'
 import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, describeResult, newPassword, parseResult, type Account, type CliResult } from '../helpers/accounts.js'
-import { noteIssuedSecrets, noteOutput, noteSecret } from '../helpers/secrets.js'
+import { Lab, describeResult, newPassword, type Account, type CliResult } from '../helpers/accounts.js'
+import { noteSecret } from '../helpers/secrets.js'
 import { requireTool } from '../helpers/tools.js'
 
 // Sessions and self-service through the real server process and the real CLI (issue 6,
@@ -100,35 +99,8 @@ async function asRoot<T>(work: (run: Run) => Promise<T>): Promise<T> {
   return lab.asUser(root, work)
 }
 
-let inProcessRuns = 0
-
-/**
- * `securelogin ARGS` with this server's client flags, through the CLI's main() in this process, as
- * the client whose home is `home`: what it printed, and the exit code it set (see the header).
- */
-async function cli(home: string, args: string[]): Promise<CliResult> {
-  const source = `securelogin ${args.slice(0, 2).join(' ')} (in this process, run ${++inProcessRuns})`
-  const saved = { home: process.env['SECURELOGIN_HOME'], exitCode: process.exitCode }
-  let stdout = ''
-  let stderr = ''
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true))
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true))
-  process.env['SECURELOGIN_HOME'] = home
-  process.exitCode = 0
-  try {
-    await main([...args, ...lab.clientArgs()])
-    return parseResult({ code: Number(process.exitCode), stdout, stderr })
-  } finally {
-    out.mockRestore()
-    err.mockRestore()
-    if (saved.home === undefined) delete process.env['SECURELOGIN_HOME']
-    else process.env['SECURELOGIN_HOME'] = saved.home
-    process.exitCode = saved.exitCode
-    noteIssuedSecrets(source, stdout)
-    noteOutput(source, 'stdout', stdout)
-    noteOutput(source, 'stderr', stderr)
-  }
-}
+/** The CLI's main() in this process, as the client whose home is `home` (see the header). */
+const cli = (home: string, args: string[]) => lab.runHere(home, args)
 
 describe.runIf(hasOathtool)('the saved session', () => {
   it('a login saves a fresh 256-bit token in a 0600 file in a 0700 directory, and revokes the session saved there before', async () => {

@@ -1,3 +1,5 @@
+import { vi } from 'vitest'
+import { main } from '../../src/cli/main.js'
 import { randomBytes, randomInt } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -13,7 +15,7 @@ import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
 import { runCli, runCliToEnd, type CliRun } from './cli.js'
 import { FileClock } from './clock.js'
 import { makeTempDir } from './env.js'
-import { noteSecret } from './secrets.js'
+import { noteIssuedSecrets, noteOutput, noteSecret } from './secrets.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from './server-process.js'
 import { oathtoolCode } from './tools.js'
 
@@ -23,6 +25,7 @@ import { oathtoolCode } from './tools.js'
 // commands run as a user with their output parsed.
 
 const TOTP_STEP_MS = 30_000
+let inProcessRuns = 0
 
 /**
  * SRP's x per (name, password, salt): a direct login repeats the same 64 MiB stretch every time,
@@ -221,6 +224,35 @@ export class Lab {
   async runIn(home: string, args: string[], stdin = ''): Promise<CliResult> {
     await mkdir(home, { recursive: true, mode: 0o700 })
     return parseResult(await runCliToEnd([...args, ...this.clientArgs()], stdin, { env: { SECURELOGIN_HOME: home } }))
+  }
+
+  /**
+   * `securelogin ARGS` with this server's client flags through the CLI's main() in this process,
+   * as the client whose home is `home`: what it printed and the exit code it set. A CLI process
+   * costs about half a second; the same argument parsing, handler and error reporting run here.
+   */
+  async runHere(home: string, args: string[]): Promise<CliResult> {
+    const source = `securelogin ${args.slice(0, 2).join(' ')} (in this process, run ${++inProcessRuns})`
+    const saved = { home: process.env['SECURELOGIN_HOME'], exitCode: process.exitCode }
+    let stdout = ''
+    let stderr = ''
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((stdout += String(chunk)), true))
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((stderr += String(chunk)), true))
+    process.env['SECURELOGIN_HOME'] = home
+    process.exitCode = 0
+    try {
+      await main([...args, ...this.clientArgs()])
+      return parseResult({ code: Number(process.exitCode), stdout, stderr })
+    } finally {
+      out.mockRestore()
+      err.mockRestore()
+      if (saved.home === undefined) delete process.env['SECURELOGIN_HOME']
+      else process.env['SECURELOGIN_HOME'] = saved.home
+      process.exitCode = saved.exitCode
+      noteIssuedSecrets(source, stdout)
+      noteOutput(source, 'stdout', stdout)
+      noteOutput(source, 'stderr', stderr)
+    }
   }
 
   /** Starts the CLI in `home` and leaves it running: for dialogues (enrolment) and `--follow`. */
