@@ -67,12 +67,20 @@ export function normalizeRecoveryCode(input: string): string {
  * How a caller runs each scrypt call: by default scryptAsync, on the libuv thread pool; the server
  * gives its KDF slot (src/server/kdf-slot.ts), one call at a time on a low-priority thread.
  */
-export type KdfRunner = (input: Buffer, salt: Buffer, cost: ScryptCost) => Promise<Buffer>
+export type KdfRunner = (input: Buffer, salt: Buffer, cost: ScryptCost, opts?: { urgent?: boolean }) => Promise<Buffer>
 
-async function hashCode(code: string, salt: Buffer, kdf: RecoveryKdf, run: KdfRunner): Promise<Buffer> {
+const onThreadPool: KdfRunner = (input, salt, cost) => scryptAsync(input, salt, cost)
+
+async function hashCode(
+  code: string,
+  salt: Buffer,
+  kdf: RecoveryKdf,
+  run: KdfRunner,
+  opts: { urgent?: boolean } = {},
+): Promise<Buffer> {
   const input = Buffer.from(code.replace('-', ''), 'ascii')
   try {
-    return await run(input, salt, kdf)
+    return await run(input, salt, kdf, opts)
   } finally {
     input.fill(0)
   }
@@ -86,7 +94,7 @@ export async function hashRecoveryCodes(
   codes: string[],
   salt: Buffer,
   kdf: RecoveryKdf = RECOVERY_KDF,
-  run: KdfRunner = scryptAsync,
+  run: KdfRunner = onThreadPool,
 ): Promise<RecoveryHashes> {
   const hashes: string[] = []
   for (const code of codes) {
@@ -105,9 +113,10 @@ export async function hashRecoveryCodes(
 export async function findRecoveryCode(
   stored: RecoveryHashes,
   code: string,
-  run: KdfRunner = scryptAsync,
+  run: KdfRunner = onThreadPool,
 ): Promise<number> {
-  const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf, run)
+  // Urgent: a person is waiting to log in; new codes' hashes (a registration's) can wait.
+  const candidate = await hashCode(code, Buffer.from(stored.salt, 'hex'), stored.kdf, run, { urgent: true })
   let found = -1
   stored.hashes.forEach((hex, index) => {
     const hash = hex === null ? Buffer.alloc(candidate.length) : Buffer.from(hex, 'hex')

@@ -108,6 +108,11 @@ export async function main(argv: string[]): Promise<void> {
               default: 10,
               describe: 'lock a user name for 15 minutes after this many failed logins in a row (1 to 100)',
             })
+            .option('registrations-per-hour', {
+              type: 'number',
+              default: 20,
+              describe: 'registrations one address may start per hour (each costs ten recovery-code hashes)',
+            })
             // Tests only (hidden): how long the first delayed failure answer waits (it doubles after).
             .option('failure-delay-ms', { type: 'number', hidden: true, describe: 'base delay of failure answers' })
             // The login benchmark only (hidden): time SRP, TOTP and the store commit; SIGUSR2 logs the totals.
@@ -131,6 +136,13 @@ export async function main(argv: string[]): Promise<void> {
               type: 'number',
               hidden: true,
               describe: 'nice value of the server KDF thread (default 19)',
+            })
+            // Tests only (hidden): shorter connection deadlines, so that a test of connections held
+            // to their deadlines waits seconds, not minutes; none can be made longer than its default.
+            .option('connection-limits', {
+              type: 'string',
+              hidden: true,
+              describe: 'NAME=MS,... shorter connection deadlines (frameMs, lifetimeMs, idleMs, ...)',
             }),
         async (args) => (await import('./server.js')).runServer(args),
       )

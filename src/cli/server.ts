@@ -14,6 +14,7 @@ import type { RegistrationPolicy } from '../server/invites.js'
 import type { SrpEngineName } from '../auth/srp-engine.js'
 import { RECOVERY_KDF, type RecoveryKdf } from '../auth/recovery-codes.js'
 import { StageTimes } from '../server/stage-times.js'
+import { DEFAULT_LIMITS, type ServerLimits } from '../server/context.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 
 export interface ServerArgs {
@@ -28,6 +29,7 @@ export interface ServerArgs {
   kdfLogn?: number | undefined
   recoveryKdfLogn?: number | undefined
   lockoutAfter: number
+  registrationsPerHour: number
   failureDelayMs?: number | undefined
   registration?: RegistrationPolicy | undefined
   sessionIdle: string
@@ -35,6 +37,7 @@ export interface ServerArgs {
   bootstrapTokenFile?: string | undefined
   srpEngine?: SrpEngineName | undefined
   stageTimes?: boolean | undefined
+  connectionLimits?: string | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -48,11 +51,17 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // Checked before anything else, though it only applies when this run makes the store.
   const kdf = kdfFromArgs(args.kdfLogn)
   const recoveryKdf = recoveryKdfFromArgs(args.recoveryKdfLogn)
+  const limits = connectionLimitsFromArgs(args.connectionLimits)
   if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
     throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', {
       hint: 'NIST SP 800-63B allows at most 100 failed attempts',
     })
   }
+  const perHour = args.registrationsPerHour
+  if (!Number.isInteger(perHour) || perHour < 1 || perHour > 100_000) {
+    throw new SecureLoginError('ERR_USAGE', '--registrations-per-hour is an integer from 1 to 100000')
+  }
+  const budgets = { registrations: perHour, registrationPeriodMs: 3_600_000 }
   const guard = {
     lockAfter: args.lockoutAfter,
     ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}),
@@ -110,6 +119,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
       store,
       logger,
       guard,
+      budgets,
       sessions,
       ...(args.registration ? { registration: args.registration } : {}),
       ...(args.srpEngine ? { srpEngine: args.srpEngine } : {}),
@@ -118,6 +128,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
       ...(args.clockFile ? { now: fileClock(args.clockFile) } : {}),
       ...(args.kdfNice === undefined ? {} : { kdfNice: args.kdfNice }),
       ...(recoveryKdf ? { recoveryKdf } : {}),
+      ...(limits ? { limits } : {}),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE' || error.code === 'EADDRNOTAVAIL' || error.code === 'EACCES') {
         throw new SecureLoginError('ERR_CONFIG', `cannot listen on ${args.host}:${args.port} (${error.code})`, {
@@ -257,4 +268,42 @@ function recoveryKdfFromArgs(logN: number | undefined): RecoveryKdf | undefined 
   if (!Number.isInteger(logN) || logN < 10 || logN > 20)
     throw new SecureLoginError('ERR_USAGE', '--recovery-kdf-logn is an integer from 10 to 20')
   return { ...RECOVERY_KDF, logN }
+}
+
+/** The deadlines `--connection-limits` may shorten: each a time in milliseconds. */
+const CONNECTION_DEADLINES = [
+  'frameMs',
+  'lifetimeMs',
+  'awaitingLifetimeMs',
+  'idleMs',
+  'awaitingCodeMs',
+  'drainMs',
+] as const satisfies ReadonlyArray<keyof ServerLimits>
+type ConnectionDeadline = (typeof CONNECTION_DEADLINES)[number]
+const MIN_DEADLINE_MS = 100
+
+/**
+ * `--connection-limits frameMs=1000,lifetimeMs=3000` (tests only): deadlines from 100 ms up to
+ * their defaults, never above, so that the option can make no server more lenient to a hostile
+ * client than the documented figures (docs/threat-model.md, "A hostile client").
+ */
+function connectionLimitsFromArgs(text: string | undefined): Partial<ServerLimits> | undefined {
+  if (text === undefined) return undefined
+  const usage = (message: string) =>
+    new SecureLoginError('ERR_USAGE', `--connection-limits: ${message}`, {
+      hint: `NAME=MS,... with NAME one of ${CONNECTION_DEADLINES.join(', ')}`,
+    })
+  const limits: Partial<Record<ConnectionDeadline, number>> = {}
+  for (const item of text.split(',')) {
+    const match = /^\s*([A-Za-z]+)=(\d+)\s*$/.exec(item)
+    if (!match) throw usage(`expected NAME=MS, got ${JSON.stringify(item.slice(0, 40))}`)
+    const name = match[1] as ConnectionDeadline
+    if (!CONNECTION_DEADLINES.includes(name)) throw usage(`no deadline named ${JSON.stringify(name.slice(0, 40))}`)
+    if (name in limits) throw usage(`${name} is given twice`)
+    const ms = Number(match[2])
+    if (!Number.isSafeInteger(ms) || ms < MIN_DEADLINE_MS || ms > DEFAULT_LIMITS[name])
+      throw usage(`${name} is an integer from ${MIN_DEADLINE_MS} to its default, ${DEFAULT_LIMITS[name]}`)
+    limits[name] = ms
+  }
+  return limits
 }

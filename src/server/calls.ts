@@ -16,10 +16,11 @@ import {
   userNames,
   type AccountRecord,
 } from './accounts.js'
-import { CallFailed, type MessageOf, type Reply, type Request } from './vocabulary.js'
+import { KeepsConnection, type MessageOf, type Reply, type Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
+import type { AuditEvent } from './audit-log.js'
 import { createInvite, roleIndexChanges, systemAdminCount } from './invites.js'
-import { audit, auditBehind } from './audit-events.js'
+import { audit } from './audit-events.js'
 import { sessionEnded } from './login.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 import { issueSignedToken } from './signed-tokens.js'
@@ -66,18 +67,24 @@ export async function handleCall(req: Request<'ready' | 'authenticated'>, messag
   } catch (error) {
     if (!(error instanceof SecureLoginError)) throw error
     if (error.code === 'ERR_FORBIDDEN') {
-      ctx.logger.log('info', 'call_refused', { user: record.username, address, op })
-      const target = (parsed.data as { user?: string }).user ?? null
-      auditBehind(ctx, {
+      const event: AuditEvent = {
         actor: record.username,
         action: handler.action ?? `call.${op}`,
-        target,
+        target: (parsed.data as { user?: string }).user ?? null,
         address,
         outcome: 'refused',
         details: { reason: error.message },
-      })
+      }
+      const keys = [`address:${address}`, `account:${record.username}`]
+      try {
+        ctx.budgets.checkRefusals(keys, event)
+      } catch (limited) {
+        throw new KeepsConnection(limited as SecureLoginError)
+      }
+      ctx.logger.log('info', 'call_refused', { user: record.username, address, op })
+      ctx.budgets.refused(keys, event)
     }
-    throw new CallFailed(error)
+    throw new KeepsConnection(error)
   }
 }
 

@@ -9,6 +9,7 @@ import type { SrpServerEngine } from '../auth/srp-engine.js'
 import type { StageTimes } from './stage-times.js'
 import type { KdfRunner, RecoveryKdf } from '../auth/recovery-codes.js'
 import type { SigningKeys } from './signing-keys.js'
+import type { Budgets } from './budget.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -28,6 +29,8 @@ export interface ServerContext {
   perUser: KeyedQueue
   /** Failed-login counting, delays and lockout. */
   guard: Guard
+  /** Refusals and registrations counted per address and account (src/server/budget.ts). */
+  budgets: Budgets
   /** How a failure answer waits (injected by tests). */
   sleep: (ms: number) => Promise<void>
   /** The SRP maths (`--srp-engine`). */

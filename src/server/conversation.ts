@@ -2,7 +2,7 @@ import { ClientMessage, type ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import { ROUTES } from './routes.js'
-import { CallFailed, EnrolCodeRejected, type ConversationState, type Push, type Route } from './vocabulary.js'
+import { KeepsConnection, EnrolCodeRejected, type ConversationState, type Push, type Route } from './vocabulary.js'
 
 /** What the transport does with one answer. */
 export interface Answer {
@@ -109,7 +109,7 @@ export class Conversation {
 
   /** The one place an error becomes an `error` frame. */
   #errorFrame(thrown: unknown): ServerMessage {
-    const error = thrown instanceof CallFailed ? thrown.error : thrown
+    const error = thrown instanceof KeepsConnection ? thrown.error : thrown
     if (!(error instanceof SecureLoginError)) {
       this.#ctx.logger.log('error', 'internal_error', { address: this.#address, error: String(error) })
       return { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
@@ -123,13 +123,14 @@ export class Conversation {
 
 /**
  * The one rule for which errors end a connection: all of them, except a logged-in call that was
- * refused or failed (the person may try something else) and a wrong enrolment code before the
- * last allowed one. A protocol error or a shutdown inside a call still ends it.
+ * refused or failed (the person may try something else), a `register_start` refused by a rule
+ * (another name or token may follow) and a wrong enrolment code before the last allowed one. A
+ * protocol error or a shutdown inside either still ends it.
  */
 export function endsConnection(error: unknown): boolean {
-  const inner = error instanceof CallFailed ? error.error : error
+  const inner = error instanceof KeepsConnection ? error.error : error
   if (inner instanceof EnrolCodeRejected) return inner.last
-  if (error instanceof CallFailed)
+  if (error instanceof KeepsConnection)
     return error.error.code === 'ERR_PROTOCOL' || error.error.code === 'ERR_SHUTTING_DOWN'
   return true
 }

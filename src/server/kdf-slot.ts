@@ -50,15 +50,27 @@ interface Waiting {
 /** The thread's nice value: 19 in service. The test suite runs it at the process's own (0). */
 export const KDF_NICE = 19
 
+/** One call waiting for the thread: copies of its inputs, moved to the thread when its turn comes. */
+interface Job extends Waiting {
+  secret: Uint8Array<ArrayBuffer>
+  salt: Uint8Array<ArrayBuffer>
+  cost: ScryptCost
+}
+
 export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
   const nice = opts.nice ?? KDF_NICE
   let worker: Worker | undefined
   let niced: boolean | undefined
   let nextId = 0
+  /** The call on the thread (one at a time, so that an urgent call waits for one call at most). */
   const waiting = new Map<number, Waiting>()
+  // Two lanes: a login's check of a recovery code goes before the hashes of new codes, however
+  // many registrations have queued theirs.
+  const urgent: Job[] = []
+  const background: Job[] = []
 
   const failAll = (error: Error) => {
-    for (const entry of waiting.values()) entry.reject(error)
+    for (const entry of [...waiting.values(), ...urgent.splice(0), ...background.splice(0)]) entry.reject(error)
     waiting.clear()
   }
   const start = (): Worker => {
@@ -67,9 +79,9 @@ export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
       niced = reply.niced
       const entry = waiting.get(reply.id)
       waiting.delete(reply.id)
-      if (waiting.size === 0) thread.unref()
       if (reply.key) entry?.resolve(Buffer.from(reply.key))
       else entry?.reject(new Error(`scrypt failed: ${reply.error}`))
+      next()
     })
     thread.on('error', (error) => failAll(error))
     thread.on('exit', () => {
@@ -78,33 +90,46 @@ export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
     })
     return thread
   }
+  const next = () => {
+    if (waiting.size > 0) return
+    const job = urgent.shift() ?? background.shift()
+    if (!job) {
+      worker?.unref()
+      return
+    }
+    worker ??= start()
+    worker.ref()
+    const id = nextId++
+    waiting.set(id, job)
+    const { cost } = job
+    worker.postMessage(
+      {
+        id,
+        input: job.secret.buffer,
+        salt: job.salt.buffer,
+        N: 2 ** cost.logN,
+        r: cost.r,
+        p: cost.p,
+        keyBytes: 32,
+        maxmem: 2 * scryptMemory(cost),
+      },
+      [job.secret.buffer, job.salt.buffer],
+    )
+  }
 
   return {
     get niced() {
       return niced
     },
-    run(input: Buffer, salt: Buffer, cost: ScryptCost): Promise<Buffer> {
-      worker ??= start()
-      worker.ref()
-      const id = nextId++
+    run(input: Buffer, salt: Buffer, cost: ScryptCost, opts: { urgent?: boolean } = {}): Promise<Buffer> {
       // Copies with buffers of their own, moved to the thread (not cloned: a Buffer may sit in
       // Node's shared pool, and a clone would copy the whole pool).
       const secret = new Uint8Array(input)
       const saltCopy = new Uint8Array(salt)
-      const reply = new Promise<Buffer>((resolve, reject) => waiting.set(id, { resolve, reject }))
-      worker.postMessage(
-        {
-          id,
-          input: secret.buffer,
-          salt: saltCopy.buffer,
-          N: 2 ** cost.logN,
-          r: cost.r,
-          p: cost.p,
-          keyBytes: 32,
-          maxmem: 2 * scryptMemory(cost),
-        },
-        [secret.buffer, saltCopy.buffer],
+      const reply = new Promise<Buffer>((resolve, reject) =>
+        (opts.urgent ? urgent : background).push({ resolve, reject, secret, salt: saltCopy, cost }),
       )
+      next()
       return reply
     },
     async close() {

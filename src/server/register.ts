@@ -3,10 +3,11 @@ import { buildOtpauthUri } from '../auth/totp.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
-import type { MessageOf, PendingRegistration, Reply, Request } from './vocabulary.js'
+import { KeepsConnection, type MessageOf, type PendingRegistration, type Reply, type Request } from './vocabulary.js'
+import type { AuditEvent } from './audit-log.js'
 import { hasUser, newAccountChanges, type AccountRecord } from './accounts.js'
 import { grantFor, roleIndexChanges, stillGranted, type Grant } from './invites.js'
-import { audit, auditBehind } from './audit-events.js'
+import { audit } from './audit-events.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 
 /** Salt and verifier arrive (never the password); the answer is a fresh TOTP secret to enrol. */
@@ -15,27 +16,39 @@ export async function handleRegisterStart(
   message: MessageOf<'register_start'>,
 ): Promise<Reply> {
   const { username } = message
-  // The server cannot see the password, but it can insist that a stolen verifier is expensive.
-  checkPasswordKdf(message.kdf)
-  if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
-    ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
-    throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
-      hint: 'choose another user name',
-    })
-  }
+  const keys = [`address:${address}`]
+  const refusal = (reason: string): AuditEvent => ({
+    actor: null,
+    action: 'user.register',
+    target: username,
+    address,
+    outcome: 'refused',
+    details: { reason },
+  })
   let grant: Grant
   try {
-    grant = await grantFor(ctx.store, ctx.registration, username, message.token, ctx.now())
+    // An address that has used its refusals is answered before any lookup or store write.
+    ctx.budgets.checkRefusals(keys, refusal('rate limited'))
+    // The server cannot see the password, but it can insist that a stolen verifier is expensive.
+    checkPasswordKdf(message.kdf)
+    if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
+      ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
+      ctx.budgets.refused(keys)
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
+        hint: 'choose another user name',
+      })
+    }
+    try {
+      grant = await grantFor(ctx.store, ctx.registration, username, message.token, ctx.now())
+    } catch (error) {
+      ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'policy' })
+      ctx.budgets.refused(keys, refusal((error as Error).message))
+      throw error
+    }
+    ctx.budgets.takeRegistration(address, refusal('rate limited'))
   } catch (error) {
-    ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'policy' })
-    auditBehind(ctx, {
-      actor: null,
-      action: 'user.register',
-      target: username,
-      address,
-      outcome: 'refused',
-      details: { reason: (error as Error).message },
-    })
+    // A refusal leaves the connection ready for another name or token.
+    if (error instanceof SecureLoginError && error.code !== 'ERR_PROTOCOL') throw new KeepsConnection(error)
     throw error
   }
   ctx.pendingNames.add(username)

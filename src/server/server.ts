@@ -17,6 +17,7 @@ import { createKdfSlot } from './kdf-slot.js'
 import { SigningKeys } from './signing-keys.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
+import { Budgets, DEFAULT_BUDGETS, type BudgetLimits } from './budget.js'
 
 export interface ServerOptions {
   host: string
@@ -30,6 +31,8 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>
   /** Failed-login delays and lockout (src/server/guard.ts). */
   guard?: Partial<GuardLimits>
+  /** Refusals and registrations per address and account (src/server/budget.ts). */
+  budgets?: Partial<BudgetLimits>
   /**
    * The KDF thread's nice value (19 unless given). The test suite gives 0: at 19, a machine busy
    * with other test files starves registrations and recovery-code logins for tens of seconds.
@@ -114,6 +117,7 @@ export async function createServerCore(
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
     perUser: new KeyedQueue(),
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
+    budgets: new Budgets({ ...DEFAULT_BUDGETS, ...opts.budgets }, now, (event) => auditBehind(ctx, event)),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
     kdf: kdfSlot.run,
@@ -136,6 +140,7 @@ export async function createServerCore(
       // Failure counts and refusals' audit entries are written behind the answers: all of them
       // reach the store before it closes.
       await ctx.guard.flush()
+      ctx.budgets.audit.flush()
       await ctx.audit.flush()
       await kdfSlot.close()
     },

@@ -126,8 +126,12 @@ export class EnrolCodeRejected extends SecureLoginError {
   }
 }
 
-/** A logged-in call that was refused or failed: the person stays logged in and may try another. */
-export class CallFailed extends Error {
+/**
+ * A refusal the conversation survives: a logged-in call that was refused or failed (the person
+ * stays logged in and may try another), or a `register_start` refused before it began (the
+ * person may try another name or token on the same connection).
+ */
+export class KeepsConnection extends Error {
   readonly error: SecureLoginError
   constructor(error: SecureLoginError) {
     super(error.message, { cause: error })

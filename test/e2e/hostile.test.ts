@@ -1,14 +1,16 @@
-import { readFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { readFile, stat } from 'node:fs/promises'
+import srp from 'secure-remote-password/client.js'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
-import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { encodeFrame } from '../../src/protocol/frame.js'
 import { DEFAULT_LIMITS } from '../../src/server/context.js'
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
 import { RawClient } from '../helpers/raw-client.js'
-import { makeTempDir } from '../helpers/env.js'
 import { killAllCli } from '../helpers/cli.js'
-import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
+import { Lab, type Account } from '../helpers/accounts.js'
+import { DEFAULT_BUDGETS } from '../../src/server/budget.js'
+import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 
 // One hostile client must not take the server down (issue 16): what one connection may hold and
 // for how long, against the real server on a real TLS socket. The deadlines with short limits
@@ -16,6 +18,7 @@ import { startServerProcess, writePassphraseFile, type ServerProcess } from '../
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const JWKS_GET = encodeFrame({ type: 'jwks_get' })
+const FLOOD = 10_000
 
 describe('deadlines that trickling cannot extend (short limits, in process)', () => {
   let server: InProcessServer | undefined
@@ -108,37 +111,40 @@ describe('deadlines that trickling cannot extend (short limits, in process)', ()
 })
 
 describe('one never-reading client against the server process (defaults)', () => {
-  let dir: string
-  let remove: () => Promise<void>
-  let server: ServerProcess
+  let lab: Lab
+  let alice: Account
   beforeAll(async () => {
-    ;({ dir, remove } = await makeTempDir('hostile'))
-    server = await startServerProcess(dir, await writePassphraseFile(dir, 'hostile test passphrase'))
+    lab = await Lab.start('hostile')
+    alice = await lab.registerDirect('alice', { invite: await lab.bootstrapToken() })
   })
   afterAll(async () => {
-    await server?.stop()
+    await lab?.close()
     await killAllCli()
-    await remove?.()
   })
 
   const rss = async () => {
-    const status = await readFile(`/proc/${server.run.child.pid}/status`, 'utf8')
+    const status = await readFile(`/proc/${lab.server.run.child.pid}/status`, 'utf8')
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024
   }
+  /** One whole login (TLS, SRP, TOTP) in this process; its wall time in ms. */
+  const timedLogin = async () => {
+    const started = performance.now()
+    await lab.loginDirect(alice)
+    return performance.now() - started
+  }
 
-  it('30 MB of pipelined jwks_get: the RSS moves by under 50 MB, the client is ended, others are answered', async () => {
-    const certFile = join(dir, 'certs', 'server.crt')
-    const ca = await readFile(certFile)
-    // Warm: one honest request, so that what is measured is the attack, not the first answer.
-    const honest = await RawClient.open(server.port)
-    expect(await honest.request({ type: 'jwks_get' })).toMatchObject({ type: 'jwks' })
-    honest.close()
+  it('30 MB of pipelined jwks_get: the RSS moves by under 50 MB, the client is ended, a login meanwhile succeeds', async () => {
+    const ca = await readFile(lab.certPath)
+    // Warm, and the idle figure: logins before the attack (the first pays for the stretch).
+    await timedLogin()
+    const idle = Math.min(await timedLogin(), await timedLogin())
     const before = await rss()
     let peak = before
+    let during: number
     const sampling = setInterval(() => void rss().then((bytes) => (peak = Math.max(peak, bytes))), 50)
     try {
       const socket: TLSSocket = await new Promise((resolve, reject) => {
-        const s = tlsConnect({ host: '127.0.0.1', port: server.port, ca, servername: 'localhost' })
+        const s = tlsConnect({ host: '127.0.0.1', port: lab.port, ca, servername: 'localhost' })
         s.once('secureConnect', () => resolve(s))
         s.once('error', reject)
       })
@@ -147,21 +153,65 @@ describe('one never-reading client against the server process (defaults)', () =>
       const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
       const frames = Math.ceil((30 * 1024 * 1024) / JWKS_GET.length)
       socket.write(Buffer.alloc(frames * JWKS_GET.length, JWKS_GET))
-      // Meanwhile another client is answered.
-      const other = await RawClient.open(server.port)
-      expect(await other.request({ type: 'jwks_get' })).toMatchObject({ type: 'jwks' })
-      other.close()
+      // Meanwhile a person logs in on another connection.
+      during = await timedLogin()
       await closed
       await sleep(200)
     } finally {
       clearInterval(sampling)
     }
     const moved = peak - before
-    console.log(`hostile: 30 MB of jwks_get, never read: server RSS ${before} -> peak ${peak} (+${moved} bytes)`)
+    // Figures, not a verdict: a time depends on the machine and on the other test files running
+    // beside this one (bench/hostile.mjs measures the ratio alone; docs/performance.md).
+    console.log(
+      `hostile: 30 MB of jwks_get, never read: server RSS ${before} -> peak ${peak} (+${moved} bytes); ` +
+        `a login ${during.toFixed(0)} ms during it, ${idle.toFixed(0)} ms idle (${(during / idle).toFixed(2)}x)`,
+    )
+    expect(during).toBeGreaterThan(0)
     expect(moved).toBeLessThan(50 * 1024 * 1024)
     await vi.waitFor(
-      () => expect(server.log()).toMatch(/"event":"connection_output_cap"|"what":"reading the answers"/),
+      () => expect(lab.server.log()).toMatch(/"event":"connection_output_cap"|"what":"reading the answers"/),
       { timeout: DEFAULT_LIMITS.drainMs + 5_000 },
     )
+  })
+
+  it('10,000 refused registrations and 10,000 refused calls from one address: the store grows by under 1 MB; a login from another address goes on', async () => {
+    const rita = (await lab.registerInvitedDirect(alice, [['rita', 'regular_user']]))[0]!
+    await lab.loginDirect(rita)
+    const token = (await lab.savedSession(rita.home))!['token'] as string
+    const before = (await stat(lab.storePath)).size
+    // From 127.0.0.2: registrations the policy refuses (invite only, no invite), pipelined on
+    // one connection (a refused register_start leaves it ready), then a regular user's admin calls.
+    const flood = await RawClient.open(lab.port, '127.0.0.1', { localAddress: '127.0.0.2' })
+    const salt = randomBytes(32).toString('hex')
+    const verifier = srp.deriveVerifier(randomBytes(32).toString('hex'))
+    const kdf = DEFAULT_PASSWORD_KDF
+    const registrations = Array.from({ length: FLOOD }, (_, i) =>
+      encodeFrame({ type: 'register_start', username: `probe${i}`, salt, verifier, kdf }),
+    )
+    flood.socket.write(Buffer.concat(registrations))
+    await flood.frame(FLOOD, 60_000)
+    expect(await flood.request({ type: 'session_resume', token })).toMatchObject({ type: 'welcome' })
+    const call = encodeFrame({ type: 'call', op: 'users', args: {} })
+    flood.socket.write(Buffer.alloc(call.length * FLOOD, call))
+    await flood.frame(2 * FLOOD + 1, 60_000)
+    const codes = new Map<string, number>()
+    for (const frame of flood.received as Array<{ type: string; code?: string }>)
+      if (frame.type === 'error') codes.set(frame.code!, (codes.get(frame.code!) ?? 0) + 1)
+    // Each budget's refusals (address, then rita's account on the same address), then rate limited.
+    expect(Object.fromEntries(codes)).toEqual({
+      ERR_FORBIDDEN: DEFAULT_BUDGETS.refusals,
+      ERR_RATE_LIMITED: 2 * FLOOD - DEFAULT_BUDGETS.refusals,
+    })
+    expect(flood.socket.destroyed).toBe(false)
+    flood.close()
+    // A person on another address is not this one's budget.
+    await lab.loginDirect(alice)
+    // Stopped: the counts of the refusal runs are written at shutdown.
+    await lab.stopServer()
+    const grown = (await stat(lab.storePath)).size - before
+    console.log(`hostile: ${FLOOD} refused registrations and ${FLOOD} refused calls grew the store by ${grown} bytes`)
+    expect(grown).toBeLessThan(1024 * 1024)
+    await lab.startServer()
   })
 })

@@ -12,10 +12,11 @@ import type { GuardLimits } from '../../src/server/guard.js'
 import { createMemoryLogger } from '../../src/server/logger.js'
 import { issueBootstrapToken, type RegistrationPolicy } from '../../src/server/invites.js'
 import { createServerCore, type ServerCore } from '../../src/server/server.js'
+import type { BudgetLimits } from '../../src/server/budget.js'
 import type { SessionTimes } from '../../src/server/sessions.js'
 import { createStore, openStore, type Store } from '../../src/store/index.js'
 import { makeTempDir } from './env.js'
-import { TEST_KDF, TEST_PASSPHRASE } from './in-process-server.js'
+import { ROOMY_BUDGETS, TEST_KDF, TEST_PASSPHRASE } from './in-process-server.js'
 import { noteOutput, noteSecret } from './secrets.js'
 
 // The middle test layer (issue 15, REDESIGN.md section 4): the server's conversations driven in
@@ -214,6 +215,8 @@ export interface BenchOptions {
   startMs?: number
   /** Hash recovery codes at their real cost (default: the least, see cheapKdf). */
   realRecoveryKdf?: boolean
+  /** Refusal and registration budgets (default: none that a test not about them would reach). */
+  budgets?: Partial<BudgetLimits>
 }
 
 /** What is the same for every conversation, and how many clients have spoken. */
@@ -306,6 +309,7 @@ export class Bench {
       ...(options.guard ? { guard: options.guard } : {}),
       ...(options.registration ? { registration: options.registration } : {}),
       ...(options.limits ? { limits: options.limits } : {}),
+      budgets: options.budgets ?? ROOMY_BUDGETS,
     })
     if (!options.realRecoveryKdf) core.ctx.kdf = cheapKdf
     return { core, store, logger }

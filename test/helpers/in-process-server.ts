@@ -5,10 +5,13 @@ import { startServer, type RunningServer, type ServerOptions } from '../../src/s
 import { createMemoryLogger } from '../../src/server/logger.js'
 import type { ServerLimits } from '../../src/server/context.js'
 import { makeCerts, makeTempDir } from './env.js'
+import type { BudgetLimits } from '../../src/server/budget.js'
 import { noteOutput, noteSecret } from './secrets.js'
 
 /** A cheap KDF for tests that are not about the KDF. */
 export const TEST_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 } as const
+/** Budgets no test reaches unless it is about them: the suite registers and refuses in bulk. */
+export const ROOMY_BUDGETS: Partial<BudgetLimits> = { refusals: 100_000, registrations: 100_000 }
 export const TEST_PASSPHRASE = 'test passphrase, not a secret of any real store'
 
 export interface InProcessServer {
@@ -38,6 +41,7 @@ export async function startInProcessServer(
       | 'registration'
       | 'sessions'
       | 'sessionSweepMs'
+      | 'budgets'
     >
   } = {},
 ): Promise<InProcessServer> {
@@ -57,6 +61,7 @@ export async function startInProcessServer(
     kdfNice: 0,
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.limits ? { limits: opts.limits } : {}),
+    budgets: ROOMY_BUDGETS,
     ...opts.server,
   })
   return {

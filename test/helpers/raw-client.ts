@@ -1,3 +1,4 @@
+import { connect as netConnect } from 'node:net'
 import { connect, type TLSSocket } from 'node:tls'
 import { FrameDecoder, encodeFrame } from '../../src/protocol/frame.js'
 
@@ -19,9 +20,12 @@ export class RawClient {
     socket.on('error', () => {})
   }
 
-  static open(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** `localAddress`: connect from another loopback address (127.0.0.N), as another peer would. */
+  static open(port: number, host = '127.0.0.1', opts: { localAddress?: string } = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.3' })
+      // tls.connect has no localAddress: it runs over a TCP socket made from that address.
+      const tcp = opts.localAddress ? { socket: netConnect({ host, port, localAddress: opts.localAddress }) } : {}
+      const socket = connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.3', ...tcp })
       socket.once('secureConnect', () => resolve(new RawClient(socket)))
       socket.once('error', reject)
     })

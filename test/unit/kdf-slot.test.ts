@@ -66,6 +66,17 @@ describe('createKdfSlot', () => {
     expect(order).toEqual(['dear', 'cheap 1', 'cheap 2'])
   })
 
+  it("an urgent call (a login's recovery code) goes before every waiting background call (new codes' hashes)", async () => {
+    slot = createKdfSlot()
+    const order: string[] = []
+    const run = (name: string, urgent: boolean) =>
+      slot!.run(Buffer.from(name), Buffer.alloc(16, 1), cheap, { urgent }).then(() => order.push(name))
+    // Three registrations' hashes queued, then a login: it waits for the one on the thread only.
+    const calls = [run('hash 1', false), run('hash 2', false), run('hash 3', false), run('login', true)]
+    await Promise.all(calls)
+    expect(order).toEqual(['hash 1', 'login', 'hash 2', 'hash 3'])
+  })
+
   it.runIf(process.platform === 'linux')(
     'runs on one thread at nice 19 while the event loop keeps its priority',
     async () => {
