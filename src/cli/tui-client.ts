@@ -156,18 +156,19 @@ export function createTuiClient(
       ),
     async audit(query, onEntry) {
       if (!onEntry) {
-        const { entries } = await asSession((c) => readAudit(c, query))
-        return { entries, stop: () => {} }
+        const { entries, head } = await asSession((c) => readAudit(c, query))
+        return { entries, head, stop: () => {} }
       }
       const c = await resumed()
       followers.add(c)
       try {
-        const { entries } = await readAudit(c, query, { follow: true })
+        const { entries, head } = await readAudit(c, query, { follow: true })
         c.onPush((message) => {
           if (message.type === 'audit_entry') onEntry(message.entry)
         })
         return {
           entries,
+          head,
           stop: () => {
             followers.delete(c)
             c.close()
@@ -178,6 +179,11 @@ export function createTuiClient(
         c.close()
         throw error
       }
+    },
+    // Its own connection, not the follow's: that one carries pushed entries.
+    async auditPage({ before, limit }) {
+      const { entries, next } = await asSession((c) => call(c, 'audit', { before, ...(limit ? { limit } : {}) }))
+      return next === undefined ? { entries } : { entries, next }
     },
     close() {
       conn?.close()

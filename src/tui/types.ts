@@ -1,10 +1,10 @@
 // What the TUI needs from the network side. src/cli adapts src/client to it; tests pass fakes.
-import type { AuditEntry, SessionInfo, AccountSummary } from '../protocol/calls.js'
+import type { AuditEntry, AuditHead, SessionInfo, AccountSummary } from '../protocol/calls.js'
 import type { Role } from '../protocol/fields.js'
 import type { LoginResult } from '../client/login.js'
 import type { Enrolment } from '../client/register.js'
 
-export type { AuditEntry, SessionInfo, AccountSummary, Role, LoginResult, Enrolment }
+export type { AuditEntry, AuditHead, SessionInfo, AccountSummary, Role, LoginResult, Enrolment }
 
 export interface TuiClient {
   /** "HOST:PORT", for display. */
@@ -71,12 +71,19 @@ export interface TuiClient {
   /** A single-use registration token for `role` (bound to `user` when given). */
   invite(role: Role, opts?: { user?: string; ttlSeconds?: number }): Promise<{ token: string; expiresAt: string }>
   /**
-   * The audit log, oldest first (the last `limit` entries). With `onEntry`, new entries arrive
+   * The audit log, oldest first (the last `limit` entries), and the head it was read under (its
+   * `n` is the number of the newest entry: the log's length). With `onEntry`, new entries arrive
    * there as they are written until `stop()` (which closes that follow connection).
    */
   audit(
     query: { user?: string; limit?: number },
     onEntry?: (entry: AuditEntry) => void,
-  ): Promise<{ entries: AuditEntry[]; stop: () => void }>
+  ): Promise<{ entries: AuditEntry[]; head: AuditHead; stop: () => void }>
+  /**
+   * One older page of the audit log, oldest first: the newest entries numbered below `before`,
+   * at most `limit` and as many as fit one frame. `next` is the `before` of the page older than
+   * this one; absent, the page reaches the start of the log.
+   */
+  auditPage(query: { before: number; limit?: number }): Promise<{ entries: AuditEntry[]; next?: number }>
   close(): void
 }

@@ -179,6 +179,9 @@ describe('audit viewer', () => {
     )
     expect(frame).toContain('audit log: 3 entries · following')
     expect(client.calls).toContain('audit 200 follow')
+    // Entry 1 is loaded: there is no older page to ask for.
+    expect(frame).toContain('── start of the log ──')
+    expect(client.calls.filter((call) => call.startsWith('auditPage'))).toEqual([])
     client.appendAudit({ actor: 'carol', action: 'admin.remove', target: 'dave', outcome: 'refused' })
     await until(() => expect(app.lastFrame()).toMatch(/carol\s+admin\.remove\s+dave\s+refused/))
     expect(app.lastFrame()).toContain('audit log: 4 entries')
@@ -212,16 +215,16 @@ describe('audit viewer', () => {
     const app = render(<HomeApp client={client} result={await client.resumeSession()} onDone={() => {}} rows={15} />)
     await until(() => expect(app.lastFrame()).toContain('[a]'))
     await press(app, 'a')
-    // 15 rows leave 8 for entries: the newest eight.
+    // 15 rows leave 7 for entries: the newest seven.
     await until(() => expect(app.lastFrame()).toContain('step.39'))
-    expect(app.lastFrame()).toContain('step.32')
-    expect(app.lastFrame()).not.toContain('step.31')
+    expect(app.lastFrame()).toContain('step.33')
+    expect(app.lastFrame()).not.toContain('step.32')
     await press(app, UP)
-    await until(() => expect(app.lastFrame()).toContain('step.31'))
+    await until(() => expect(app.lastFrame()).toContain('step.32'))
     expect(app.lastFrame()).not.toContain('step.39')
     expect(app.lastFrame()).toContain('scrolled up')
     await press(app, '\u001B[5~') // page up
-    await until(() => expect(app.lastFrame()).toContain('step.23'))
+    await until(() => expect(app.lastFrame()).toContain('step.25'))
     client.appendAudit({ actor: 'bob', action: 'step.40', target: null, outcome: 'ok' })
     // The entry has arrived once the title counts it; scrolled up, the view stays put.
     await until(() => expect(app.lastFrame()).toContain(`audit log: ${client.auditLog.length} entries`))

@@ -2,6 +2,7 @@ import { SecureLoginError } from '../../src/protocol/errors.js'
 import { canInvite, canManage, whyNotRemove, whyNotSetRole } from '../../src/auth/roles.js'
 import type {
   AuditEntry,
+  AuditHead,
   Enrolment,
   LoginResult,
   Role,
@@ -67,6 +68,11 @@ export class FakeClient implements TuiClient {
   /** Live audit followers, and how many times a follow was stopped. */
   readonly followers = new Set<(entry: AuditEntry) => void>()
   auditStops = 0
+  /** When set, an older page waits for it before answering (so a test can see it loading, or fail it). */
+  auditPageWait: (() => Promise<void>) | undefined
+  /** Older pages being answered now, and the most ever at once. */
+  auditPagesReading = 0
+  auditPagesAtOnce = 0
 
   async connect(confirmNewServer: (fingerprint: string) => Promise<boolean>): Promise<void> {
     this.calls.push('connect')
@@ -228,7 +234,7 @@ export class FakeClient implements TuiClient {
   async audit(
     query: { user?: string; limit?: number },
     onEntry?: (entry: AuditEntry) => void,
-  ): Promise<{ entries: AuditEntry[]; stop: () => void }> {
+  ): Promise<{ entries: AuditEntry[]; head: AuditHead; stop: () => void }> {
     this.calls.push(`audit ${query.limit ?? ''}${onEntry ? ' follow' : ''}`)
     this.mustBeAdmin()
     if (onEntry) this.followers.add(onEntry)
@@ -236,7 +242,24 @@ export class FakeClient implements TuiClient {
       if (onEntry) this.followers.delete(onEntry)
       this.auditStops += 1
     }
-    return { entries: this.auditLog.slice(-(query.limit ?? this.auditLog.length)), stop }
+    const head = { n: this.auditLog.length, hash: hex64(this.auditLog.length) }
+    return { entries: this.auditLog.slice(-(query.limit ?? this.auditLog.length)), head, stop }
+  }
+
+  /** As the server answers `audit {before, limit}`: entries are numbered from 1, so n is the index + 1. */
+  async auditPage(query: { before: number; limit?: number }): Promise<{ entries: AuditEntry[]; next?: number }> {
+    this.calls.push(`auditPage ${query.before} ${query.limit ?? ''}`)
+    this.mustBeAdmin()
+    this.auditPagesReading += 1
+    this.auditPagesAtOnce = Math.max(this.auditPagesAtOnce, this.auditPagesReading)
+    try {
+      await this.auditPageWait?.()
+      const end = Math.min(query.before - 1, this.auditLog.length)
+      const entries = this.auditLog.slice(Math.max(0, end - (query.limit ?? end)), end)
+      return entries[0] !== undefined && entries[0].n > 1 ? { entries, next: entries[0].n } : { entries }
+    } finally {
+      this.auditPagesReading -= 1
+    }
   }
 
   close(): void {
