@@ -85,7 +85,8 @@ export async function loggedIn(
   try {
     const password = new Secret(await lines.next('password'))
     await opts.afterPassword?.(lines, user)
-    const { enrol } = await authenticate(conn, user, password)
+    const sessions = new SavedSessions(sessionOptions(args))
+    const { enrol } = await authenticate(conn, user, password, { device: await sessions.deviceKey(user) })
     let result: LoginResult
     if (enrol) {
       printEnrolment(enrol, {
@@ -99,7 +100,7 @@ export async function loggedIn(
           ? await submitRecoveryCode(conn, fromFlag ?? (await lines.next('recovery code')))
           : await submitOtp(conn, args.otp ?? (await lines.next('code')))
     }
-    await new SavedSessions(sessionOptions(args)).save(result)
+    await sessions.save(result)
     await then(conn, result, lines)
   } finally {
     conn.close()

@@ -56,7 +56,7 @@ export function createTuiClient(
       await saved.save(result)
     }
     // The screens never hold the bearer token: it lives in this closure and the session file.
-    const { token: _, ...shown } = result
+    const { token: _, device: __, ...shown } = result
     return shown
   }
   /** A connection running as this TUI's session (not whatever the file holds now). */
@@ -84,7 +84,7 @@ export function createTuiClient(
   const freshLogin = async (password: string, code: string): Promise<ServerConnection> => {
     if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in')
     const c = await reopen()
-    await authenticate(c, session.user, new Secret(password))
+    await authenticate(c, session.user, new Secret(password), { device: await saved.deviceKey(session.user) })
     await loggedIn(
       /^\d{6}$/.test(code.replace(/\s/g, '')) ? await submitOtp(c, code) : await submitRecoveryCode(c, code),
     )
@@ -107,7 +107,10 @@ export function createTuiClient(
       startRegistration(await reopen(), username, new Secret(password), opts.registerToken),
     confirmEnrolment: (code) => confirmEnrolment(current(), code),
     async startLogin(username, password) {
-      const { enrol } = await authenticate(await reopen(), username, new Secret(password))
+      const user = normalizeUsername(username)
+      const { enrol } = await authenticate(await reopen(), user, new Secret(password), {
+        device: await saved.deviceKey(user),
+      })
       session = { user: normalizeUsername(username), token: '' }
       return enrol ? { enrol } : {}
     },

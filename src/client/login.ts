@@ -19,6 +19,8 @@ export interface LoginResult {
   token?: string
   /** After a login with a recovery code: how many unused codes remain. */
   recoveryCodesLeft?: number
+  /** After a login: this client's device key for the name (devices.ts keeps it), never printed. */
+  device?: string
 }
 
 /**
@@ -29,24 +31,37 @@ export async function authenticate(
   conn: ServerConnection,
   username: string,
   password: SecretInput,
+  opts: { device?: string | undefined } = {},
 ): Promise<{ enrol?: Enrolment }> {
   const user = normalizeUsername(username)
-  return authenticateWith(conn, user, ({ salt, kdf }) =>
-    derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }),
+  return authenticateWith(
+    conn,
+    user,
+    ({ salt, kdf }) =>
+      derivePrivateKey({ salt, username: user, password: revealInput(password).normalize('NFKC'), kdf }),
+    opts,
   )
 }
 
 /**
  * The same exchange with the private key x derived by `deriveX` from the challenge's salt and
- * (already checked) stretching parameters. `username` must be normalised.
+ * (already checked) stretching parameters. `username` must be normalised. `device`: the key an
+ * earlier login of this name here was given (src/client/devices.ts).
  */
 export async function authenticateWith(
   conn: ServerConnection,
   username: string,
   deriveX: (challenge: { salt: string; kdf: PasswordKdf }) => Promise<string>,
+  opts: { device?: string | undefined } = {},
 ): Promise<{ enrol?: Enrolment }> {
   const ephemeral = startClientLogin()
-  const { salt, kdf, B } = await conn.request({ type: 'login_start', username, A: ephemeral.A }, 'challenge')
+  const start = {
+    type: 'login_start' as const,
+    username,
+    A: ephemeral.A,
+    ...(opts.device ? { device: opts.device } : {}),
+  }
+  const { salt, kdf, B } = await conn.request(start, 'challenge')
   // Held between this client's floor and cap before any work: a server cannot make the stretch
   // cheap (its transcript would then be cheap to attack) nor make it cost minutes.
   const x = await deriveX({ salt, kdf: checkPasswordKdf(kdf) })

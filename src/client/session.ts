@@ -5,6 +5,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { ServerConnection, type ConnectOptions } from './connection.js'
 import { resumeSession, type LoginResult } from './login.js'
 import { call } from './calls.js'
+import { loadDeviceKey, saveDeviceKey } from './devices.js'
 
 // One saved session per server, in HOME/sessions/HOST_PORT.json (mode 0600, directory 0700):
 // later commands run as that user without a password until it expires or is revoked. The
@@ -44,6 +45,11 @@ export class SavedSessions {
     this.#options = options
   }
 
+  /** The device key an earlier login of `user` here was given, to send with the next login. */
+  deviceKey(user: string): Promise<string | undefined> {
+    return loadDeviceKey(this.#options.home, this.#options.server, user)
+  }
+
   /** The saved session, or undefined. A malformed file is refused, never guessed at. */
   load(): Promise<SavedSession | undefined> {
     return loadSession(this.#options.home, this.#options.server)
@@ -57,6 +63,7 @@ export class SavedSessions {
   async save(result: LoginResult): Promise<void> {
     if (result.token === undefined) return
     const { home, server } = this.#options
+    if (result.device !== undefined) await saveDeviceKey(home, server, result.user, result.device)
     const replaced = await this.load().catch(() => undefined)
     await saveSession(home, {
       server,

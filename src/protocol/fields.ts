@@ -29,6 +29,11 @@ export const PasswordKdf = z.strictObject({
  */
 export const TOKEN_PATTERN = /^sl[sbi]_[A-Za-z0-9_-]{43}$/
 export const Token = z.string().regex(TOKEN_PATTERN)
+/**
+ * A device key (`sld_`): what a full login answers, for the client to send with its next
+ * login_start; failures that come with it are counted on that device alone (docs/threat-model.md).
+ */
+export const DeviceKey = z.string().regex(/^sld_[A-Za-z0-9_-]{43}$/)
 /** A session's public name: the first 32 hex digits of SHA-256(token). */
 export const SessionId = hex(32)
 

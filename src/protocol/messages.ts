@@ -7,6 +7,7 @@ import {
   SRP_INT_HEX,
   SessionId,
   Token,
+  DeviceKey,
   hex,
   isoTime,
   otpauthUri,
@@ -35,7 +36,13 @@ export const RegisterStart = z.strictObject({
   token: Token.optional(),
 })
 export const RegisterConfirm = z.strictObject({ type: z.literal('register_confirm'), code: totpCode })
-export const LoginStart = z.strictObject({ type: z.literal('login_start'), username, A: hex(SRP_INT_HEX) })
+export const LoginStart = z.strictObject({
+  type: z.literal('login_start'),
+  username,
+  A: hex(SRP_INT_HEX),
+  /** The device key an earlier login of this name on this client got (welcome's `device`). */
+  device: DeviceKey.optional(),
+})
 export const LoginProof = z.strictObject({ type: z.literal('login_proof'), M1: hex(SRP_HASH_HEX) })
 export const LoginOtp = z.strictObject({ type: z.literal('login_otp'), code: totpCode })
 export const LoginRecovery = z.strictObject({ type: z.literal('login_recovery'), code: recoveryCode })
@@ -100,6 +107,8 @@ export const Welcome = z.strictObject({
   token: Token.optional(),
   /** Present when the login used a recovery code: how many unused ones remain. */
   recoveryCodesLeft: z.int().min(0).max(10).optional(),
+  /** After a login (not a resume): this client's device key for the name, for its next login_start. */
+  device: DeviceKey.optional(),
 })
 export const ErrorMessage = z.strictObject({
   type: z.literal('error'),

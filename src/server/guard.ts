@@ -53,10 +53,14 @@ export class Guard {
   readonly #logger: Logger
   readonly #addresses = new Map<string, Count>()
   readonly #unknownNames = new Map<string, Count>()
+  /** Counts of failures that came with a valid device key, by name and device id. */
+  readonly #devices = new Map<string, Count>()
   /** Known names' counts as stored (or about to be), most recently used last. */
   readonly #knownNames = new Map<string, Count>()
   /** The last store write queued per known name. */
   readonly #writes = new Map<string, Promise<void>>()
+  /** The count a queued write that has not begun will store, per known name. */
+  readonly #waiting = new Map<string, { count: Count | undefined }>()
 
   /** Called when a name becomes locked (the server audits it). */
   onLocked: (username: string, address: string, failures: number, lockedUntil: number) => void = () => {}
@@ -68,14 +72,24 @@ export class Guard {
     this.#logger = logger
   }
 
-  /** Whether the name is locked now (an expired lock counts as unlocked). */
-  async isLocked(username: string, known: boolean): Promise<boolean> {
-    const count = known ? await this.#loadKnown(username) : this.#unknownNames.get(username)
+  /**
+   * Whether the name is locked now (an expired lock counts as unlocked). With `device` (the id
+   * of a device key issued to this name, src/server/devices.ts), whether that device is locked:
+   * the name's own lock is for every other client.
+   */
+  async isLocked(username: string, known: boolean, device?: string): Promise<boolean> {
+    const count =
+      device !== undefined
+        ? this.#devices.get(deviceKey(username, device))
+        : known
+          ? await this.#loadKnown(username)
+          : this.#unknownNames.get(username)
     return count?.lockedUntil != null && count.lockedUntil > this.#now()
   }
 
   /** Counts a failure; returns how long the failure answer must wait. */
-  async failed(username: string, address: string, known: boolean): Promise<number> {
+  async failed(username: string, address: string, known: boolean, device?: string): Promise<number> {
+    if (device !== undefined) return this.#failedOnDevice(username, address, device)
     const read = known ? await this.#loadKnown(username) : undefined
     // From here to the return nothing awaits: the count is read and written in one step. The
     // count is the one in memory now, not the object the await gave: parallel failures of one
@@ -108,9 +122,41 @@ export class Guard {
     return Math.max(this.#delay(failures), this.#delay(byAddress.failures))
   }
 
-  /** A full login (password and code) clears the name's count and the address's. */
-  async succeeded(username: string, address: string): Promise<void> {
+  /**
+   * A failure that came with a valid device key: counted on that device alone, in memory (a
+   * restart forgets it, as it forgets addresses), and on the address as always.
+   */
+  #failedOnDevice(username: string, address: string, device: string): number {
+    const key = deviceKey(username, device)
+    const now = this.#now()
+    const previous = this.#devices.get(key)
+    const expired = previous?.lockedUntil != null && previous.lockedUntil <= now
+    const failures = (previous && !expired ? previous.failures : 0) + 1
+    const locked = previous && !expired && previous.lockedUntil !== null
+    const lockedUntil = locked
+      ? previous.lockedUntil
+      : failures >= this.#limits.lockAfter
+        ? now + this.#limits.lockMs
+        : null
+    remember(this.#devices, key, { failures, lockedUntil })
+    if (lockedUntil !== null && !locked)
+      this.#logger.log('warn', 'device_locked', { user: username, address, failures, device })
+    const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
+    remember(this.#addresses, address, byAddress)
+    return Math.max(this.#delay(failures), this.#delay(byAddress.failures))
+  }
+
+  /**
+   * A full login (password and code) clears the address's count, and the name's, or with
+   * `device` that device's only: a login from a person's own device must not lift the lock a
+   * guesser elsewhere earned.
+   */
+  async succeeded(username: string, address: string, device?: string): Promise<void> {
     this.#addresses.delete(address)
+    if (device !== undefined) {
+      this.#devices.delete(deviceKey(username, device))
+      return
+    }
     const count = this.#knownNames.get(username)
     if (count && count.failures === 0 && count.lockedUntil === null) return
     this.#saveKnown(username, undefined)
@@ -156,11 +202,25 @@ export class Guard {
     return stored
   }
 
-  /** Updates memory now and queues the store write behind the name's earlier ones. */
+  /**
+   * Updates memory now and queues the store write behind the name's earlier ones. A write still
+   * waiting its turn takes the newest count instead: under a flood of guesses only the last
+   * count matters, and one fsync per guess held every other write of the store behind them.
+   */
   #saveKnown(username: string, count: Count | undefined): void {
     remember(this.#knownNames, username, count ?? { failures: 0, lockedUntil: null })
+    const waiting = this.#waiting.get(username)
+    if (waiting) {
+      waiting.count = count
+      return
+    }
+    const next = { count }
+    this.#waiting.set(username, next)
     const write = (this.#writes.get(username) ?? Promise.resolve())
-      .then(() => this.#write(username, count))
+      .then(() => {
+        this.#waiting.delete(username)
+        return this.#write(username, next.count)
+      })
       .catch((error: unknown) =>
         this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) }),
       )
@@ -185,6 +245,8 @@ export class Guard {
     return Math.min(this.#limits.baseDelayMs * 2 ** (failures - this.#limits.delayAfter), this.#limits.maxDelayMs)
   }
 }
+
+const deviceKey = (username: string, device: string) => `${username}\0${device}`
 
 function remember(map: Map<string, Count>, key: string, count: Count): void {
   map.delete(key)

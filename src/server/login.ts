@@ -19,6 +19,7 @@ import { Secret } from '../auth/secret.js'
 import { audit, auditBehind } from './audit-events.js'
 import { timed } from './stage-times.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
+import { deviceOf, issueDeviceKey } from './devices.js'
 import {
   EnrolCodeRejected,
   type Account,
@@ -46,6 +47,8 @@ export async function handleLoginStart(
   message: MessageOf<'login_start'>,
 ): Promise<Reply> {
   const record = await getUser(ctx.store, message.username)
+  // Checked for every name alike, known or not (the same work).
+  const device = deviceOf(ctx, message.username, message.device, ctx.now())
   let login: LoginStarted
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
@@ -58,6 +61,7 @@ export async function handleLoginStart(
       kdf: user.kdf,
       A: message.A,
       ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(verifier.reveal())),
+      device,
     }
   } else {
     const serverSecret = ctx.store.serverSecret()
@@ -74,6 +78,7 @@ export async function handleLoginStart(
       kdf: DEFAULT_PASSWORD_KDF,
       A: message.A,
       ephemeral: timed(ctx.stages, 'srp', () => ctx.srp.start(decoy.verifier)),
+      device,
     }
   }
   ctx.logger.log('info', 'login_started', { user: message.username, address })
@@ -106,7 +111,7 @@ export async function handleLoginProof(
   }
   // A locked name fails here whatever the proof, with the same answer, after the same wait, as a
   // wrong password: neither the words nor the timing tell a guesser that the password was right.
-  if (M2 !== undefined && (await ctx.guard.isLocked(login.username, true))) {
+  if (M2 !== undefined && (await ctx.guard.isLocked(login.username, true, login.device))) {
     ctx.logger.log('info', 'login_refused', { user: login.username, address, reason: 'locked' })
     return failure(ctx, login, address, 'locked')
   }
@@ -149,7 +154,7 @@ export async function handleLoginOtp(
       // entry (one fsync a login), made while this user's queue is held, so a second login with the
       // same code waits for it and then sees the step as used.
       const used = loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
-      return { reply: await welcome(ctx, user, address, nowMs, 'totp', {}, [used]) }
+      return { reply: await welcome(ctx, login, address, nowMs, 'totp', {}, [used]) }
     },
   )
   if ('stale' in outcome) return failure(ctx, login, address, outcome.stale)
@@ -180,7 +185,7 @@ export async function handleLoginRecovery(
   })
   if (left === undefined) return failure(ctx, login, address, 'recovery_code')
   ctx.logger.log('info', 'recovery_code_used', { user: user.username, address, left })
-  return welcome(ctx, user, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
+  return welcome(ctx, login, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
 }
 
 /**
@@ -242,7 +247,7 @@ async function enrolAtLogin(
   if (!done) return failure(ctx, login, address, 'enrol_stale')
   ctx.logger.log('info', 'totp_enrolled', { user: user.username, address })
   const { totpReset: _, ...enrolled } = user
-  return welcome(ctx, enrolled, address, nowMs, 'totp')
+  return welcome(ctx, { ...login, user: enrolled }, address, nowMs, 'totp')
 }
 
 /** `session_resume`: the connection runs as a saved session, without a password. */
@@ -272,14 +277,14 @@ export function sessionEnded(): SecureLoginError {
 /** The login is complete: a new session (its record and the audit entry in one write), then welcome. */
 async function welcome(
   ctx: ServerContext,
-  user: Account,
+  { user, device }: Pick<LoginProven, 'user' | 'device'>,
   address: string,
   nowMs: number,
   factor: Exclude<SecondFactor, 'session'>,
   extra: { recoveryCodesLeft?: number } = {},
   changes: StoreChange[] = [],
 ): Promise<Reply> {
-  await ctx.guard.succeeded(user.username, address)
+  await ctx.guard.succeeded(user.username, address, device)
   const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
   await timed(ctx.stages, 'store', () =>
     audit(
@@ -297,7 +302,9 @@ async function welcome(
   )
   ctx.sessions.added(record)
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
-  return sessionWelcome(ctx, user, record, factor, { token, ...extra })
+  // A new device key at every login: a device in use never reaches the key's expiry.
+  const deviceKey = issueDeviceKey(ctx, user.username, nowMs)
+  return sessionWelcome(ctx, user, record, factor, { token, ...extra, device: deviceKey })
 }
 
 /**
@@ -309,7 +316,7 @@ export function sessionWelcome(
   user: Account,
   session: SessionRecord,
   factor: SecondFactor,
-  extra: { token?: string; recoveryCodesLeft?: number } = {},
+  extra: { token?: string; recoveryCodesLeft?: number; device?: string } = {},
 ): Reply {
   return {
     message: {
@@ -327,7 +334,7 @@ export function sessionWelcome(
 
 /** Counts the failure, waits as long as the guard says, then fails with the one generic answer. */
 async function failure(ctx: ServerContext, login: LoginStarted, address: string, stage: string): Promise<never> {
-  const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined)
+  const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined, login.device)
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
   // Written behind the answer, for a known name and an unknown one alike: the store's fsync
   // must not make one name's failure slower than another's.

@@ -44,6 +44,8 @@ interface LoginCommon {
   kdf: PasswordKdf
   A: string
   ephemeral: ServerEphemeral
+  /** The id of the valid device key login_start carried for this name (src/server/devices.ts). */
+  device?: string | undefined
 }
 
 /**

@@ -120,3 +120,63 @@ describe('failed logins', () => {
     )
   })
 })
+
+describe('a lockout that cannot be aimed at a person: device keys', () => {
+  let dana: User
+  let device: string
+  beforeAll(async () => {
+    dana = await bench.register('dana', { bulk: true })
+    device = (await bench.login(dana)).welcome.device!
+  })
+
+  /**
+   * A wrong guess for `name` from `address` (with `device` if given): ERR_AUTH_FAILED. A random
+   * M1 on one A for all: to the server a wrong password's proof, without a client's maths.
+   */
+  const A = startClientLogin().A
+  const guess = async (name: string, address: string, device?: string) => {
+    const peer = bench.connect(address)
+    await peer.request({ type: 'login_start', username: name, A, ...(device ? { device } : {}) }, 'challenge')
+    const M1 = randomBytes(32).toString('hex')
+    expect(await peer.refusal({ type: 'login_proof', M1 })).toMatchObject({ ...GENERIC, ended: true })
+  }
+
+  it('a login is answered with a device key for its name', () => {
+    expect(device).toMatch(/^sld_[A-Za-z0-9_-]{43}$/)
+    noteSecret('device key', device)
+  })
+
+  it('after 100 failures from addresses she never used, dana logs in from her device; a new address with her password and code is refused', async () => {
+    // Twenty at a time: each failure's count and audit entry are store writes behind its answer.
+    for (let i = 0; i < 100; i += 20)
+      await Promise.all(Array.from({ length: 20 }, (_, j) => guess('dana', `127.0.1.${i + j}`)))
+    expect(await bench.core.ctx.guard.isLocked('dana', true)).toBe(true)
+    await expect(bench.login(dana, { address: '127.0.2.1' })).rejects.toMatchObject(GENERIC)
+    const { welcome } = await bench.login(dana, { device })
+    expect(welcome).toMatchObject({ user: 'dana', device: expect.stringMatching(/^sld_/) })
+    // Her login does not lift the lock the guesses earned: every other client stays locked out.
+    await expect(bench.login(dana, { address: '127.0.2.2' })).rejects.toMatchObject(GENERIC)
+  })
+
+  it("another name's key, or a key altered in one character, counts as none: the name's lock applies", async () => {
+    const eve = await bench.register('eve', { bulk: true })
+    const evesKey = (await bench.login(eve)).welcome.device!
+    noteSecret('device key', evesKey)
+    await expect(bench.login(dana, { device: evesKey })).rejects.toMatchObject(GENERIC)
+    const last = device.at(-2) === 'A' ? 'B' : 'A'
+    await expect(bench.login(dana, { device: `${device.slice(0, -2)}${last}${device.at(-1)}` })).rejects.toMatchObject(
+      GENERIC,
+    )
+  })
+
+  it('a stolen device key is locked on its own: ten failures with it lock that device, not her other one', async () => {
+    const second = (await bench.login(dana, { device })).welcome.device!
+    noteSecret('device key', second)
+    for (let i = 0; i < 10; i++) await guess('dana', '127.0.3.1', second)
+    expect(bench.log).toContainEqual(
+      expect.objectContaining({ event: 'device_locked', fields: expect.objectContaining({ user: 'dana' }) }),
+    )
+    await expect(bench.login(dana, { device: second })).rejects.toMatchObject(GENERIC)
+    await expect(bench.login(dana, { device })).resolves.toMatchObject({ welcome: { user: 'dana' } })
+  })
+})

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { readFile, stat } from 'node:fs/promises'
 import srp from 'secure-remote-password/client.js'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
@@ -8,7 +9,9 @@ import { DEFAULT_LIMITS } from '../../src/server/context.js'
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js'
 import { RawClient } from '../helpers/raw-client.js'
 import { killAllCli } from '../helpers/cli.js'
-import { Lab, type Account } from '../helpers/accounts.js'
+import { Lab, describeResult, type Account } from '../helpers/accounts.js'
+import { noteSecret } from '../helpers/secrets.js'
+import { deriveClientSession, derivePrivateKey, startClientLogin } from '../../src/auth/srp-client.js'
 import { DEFAULT_BUDGETS } from '../../src/server/budget.js'
 import { DEFAULT_PASSWORD_KDF } from '../../src/auth/password-stretch.js'
 
@@ -114,7 +117,8 @@ describe('one never-reading client against the server process (defaults)', () =>
   let lab: Lab
   let alice: Account
   beforeAll(async () => {
-    lab = await Lab.start('hostile')
+    // The failure answers without their waits (250 ms doubling to 8 s): a test here makes 100.
+    lab = await Lab.start('hostile', { serverArgs: ['--failure-delay-ms', '0'] })
     alice = await lab.registerDirect('alice', { invite: await lab.bootstrapToken() })
   })
   afterAll(async () => {
@@ -213,5 +217,50 @@ describe('one never-reading client against the server process (defaults)', () =>
     console.log(`hostile: ${FLOOD} refused registrations and ${FLOOD} refused calls grew the store by ${grown} bytes`)
     expect(grown).toBeLessThan(1024 * 1024)
     await lab.startServer()
+  })
+
+  it('after 100 failures for alice from addresses she never used, she logs in from her own device; a new address with her password is refused', async () => {
+    // Her device: a login with the CLI, which keeps the key the server answers with.
+    const first = await lab.login(alice)
+    expect(first.code).toBe(0)
+    const devices = join(alice.home, 'devices', `127.0.0.1_${lab.port}.json`)
+    const key = JSON.parse(await readFile(devices, 'utf8'))['alice'] as string
+    noteSecret('device key', key)
+    expect(key).toMatch(/^sld_[A-Za-z0-9_-]{43}$/)
+    expect((await stat(devices)).mode & 0o777).toBe(0o600)
+    // 100 guesses from 127.0.0.3 to 127.0.0.12, ten at a time: a random proof on one A.
+    const A = startClientLogin().A
+    const guess = async (address: string) => {
+      const peer = await RawClient.open(lab.port, '127.0.0.1', { localAddress: address })
+      try {
+        expect(await peer.request({ type: 'login_start', username: 'alice', A })).toMatchObject({ type: 'challenge' })
+        const M1 = randomBytes(32).toString('hex')
+        expect(await peer.request({ type: 'login_proof', M1 })).toMatchObject({ code: 'ERR_AUTH_FAILED' })
+      } finally {
+        peer.close()
+      }
+    }
+    for (let i = 0; i < 100; i += 10)
+      await Promise.all(Array.from({ length: 10 }, (_, j) => guess(`127.0.0.${3 + ((i + j) % 10)}`)))
+    await vi.waitFor(() => expect(lab.server.log()).toMatch(/"event":"user_locked"/))
+    // A new address with her right password: refused at the proof, as every locked login is.
+    const stranger = await RawClient.open(lab.port, '127.0.0.1', { localAddress: '127.0.0.13' })
+    const ephemeral = startClientLogin()
+    const challenge = await stranger.request({ type: 'login_start', username: 'alice', A: ephemeral.A })
+    const x = await derivePrivateKey({
+      salt: challenge.salt,
+      username: 'alice',
+      password: alice.password,
+      kdf: challenge.kdf,
+    })
+    const { M1 } = deriveClientSession({ ephemeral, salt: challenge.salt, B: challenge.B, username: 'alice', x })
+    expect(await stranger.request({ type: 'login_proof', M1 })).toMatchObject({ code: 'ERR_AUTH_FAILED' })
+    stranger.close()
+    // The CLI without her device (another home) is refused too; with it, she is in.
+    const elsewhere = await lab.login(alice, { home: join(lab.dir, 'homes', 'not-alice') })
+    expect(elsewhere.error, describeResult(elsewhere)).toMatchObject({ code: 'ERR_AUTH_FAILED' })
+    const mine = await lab.login(alice)
+    expect(mine.code, describeResult(mine)).toBe(0)
+    expect(mine.json).toMatchObject({ user: 'alice' })
   })
 })

@@ -427,12 +427,12 @@ export class Bench {
    */
   async prove(
     user: Pick<User, 'name' | 'password'>,
-    opts: { password?: string; peer?: Peer } = {},
+    opts: { password?: string; peer?: Peer; device?: string } = {},
   ): Promise<{ peer: Peer; proof: ServerMessageOf<'server_proof'> }> {
     const peer = opts.peer ?? this.connect()
     const ephemeral = startClientLogin()
     const { salt, kdf, B } = await peer.request(
-      { type: 'login_start', username: user.name, A: ephemeral.A },
+      { type: 'login_start', username: user.name, A: ephemeral.A, ...(opts.device ? { device: opts.device } : {}) },
       'challenge',
     )
     const password = opts.password ?? user.password
@@ -445,8 +445,11 @@ export class Bench {
   }
 
   /** A full login with password and TOTP code: the connection is authenticated. */
-  async login(user: User, opts: { peer?: Peer; address?: string } = {}): Promise<LoggedIn> {
-    const { peer } = await this.prove(user, { peer: opts.peer ?? this.connect(opts.address) })
+  async login(user: User, opts: { peer?: Peer; address?: string; device?: string } = {}): Promise<LoggedIn> {
+    const { peer } = await this.prove(user, {
+      peer: opts.peer ?? this.connect(opts.address),
+      ...(opts.device ? { device: opts.device } : {}),
+    })
     return this.finish(peer, await peer.request({ type: 'login_otp', code: await this.codeFor(user) }, 'welcome'))
   }
 
@@ -466,6 +469,7 @@ export class Bench {
   finish(peer: Peer, welcome: Welcome): LoggedIn {
     if (welcome.token === undefined) throw new Error('a login welcome without a token')
     noteSecret('session token', welcome.token)
+    if (welcome.device !== undefined) noteSecret('device key', welcome.device)
     return { peer, welcome, token: welcome.token }
   }
 
