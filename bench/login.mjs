@@ -19,6 +19,11 @@
 //   half+recovery  the same while one more connection logs in and renews its recovery codes
 //               back to back (openssl only): the server hashes ten codes with scrypt each time,
 //               on its libuv thread pool
+//   half+registrations  the same while a hostile client (bench/hostile-client.mjs, a process of
+//               its own) registers from 127.0.0.2 back to back at full speed, past its address's
+//               budget (the server runs with the default 20 an hour)
+//   half+never-read  the same while a hostile client pipelines 30 MB of jwks_get from 127.0.0.3
+//               on a connection it never reads, again on a new one each time the server ends it
 // The server's event loop delay (perf_hooks, p99 and max over each phase) shows whether work
 // blocked its loop, apart from the latency the clients see.
 // Server CPU is read from /proc/PID/stat (user + system, 10 ms ticks) around each phase; SRP, TOTP
@@ -159,6 +164,14 @@ export async function main(args) {
           background: () => renewRecoveryCodes(renewer, server.port, durationMs),
         })
         results.push({ ...recovery, tlsMs: handshakes.serverCpuPerOpMs })
+        for (const mode of ['registrations', 'never-read']) {
+          log(`${engine}: half the peak while a hostile client sends ${mode} ...`)
+          const hostile = await run(`half+${mode}`, {
+            ratePerSecond: rate,
+            background: () => hostileClient(mode, server.port),
+          })
+          results.push({ ...hostile, tlsMs: handshakes.serverCpuPerOpMs })
+        }
       }
       await server.stop()
       server = undefined
@@ -211,7 +224,8 @@ async function startBenchServer(dir, passphraseFile, engine, cpuProfDir) {
   const server = await startServerProcess(
     dir,
     passphraseFile,
-    ['--srp-engine', engine, '--stage-times', '--lockout-after', '100'],
+    // The registration budget at its default: the half+registrations phase floods past it.
+    ['--srp-engine', engine, '--stage-times', '--lockout-after', '100', '--registrations-per-hour', '20'],
     {
       nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [],
       onLine(line) {
@@ -384,6 +398,29 @@ function changePasswords(port, ca, changers, priority) {
     done,
   }
 }
+/**
+ * The attacker of a hostile phase (bench/hostile-client.mjs), a process of its own at normal
+ * priority: `registrations` floods whole registrations from 127.0.0.2, `never-read` pipelines
+ * 30 MB of jwks_get from 127.0.0.3 and never reads, again and again.
+ */
+function hostileClient(mode, port) {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./hostile-client.mjs', import.meta.url))], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  changerPids.add(child.pid)
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const done = new Promise((resolve, reject) => {
+    child.once('message', (outcome) => resolve({ hostile: mode, ...outcome }))
+    child.once('error', reject)
+    exited.then(() => reject(new Error(`the hostile client (${mode}) exited without an answer`)))
+  }).finally(async () => {
+    await exited
+    changerPids.delete(child.pid)
+  })
+  child.send({ mode, port })
+  return { stop: () => child.send('stop'), done }
+}
+
 /** The password changers still running: stopped by their pid if the benchmark fails. */
 const changerPids = new Set()
 
@@ -434,7 +471,11 @@ function report(results, { threads, connections, kdfClient }) {
             ? ` (${r.background.changes} password changes${r.background.error ? `, then: ${r.background.error}` : ''})`
             : r.background?.renewals !== undefined
               ? ` (${r.background.renewals} renewals)`
-              : ''),
+              : r.background?.hostile !== undefined
+                ? ` (${Object.entries(r.background.counts)
+                    .map(([what, n]) => `${n} ${what}`)
+                    .join(', ')}${r.background.error ? `, then: ${r.background.error}` : ''})`
+                : ''),
         r.ok,
         r.rate.toFixed(0),
         ms(r.p50),
@@ -482,6 +523,14 @@ function report(results, { threads, connections, kdfClient }) {
       `p99 within 1.2x of that while passwords change (${(kdf.p99 / half.p99).toFixed(2)}x; the server's event loop delay p99 ${(kdf.loopP99 / half.loopP99).toFixed(2)}x; the changing client at ${kdfClient} priority used ${ms(kdf.background.cpuMs / Math.max(1, kdf.background.changes))} of CPU a change)`,
       kdf.p99 <= 1.2 * half.p99,
     )
+  for (const mode of ['registrations', 'never-read']) {
+    const hostile = results.find((r) => r.phase === `half+${mode}`)
+    if (half && hostile)
+      goal(
+        `p99 within 2x of the half-peak phase while a hostile client sends ${mode} (${(hostile.p99 / half.p99).toFixed(2)}x; p50 ${(hostile.p50 / half.p50).toFixed(2)}x)`,
+        hostile.p99 <= 2 * half.p99,
+      )
+  }
   const recovery = results.find((r) => r.phase === 'half+recovery')
   if (half && recovery)
     console.log(

@@ -236,8 +236,10 @@ async function writeJwks(certs: string, jwks: Jwks): Promise<string> {
 /** A clock that reads the time from a file on every call: tests move time forward by writing it. */
 function fileClock(file: string): () => number {
   return () => {
-    const ms = Number(readFileSync(file, 'utf8').trim())
-    if (!Number.isFinite(ms))
+    const text = readFileSync(file, 'utf8').trim()
+    const ms = Number(text)
+    // An empty file is not time 0: that would unlock every lock and refill every budget.
+    if (text === '' || !Number.isFinite(ms))
       throw new SecureLoginError('ERR_CONFIG', `--clock-file ${file} does not hold a time in milliseconds`)
     return ms
   }

@@ -65,9 +65,11 @@ export class Buckets {
     const now = this.#now()
     const bucket = this.#buckets.get(key)
     if (!bucket) return { tokens: this.#capacity, at: now }
-    const tokens = Math.min(this.#capacity, bucket.tokens + ((now - bucket.at) * this.#capacity) / this.#periodMs)
+    // A clock stepped back earns nothing and spends nothing.
+    const elapsed = Math.max(0, now - bucket.at)
+    const tokens = Math.min(this.#capacity, bucket.tokens + (elapsed * this.#capacity) / this.#periodMs)
     if (tokens >= this.#capacity) this.#buckets.delete(key)
-    return { tokens, at: now }
+    return { tokens, at: Math.max(now, bucket.at) }
   }
 }
 

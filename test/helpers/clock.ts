@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /**
@@ -36,7 +36,12 @@ export class FileClock {
     return this.seconds
   }
 
+  /**
+   * Written whole and renamed over: the server reads the file on every call, and a write in
+   * place let it read an empty file, time 0, in the middle of one.
+   */
   #write(): void {
-    writeFileSync(this.file, `${this.#ms}\n`)
+    writeFileSync(`${this.file}.tmp`, `${this.#ms}\n`)
+    renameSync(`${this.file}.tmp`, this.file)
   }
 }
