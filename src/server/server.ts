@@ -173,6 +173,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     handshakeTimeout: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
   })
   tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  // Node drops a connection past maxConnections at its accept, before 'connection': say so, or a
+  // full server refuses newcomers without a word in its log.
+  tlsServer.on('drop', (data) =>
+    opts.logger.log('warn', 'connection_refused', {
+      address: data?.remoteAddress ?? 'unknown',
+      reason: 'too many connections',
+      limit: tlsServer.maxConnections,
+    }),
+  )
   // Per address, from the TCP accept: one peer holding half-open handshakes must not take every
   // slot. The socket is dropped before any TLS work is spent on it.
   const perAddress = new Map<string, number>()
