@@ -21,7 +21,9 @@ export function createLineWriter(stream: NodeJS.WritableStream): LineWriter {
   process.once('exit', flush)
   return {
     write(line) {
-      pending.push(line)
+      // One write is one line whoever formatted it: a line break inside would let what follows
+      // it pass for a line of the server's own (the loggers escape their fields; this is the floor).
+      pending.push(/[\r\n]/.test(line) ? line.replace(/\r/g, '\\r').replace(/\n/g, '\\n') : line)
       if (scheduled) return
       scheduled = true
       setImmediate(flush)

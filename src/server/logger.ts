@@ -11,13 +11,48 @@ export interface Logger {
 export function createTextLogger(write: (line: string) => void): Logger {
   return {
     log(level, event, fields = {}, text) {
-      if (text !== undefined) return write(level === 'info' ? text : `${level}: ${text}`)
-      const pairs = Object.entries(fields)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${String(v)}`)
-      write([level === 'info' ? '' : `${level}:`, event, ...pairs].filter(Boolean).join(' '))
+      if (text !== undefined) return write(escapeBreaks(level === 'info' ? text : `${level}: ${text}`))
+      write(formatTextLine(level, event, fields))
     },
   }
+}
+
+// A text line is `[level:] event key=value ...`, and it must stay one line that reads back as
+// exactly its fields whatever a value holds: values come from peers too (a protocol error's
+// reason quotes the JSON key a client sent, newlines and all). So an event, key or value is
+// written bare only when it holds nothing but printable characters other than white space, `=`,
+// `"` and `\`; anything else is written as a JSON string literal with every control, format
+// (bidirectional overrides, zero-width) and line-separator character escaped, which a reader
+// undoes with JSON.parse. Splitting a line at the spaces outside quotes gives its parts.
+const BARE = /^[^\s"=\\\p{C}\p{Z}]+$/u
+const UNSAFE = /["\\\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu
+const BREAKS = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu
+const SHORT: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
+const escapeChar = (char: string) =>
+  SHORT[char] ??
+  Array.from({ length: char.length }, (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')
+
+/** One part of a text line: bare, or quoted and escaped (see above). */
+export function quoteLogValue(value: unknown): string {
+  const text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value)
+  return BARE.test(text) ? text : `"${text.replace(UNSAFE, escapeChar)}"`
+}
+
+/** The text line of one log call without a human `text`. */
+export function formatTextLine(level: LogLevel, event: string, fields: LogFields): string {
+  const pairs = Object.entries(fields)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${quoteLogValue(k)}=${quoteLogValue(v)}`)
+  return [level === 'info' ? '' : `${level}:`, quoteLogValue(event), ...pairs].filter(Boolean).join(' ')
+}
+
+/**
+ * A human line (the operator's own paths and addresses) is not quoted, but still cannot break
+ * in two or hide text: control, format and line-separator characters are escaped.
+ */
+function escapeBreaks(text: string): string {
+  return text.replace(BREAKS, escapeChar)
 }
 
 export function createJsonLogger(write: (line: string) => void, now: () => number = Date.now): Logger {

@@ -42,4 +42,13 @@ describe('createLineWriter', () => {
     lines.flush()
     expect(writes).toEqual(['stopped\n'])
   })
+
+  it('keeps one write one line: a line break inside is written escaped', async () => {
+    const { writes, stream } = sink()
+    const lines = createLineWriter(stream)
+    lines.write('warn: protocol_error reason=x\nlogin_ok user=sysadm\r')
+    lines.write('next')
+    await nextTurn()
+    expect(writes).toEqual(['warn: protocol_error reason=x\\nlogin_ok user=sysadm\\r\nnext\n'])
+  })
 })
