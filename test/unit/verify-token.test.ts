@@ -40,6 +40,23 @@ async function code(token: string, options: Partial<Parameters<typeof verifyToke
   }
 }
 
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/** Other spellings of a base64url part that decode to the same bytes. */
+function respellings(part: string): string[] {
+  const last = ALPHABET.indexOf(part.at(-1)!)
+  // 2 spare characters hold 4 unused bits, 3 hold 2 (RFC 4648 3.5).
+  const unused = { 2: 4, 3: 2 }[part.length % 4] ?? 0
+  const lowBits = Array.from({ length: (1 << unused) - 1 }, (_, n) => n + 1)
+  const head = part.slice(0, -1)
+  return [
+    ...lowBits.map((bits) => head + ALPHABET[last | bits]),
+    // With padding, and in base64's own alphabet where the part has a - or _.
+    ...(part.length % 4 === 0 ? [] : [part + '='.repeat(4 - (part.length % 4))]),
+    ...(/[-_]/.test(part) ? [part.replace(/-/g, '+').replace(/_/g, '/')] : []),
+  ]
+}
+
 beforeAll(async () => {
   key = await generateSigningKey()
   stranger = await generateSigningKey()
@@ -91,6 +108,27 @@ describe('verifyToken', () => {
     expect(await code(`${noKid}.${payload}.${signature}`)).toBe('ERR_TOKEN_INVALID')
     for (const junk of ['', 'x', 'a.b', 'a.b.c', `${header}.${payload}`, 'x'.repeat(5000)])
       expect(await code(junk)).toBe('ERR_TOKEN_INVALID')
+  })
+
+  it('refuses every other spelling of a good token: unused low bits set, padding, the +/ alphabet', async () => {
+    const token = await signToken(key.privateJwk, key.kid, claims())
+    expect(await code(token)).toBe('ok')
+    const parts = token.split('.')
+    let spellings = 0
+    for (const [i, part] of parts.entries()) {
+      for (const other of respellings(part)) {
+        // The same bytes, so only the spelling differs: a lenient decoder would verify it.
+        expect(Buffer.from(other, 'base64url').equals(Buffer.from(part, 'base64url'))).toBe(true)
+        const respelled = parts.map((p, j) => (j === i ? other : p)).join('.')
+        expect(await code(respelled), `part ${i}: ${other.slice(-4)}`).toBe('ERR_TOKEN_INVALID')
+        spellings++
+      }
+    }
+    // An Ed25519 signature is 64 bytes, 86 characters: the last carries 4 unused bits.
+    expect(respellings(parts[2]!).length).toBeGreaterThanOrEqual(15)
+    expect(spellings).toBeGreaterThanOrEqual(17)
+    // Surrounding white space (a pasted token) is not part of the token.
+    expect(await code(` ${token}\n`)).toBe('ok')
   })
 
   it('refuses alg "none" and HS256 signed with the public key (algorithm confusion)', async () => {
