@@ -104,6 +104,23 @@ export function deriveDecoyCredentials(serverSecret: Buffer, username: string): 
   return { salt, verifier: v.toString(16).padStart(INT_BYTES * 2, '0') }
 }
 
+/**
+ * Whether a verifier is a usable element of the group: 1 < v < N. With v = 0 (or N, 0 mod N)
+ * S = (A * v^u)^b = 0, so an M1 made with S = 0 proves any password; with v = 1, S = A^b and
+ * g^b = B - k, both known to the client, so again no password is needed. A client that sends
+ * such a verifier is broken or hostile: it is refused at registration and at a password change.
+ */
+export function isUsableVerifier(hex: string): boolean {
+  const v = BigInt(`0x${hex}`)
+  return v > 1n && v < params.group.N
+}
+
+/** Whether the client's A may start a login: A mod N != 0 (RFC 5054 2.5.4), and A < N as sent. */
+export function isUsableA(hex: string): boolean {
+  const A = BigInt(`0x${hex}`)
+  return A > 0n && A < params.group.N
+}
+
 /** Hex digits in pairs to bytes as given (leading zeros kept: they are hashed); `bytes` if the length is fixed. */
 function hexBytes(hex: string, bytes?: number): Buffer {
   if (!/^(?:[0-9a-fA-F]{2})*$/.test(hex)) throw new TypeError('SRP: expected an even number of hex digits')

@@ -18,6 +18,10 @@ export interface BudgetLimits {
   registrations: number
   /** ...refilled at that many per this long. */
   registrationPeriodMs: number
+  /** Logins one address may start and leave without a proof (a timing prober's probes)... */
+  probes: number
+  /** ...refilled at that many per this long. */
+  probePeriodMs: number
   /** Identical refusals within this long are audited once, then once more with their count. */
   auditWindowMs: number
 }
@@ -27,6 +31,8 @@ export const DEFAULT_BUDGETS: BudgetLimits = {
   refusalPeriodMs: 60_000,
   registrations: 20,
   registrationPeriodMs: 60 * 60_000,
+  probes: 30,
+  probePeriodMs: 60_000,
   auditWindowMs: 60_000,
 }
 
@@ -59,6 +65,13 @@ export class Buckets {
     this.#buckets.delete(key)
     this.#buckets.set(key, bucket)
     if (this.#buckets.size > MEMORY_ENTRIES) this.#buckets.delete(this.#buckets.keys().next().value!)
+  }
+
+  /** Gives back a token spent on something that turned out to be allowed (never above capacity). */
+  give(key: string): void {
+    const bucket = this.#refilled(key)
+    if (bucket.tokens + 1 >= this.#capacity) this.#buckets.delete(key)
+    else this.#buckets.set(key, { tokens: bucket.tokens + 1, at: bucket.at })
   }
 
   #refilled(key: string): { tokens: number; at: number } {
@@ -132,11 +145,13 @@ export class RefusalAudit {
 export class Budgets {
   readonly #refusals: Buckets
   readonly #registrations: Buckets
+  readonly #probes: Buckets
   readonly audit: RefusalAudit
 
   constructor(limits: BudgetLimits, now: () => number, write: (event: AuditEvent) => void) {
     this.#refusals = new Buckets(limits.refusals, limits.refusalPeriodMs, now)
     this.#registrations = new Buckets(limits.registrations, limits.registrationPeriodMs, now)
+    this.#probes = new Buckets(limits.probes, limits.probePeriodMs, now)
     this.audit = new RefusalAudit(write, limits.auditWindowMs)
   }
 
@@ -155,6 +170,25 @@ export class Budgets {
   refused(keys: string[], event?: AuditEvent): void {
     for (const key of keys) this.#refusals.take(key)
     if (event) this.audit.note(event)
+  }
+
+  /**
+   * A login_start spends one of its address's probes, and its login_proof gives it back
+   * (`proved`): only logins left without a proof count, such as a prober timing challenges, who
+   * otherwise pays nothing (a proof, even a wrong one, is counted by the guard). Throws
+   * ERR_RATE_LIMITED (audited, counted) when the address has none left.
+   */
+  takeProbe(address: string, event: AuditEvent): void {
+    const wait = this.#probes.waitFor(address)
+    if (wait > 0) {
+      this.audit.note({ ...event, target: null, details: { reason: 'rate limited' } })
+      throw rateLimited('logins started and left without a proof from this address', wait)
+    }
+    this.#probes.take(address)
+  }
+
+  proved(address: string): void {
+    this.#probes.give(address)
   }
 
   /** Spends a registration of `address`, or throws ERR_RATE_LIMITED (audited, counted). */

@@ -1,17 +1,18 @@
 import { authFailed, SecureLoginError } from '../protocol/errors.js'
-import { deriveDecoyCredentials } from '../auth/srp-server.js'
+import { deriveDecoyCredentials, isUsableA } from '../auth/srp-server.js'
 import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
 import type { StoreChange } from '../store/index.js'
 import {
+  AccountRecord,
   getLogin,
   getRecovery,
   getUser,
   loginChange,
   recoveryChange,
   userChange,
-  type AccountRecord,
 } from './accounts.js'
+import { readStored } from './stored.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
@@ -35,6 +36,26 @@ import {
 // Login: login_start -> challenge, login_proof -> server_proof, then a TOTP code (login_otp) or a
 // recovery code (login_recovery) -> welcome; or session_resume -> welcome for a saved session.
 
+/**
+ * A record shaped like an account, made once per store (src/server/server.ts), that login_start
+ * reads in place of one for a name with no account.
+ */
+export const DECOY_ACCOUNT_KEY = 'decoy/account'
+
+export function decoyAccountChange(randomBytes: (size: number) => Buffer, nowMs: number): StoreChange {
+  const value: AccountRecord = {
+    username: 'decoy',
+    salt: randomBytes(32).toString('hex'),
+    verifier: randomBytes(256).toString('hex'),
+    kdf: DEFAULT_PASSWORD_KDF,
+    totpSecret: randomBytes(20).toString('hex').toUpperCase(),
+    role: 'regular_user',
+    createdAt: new Date(nowMs).toISOString(),
+    enrolledStep: Math.floor(nowMs / 30_000),
+  }
+  return { key: DECOY_ACCOUNT_KEY, value }
+}
+
 /** Splits a stored record into what may be kept in plain sight and its secrets. */
 export function splitAccount(record: AccountRecord): { user: Account; verifier: Secret; totpSecret: Secret } {
   const { verifier, totpSecret, ...user } = record
@@ -46,7 +67,25 @@ export async function handleLoginStart(
   { ctx, address }: Request<'ready'>,
   message: MessageOf<'login_start'>,
 ): Promise<Reply> {
+  // RFC 5054 2.5.4: the server aborts when A mod N is 0. Before any lookup: the same answer for
+  // every name.
+  if (!isUsableA(message.A)) throw authFailed()
+  ctx.budgets.takeProbe(address, {
+    actor: null,
+    action: 'login.start',
+    target: null,
+    address,
+    outcome: 'refused',
+    details: { reason: 'rate limited' },
+  })
   const record = await getUser(ctx.store, message.username)
+  // The same work for a name with no account as for a real one, or the challenge's timing says
+  // which is which (0.16 ms at the median, bench/enumeration.mjs): a record of an account's
+  // size read, decrypted and parsed, and the decoy credentials derived, for every name.
+  if (!record) await readStored(ctx.store, DECOY_ACCOUNT_KEY, AccountRecord, 'decoy account')
+  const serverSecret = ctx.store.serverSecret()
+  const decoy = deriveDecoyCredentials(serverSecret, message.username)
+  serverSecret.fill(0)
   // Checked for every name alike, known or not (the same work).
   const device = deviceOf(ctx, message.username, message.device, ctx.now())
   let login: LoginStarted
@@ -64,9 +103,6 @@ export async function handleLoginStart(
       device,
     }
   } else {
-    const serverSecret = ctx.store.serverSecret()
-    const decoy = deriveDecoyCredentials(serverSecret, message.username)
-    serverSecret.fill(0)
     // A name with no account is stretched with today's default, as a new account would be.
     const verifier = new Secret(decoy.verifier)
     login = {
@@ -93,6 +129,9 @@ export async function handleLoginProof(
   { ctx, address, state: { login } }: Request<'awaiting_proof'>,
   message: MessageOf<'login_proof'>,
 ): Promise<Reply> {
+  // A proof, right or wrong, gives back the probe its login_start spent: a wrong one is the
+  // guard's to count.
+  ctx.budgets.proved(address)
   let M2: string | undefined
   const proof = {
     ephemeral: login.ephemeral,

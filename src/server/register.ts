@@ -1,6 +1,7 @@
 import { SecureLoginError } from '../protocol/errors.js'
 import { buildOtpauthUri } from '../auth/totp.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
+import { isUsableVerifier } from '../auth/srp-server.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
 import { KeepsConnection, type MessageOf, type PendingRegistration, type Reply, type Request } from './vocabulary.js'
@@ -31,19 +32,24 @@ export async function handleRegisterStart(
     ctx.budgets.checkRefusals(keys, refusal('rate limited'))
     // The server cannot see the password, but it can insist that a stolen verifier is expensive.
     checkPasswordKdf(message.kdf)
-    if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
-      ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
-      ctx.budgets.refused(keys)
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
-        hint: 'choose another user name',
-      })
+    if (!isUsableVerifier(message.verifier)) {
+      throw new SecureLoginError('ERR_PROTOCOL', 'the verifier is not an element of the group (1 < v < N)')
     }
+    // The policy and the token first: under invite or closed, a request without a valid token
+    // gets the same answer whatever the name, so the answer cannot say which names are taken.
     try {
       grant = await grantFor(ctx.store, ctx.registration, username, message.token, ctx.now())
     } catch (error) {
       ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'policy' })
       ctx.budgets.refused(keys, refusal((error as Error).message))
       throw error
+    }
+    if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
+      ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
+      ctx.budgets.refused(keys)
+      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
+        hint: 'choose another user name',
+      })
     }
     ctx.budgets.takeRegistration(address, refusal('rate limited'))
   } catch (error) {

@@ -18,6 +18,7 @@ import { SigningKeys } from './signing-keys.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 import { Budgets, DEFAULT_BUDGETS, type BudgetLimits } from './budget.js'
+import { DECOY_ACCOUNT_KEY, decoyAccountChange } from './login.js'
 
 export interface ServerOptions {
   host: string
@@ -104,6 +105,8 @@ export async function createServerCore(
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER))
     throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const randomBytes = opts.randomBytes ?? nodeRandomBytes
+  // The record a login of a name with no account reads (src/server/login.ts): made once.
+  if (!opts.store.has(DECOY_ACCOUNT_KEY)) await opts.store.commit([decoyAccountChange(randomBytes, now())])
   const kdfSlot = createKdfSlot(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice })
   const ctx: ServerContext = {
     store: opts.store,

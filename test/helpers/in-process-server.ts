@@ -11,7 +11,7 @@ import { noteOutput, noteSecret } from './secrets.js'
 /** A cheap KDF for tests that are not about the KDF. */
 export const TEST_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 } as const
 /** Budgets no test reaches unless it is about them: the suite registers and refuses in bulk. */
-export const ROOMY_BUDGETS: Partial<BudgetLimits> = { refusals: 100_000, registrations: 100_000 }
+export const ROOMY_BUDGETS: Partial<BudgetLimits> = { refusals: 100_000, registrations: 100_000, probes: 100_000 }
 export const TEST_PASSPHRASE = 'test passphrase, not a secret of any real store'
 
 export interface InProcessServer {
