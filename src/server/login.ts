@@ -3,15 +3,7 @@ import { deriveDecoyCredentials, isUsableA } from '../auth/srp-server.js'
 import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
 import type { StoreChange } from '../store/index.js'
-import {
-  AccountRecord,
-  getLogin,
-  getRecovery,
-  getUser,
-  loginChange,
-  recoveryChange,
-  userChange,
-} from './accounts.js'
+import { AccountRecord, getLogin, getRecovery, getUser, loginChange, recoveryChange, userChange } from './accounts.js'
 import { readStored } from './stored.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
