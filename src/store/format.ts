@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { SecureLoginError } from '../base/errors.js'
-import type { KdfParams } from './kdf.js'
+import { checkKdfParams, type KdfParams } from './kdf.js'
 
 // The store file's layout, byte for byte (docs/store-format.md is the normative description).
 
@@ -66,7 +66,10 @@ export function encodeHeader(aad: Buffer, wrappedKey: Buffer): Buffer {
   return header
 }
 
-/** Parses and checks the plaintext header: magic, version, checksum, KDF id. Not the KDF cap. */
+/**
+ * Parses and checks the plaintext header: magic, version, checksum, KDF id, and the KDF parameters
+ * against the floor and the cap, so every reader (info included) refuses them before any KDF work.
+ */
 export function decodeHeader(file: Buffer, path: string): Header {
   if (file.length < HEADER_BYTES) {
     if (file.length === 0) throw corrupt(`${path} is empty`)
@@ -93,9 +96,16 @@ export function decodeHeader(file: Buffer, path: string): Header {
     throw corrupt(`the header of ${path} is damaged (checksum mismatch)`)
   const kdfId = file.readUInt8(OFF_KDF_ID)
   if (kdfId !== KDF_ID_SCRYPT) throw corrupt(`unknown key derivation function ${kdfId} in ${path}`)
+  const kdf: KdfParams = {
+    name: 'scrypt',
+    logN: file.readUInt8(OFF_LOGN),
+    r: file.readUInt32BE(OFF_R),
+    p: file.readUInt32BE(OFF_P),
+  }
+  checkKdfParams(kdf)
   return {
     formatVersion,
-    kdf: { name: 'scrypt', logN: file.readUInt8(OFF_LOGN), r: file.readUInt32BE(OFF_R), p: file.readUInt32BE(OFF_P) },
+    kdf,
     salt: Buffer.from(file.subarray(OFF_SALT, OFF_SALT + SALT_BYTES)),
     storeId: Buffer.from(file.subarray(OFF_STORE_ID, OFF_STORE_ID + STORE_ID_BYTES)),
     wrappedKey: Buffer.from(file.subarray(OFF_WRAP, OFF_WRAP + WRAPPED_KEY_BYTES)),

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { appendFile, chmod, mkdir, readFile, truncate, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, chown, mkdir, readFile, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createStore, openStore, verifyStore } from '../../src/store/index.js'
+import { createStore, openStore, readStoreHeader, verifyStore } from '../../src/store/index.js'
 import { BIN } from '../helpers/env.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 import { PASSPHRASE, storeFixture, user, type StoreFixture } from './fixtures.js'
@@ -28,6 +28,15 @@ const fixChecksum = async () => {
   const file = await readFile(f.path)
   createHash('sha256').update(file.subarray(0, 128)).digest().copy(file, 128)
   await writeFile(f.path, file)
+}
+
+/** Plants scrypt logN and r in the header, as an attacker would (the header is plaintext). */
+const plantKdf = async (logN: number, r: number) => {
+  const file = await readFile(f.path)
+  file.writeUInt8(logN, 11)
+  file.writeUInt32BE(r, 12)
+  await writeFile(f.path, file)
+  await fixChecksum()
 }
 
 describe('a damaged or foreign store is refused and left byte-for-byte as it was', () => {
@@ -130,6 +139,13 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
       PASSPHRASE,
       'ERR_STORE_CORRUPT',
     ],
+    ['a KDF cost under the floor (logN 1), checksum recomputed', () => plantKdf(1, 8), PASSPHRASE, 'ERR_STORE_CORRUPT'],
+    [
+      'logN 17 with r 1, which scrypt itself refuses (N < 2^(16 r)), checksum recomputed',
+      () => plantKdf(17, 1),
+      PASSPHRASE,
+      'ERR_STORE_CORRUPT',
+    ],
     ['an empty file', () => writeFile(f.path, ''), PASSPHRASE, 'ERR_STORE_CORRUPT'],
     [
       'not a store at all',
@@ -168,6 +184,15 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
     expect(await f.sha256()).toBe(before)
   })
 
+  it('a KDF cost under the floor is refused by the header reader too (store info), with no passphrase', async () => {
+    await f.make([])
+    await plantKdf(1, 8)
+    await expect(readStoreHeader(f.path)).rejects.toMatchObject({
+      code: 'ERR_STORE_CORRUPT',
+      message: expect.stringContaining('invalid scrypt parameters (logN 1, r 8, p 1)'),
+    })
+  })
+
   it('a record from another store spliced in at the same index', async () => {
     await f.make([])
     const other = join(f.dir, 'other.store')
@@ -196,11 +221,13 @@ describe('a damaged or foreign store is refused and left byte-for-byte as it was
     await chmod(f.path, 0o000)
     const before = await f.sha256()
     if (process.getuid?.() === 0) {
-      // root reads anything: run the real CLI as nobody, in directories nobody may enter.
-      await chmod(f.dir, 0o777)
-      await chmod(join(f.dir, 'data'), 0o777)
+      // root reads anything: run the real CLI as nobody, in directories of its own (a directory
+      // others may write to is refused) holding a store it may not read.
+      await chown(f.dir, 65534, 65534)
+      await chown(join(f.dir, 'data'), 65534, 65534)
       const passphraseFile = join(f.dir, 'passphrase')
-      await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o644 })
+      await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
+      await chown(passphraseFile, 65534, 65534)
       const result = spawnSync(
         process.execPath,
         [BIN, 'store', 'verify', '--store', f.path, '--passphrase-file', passphraseFile, '--json'],
