@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises'
+import { statSync, type Stats } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { SecureLoginError } from '../protocol/errors.js'
 import { promptHidden } from './prompt-hidden.js'
 import { usageError } from './output.js'
@@ -26,6 +27,15 @@ export async function readPassphrase(opts: {
 
 /** Checks up front that a passphrase can be had at all, before anything is made on disk. */
 export function checkPassphraseSource(file: string | undefined): void {
+  if (file !== undefined) {
+    let stats: Stats | undefined
+    try {
+      stats = statSync(file)
+    } catch {
+      // Reported with its cause when the file is read.
+    }
+    if (stats) refuseIfReadableByOthers(file, stats)
+  }
   if (file === undefined && !process.stdin.isTTY) {
     throw usageError(
       'no passphrase: stdin is not a terminal and no --passphrase-file was given',
@@ -34,16 +44,41 @@ export function checkPassphraseSource(file: string | undefined): void {
   }
 }
 
+/**
+ * The passphrase opens every account, so a file that holds it is refused on the same terms as
+ * server.key (src/cli/certs.ts): any permission for group or others. Only regular files: a pipe
+ * (`--passphrase-file /dev/stdin`, `<(...)`) is not left lying on disk.
+ */
+function refuseIfReadableByOthers(file: string, stats: Stats): void {
+  const mode = stats.mode & 0o777
+  if (stats.isFile() && (mode & 0o077) !== 0) {
+    throw new SecureLoginError(
+      'ERR_CONFIG',
+      `passphrase file ${file} is readable by others (mode ${mode.toString(8).padStart(4, '0')})`,
+      { hint: `chmod 600 ${file}` },
+    )
+  }
+}
+
 async function readPassphraseFile(file: string): Promise<string> {
   let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (error) {
-    throw new SecureLoginError(
+  const cannotRead = (error: unknown) =>
+    new SecureLoginError(
       'ERR_USAGE',
       `cannot read passphrase file ${file} (${(error as NodeJS.ErrnoException).code})`,
       { cause: error },
     )
+  const handle = await open(file, 'r').catch((error: unknown) => {
+    throw cannotRead(error)
+  })
+  try {
+    // Checked on the open file itself, so the file read is the file checked.
+    refuseIfReadableByOthers(file, await handle.stat())
+    text = await handle.readFile('utf8').catch((error: unknown) => {
+      throw cannotRead(error)
+    })
+  } finally {
+    await handle.close()
   }
   const line = text.split(/\r?\n/, 1)[0] ?? ''
   if (line === '') throw usageError(`passphrase file ${file} has an empty first line`)
