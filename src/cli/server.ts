@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs'
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { acquireLock, createStore, openStore, storeExists, type Store } from '../store/index.js'
+import { constants, readFileSync } from 'node:fs'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { basename, dirname, join } from 'node:path'
+import { acquireLock, createStore, openStore, refuseSharedDirectory, storeExists, type Store } from '../store/index.js'
 import { startServer } from '../server/server.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -79,6 +80,10 @@ export async function runServer(args: ServerArgs): Promise<void> {
 
   // The lock first: a store in use is refused before anyone types a passphrase.
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
+  // The store's own directory is checked by acquireLock; a token file elsewhere, here.
+  const tokenDir = bootstrapTokenPath(args) === undefined ? undefined : dirname(bootstrapTokenPath(args)!)
+  if (tokenDir !== undefined && tokenDir !== dirname(args.store))
+    await refuseSharedDirectory(tokenDir, 'bootstrap token directory')
   // Store reports (a torn tail cut off, a stale lock taken over, a compaction) go to the log.
   let sink: Logger = early
   const onReport = (event: string, fields: Record<string, unknown>) =>
@@ -187,8 +192,7 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
     )
     return
   }
-  await writeFile(file, `${token}\n`, { mode: 0o600 })
-  await chmod(file, 0o600)
+  await replaceFile(file, `${token}\n`)
   log.log(
     'info',
     'bootstrap_token_written',
@@ -210,7 +214,8 @@ function bootstrapTokenPath(args: ServerArgs): string | undefined {
 async function removeSpentBootstrapFile(args: ServerArgs, log: Logger): Promise<void> {
   const file = bootstrapTokenPath(args)
   if (file === undefined) return
-  const text = await readFile(file, 'utf8').catch(() => undefined)
+  // Not through a symbolic link: whatever it points at is not ours to read.
+  const text = await readNoFollow(file).catch(() => undefined)
   if (text === undefined || !/^slb_[A-Za-z0-9_-]{43}\n?$/.test(text)) return
   await rm(file, { force: true })
   log.log(
@@ -222,14 +227,45 @@ async function removeSpentBootstrapFile(args: ServerArgs, log: Logger): Promise<
 }
 
 /**
+ * Writes `text` to a file of our own and renames it over `path`. A file someone planted at `path`
+ * (mode 0666, or a hard link they keep, or a symbolic link to somewhere else) is replaced, never
+ * written through: the new file is created with O_EXCL and O_NOFOLLOW, so it is a fresh inode with
+ * mode `mode` that nobody else has open, and rename replaces the name, not what it points at.
+ */
+async function replaceFile(path: string, text: string, mode = 0o600): Promise<void> {
+  const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`)
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+  const handle = await open(temporary, flags, mode)
+  try {
+    try {
+      await handle.writeFile(text)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(temporary, path)
+  } catch (error) {
+    await rm(temporary, { force: true })
+    throw error
+  }
+}
+
+async function readNoFollow(path: string): Promise<string> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    return await handle.readFile('utf8')
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
  * CERTS/jwks.json: the public keys applications verify tokens with (public, so mode 0644),
  * replaced whole (written beside, then renamed) so a reader never sees half a file.
  */
 async function writeJwks(certs: string, jwks: Jwks): Promise<string> {
   const path = join(certs, 'jwks.json')
-  const temporary = `${path}.${process.pid}.tmp`
-  await writeFile(temporary, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o644 })
-  await rename(temporary, path)
+  await replaceFile(path, `${JSON.stringify(jwks, null, 2)}\n`, 0o644)
   return path
 }
 

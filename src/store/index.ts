@@ -10,6 +10,7 @@ export type {
   CompactResult,
 } from './store.js'
 export { acquireLock } from './lock.js'
+export { refuseSharedDirectory } from './directory.js'
 export type { StoreLock } from './lock.js'
 export { DEFAULT_KDF, KDF_CAP } from './kdf.js'
 export type { KdfParams } from './kdf.js'

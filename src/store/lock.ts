@@ -1,8 +1,10 @@
 import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { dirname } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { SecureLoginError } from '../base/errors.js'
+import { refuseSharedDirectory } from './directory.js'
 
 // One writer per store: `STORE.lock` beside the store holds the holder's pid, the pid's start
 // time (so a reused pid is not mistaken for the holder) and the host. A lock whose holder is gone
@@ -29,6 +31,8 @@ export async function acquireLock(
   storePath: string,
   report: (event: string, fields: Record<string, unknown>) => void = () => {},
 ): Promise<StoreLock> {
+  // Every opener but `store info` starts here, before it writes anything beside the store.
+  await refuseSharedDirectory(dirname(storePath), 'store directory')
   const path = `${storePath}.lock`
   const me = holderOfThisProcess()
   const content = `${JSON.stringify(me)}\n`
