@@ -47,6 +47,11 @@ const storeOptions = (y: Argv) =>
     .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
 
 const kdfLogn = { type: 'number', describe: 'scrypt cost N = 2^logN, 10 to 20 (default 17: about 0.5 s)' } as const
+const acceptRollback = {
+  type: 'boolean',
+  default: false,
+  describe: 'open a store older than its state file says (a backup restored on purpose), and record it as current',
+} as const
 
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json')
@@ -98,6 +103,7 @@ export async function main(argv: string[]): Promise<void> {
               type: 'string',
               describe: 'write the bootstrap token here (mode 0600) instead of the terminal',
             })
+            .option('accept-rollback', acceptRollback)
             .option('srp-engine', {
               choices: ['openssl', 'package'] as const,
               default: 'openssl' as const,
@@ -173,7 +179,7 @@ export async function main(argv: string[]): Promise<void> {
             .command(
               'compact',
               'rewrite the live state under a fresh data key, atomically',
-              storeOptions,
+              (c) => storeOptions(c).option('accept-rollback', acceptRollback),
               async (args) => (await import('./store.js')).runStoreCompact(args),
             )
             .command(
@@ -185,13 +191,14 @@ export async function main(argv: string[]): Promise<void> {
                     type: 'string',
                     describe: "read the new passphrase from this file's first line",
                   })
-                  .option('kdf-logn', kdfLogn),
+                  .option('kdf-logn', kdfLogn)
+                  .option('accept-rollback', acceptRollback),
               async (args) => (await import('./store.js')).runStoreRekey(args),
             )
             .command(
               'rotate-signing-key',
               'make a new token-signing key; the old one verifies until its tokens expire',
-              storeOptions,
+              (c) => storeOptions(c).option('accept-rollback', acceptRollback),
               async (args) => (await import('./store.js')).runStoreRotateSigningKey(args),
             )
             .demandCommand(1, 'name a store command: init, info, verify, compact, rekey or rotate-signing-key'),

@@ -2,7 +2,16 @@ import { constants, readFileSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
-import { acquireLock, createStore, openStore, refuseSharedDirectory, storeExists, type Store } from '../store/index.js'
+import {
+  acquireLock,
+  createStore,
+  openStore,
+  refuseOrphanState,
+  refuseSharedDirectory,
+  storeExists,
+  type RollbackMode,
+  type Store,
+} from '../store/index.js'
 import { startServer } from '../server/server.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -39,6 +48,7 @@ export interface ServerArgs {
   srpEngine?: SrpEngineName | undefined
   stageTimes?: boolean | undefined
   connectionLimits?: string | undefined
+  acceptRollback?: boolean | undefined
 }
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
@@ -91,9 +101,13 @@ export async function runServer(args: ServerArgs): Promise<void> {
   const lock = await acquireLock(args.store, onReport)
   let store: Store
   const isNew = !storeExists(args.store)
+  // A store older than its state file says is refused, unless a restore is accepted on purpose.
+  const rollback: RollbackMode = args.acceptRollback ? 'accept' : 'refuse'
   try {
+    // Before the passphrase: a deleted store is not silently replaced by a new, empty one.
+    if (isNew && rollback === 'refuse') await refuseOrphanState(args.store, rollback)
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew, storePath: args.store })
-    const opts = { onReport, lock }
+    const opts = { onReport, lock, rollback }
     store = isNew
       ? await createStore(args.store, passphrase, { ...opts, kdf })
       : await openStore(args.store, passphrase, opts)
@@ -283,6 +297,8 @@ function fileClock(file: string): () => number {
 
 const WARNINGS = new Set([
   'store_torn_tail',
+  'store_rollback_accepted',
+  'store_state_write_failed',
   'store_lock_taken_over',
   'store_leftover_removed',
   'store_compaction_failed',

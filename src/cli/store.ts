@@ -2,12 +2,17 @@ import { mkdir } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
   acquireLock,
+  checkStateFile,
   createStore,
   openStore,
   readStoreHeader,
+  refuseOrphanState,
   storeExists,
   DEFAULT_KDF,
+  STATE_MARKER_PREFIX,
   type KdfParams,
+  type RollbackMode,
+  type StateCheck,
   type StoreLock,
   type StoreStats,
 } from '../store/index.js'
@@ -27,6 +32,13 @@ export interface StoreArgs {
   passphraseFile?: string | undefined
   json: boolean
 }
+
+/** The commands that write: a store older than its state file is refused unless accepted on purpose. */
+export interface WritingStoreArgs extends StoreArgs {
+  acceptRollback?: boolean | undefined
+}
+
+const rollbackMode = (args: WritingStoreArgs): RollbackMode => (args.acceptRollback ? 'accept' : 'refuse')
 
 type Report = (event: string, fields: Record<string, unknown>) => void
 
@@ -51,8 +63,9 @@ export async function runStoreInit(args: StoreArgs & { kdfLogn?: number | undefi
     })
   await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
   await withLock(args, async (lock, report) => {
+    await refuseOrphanState(args.store, 'refuse')
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: true, storePath: args.store })
-    const store = await createStore(args.store, passphrase, { kdf, lock, onReport: report })
+    const store = await createStore(args.store, passphrase, { kdf, lock, onReport: report, rollback: 'refuse' })
     await store.close()
   })
   if (args.json) printJson({ event: 'store_created', path: args.store, kdf })
@@ -79,14 +92,17 @@ export async function runStoreInfo(args: StoreArgs): Promise<void> {
 export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | undefined }): Promise<void> {
   const auditAnchor = args.auditAnchor === undefined ? undefined : auditAnchorFromArg(args.auditAnchor)
   checkPassphraseSource(args.passphraseFile)
-  const verified = await withLock(args, async (lock, report) => {
+  const { state, ...verified } = await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    return verifyStoreAndAudit(args.store, passphrase, {
+    const result = await verifyStoreAndAudit(args.store, passphrase, {
       lock,
       onReport: report,
-      countedPrefixes: [USERS_PREFIX],
+      countedPrefixes: [USERS_PREFIX, STATE_MARKER_PREFIX],
       ...(auditAnchor ? { auditAnchor } : {}),
     })
+    // Every record has authenticated: now whether the file is as far as its state file says.
+    const marked = (result.stats.counted[STATE_MARKER_PREFIX] ?? 0) > 0
+    return { ...result, state: await checkStateFile(args.store, marked) }
   })
   const { tornTail, audit } = verified
   const stats = withUsers(verified.stats)
@@ -94,12 +110,13 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
     printJson({
       event: 'store_verified',
       path: args.store,
-      ok: !tornTail && audit.ok,
+      ok: !tornTail && audit.ok && state.ok,
       ...stats,
       audit,
+      state,
       ...(tornTail ? { tornTail } : {}),
     })
-  else process.stdout.write(`${statsText(args.store, stats)}\n${auditText(audit)}\n`)
+  else process.stdout.write(`${statsText(args.store, stats)}\n${auditText(audit)}\n${stateText(state)}\n`)
   if (tornTail) {
     throw new SecureLoginError(
       'ERR_STORE_CORRUPT',
@@ -109,6 +126,13 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
         hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
       },
     )
+  }
+  if (!state.ok) {
+    throw new SecureLoginError('ERR_STORE_ROLLBACK', state.problem ?? `${state.path} does not match the store`, {
+      hint:
+        'if this store was restored from a backup on purpose, the next `securelogin server --accept-rollback` ' +
+        'records it; otherwise keep the store and its .state file as evidence',
+    })
   }
   if (!audit.ok) {
     const more = audit.problems.length > 1 ? ` (and ${audit.problems.length - 1} more)` : ''
@@ -135,11 +159,16 @@ function auditAnchorFromArg(text: string): AuditHead {
   return { n: Number(match[1]), hash: match[2]! }
 }
 
-export async function runStoreCompact(args: StoreArgs): Promise<void> {
+export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
   await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, { lock, onReport: report, autoCompact: false })
+    const store = await openStore(args.store, passphrase, {
+      lock,
+      onReport: report,
+      autoCompact: false,
+      rollback: rollbackMode(args),
+    })
     try {
       const result = await store.compact()
       if (args.json) printJson({ event: 'store_compacted', path: args.store, ...result })
@@ -156,7 +185,7 @@ export async function runStoreCompact(args: StoreArgs): Promise<void> {
 }
 
 export async function runStoreRekey(
-  args: StoreArgs & { newPassphraseFile?: string | undefined; kdfLogn?: number | undefined },
+  args: WritingStoreArgs & { newPassphraseFile?: string | undefined; kdfLogn?: number | undefined },
 ): Promise<void> {
   const kdf = kdfFromArgs(args.kdfLogn)
   checkPassphraseSource(args.passphraseFile)
@@ -169,7 +198,12 @@ export async function runStoreRekey(
   }
   await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, { lock, onReport: report, autoCompact: false })
+    const store = await openStore(args.store, passphrase, {
+      lock,
+      onReport: report,
+      autoCompact: false,
+      rollback: rollbackMode(args),
+    })
     try {
       const next = await readPassphrase({ file: args.newPassphraseFile, isNew: true, storePath: args.store })
       if (next === passphrase) throw usageError('the new passphrase is the old one')
@@ -187,11 +221,11 @@ export async function runStoreRekey(
  * signed has expired. Recorded in the audit log. The server writes the new certs/jwks.json when
  * it next starts: applications that cache the JWKS must fetch it again.
  */
-export async function runStoreRotateSigningKey(args: StoreArgs): Promise<void> {
+export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
   const rotated = await withLock(args, async (lock, report) => {
     const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, { lock, onReport: report })
+    const store = await openStore(args.store, passphrase, { lock, onReport: report, rollback: rollbackMode(args) })
     try {
       const nowMs = Date.now()
       const rotation = await SigningKeys.rotate(store, nowMs)
@@ -249,6 +283,11 @@ async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Repo
   } finally {
     await lock.release() // the store released it already when it was handed over; this is a no-op then
   }
+}
+
+function stateText(state: StateCheck): string {
+  if (!state.kept) return `state file: none kept yet (the next server start makes ${state.path})`
+  return state.ok ? `state file: ${state.path}, the store is as far as it says` : `state file: ${state.problem}`
 }
 
 function auditText(audit: AuditVerification): string {

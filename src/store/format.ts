@@ -41,7 +41,12 @@ export interface Header {
   wrappedKey: Buffer
   /** Bytes 0..67, the AAD of the wrapped key. */
   aad: Buffer
+  /** Bytes 128..159: a new data key (compaction) or a new wrap (rekey) changes it. */
+  checksum: Buffer
 }
+
+/** The checksum field of a whole header (bytes 128..159). */
+export const headerChecksum = (header: Buffer): Buffer => Buffer.from(header.subarray(OFF_CHECKSUM, HEADER_BYTES))
 
 /** Bytes 0..67: what the key wrap authenticates. */
 export function encodeWrapAad(kdf: KdfParams, salt: Buffer, storeId: Buffer): Buffer {
@@ -110,6 +115,7 @@ export function decodeHeader(file: Buffer, path: string): Header {
     storeId: Buffer.from(file.subarray(OFF_STORE_ID, OFF_STORE_ID + STORE_ID_BYTES)),
     wrappedKey: Buffer.from(file.subarray(OFF_WRAP, OFF_WRAP + WRAPPED_KEY_BYTES)),
     aad: Buffer.from(file.subarray(0, WRAP_AAD_BYTES)),
+    checksum: headerChecksum(file),
   }
 }
 

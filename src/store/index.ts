@@ -8,7 +8,10 @@ export type {
   StoreStats,
   OpenOptions,
   CompactResult,
+  RollbackMode,
 } from './store.js'
+export { checkStateFile, refuseOrphanState, statePathOf, STATE_MARKER_PREFIX } from './state.js'
+export type { StateCheck } from './state.js'
 export { acquireLock } from './lock.js'
 export { refuseSharedDirectory } from './directory.js'
 export type { StoreLock } from './lock.js'

@@ -16,9 +16,11 @@ import {
   decodeHeader,
   encodeHeader,
   encodeWrapAad,
+  headerChecksum,
   recordAad,
   type Header,
 } from './format.js'
+import { identityOf, readExactly, stateTempPrefix, type FileBytes, type FileIdentity } from './state.js'
 
 // The file under the store: a header, then sealed records appended one at a time and fsync'd.
 // Knows nothing of what records mean (store.ts does). docs/store-format.md describes the bytes.
@@ -72,7 +74,27 @@ class FileState {
     readonly dataKey: Buffer,
     readonly index: RecordIndex,
     public end: number,
+    readonly headerChecksum: Buffer,
   ) {}
+
+  /** Its bytes as the state file's checks read them (src/store/state.ts). */
+  bytes(storeId: Buffer): FileBytes {
+    return {
+      storeId,
+      headerChecksum: this.headerChecksum,
+      size: this.end,
+      read: (at, length) => readExactly(this.handle, at, length),
+      records: this.index.count,
+      offsetOf: (seq) => this.index.offsets[seq]!,
+    }
+  }
+
+  /** How far this file has got: its generation and its last whole record. */
+  identity(storeId: Buffer): Promise<FileIdentity> {
+    const count = this.index.count
+    const lastAt = count === 0 ? HEADER_BYTES : this.index.offsets[count - 1]!
+    return identityOf(this.bytes(storeId), count, lastAt, this.end)
+  }
 
   async retire(): Promise<void> {
     this.retired = true
@@ -98,6 +120,21 @@ export interface OpenJournalOptions {
   /** Verify only: no truncation of a torn tail, no clean-up, no writes. */
   readOnly?: boolean
   maxRecordsPerKey?: number
+  /**
+   * Runs once every record has authenticated, before a torn tail is cut or anything else on disk
+   * changes: a throw leaves the file as it was (the state file's rollback check).
+   */
+  check?: (file: FileBytes) => Promise<void>
+}
+
+/**
+ * Called around the rename of a compaction's or rekey's new file over the store, inside the
+ * append queue: `before` with the file as it is and the one about to replace it (a throw abandons
+ * the new file), `after` once it has.
+ */
+export interface SwitchHooks {
+  before(current: FileIdentity, next: FileIdentity): Promise<void>
+  after(current: FileIdentity): Promise<void>
 }
 
 export class Journal {
@@ -112,6 +149,7 @@ export class Journal {
   #failed: SecureLoginError | undefined
   #closed = false
   readonly #readOnly: boolean
+  switchHooks: SwitchHooks | undefined
 
   private constructor(
     path: string,
@@ -203,6 +241,16 @@ export class Journal {
         kek.fill(0)
         throw error
       }
+      const file = new FileState(handle, dataKey, index, end, header.checksum)
+      if (opts.check) {
+        try {
+          await opts.check(file.bytes(header.storeId))
+        } catch (error) {
+          dataKey.fill(0)
+          kek.fill(0)
+          throw error
+        }
+      }
       const tornTail = end < size ? { offset: end, length: size - end } : undefined
       if (tornTail) {
         opts.report?.('store_torn_tail', { path, offset: tornTail.offset, length: tornTail.length, cut: !readOnly })
@@ -212,7 +260,7 @@ export class Journal {
         }
       }
       if (!readOnly) await removeLeftovers(path, opts.report)
-      const journal = new Journal(path, header, kek, new FileState(handle, dataKey, index, end), {
+      const journal = new Journal(path, header, kek, file, {
         readOnly,
         maxRecordsPerKey: opts.maxRecordsPerKey ?? MAX_RECORDS_PER_KEY,
       })
@@ -233,6 +281,11 @@ export class Journal {
 
   get kdf(): KdfParams {
     return this.#kdf
+  }
+
+  /** The current file's generation and last whole record; call inside `exclusive`. */
+  identity(): Promise<FileIdentity> {
+    return this.#file.identity(this.storeId)
   }
 
   /** Seals and appends one record, fsync'd before the promise resolves; resolves to its sequence number. */
@@ -338,6 +391,7 @@ export class Journal {
       // Called inside exclusive(): seal the last page, make it durable, rename it over, switch to it.
       commit: async (swap) => {
         const file = await writer.finish()
+        await this.switchHooks?.before(await this.identity(), await file.identity(this.storeId))
         try {
           await writer.commit()
         } catch (error) {
@@ -348,6 +402,7 @@ export class Journal {
         this.#file = file
         swap()
         await old.retire()
+        await this.switchHooks?.after(await this.identity())
       },
       abort: () => writer.abort(),
     }
@@ -368,6 +423,7 @@ export class Journal {
       try {
         await writer.copyRecords(old.handle, HEADER_BYTES, old.end)
         const file = await writer.finish(old.index)
+        await this.switchHooks?.before(await this.identity(), await file.identity(this.storeId))
         await writer.commit()
         this.#file = file
         await old.retire()
@@ -380,6 +436,7 @@ export class Journal {
       this.#kek = kek
       this.#kdf = kdf
       this.#salt = salt
+      await this.switchHooks?.after(await this.identity())
     })
   }
 
@@ -448,6 +505,7 @@ class FileWriter {
   readonly #handle: FileHandle
   readonly #dataKey: Buffer
   readonly #storeId: Buffer
+  #headerChecksum: Buffer = Buffer.alloc(0)
   readonly #index = new RecordIndex()
   #end = 0
   #buffered: Buffer[] = []
@@ -481,7 +539,9 @@ class FileWriter {
     const key = dataKey ? Buffer.from(dataKey) : randomBytes(DATA_KEY_BYTES)
     const aad = encodeWrapAad(header.kdf, header.salt, header.storeId)
     const writer = new FileWriter(path, tmp, handle, key, header.storeId)
-    writer.#push(encodeHeader(aad, seal(kek, key, aad)))
+    const headerBytes = encodeHeader(aad, seal(kek, key, aad))
+    writer.#headerChecksum = headerChecksum(headerBytes)
+    writer.#push(headerBytes)
     return writer
   }
 
@@ -523,7 +583,7 @@ class FileWriter {
     if (this.#pageBytes > 0) this.#sealPage()
     await this.#flush()
     await this.#handle.sync()
-    return new FileState(this.#handle, this.#dataKey, index ?? this.#index, this.#end)
+    return new FileState(this.#handle, this.#dataKey, index ?? this.#index, this.#end, this.#headerChecksum)
   }
 
   async commit(): Promise<void> {
@@ -640,7 +700,7 @@ async function zerosToEnd(handle: FileHandle, from: number, stop: number): Promi
 async function removeLeftovers(path: string, report: Report | undefined): Promise<void> {
   const prefix = `.${basename(path)}.`
   for (const name of await readdir(dirname(path))) {
-    if (name.startsWith(prefix) && name.endsWith('.tmp')) {
+    if ((name.startsWith(prefix) && name.endsWith('.tmp')) || name.startsWith(stateTempPrefix(path))) {
       await rm(join(dirname(path), name), { force: true })
       report?.('store_leftover_removed', { path: join(dirname(path), name) })
     }

@@ -18,6 +18,18 @@ import {
   type Op,
 } from './format.js'
 import { KeyDirectory } from './keydir.js'
+import {
+  STATE_MARKER_KEY,
+  findRollback,
+  missingProblem,
+  readState,
+  refuseOrphanState,
+  rollbackError,
+  statePathOf,
+  writeState,
+  type FileBytes,
+  type FileIdentity,
+} from './state.js'
 
 /**
  * Which write of a key a reader saw: opaque, and valid while this store is open. A compaction
@@ -77,7 +89,18 @@ export interface OpenOptions {
   maxRecordsPerKey?: number
   /** Single-entry records after which a compaction packs them (open time stays low at a million users). */
   packAfter?: number
+  /**
+   * Keep the state file beside the store (src/store/state.ts) and compare the store with it at
+   * open: 'refuse' a store older than it names (ERR_STORE_ROLLBACK), or 'accept' one (a backup
+   * restored on purpose; reported as `store_rollback_accepted`). Unset: no state file is read or
+   * written (tests of the layers below, and copies of a store opened to look inside).
+   */
+  rollback?: RollbackMode
+  /** While commits arrive, the state file is rewritten at most this often (default 10 s). */
+  stateEveryMs?: number
 }
+
+export type RollbackMode = 'refuse' | 'accept'
 
 export interface CompactResult {
   recordsBefore: number
@@ -125,6 +148,11 @@ export interface Store {
 
 const PACK_AFTER = 16_384
 const SECRET_KEY = 'server/secret'
+/**
+ * A crash (not a clean stop) leaves the state file at most this far behind the store: the window
+ * in which a rollback goes unnoticed. Each write costs two fsyncs, so not one per commit.
+ */
+const STATE_EVERY_MS = 10_000
 
 /** An entry's place: record seq * 2^20 + its offset in the record's plaintext (records are at most 1 MiB). */
 const SEQ_FACTOR = 2 ** 20
@@ -143,8 +171,11 @@ export async function createStore(path: string, passphrase: string, opts: OpenOp
       throw new SecureLoginError('ERR_STORE_IO', `${path} already exists`, {
         hint: 'open it instead, or choose another --store',
       })
+    if (opts.rollback) await refuseOrphanState(path, opts.rollback, opts.onReport)
     const secret = entry(OP_PUT, SECRET_KEY, { secret: randomBytes(32).toString('hex') })
-    const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [secret], journalOptions(opts))
+    // The marker goes in the first record: a store that keeps a state file says so from the start.
+    const first = opts.rollback ? Buffer.concat([secret, stateMarker()]) : secret
+    const journal = await Journal.create(path, passphrase, opts.kdf ?? DEFAULT_KDF, [first], journalOptions(opts))
     const state = new State(opts.countedPrefixes)
     await journal.scan(0, journal.recordCount, (seq, plaintext) => state.replay(seq, plaintext, path))
     return await JournalStore.start(journal, state, lock, opts)
@@ -158,10 +189,17 @@ export async function openStore(path: string, passphrase: string, opts: OpenOpti
   const lock = opts.lock ?? (await acquireLock(path, opts.onReport))
   try {
     const state = new State(opts.countedPrefixes)
+    const mode = opts.rollback
     const { journal } = await Journal.open(path, passphrase, {
       onRecord: (seq, plaintext) => state.replay(seq, plaintext, path),
       ...(opts.onReport ? { report: opts.onReport } : {}),
       ...journalOptions(opts),
+      ...(mode
+        ? {
+            check: (file: FileBytes) =>
+              checkRollback(path, file, state.keydir.has(keyBytes(STATE_MARKER_KEY)), mode, opts.onReport),
+          }
+        : {}),
     })
     return await JournalStore.start(journal, state, lock, opts)
   } catch (error) {
@@ -217,6 +255,37 @@ export async function verifyStore<T = undefined>(
     await lock.release()
   }
 }
+
+/**
+ * At open, once every record has authenticated and before anything changes on disk: is the store
+ * at least as far as its state file says? `marked`: the store says it keeps a state file.
+ */
+async function checkRollback(
+  path: string,
+  file: FileBytes,
+  marked: boolean,
+  mode: RollbackMode,
+  report: Report | undefined,
+): Promise<void> {
+  const read = await readState(path)
+  let problem: string | undefined
+  if (read.kind === 'absent') {
+    if (!marked) {
+      // A store from before state files, or opened with them for the first time: from now on.
+      report?.('store_state_started', { path: statePathOf(path) })
+      return
+    }
+    problem = missingProblem(path)
+  } else if (read.kind === 'unreadable') problem = read.problem
+  else problem = await findRollback(path, read.state, file)
+  if (problem === undefined) return
+  if (mode === 'refuse') throw rollbackError(problem)
+  report?.('store_rollback_accepted', { path, problem })
+}
+
+/** `{"since"}`: when the store began to keep a state file. */
+const stateMarkerValue = () => ({ since: new Date().toISOString() })
+const stateMarker = () => entry(OP_PUT, STATE_MARKER_KEY, stateMarkerValue())
 
 export async function readStoreHeader(path: string): Promise<StoreHeaderInfo> {
   const { header, fileSize } = await readHeader(path)
@@ -309,6 +378,10 @@ class JournalStore implements Store {
   #closing = false
   /** Appends queued but not yet written. */
   #pending = 0
+  /** Whether the state file is kept (OpenOptions.rollback), and when it is next rewritten. */
+  readonly #keepsState: boolean
+  readonly #stateEveryMs: number
+  #stateTimer: NodeJS.Timeout | undefined
 
   private constructor(journal: Journal, state: State, lock: StoreLock, secret: Buffer, opts: OpenOptions) {
     this.#journal = journal
@@ -319,17 +392,25 @@ class JournalStore implements Store {
     this.#autoCompact = opts.autoCompact ?? true
     this.#packAfter = opts.packAfter ?? PACK_AFTER
     this.#countedPrefixes = opts.countedPrefixes ?? []
+    this.#keepsState = opts.rollback !== undefined
+    this.#stateEveryMs = opts.stateEveryMs ?? STATE_EVERY_MS
   }
 
   static async start(journal: Journal, state: State, lock: StoreLock, opts: OpenOptions): Promise<JournalStore> {
+    let store: JournalStore | undefined
     try {
       const where = state.keydir.get(keyBytes(SECRET_KEY))
       if (where === undefined) throw new SecureLoginError('ERR_STORE_CORRUPT', `${journal.path} has no server secret`)
       const { secret } = JSON.parse((await readValue(journal, where)).toString('utf8')) as { secret: string }
-      const store = new JournalStore(journal, state, lock, Buffer.from(secret, 'hex'), opts)
+      store = new JournalStore(journal, state, lock, Buffer.from(secret, 'hex'), opts)
+      if (store.#keepsState) await store.#startState()
       store.#maybeCompact()
       return store
     } catch (error) {
+      if (store) {
+        store.#closing = true
+        clearTimeout(store.#stateTimer)
+      }
       await journal.close()
       throw error
     }
@@ -412,9 +493,55 @@ class JournalStore implements Store {
     if (this.#closing) return
     this.#closing = true
     await this.#compacting?.catch(() => {})
+    if (this.#keepsState) {
+      clearTimeout(this.#stateTimer)
+      // A clean stop leaves the state file exactly where the store is: no window at all.
+      await this.#saveState()
+    }
     this.#secret.fill(0)
     await this.#journal.close()
     await this.#lock.release()
+  }
+
+  /**
+   * From now on the state file follows the store: written now (and the marker committed, for a
+   * store that did not keep one yet), around every compaction and rekey, at most every
+   * `stateEveryMs` while commits arrive, and at close. A first write that fails stops the open.
+   */
+  async #startState(): Promise<void> {
+    const write = (current: FileIdentity, next?: FileIdentity) =>
+      writeState(this.path, this.#journal.storeId, current, next)
+    this.#journal.switchHooks = {
+      before: (current, next) => write(current, next),
+      // The new file is in place; a state that still names both old and new is right meanwhile.
+      after: (current) => write(current).catch((error: SecureLoginError) => this.#stateFailed(error)),
+    }
+    if (!this.has(STATE_MARKER_KEY)) await this.commit([{ key: STATE_MARKER_KEY, value: stateMarkerValue() }])
+    await this.#journal.exclusive(async () => write(await this.#journal.identity()))
+  }
+
+  #stateChanged(): void {
+    if (!this.#keepsState || this.#stateTimer || this.#closing) return
+    this.#stateTimer = setTimeout(() => {
+      this.#stateTimer = undefined
+      void this.#saveState()
+    }, this.#stateEveryMs)
+    this.#stateTimer.unref()
+  }
+
+  /** Inside the append queue, so the identity written is of the file as it is, not mid-switch. */
+  async #saveState(): Promise<void> {
+    await this.#journal
+      .exclusive(async () => writeState(this.path, this.#journal.storeId, await this.#journal.identity()))
+      .catch((error: SecureLoginError) => this.#stateFailed(error))
+  }
+
+  #stateFailed(error: SecureLoginError): void {
+    this.#report('store_state_write_failed', {
+      path: statePathOf(this.path),
+      code: error.code ?? 'ERR_STORE_IO',
+      message: error.message,
+    })
   }
 
   async #get<T>(key: string): Promise<T | undefined> {
@@ -487,6 +614,7 @@ class JournalStore implements Store {
     } finally {
       this.#pending -= records.length
     }
+    this.#stateChanged()
     this.#maybeCompact()
   }
 

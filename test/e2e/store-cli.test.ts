@@ -1,15 +1,28 @@
 import { createHash } from 'node:crypto'
-import { appendFile, readFile, writeFile } from 'node:fs/promises'
+import {
+  appendFile,
+  chmod,
+  link,
+  lstat,
+  mkdir,
+  readFile,
+  readdir,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { makeTempDir } from '../helpers/env.js'
-import { openStore, storeExists } from '../../src/store/index.js'
+import { createStore, openStore, storeExists } from '../../src/store/index.js'
+import { TEST_KDF } from '../helpers/in-process-server.js'
 import { ServerConnection } from '../../src/client/connection.js'
 import { confirmEnrolment, startRegistration } from '../../src/client/register.js'
 import { generateTotp } from '../../src/auth/totp.js'
 import { getRecovery } from '../helpers/records.js'
 import { noteSecret } from '../helpers/secrets.js'
-import { runCliToEnd } from '../helpers/cli.js'
+import { runCli, runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile } from '../helpers/server-process.js'
 
 const HEADER = 160
@@ -65,15 +78,17 @@ describe('securelogin store', () => {
   it('verify authenticates every record and prints the counts', async () => {
     const verified = await cli('verify', '--passphrase-file', oldFile)
     expect(verified.code).toBe(0)
+    // One record: the server secret, and the marker that says the store keeps a state file.
     expect(verified.out).toMatchObject({
       event: 'store_verified',
       ok: true,
       users: 0,
       records: 1,
-      entries: 1,
-      live: 1,
+      entries: 2,
+      live: 2,
       dead: 0,
       formatVersion: 2,
+      state: { path: `${store}.state`, kept: true, ok: true },
     })
   })
 
@@ -83,7 +98,7 @@ describe('securelogin store', () => {
     expect(compacted.code).toBe(0)
     expect(compacted.out).toMatchObject({ event: 'store_compacted', recordsBefore: 1, recordsAfter: 1 })
     expect((await readFile(store)).subarray(68, 128)).not.toEqual(before)
-    expect((await cli('verify', '--passphrase-file', oldFile)).out).toMatchObject({ ok: true, live: 1 })
+    expect((await cli('verify', '--passphrase-file', oldFile)).out).toMatchObject({ ok: true, live: 2 })
   })
 
   it('rekey changes the passphrase: the old one stops working, the new one opens the store', async () => {
@@ -155,7 +170,9 @@ describe('the store a server makes on first run', () => {
       trust: { kind: 'ca', ca: await readFile(certFile), caFile: certFile },
     })
     try {
-      const enrolment = await startRegistration(conn, 'rita', PASSWORD)
+      // No terminal: the server wrote its bootstrap token beside the store.
+      const token = (await readFile(join(serverDir, 'data', 'bootstrap-token'), 'utf8')).trim()
+      const enrolment = await startRegistration(conn, 'rita', PASSWORD, token)
       noteSecret('TOTP secret', enrolment.secret)
       const { recoveryCodes } = await confirmEnrolment(conn, await generateTotp(enrolment.secret, Date.now()))
       for (const code of recoveryCodes) noteSecret('recovery code', code)
@@ -249,5 +266,110 @@ describe('the server on a damaged store', () => {
         .update(await readFile(storeFile()))
         .digest('hex'),
     ).toBe(before)
+  })
+})
+
+describe('files a secret is read from or written to', () => {
+  const lastJson = (stderr: string) => JSON.parse(stderr.trim().split('\n').at(-1)!)
+  /** A server expected to refuse to start; one that listens instead is stopped, and the test fails. */
+  const refusedServer = async (args: string[]) => {
+    const run = runCli(['server', '--port', '0', '--json', ...args])
+    const listening = await run.nextLine(30_000).catch(() => undefined)
+    if (listening !== undefined) run.kill('SIGTERM')
+    const result = await run.done
+    expect(listening, 'the server started').toBeUndefined()
+    return result
+  }
+
+  it('refuses a passphrase file others may read (ERR_CONFIG, with the chmod hint), as it refuses server.key', async () => {
+    const file = await writePassphraseFile(dir, 'a passphrase others can read', 'readable-pass')
+    await chmod(file, 0o644)
+    const storeFile = join(dir, 'readable', 'data', 'securelogin.store')
+    const result = await refusedServer(['--store', storeFile, '--passphrase-file', file])
+    expect(result.code).toBe(1)
+    expect(lastJson(result.stderr)).toEqual({
+      event: 'error',
+      code: 'ERR_CONFIG',
+      message: `passphrase file ${file} is readable by others (mode 0644)`,
+      hint: `chmod 600 ${file}`,
+    })
+    expect(storeExists(storeFile)).toBe(false)
+  })
+
+  it('refuses a store directory others may write to (ERR_CONFIG), before writing anything in it', async () => {
+    const shared = join(dir, 'shared')
+    await mkdir(shared)
+    await chmod(shared, 0o777)
+    const passphraseFile = await writePassphraseFile(dir, 'the shared directory passphrase', 'shared-pass')
+    const storeFile = join(shared, 'securelogin.store')
+    const result = await refusedServer(['--store', storeFile, '--passphrase-file', passphraseFile])
+    expect(result.code).toBe(1)
+    expect(lastJson(result.stderr)).toEqual({
+      event: 'error',
+      code: 'ERR_CONFIG',
+      message: `store directory ${shared} is writable by others (mode 0777)`,
+      hint: `chmod 700 ${shared}, or choose a directory only its owner can write to`,
+    })
+    expect(await readdir(shared)).toEqual([])
+  })
+
+  it('replaces a planted bootstrap-token file (a kept hard link, a symbolic link) and never writes through it', async () => {
+    const serverDir = join(dir, 'planted')
+    const data = join(serverDir, 'data')
+    await mkdir(data, { recursive: true, mode: 0o700 })
+    const passphraseFile = await writePassphraseFile(dir, 'the planted token passphrase', 'planted-pass')
+    const tokenFile = join(data, 'bootstrap-token')
+    // Planted before the first start, mode 0666, with a second name its planter keeps.
+    await writeFile(tokenFile, 'planted\n')
+    await chmod(tokenFile, 0o666)
+    const kept = join(data, 'kept')
+    await link(tokenFile, kept)
+    const tokenIn = async () => {
+      const file = await lstat(tokenFile)
+      expect(file.isFile()).toBe(true)
+      expect(file.mode & 0o777).toBe(0o600)
+      const text = await readFile(tokenFile, 'utf8')
+      expect(text).toMatch(/^slb_[A-Za-z0-9_-]{43}\n$/)
+      return file.ino
+    }
+    const first = await startServerProcess(serverDir, passphraseFile)
+    try {
+      expect(await tokenIn()).not.toBe((await stat(kept)).ino)
+      expect(await readFile(kept, 'utf8')).toBe('planted\n')
+    } finally {
+      expect(await first.stop()).toBe(0)
+    }
+    // No system_admin yet, so a restart writes a new token: through a symbolic link, it would land elsewhere.
+    const elsewhere = join(dir, 'elsewhere')
+    await writeFile(elsewhere, 'elsewhere\n')
+    await rm(tokenFile)
+    await symlink(elsewhere, tokenFile)
+    const second = await startServerProcess(serverDir, passphraseFile)
+    try {
+      await tokenIn()
+      expect(await readFile(elsewhere, 'utf8')).toBe('elsewhere\n')
+    } finally {
+      expect(await second.stop()).toBe(0)
+    }
+  })
+
+  it('refuses a planted KDF cost under the floor (logN 1) as ERR_STORE_CORRUPT, before any KDF work', async () => {
+    const storeFile = join(dir, 'cheap', 'data', 'securelogin.store')
+    const passphrase = 'the cheap kdf passphrase'
+    const passphraseFile = await writePassphraseFile(dir, passphrase, 'cheap-pass')
+    await (await createStore(storeFile, passphrase, { kdf: TEST_KDF })).close()
+    const file = await readFile(storeFile)
+    file.writeUInt8(1, 11) // logN 1, with the header checksum recomputed as an attacker would
+    createHash('sha256').update(file.subarray(0, 128)).digest().copy(file, 128)
+    await writeFile(storeFile, file)
+    const verify = await runCliToEnd(
+      ['store', 'verify', '--store', storeFile, '--passphrase-file', passphraseFile, '--json'],
+      '',
+    )
+    expect(verify.code).toBe(1)
+    expect(lastJson(verify.stderr)).toMatchObject({
+      code: 'ERR_STORE_CORRUPT',
+      message: expect.stringContaining('invalid scrypt parameters (logN 1, r 8, p 1)'),
+    })
   })
 })
