@@ -47,6 +47,8 @@ export function issueDeviceKey(ctx: ServerContext, username: string, nowMs: numb
 export function deviceOf(ctx: ServerContext, username: string, key: string | undefined, nowMs: number) {
   if (key === undefined) return undefined // the message schema checked its shape
   const raw = Buffer.from(key.slice(4), 'base64url')
+  // One spelling per key: base64url's unused low bits of the last character must be zero.
+  if (raw.toString('base64url') !== key.slice(4)) return undefined
   const body = raw.subarray(0, ISSUED_BYTES + ID_BYTES)
   const valid = timingSafeEqual(raw.subarray(ISSUED_BYTES + ID_BYTES), mac(ctx, username, body))
   const issuedMs = body.readUInt32BE(0) * 1000
