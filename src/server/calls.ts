@@ -5,7 +5,7 @@ import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role }
 import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { buildOtpauthUri } from '../auth/totp.js'
 import { recoveryCodesLeft } from '../auth/recovery-codes.js'
-import type { StoreChange } from '../store/index.js'
+import { StoreConflict, type StoreChange } from '../store/index.js'
 import {
   getLogin,
   getRecovery,
@@ -19,7 +19,7 @@ import {
 import { KeepsConnection, type MessageOf, type Reply, type Request } from './vocabulary.js'
 import type { SessionRecord } from './sessions.js'
 import type { AuditEvent } from './audit-log.js'
-import { createInvite, roleIndexChanges, systemAdminCount } from './invites.js'
+import { createInvite, roleIndexChangesChecked, systemAdminCount } from './invites.js'
 import { audit } from './audit-events.js'
 import { sessionEnded } from './login.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
@@ -105,6 +105,28 @@ function mustManage(caller: Caller, targetRole: Role): void {
     throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
 }
 
+/** Conflicts a role change retries (each time reading the index again) before it gives up. */
+const ROLE_CHANGE_ATTEMPTS = 3
+/** The queue of every change that can take a role away; `/` is not allowed in a user name. */
+const ROLE_INDEX_QUEUE = 'role/'
+
+/**
+ * Runs a change that may take the role system_admin from someone: in this process one at a
+ * time, so the rule "never the last system_admin" is checked on what the previous change left;
+ * across processes by the compare-and-set of roleIndexChangesChecked, retried on a conflict.
+ */
+async function changeRoles<T>(caller: Caller, work: () => Promise<T>): Promise<T> {
+  return caller.ctx.perUser.run(ROLE_INDEX_QUEUE, async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work()
+      } catch (error) {
+        if (!(error instanceof StoreConflict) || attempt >= ROLE_CHANGE_ATTEMPTS) throw error
+      }
+    }
+  })
+}
+
 /** Deletes sessions and records why, in one write; ends this connection if its own session went. */
 async function revokeSessions(
   caller: Caller,
@@ -130,21 +152,23 @@ async function revokeSessions(
   return ids.includes(caller.session.id)
 }
 
+interface AccountChange {
+  changes: StoreChange[]
+  revoke: string[]
+  action: string
+  details?: Record<string, string | number | boolean | null>
+}
+
 /** A change to an account and its sessions in one write with its audit entry, serialised per user. */
 async function changeAccount(
   caller: Caller,
   user: string,
-  change: (record: AccountRecord) => {
-    changes: StoreChange[]
-    revoke: string[]
-    action: string
-    details?: Record<string, string | number | boolean | null>
-  },
+  change: (record: AccountRecord) => AccountChange | Promise<AccountChange>,
 ): Promise<{ record: AccountRecord; revoked: number }> {
   const { ctx } = caller
   return ctx.perUser.run(user, async () => {
     const record = await target(caller, user)
-    const { changes, revoke, action, details } = change(record)
+    const { changes, revoke, action, details } = await change(record)
     await audit(
       ctx,
       {
@@ -385,21 +409,23 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'user.remove',
     async run(caller, args) {
       const { ctx } = caller
-      const { revoked } = await changeAccount(caller, args.user, (record) => {
-        const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
-        if (why) throw forbidden(why)
-        const name = record.username
-        return {
-          changes: [
-            ...removeAccountChanges(ctx.store, name),
-            ...ctx.guard.forgetChanges(name),
-            ...roleIndexChanges(name, record.role, undefined),
-          ],
-          revoke: ctx.sessions.idsOf(name, caller.nowMs),
-          action: 'user.remove',
-          details: { role: record.role },
-        }
-      })
+      const { revoked } = await changeRoles(caller, () =>
+        changeAccount(caller, args.user, async (record) => {
+          const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
+          if (why) throw forbidden(why)
+          const name = record.username
+          return {
+            changes: [
+              ...removeAccountChanges(ctx.store, name),
+              ...ctx.guard.forgetChanges(name),
+              ...(await roleIndexChangesChecked(ctx.store, name, record.role, undefined)),
+            ],
+            revoke: ctx.sessions.idsOf(name, caller.nowMs),
+            action: 'user.remove',
+            details: { role: record.role },
+          }
+        }),
+      )
       ctx.guard.forget(args.user)
       ctx.logger.log('info', 'user_removed', { user: args.user, by: caller.record.username, address: caller.address })
       const self = args.user === caller.record.username
@@ -417,25 +443,27 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'user.role',
     async run(caller, args) {
       const { ctx } = caller
-      const { record } = await changeAccount(caller, args.user, (record) => {
-        const why = whyNotSetRole(
-          caller.record.role,
-          record.role,
-          args.role,
-          record.username === caller.record.username,
-          systemAdminCount(ctx.store),
-        )
-        if (why) throw forbidden(why)
-        return {
-          changes: [
-            userChange({ ...record, role: args.role }),
-            ...roleIndexChanges(record.username, record.role, args.role),
-          ],
-          revoke: [],
-          action: 'user.role',
-          details: { from: record.role, to: args.role },
-        }
-      })
+      const { record } = await changeRoles(caller, () =>
+        changeAccount(caller, args.user, async (record) => {
+          const why = whyNotSetRole(
+            caller.record.role,
+            record.role,
+            args.role,
+            record.username === caller.record.username,
+            systemAdminCount(ctx.store),
+          )
+          if (why) throw forbidden(why)
+          return {
+            changes: [
+              userChange({ ...record, role: args.role }),
+              ...(await roleIndexChangesChecked(ctx.store, record.username, record.role, args.role)),
+            ],
+            revoke: [],
+            action: 'user.role',
+            details: { from: record.role, to: args.role },
+          }
+        }),
+      )
       return result(caller, 'set_role', { user: args.user, role: args.role, previous: record.role })
     },
   },

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { Store, StoreChange } from '../store/index.js'
+import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
 import { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { hashToken, issueToken, sameHash, tokenKind } from './opaque-tokens.js'
@@ -11,7 +11,9 @@ import { readStored } from './stored.js'
 // - an invite (`admin invite`, `admin add`) registers one person with its role, and only under
 //   its name when it names one (single use, expires);
 // - otherwise the policy decides: `open` lets anyone register as a regular_user, `invite` and
-//   `closed` refuse. Without --registration it is `open` until a system_admin exists, then `invite`.
+//   `closed` refuse. Without --registration it is `invite`, whether or not a system_admin exists:
+//   a store with none (a new server, or one whose last system_admin went) is exactly where a
+//   stranger must not walk in, so there only the bootstrap token registers.
 // `closed` refuses invites too; only the bootstrap token still works.
 
 export type RegistrationPolicy = 'open' | 'invite' | 'closed'
@@ -41,9 +43,11 @@ export interface Grant {
 export const inviteKey = (id: string) => `invite/${id}`
 export const roleIndexKey = (role: Role, user: string) => `role/${role}/${user}`
 
+const SYSTEM_ADMINS_PREFIX = 'role/system_admin/'
+
 /** How many system_admins exist (the role index keeps only admins and system_admins). */
 export function systemAdminCount(store: Store): number {
-  return store.keys('role/system_admin/').length
+  return store.keys(SYSTEM_ADMINS_PREFIX).length
 }
 
 /** The store changes that move a user's role in the index. */
@@ -52,6 +56,41 @@ export function roleIndexChanges(user: string, from: Role | undefined, to: Role 
   if (from && from !== 'regular_user' && from !== to) changes.push({ key: roleIndexKey(from, user), delete: true })
   if (to && to !== 'regular_user' && from !== to) changes.push({ key: roleIndexKey(to, user), value: {} })
   return changes
+}
+
+/**
+ * roleIndexChanges, made safe against a race for the last system_admin when `user` leaves that
+ * role (demoted or removed): its index key is deleted and every other system_admin's key is
+ * written again unchanged, each as a compare-and-set on the version read here, just after the
+ * rule was checked on the count. Of two such changes committed from one view of the index (two
+ * processes on one database), the second finds a key the first wrote and fails with
+ * ERR_STORE_CONFLICT, so the caller reads again and checks the rule on what is there now. In one
+ * process the server also runs these changes one at a time (src/server/calls.ts): the audit log
+ * commits the appends of one batch together, and expectations are checked before any of them.
+ */
+export async function roleIndexChangesChecked(
+  store: Store,
+  user: string,
+  from: Role | undefined,
+  to: Role | undefined,
+): Promise<StoreChange[]> {
+  const changes = roleIndexChanges(user, from, to)
+  if (from !== 'system_admin' || to === 'system_admin') return changes
+  const leaving = roleIndexKey('system_admin', user)
+  const guarded: StoreChange[] = []
+  for (const key of store.keys(SYSTEM_ADMINS_PREFIX)) {
+    const version = await store.version(key)
+    // Gone since the count: the rule was checked on a stale view.
+    if (version === null) throw new StoreConflict(key)
+    if (key !== leaving) guarded.push({ key, value: {}, expect: version })
+  }
+  const leavingVersion = await store.version(leaving)
+  return [
+    ...changes.map((change) =>
+      change.key === leaving && leavingVersion !== null ? { ...change, expect: leavingVersion } : change,
+    ),
+    ...guarded,
+  ]
 }
 
 /** A fresh bootstrap token when the store has no system_admin (it replaces an older one); else undefined. */
@@ -112,7 +151,7 @@ export async function grantFor(
   nowMs: number,
 ): Promise<Grant> {
   if (token === undefined) {
-    const effective = policy ?? (systemAdminCount(store) > 0 ? 'invite' : 'open')
+    const effective = policy ?? 'invite'
     if (effective === 'open') return { role: 'regular_user', via: 'open' }
     throw new SecureLoginError(
       'ERR_FORBIDDEN',

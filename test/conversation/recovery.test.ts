@@ -16,7 +16,7 @@ let bench: Bench
 let bob: User
 
 beforeAll(async () => {
-  bench = await Bench.start({ realRecoveryKdf: true })
+  bench = await Bench.start({ realRecoveryKdf: true, registration: 'open' })
   bob = await bench.register('bob')
 })
 

@@ -6,11 +6,12 @@ import { Bench, MINUTE, ServerError, type LoggedIn, type User } from '../helpers
 import { noteOutput, noteSecret } from '../helpers/secrets.js'
 
 // Who may register, and as what (issue 6, "Bootstrap and registration policy"; docs/protocol.md,
-// "Registration policy"), through the server's conversations: the bootstrap token (open before
-// any system_admin; the first to use it becomes one, once; replaced by a restart while there is
-// none; expires after 24 h; none once there is one), invites (single use, with their role, for
-// one name only, expiring), the policies (invite by default once a system_admin exists; closed
-// refuses even invites; open registers regular_users only) and the audit entry each registration
+// "Registration policy"), through the server's conversations: the bootstrap token (the only way
+// in, by default, while there is no system_admin; the first to use it becomes one, once;
+// replaced by a restart while there is none; expires after 24 h; none once there is one),
+// invites (single use, with their role, for one name only, expiring), the policies (invite by
+// default, with or without a system_admin; closed refuses even invites; open registers
+// regular_users only) and the audit entry each registration
 // and each refusal leaves. One store, started without a policy, so that the default is under test
 // until the policy tests restart it with one. The bootstrap token's file and log line, `register`
 // end to end, `admin invite`'s JSON, `--expires` and `--registration`:
@@ -87,10 +88,18 @@ describe('the bootstrap token', () => {
     expect(JSON.stringify(record)).not.toContain(first.slice(4))
   })
 
-  it('before any system_admin, registration is open: a user without a token becomes a regular_user', async () => {
+  it('before any system_admin, without --registration, only the bootstrap token registers: no token is refused', async () => {
+    expect((await refused('first-walkin')).message).toMatch(/needs an invite/)
+    expect(bench.store.keys('user/')).toEqual([])
+  })
+
+  it('under --registration open a user registers without a token; that store (users, no system_admin) restarted without the flag refuses walk-ins', async () => {
+    await bench.restartServer({ registration: 'open' })
     const early = await bench.register('early', { bulk: true })
     const { welcome } = await bench.login(early)
     expect(welcome).toMatchObject({ user: 'early', role: 'regular_user' })
+    first = (await bench.restartServer({ registration: undefined }))!
+    expect((await refused('early2')).message).toMatch(/needs an invite/)
   })
 
   it('a restart while there is no system_admin replaces it: the old one no longer works', async () => {
@@ -205,6 +214,8 @@ describe('the registration policy', () => {
     const refusals = entries.filter((e) => e.outcome === 'refused').map((e) => [e.target, e.details!['reason']])
     const invalid = expect.stringMatching(/not valid/)
     expect(refusals).toEqual([
+      ['first-walkin', expect.stringMatching(/needs an invite/)],
+      ['early2', expect.stringMatching(/needs an invite/)],
       ['root', invalid],
       ['root', invalid],
       ['root2', invalid],

@@ -17,7 +17,7 @@ const PASSWORD = 'enumeration test password 3'
 const KNOWN = 'erin'
 const WRONG = 'not erin at all 77'
 // No waits and no lockout within this file's failures: the guard is tested in guard.test.ts.
-const QUIET = { sleep: async () => {}, guard: { lockAfter: 100 } }
+const QUIET = { sleep: async () => {}, guard: { lockAfter: 100 }, registration: 'open' as const }
 
 let server: InProcessServer
 beforeAll(async () => {

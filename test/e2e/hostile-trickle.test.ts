@@ -169,7 +169,12 @@ const logged = (log: string, event: string): Array<Record<string, any>> =>
     .filter((line) => line.includes(`"event":"${event}"`))
     .map((line) => JSON.parse(line) as Record<string, any>)
 
-const serverArgs = (lifetimeMs: number) => ['--connection-limits', `frameMs=${FRAME_MS},lifetimeMs=${lifetimeMs}`]
+const serverArgs = (lifetimeMs: number) => [
+  '--connection-limits',
+  `frameMs=${FRAME_MS},lifetimeMs=${lifetimeMs}`,
+  '--registration',
+  'open',
+]
 
 describe('every connection slot held by trickling peers (the server process, short deadlines)', () => {
   let lab: Lab

@@ -34,7 +34,7 @@ let certPath: string
 // A code is accepted once (RFC 6238 5.2); every user logs in after every restart, so the
 // server's clock moves forward between cycles instead of the test waiting for it.
 let clock: FileClock
-const serverArgs = () => ['--clock-file', clock.file]
+const serverArgs = () => ['--clock-file', clock.file, '--registration', 'open']
 const storePath = () => join(dir, 'data', 'securelogin.store')
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min))

@@ -89,7 +89,9 @@ describe('connection limits', () => {
   })
 
   it('holds slow connections up to the total cap, refuses more, and frees them at the handshake deadline', async () => {
-    server = await startInProcessServer({ server: { maxConnections: 6, handshakeTimeoutMs: 1_000 } })
+    server = await startInProcessServer({
+      server: { maxConnections: 6, handshakeTimeoutMs: 1_000, registration: 'open' },
+    })
     const slow = await Promise.all(Array.from({ length: 6 }, () => idleTcp(server!.server.port)))
     expect(await tlsAttempt(server.server.port)).toBe('refused')
     // Each slow connection is dropped by the server at the deadline, not by us.
@@ -101,7 +103,7 @@ describe('connection limits', () => {
 
 describe('SRP checks on the wire', () => {
   it('rejects A = 0 and A = N (A mod N == 0) with the generic failure, even with the proof that S = 0 gives', async () => {
-    server = await startInProcessServer()
+    server = await startInProcessServer({ server: { registration: 'open' } })
     await registerAndLogin(server, 'victim')
     const N = params.N.toHex().padStart(512, '0')
     for (const A of ['0'.repeat(512), N]) {
@@ -134,7 +136,7 @@ describe('SRP checks on the wire', () => {
 
 describe('pipelined messages', () => {
   it('answers messages sent in one write one at a time, in order, and a race for one name frees it', async () => {
-    server = await startInProcessServer()
+    server = await startInProcessServer({ server: { registration: 'open' } })
     const raw = await RawClient.open(server.server.port)
     // Two answers, then a message out of order: the connection ends after exactly three frames.
     raw.socket.write(
@@ -175,7 +177,7 @@ describe('pipelined messages', () => {
 
 describe('fuzzing', () => {
   it('survives 10,000 malformed, truncated, oversized and out-of-order frames and raw bytes, then serves a login, memory bounded', async () => {
-    server = await startInProcessServer({ server: { maxConnectionsPerAddress: 1024 } })
+    server = await startInProcessServer({ server: { maxConnectionsPerAddress: 1024, registration: 'open' } })
     const port = server.server.port
     let seed = 7
     const rand = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n

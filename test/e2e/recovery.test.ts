@@ -80,7 +80,7 @@ beforeAll(async () => {
   ;({ dir, remove } = await makeTempDir('recovery'))
   const passphraseFile = await writePassphraseFile(dir, PASSPHRASE)
   clock = new FileClock(dir)
-  server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
+  server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file, '--registration', 'open'])
 })
 
 afterAll(async () => {

@@ -53,7 +53,7 @@ beforeAll(async () => {
   home = join(dir, 'home')
   passphraseFile = await writePassphraseFile(dir, PASSPHRASE)
   clock = new FileClock(dir)
-  server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
+  server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file, '--registration', 'open'])
 })
 
 afterEach(() => {
@@ -262,7 +262,7 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     expect((await login('alice', PASSWORD, oathtoolCode(totpSecret, clock.seconds - 30))).code).toBe(1)
     expect(await server.stop()).toBe(0)
     serverLogs.push(server.log())
-    server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file])
+    server = await startServerProcess(dir, passphraseFile, ['--clock-file', clock.file, '--registration', 'open'])
     expect((await login('alice', PASSWORD, code)).code).toBe(1)
     expect(server.log()).toContain('"stage":"otp_replayed"')
     const result = await login('alice', PASSWORD, oathtoolCode(totpSecret, now()))

@@ -15,7 +15,7 @@ let nowMs = Date.UTC(2026, 10, 25, 12, 0, 10)
 let server: InProcessServer
 let secret: string
 beforeAll(async () => {
-  server = await startInProcessServer({ now: () => nowMs })
+  server = await startInProcessServer({ now: () => nowMs, server: { registration: 'open' } })
   const conn = await connect()
   ;({ secret } = await startRegistration(conn, 'rita', PASSWORD))
   await confirmEnrolment(conn, await generateTotp(secret, nowMs))

@@ -30,7 +30,7 @@ const connect = async () =>
 async function start(sessionSweepMs: number): Promise<void> {
   server = await startInProcessServer({
     now: () => nowMs,
-    server: { sessionSweepMs, sessions: { idleMs: 5 * MINUTE, absoluteMs: 60 * MINUTE } },
+    server: { sessionSweepMs, sessions: { idleMs: 5 * MINUTE, absoluteMs: 60 * MINUTE }, registration: 'open' },
   })
   const conn = await connect()
   ;({ secret } = await startRegistration(conn, 'rita', PASSWORD))

@@ -27,6 +27,7 @@ let bootstrapToken = ''
 beforeAll(async () => {
   server = await startInProcessServer({
     server: {
+      registration: 'open',
       onBootstrapToken: (token) => {
         noteSecret('bootstrap token', token)
         bootstrapToken = token
