@@ -92,14 +92,34 @@ function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>,
   return { message: { type: 'result', op, data: data as Record<string, unknown> }, next: caller.state, ...more }
 }
 
-/** The target account, or ERR_NOT_FOUND. */
+const noUser = (user: string) =>
+  new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
+
+/** The caller's own account (or one it already knows exists), or ERR_NOT_FOUND. */
 async function target(caller: Caller, user: string): Promise<AccountRecord> {
   const record = await getUser(caller.ctx.store, user)
-  if (!record)
-    throw new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
+  if (!record) throw noUser(user)
   return record
 }
 
+/**
+ * The account named `user`, when it is the caller's own or one the caller's role manages. Any
+ * other name gets one answer, the same frame whether or not the account exists, naming neither
+ * its role nor its existence: a person who may not manage a name learns nothing about it. Only
+ * a system_admin, who manages every account and may list them all, hears that a name is unknown.
+ */
+async function managedTarget(caller: Caller, user: string): Promise<AccountRecord> {
+  const { role, username } = caller.record
+  const record = await getUser(caller.ctx.store, user)
+  if (record && (user === username || canManage(role, record.role))) return record
+  if (!record && role === 'system_admin') throw noUser(user)
+  // Not even the name: the frame is the same for every name the caller may not manage.
+  throw role === 'admin'
+    ? forbidden('an admin may act on regular users only', 'securelogin admin users lists the accounts')
+    : forbidden('a regular_user may act on their own account only', 'securelogin sessions lists your own sessions')
+}
+
+/** For the caller's own account, whose role the caller knows: the rule says it in full. */
 function mustManage(caller: Caller, targetRole: Role): void {
   if (!canManage(caller.record.role, targetRole))
     throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
@@ -159,15 +179,19 @@ interface AccountChange {
   details?: Record<string, string | number | boolean | null>
 }
 
-/** A change to an account and its sessions in one write with its audit entry, serialised per user. */
+/**
+ * A change to an account and its sessions in one write with its audit entry, serialised per user.
+ * `read`: how the account is looked up (another user's: managedTarget).
+ */
 async function changeAccount(
   caller: Caller,
   user: string,
   change: (record: AccountRecord) => AccountChange | Promise<AccountChange>,
+  read: (caller: Caller, user: string) => Promise<AccountRecord> = target,
 ): Promise<{ record: AccountRecord; revoked: number }> {
   const { ctx } = caller
   return ctx.perUser.run(user, async () => {
-    const record = await target(caller, user)
+    const record = await read(caller, user)
     const { changes, revoke, action, details } = await change(record)
     await audit(
       ctx,
@@ -232,7 +256,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
           if (s.user === record.username || (role && canManage(record.role, role))) sessions.push(s)
         }
       } else if (args.user !== undefined && args.user !== record.username) {
-        mustManage(caller, (await target(caller, args.user)).role)
+        await managedTarget(caller, args.user)
         sessions = ctx.sessions.list(nowMs, args.user)
       } else sessions = ctx.sessions.list(nowMs, record.username)
       sessions.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
@@ -251,11 +275,17 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       let what: string
       if (args.id !== undefined) {
         const found = ctx.sessions.get(args.id)
-        if (!found)
+        const owner = found && found.user !== record.username ? await getUser(ctx.store, found.user) : undefined
+        const mine =
+          found !== undefined && (found.user === record.username || (owner && canManage(record.role, owner.role)))
+        // As for names: one answer for an id that names no session and for one the caller may not
+        // revoke, so a refusal says neither whose session it is nor that owner's role.
+        if (!mine && record.role !== 'system_admin')
+          throw forbidden(`no session ${args.id} that you may revoke`, 'securelogin sessions lists yours')
+        if (!mine || !found)
           throw new SecureLoginError('ERR_NOT_FOUND', `no session ${args.id}`, {
             hint: 'securelogin sessions lists yours',
           })
-        if (found.user !== record.username) mustManage(caller, (await target(caller, found.user)).role)
         ids = [found.id]
         what = found.id
       } else if (args.others) {
@@ -263,7 +293,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         what = record.username
       } else {
         const user = args.user!
-        if (user !== record.username) mustManage(caller, (await target(caller, user)).role)
+        if (user !== record.username) await managedTarget(caller, user)
         ids = ctx.sessions.idsOf(user, caller.nowMs)
         what = user
       }
@@ -410,21 +440,26 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx } = caller
       const { revoked } = await changeRoles(caller, () =>
-        changeAccount(caller, args.user, async (record) => {
-          const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
-          if (why) throw forbidden(why)
-          const name = record.username
-          return {
-            changes: [
-              ...removeAccountChanges(ctx.store, name),
-              ...ctx.guard.forgetChanges(name),
-              ...(await roleIndexChangesChecked(ctx.store, name, record.role, undefined)),
-            ],
-            revoke: ctx.sessions.idsOf(name, caller.nowMs),
-            action: 'user.remove',
-            details: { role: record.role },
-          }
-        }),
+        changeAccount(
+          caller,
+          args.user,
+          async (record) => {
+            const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
+            if (why) throw forbidden(why)
+            const name = record.username
+            return {
+              changes: [
+                ...removeAccountChanges(ctx.store, name),
+                ...ctx.guard.forgetChanges(name),
+                ...(await roleIndexChangesChecked(ctx.store, name, record.role, undefined)),
+              ],
+              revoke: ctx.sessions.idsOf(name, caller.nowMs),
+              action: 'user.remove',
+              details: { role: record.role },
+            }
+          },
+          managedTarget,
+        ),
       )
       ctx.guard.forget(args.user)
       ctx.logger.log('info', 'user_removed', { user: args.user, by: caller.record.username, address: caller.address })
@@ -444,25 +479,30 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx } = caller
       const { record } = await changeRoles(caller, () =>
-        changeAccount(caller, args.user, async (record) => {
-          const why = whyNotSetRole(
-            caller.record.role,
-            record.role,
-            args.role,
-            record.username === caller.record.username,
-            systemAdminCount(ctx.store),
-          )
-          if (why) throw forbidden(why)
-          return {
-            changes: [
-              userChange({ ...record, role: args.role }),
-              ...(await roleIndexChangesChecked(ctx.store, record.username, record.role, args.role)),
-            ],
-            revoke: [],
-            action: 'user.role',
-            details: { from: record.role, to: args.role },
-          }
-        }),
+        changeAccount(
+          caller,
+          args.user,
+          async (record) => {
+            const why = whyNotSetRole(
+              caller.record.role,
+              record.role,
+              args.role,
+              record.username === caller.record.username,
+              systemAdminCount(ctx.store),
+            )
+            if (why) throw forbidden(why)
+            return {
+              changes: [
+                userChange({ ...record, role: args.role }),
+                ...(await roleIndexChangesChecked(ctx.store, record.username, record.role, args.role)),
+              ],
+              revoke: [],
+              action: 'user.role',
+              details: { from: record.role, to: args.role },
+            }
+          },
+          managedTarget,
+        ),
       )
       return result(caller, 'set_role', { user: args.user, role: args.role, previous: record.role })
     },
@@ -473,14 +513,19 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'user.reset_2fa',
     async run(caller, args) {
       const { ctx } = caller
-      const { revoked } = await changeAccount(caller, args.user, (record) => {
-        mustManage(caller, record.role)
-        return {
-          changes: [userChange({ ...record, totpReset: true })],
-          revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
-          action: 'user.reset_2fa',
-        }
-      })
+      const { revoked } = await changeAccount(
+        caller,
+        args.user,
+        (record) => {
+          mustManage(caller, record.role)
+          return {
+            changes: [userChange({ ...record, totpReset: true })],
+            revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
+            action: 'user.reset_2fa',
+          }
+        },
+        managedTarget,
+      )
       const self = args.user === caller.record.username
       return result(
         caller,
@@ -496,7 +541,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     action: 'user.unlock',
     async run(caller, args) {
       const { ctx } = caller
-      mustManage(caller, (await target(caller, args.user)).role)
+      mustManage(caller, (await managedTarget(caller, args.user)).role)
       const wasLocked = (await ctx.guard.lockedUntil(args.user)) !== null
       await ctx.guard.unlock(args.user)
       await audit(ctx, {

@@ -377,6 +377,70 @@ describe('the role table', () => {
   })
 })
 
+// A name the caller may not manage tells it nothing: not whether the account exists, not its
+// role. Every call that takes a `user` answers such a name with one frame, byte for byte the same
+// for an unknown name as for an account above the caller (docs/threat-model.md, issue 17 row 8).
+describe('names the caller may not manage: the same refusal whether or not the account exists', () => {
+  const USER_CALLS = (user: string) =>
+    [
+      ['sessions', { user }],
+      ['revoke', { user }],
+      ['remove', { user }],
+      ['set_role', { user, role: 'regular_user' }],
+      ['reset_2fa', { user }],
+      ['unlock', { user }],
+    ] as const
+
+  it.for([
+    // A regular user manages nobody else: not even another regular user.
+    { caller: 'reg', names: ['sys', 'adm', 'plain', 'nobody'], ops: ['sessions', 'revoke'] },
+    // An admin manages regular users only.
+    { caller: 'adm', names: ['sys', 'sys2', 'nobody'], ops: USER_CALLS('').map(([op]) => op) },
+  ])('by $caller, for $names', async ({ caller, names, ops }) => {
+    const peer = await as(caller)
+    for (const op of ops) {
+      const answers = []
+      for (const name of names) {
+        const [, args] = USER_CALLS(name).find(([each]) => each === op)!
+        const answer = await peer.send(call(op, args))
+        expect(answer.end, `${op} ${name}`).toBe(false)
+        answers.push(JSON.stringify(answer.message))
+      }
+      expect(new Set(answers).size, `${op}: ${answers.join(' / ')}`).toBe(1)
+      const frame = JSON.parse(answers[0]!) as { type: string; code: string; message: string }
+      expect(frame).toMatchObject({ type: 'error', code: F })
+      expect(frame.message, op).not.toMatch(/system_admin|admin accounts|no user|not found/)
+    }
+    // The accounts are as they were.
+    expect([...(await users('sys')).values()].find((u) => u.user === 'sys')).toMatchObject({
+      role: 'system_admin',
+      twoFactor: 'enrolled',
+    })
+    peer.close()
+  })
+
+  it("another user's session id the caller may not manage gets the refusal an unknown id gets", async () => {
+    const peer = await as('reg')
+    const { sessions } = await (await as('sys')).call('sessions', {})
+    const theirs = sessions[0]!.id
+    const unknown = '0'.repeat(32)
+    const refusals = [
+      await peer.callRefusal('revoke', { id: theirs }),
+      await peer.callRefusal('revoke', { id: unknown }),
+    ]
+    expect(refusals.map((r) => [r.code, r.message.replace(theirs, 'ID').replace(unknown, 'ID'), r.hint])).toEqual([
+      [F, 'no session ID that you may revoke', 'securelogin sessions lists yours'],
+      [F, 'no session ID that you may revoke', 'securelogin sessions lists yours'],
+    ])
+    expect((await (await as('sys')).call('sessions', {})).sessions.map((s) => s.id)).toContain(theirs)
+  })
+
+  it('a system_admin, who manages every account and lists them all, is told a name is unknown', async () => {
+    const peer = await as('sys')
+    expect(await peer.callRefusal('reset_2fa', { user: 'nobody' })).toMatchObject({ code: 'ERR_NOT_FOUND' })
+  })
+})
+
 // `passwd` and `totp_reset` want a login on the connection with the password and a code (a
 // resumed session proves only that its token was stolen or kept). So every caller may, whatever
 // their role and whatever became of their session; run after the table, since a password change

@@ -190,18 +190,20 @@ describe('sessions: list own, revoke one or all others', () => {
     expect(await live(g.token), 'the revoked session').toBe(false)
     expect(await live(h.token), 'a session that was not named').toBe(true)
 
-    // Another user's session: a regular user may not touch it.
+    // Another user's session: a regular user may not touch it, nor learn whose it is.
     const refused = await f.peer.callRefusal('revoke', { id: rootLogin.welcome.sessionId })
     expect(refused).toMatchObject({ code: F, ended: false })
+    expect(refused.message).toBe(`no session ${rootLogin.welcome.sessionId} that you may revoke`)
     expect(await live(rootLogin.token), 'root after the refused revoke').toBe(true)
 
     expect(await f.peer.call('revoke', { others: true })).toEqual({ revoked: 1 })
     expect(await live(h.token), 'an other session').toBe(false)
     expect((await f.peer.call('whoami', {})).session.id, 'the session that revoked the others').toBe(ids[0])
 
-    // An id that names no session; not exactly one of id, others, user.
+    // An id that names no session: the same refusal; not exactly one of id, others, user.
     expect(await f.peer.callRefusal('revoke', { id: '0'.repeat(32) })).toMatchObject({
-      code: 'ERR_NOT_FOUND',
+      code: F,
+      message: `no session ${'0'.repeat(32)} that you may revoke`,
       ended: false,
     })
     expect(await f.peer.callRefusal('revoke', { others: true, user: 'sam' })).toMatchObject({
@@ -221,6 +223,7 @@ describe('sessions: list own, revoke one or all others', () => {
       ['session.revoke', 'sam', ids[1], 'ok'],
       ['session.revoke', 'sam', null, 'refused'],
       ['session.revoke', 'sam', 'sam', 'ok'],
+      ['session.revoke', 'sam', null, 'refused'],
       ['session.revoke', 'root', ids[0], 'ok'],
     ])
   })
@@ -422,7 +425,7 @@ describe('what the audit log recorded of all this', () => {
     expect(count('user.locked', 'failed')).toBe(1)
     expect(count('session.logout')).toBe(1)
     expect(count('session.revoke')).toBe(2)
-    expect(count('session.revoke', 'refused')).toBe(1)
+    expect(count('session.revoke', 'refused')).toBe(2)
     expect(count('password.change')).toBe(1)
     expect(count('password.change', 'refused')).toBe(1)
     expect(count('totp.reset')).toBe(2)
