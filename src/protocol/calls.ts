@@ -69,6 +69,27 @@ export type AuditHead = z.infer<typeof AuditHead>
 
 export const AuditProblem = z.strictObject({ n: z.int().min(0), problem: z.string().max(256) })
 
+/**
+ * Something the session's owner must hear, carried once by the next result of a session it was
+ * left for (docs/protocol.md, "Notices"): today, that the account's authenticator was replaced on
+ * a login made with a recovery code, which is how a stranger holding the password and one code
+ * would take the account.
+ */
+export const Notice = z.strictObject({
+  event: z.literal('totp_reset_with_recovery_code'),
+  at: isoTime,
+  /** Where the login that replaced the authenticator came from. */
+  address: z.string().max(64),
+  /** Until then the account's recovery codes cannot be renewed. */
+  renewalHeldUntil: isoTime,
+  message: z.string().max(512),
+})
+export type Notice = z.infer<typeof Notice>
+
+/** Every call's result may carry a notice for the session that made it. */
+const withNotice = <Shape extends z.ZodRawShape>(result: z.ZodObject<Shape>) =>
+  result.extend({ notice: Notice.optional() })
+
 const empty = z.strictObject({})
 const ttlSeconds = z
   .int()
@@ -76,48 +97,48 @@ const ttlSeconds = z
   .max(30 * 24 * 3600)
 
 export const CALLS = {
-  whoami: { args: empty, result: z.strictObject({ user: username, role: Role, session: SessionInfo }) },
+  whoami: { args: empty, result: withNotice(z.strictObject({ user: username, role: Role, session: SessionInfo })) },
   /** Revokes this connection's session on the server. */
-  logout: { args: empty, result: z.strictObject({ revoked: z.int() }) },
+  logout: { args: empty, result: withNotice(z.strictObject({ revoked: z.int() })) },
   /** Own sessions; with `user`, that user's (admins); `all`, everyone's the caller may manage. */
   sessions: {
     args: z.strictObject({ user: username.optional(), all: z.boolean().optional() }),
-    result: z.strictObject({ sessions: z.array(SessionInfo) }),
+    result: withNotice(z.strictObject({ sessions: z.array(SessionInfo) })),
   },
   /** Exactly one of: `id` (one session), `others` (all of the caller's but this one), `user` (all of that user's). */
   revoke: {
     args: z.strictObject({ id: SessionId.optional(), others: z.literal(true).optional(), user: username.optional() }),
-    result: z.strictObject({ revoked: z.int() }),
+    result: withNotice(z.strictObject({ revoked: z.int() })),
   },
   /** New salt and verifier; needs a login on this connection with password and TOTP code. */
   passwd: {
     args: z.strictObject({ salt: hex(SRP_HASH_HEX), verifier: hex(SRP_INT_HEX), kdf: PasswordKdf }),
-    result: z.strictObject({ revokedSessions: z.int() }),
+    result: withNotice(z.strictObject({ revokedSessions: z.int() })),
   },
   /** Starts re-enrolment of one's own authenticator; needs a login on this connection with password and code. */
-  totp_reset: { args: empty, result: z.strictObject({ otpauthUri }) },
-  totp_confirm: { args: z.strictObject({ code: totpCode }), result: z.strictObject({ user: username }) },
-  users: { args: empty, result: z.strictObject({ users: z.array(AccountSummary) }) },
+  totp_reset: { args: empty, result: withNotice(z.strictObject({ otpauthUri })) },
+  totp_confirm: { args: z.strictObject({ code: totpCode }), result: withNotice(z.strictObject({ user: username })) },
+  users: { args: empty, result: withNotice(z.strictObject({ users: z.array(AccountSummary) })) },
   /** A single-use registration token; with `user`, only for that name (`admin add`). */
   invite: {
     args: z.strictObject({ role: Role, user: username.optional(), ttlSeconds }),
-    result: z.strictObject({ token: Token, role: Role, user: username.nullable(), expiresAt: isoTime }),
+    result: withNotice(z.strictObject({ token: Token, role: Role, user: username.nullable(), expiresAt: isoTime })),
   },
   remove: {
     args: z.strictObject({ user: username }),
-    result: z.strictObject({ user: username, revokedSessions: z.int() }),
+    result: withNotice(z.strictObject({ user: username, revokedSessions: z.int() })),
   },
   set_role: {
     args: z.strictObject({ user: username, role: Role }),
-    result: z.strictObject({ user: username, role: Role, previous: Role }),
+    result: withNotice(z.strictObject({ user: username, role: Role, previous: Role })),
   },
   reset_2fa: {
     args: z.strictObject({ user: username }),
-    result: z.strictObject({ user: username, revokedSessions: z.int() }),
+    result: withNotice(z.strictObject({ user: username, revokedSessions: z.int() })),
   },
   unlock: {
     args: z.strictObject({ user: username }),
-    result: z.strictObject({ user: username, wasLocked: z.boolean() }),
+    result: withNotice(z.strictObject({ user: username, wasLocked: z.boolean() })),
   },
   /**
    * One page of entries, oldest first: the newest matches with n in (after, before), as many as
@@ -134,7 +155,9 @@ export const CALLS = {
       after: z.int().min(0).optional(),
       follow: z.boolean().optional(),
     }),
-    result: z.strictObject({ entries: z.array(AuditEntry), head: AuditHead, next: z.int().min(1).optional() }),
+    result: withNotice(
+      z.strictObject({ entries: z.array(AuditEntry), head: AuditHead, next: z.int().min(1).optional() }),
+    ),
   },
   /** A signed token for one application, from this session (docs/tokens.md); ttlSeconds defaults to 300. */
   token: {
@@ -142,12 +165,14 @@ export const CALLS = {
       audience: Audience,
       ttlSeconds: z.int().min(TOKEN_TTL_MIN_SECONDS).max(TOKEN_TTL_MAX_SECONDS).optional(),
     }),
-    result: TokenIssued,
+    result: withNotice(TokenIssued),
   },
   /** With `anchor` (an earlier head, e.g. from the server log): the chain must still hold that entry. */
   audit_verify: {
     args: z.strictObject({ anchor: AuditHead.optional() }),
-    result: z.strictObject({ ok: z.boolean(), entries: z.int(), head: AuditHead, problems: z.array(AuditProblem) }),
+    result: withNotice(
+      z.strictObject({ ok: z.boolean(), entries: z.int(), head: AuditHead, problems: z.array(AuditProblem) }),
+    ),
   },
 } as const
 

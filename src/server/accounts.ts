@@ -30,6 +30,12 @@ export const AccountRecord = z.object({
   enrolledStep: z.number().optional(),
   /** Set by `admin reset-2fa`: the next login enrols a new authenticator before it ends. */
   totpReset: z.boolean().optional(),
+  /**
+   * When (ms) the authenticator was last replaced on a login made with a recovery code: for a
+   * day after, the recovery codes cannot be renewed (RECOVERY_RENEWAL_HOLD_MS, src/server/recovery.ts).
+   * A system_admin's `admin reset-2fa` lifts it.
+   */
+  recoveryResetAt: z.number().optional(),
 })
 export type AccountRecord = z.infer<typeof AccountRecord>
 

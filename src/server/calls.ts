@@ -1,4 +1,11 @@
-import { CALLS, type CallArgs, type CallOp, type CallResult, type AccountSummary } from '../protocol/calls.js'
+import {
+  CALLS,
+  type CallArgs,
+  type CallOp,
+  type CallResult,
+  type AccountSummary,
+  type Notice,
+} from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { MAX_FRAME_BYTES } from '../protocol/frame.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
@@ -24,6 +31,7 @@ import { audit } from './audit-events.js'
 import { sessionEnded } from './login.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 import { issueSignedToken } from './signed-tokens.js'
+import { RECOVERY_RENEWAL_HOLD_MS } from './recovery.js'
 
 // Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
 // caller's session and account first, so a revoke, an expiry, a removal or a new role takes
@@ -63,7 +71,8 @@ export async function handleCall(req: Request<'ready' | 'authenticated'>, messag
   const caller: Caller = { ...req, state, record, session, nowMs }
   try {
     if (handler.admin && !isAdmin(record.role)) throw forbidden(`${op} needs the admin or system_admin role`)
-    return await handler.run(caller, parsed.data as CallArgs<CallOp>)
+    const reply = await handler.run(caller, parsed.data as CallArgs<CallOp>)
+    return await withNotice(caller, reply)
   } catch (error) {
     if (!(error instanceof SecureLoginError)) throw error
     if (error.code === 'ERR_FORBIDDEN') {
@@ -86,6 +95,18 @@ export async function handleCall(req: Request<'ready' | 'authenticated'>, messag
     }
     throw new KeepsConnection(error)
   }
+}
+
+/**
+ * A notice left on this session (the account's authenticator replaced on a recovery-code login)
+ * rides on the first result it gets, whatever the call, and is then deleted: the owner hears of
+ * it at their next request, from any client, without asking.
+ */
+async function withNotice(caller: Caller, reply: Reply): Promise<Reply> {
+  const notice = caller.session.notice
+  if (!notice || reply.message.type !== 'result') return reply
+  await caller.ctx.sessions.noticeGiven(caller.session.id)
+  return { ...reply, message: { ...reply.message, data: { ...reply.message.data, notice } } }
 }
 
 function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>, more: Partial<Reply> = {}): Reply {
@@ -177,6 +198,8 @@ interface AccountChange {
   revoke: string[]
   action: string
   details?: Record<string, string | number | boolean | null>
+  /** Runs once the change is committed, still in the user's queue. */
+  committed?: () => void
 }
 
 /**
@@ -192,7 +215,7 @@ async function changeAccount(
   const { ctx } = caller
   return ctx.perUser.run(user, async () => {
     const record = await read(caller, user)
-    const { changes, revoke, action, details } = await change(record)
+    const { changes, revoke, action, details, committed } = await change(record)
     await audit(
       ctx,
       {
@@ -206,6 +229,7 @@ async function changeAccount(
       [...changes, ...ctx.sessions.revokeChanges(revoke)],
     )
     ctx.sessions.removed(revoke)
+    committed?.()
     return { record, revoked: revoke.length }
   })
 }
@@ -354,18 +378,48 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       if (!pending)
         throw new SecureLoginError('ERR_PROTOCOL', 'totp_confirm: no re-enrolment in progress (send totp_reset first)')
       const user = caller.record.username
-      const timeStep = await checkEnrolmentCode(ctx, { user, address }, pending, args.code, caller.nowMs)
-      await changeAccount(caller, caller.record.username, (record) => {
+      const { nowMs } = caller
+      const timeStep = await checkEnrolmentCode(ctx, { user, address }, pending, args.code, nowMs)
+      // On a login made with a recovery code, this is the lost-phone path, and also how a stranger
+      // holding the password and one code would keep the account. So it is loud and slow: the
+      // owner's other sessions are told at their next call, the audit entry says how it was done,
+      // and the recovery codes cannot be renewed for a day (src/server/recovery.ts).
+      const withCode = state.factor === 'recovery_code'
+      const heldUntil = new Date(nowMs + RECOVERY_RENEWAL_HOLD_MS).toISOString()
+      const notice: Notice = {
+        event: 'totp_reset_with_recovery_code',
+        at: new Date(nowMs).toISOString(),
+        address: address.slice(0, 64),
+        renewalHeldUntil: heldUntil,
+        message:
+          `the authenticator of ${user} was replaced on a login with a recovery code from ${address.slice(0, 64)}; ` +
+          'if that was not you, log in with one of your recovery codes, run securelogin reset-2fa, revoke the ' +
+          'other sessions and tell an administrator',
+      }
+      await changeAccount(caller, user, (record) => {
         const { totpReset: _, ...rest } = record
+        const told = withCode ? ctx.sessions.idsOf(user, nowMs, caller.session.id) : []
         return {
-          changes: [userChange({ ...rest, totpSecret: pending.secret.reveal(), enrolledStep: timeStep })],
+          changes: [
+            userChange({
+              ...rest,
+              totpSecret: pending.secret.reveal(),
+              enrolledStep: timeStep,
+              ...(withCode ? { recoveryResetAt: nowMs } : {}),
+            }),
+            ...ctx.sessions.noticeChanges(told, notice),
+          ],
           revoke: [],
           action: 'totp.reset',
+          ...(withCode
+            ? { details: { factor: 'recovery_code', renewalHeldUntil: heldUntil, sessionsTold: told.length } }
+            : {}),
+          committed: () => ctx.sessions.noticed(told, notice),
         }
       })
       pending.secret.wipe()
       const { totpReset: _, ...next } = state
-      ctx.logger.log('info', 'totp_reset', { user: caller.record.username, address: caller.address })
+      ctx.logger.log(withCode ? 'warn' : 'info', 'totp_reset', { user, address, factor: state.factor })
       return result(caller, 'totp_confirm', { user: caller.record.username }, { next })
     },
   },
@@ -518,8 +572,12 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         args.user,
         (record) => {
           mustManage(caller, record.role)
+          // A system_admin's reset is the vetted way back: it lifts the hold on renewing recovery codes.
+          const { recoveryResetAt, ...rest } = record
+          const kept =
+            caller.record.role === 'system_admin' || recoveryResetAt === undefined ? rest : { ...rest, recoveryResetAt }
           return {
-            changes: [userChange({ ...record, totpReset: true })],
+            changes: [userChange({ ...kept, totpReset: true })],
             revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
             action: 'user.reset_2fa',
           }

@@ -2,7 +2,17 @@ import { generateRecoveryCodes, hashRecoveryCodes, type RecoveryHashes } from '.
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import type { Reply, Request } from './vocabulary.js'
-import { recoveryChange } from './accounts.js'
+import { getUser, recoveryChange, type AccountRecord } from './accounts.js'
+import { audit } from './audit-events.js'
+
+/**
+ * How long after the authenticator is replaced on a login made with a recovery code the codes
+ * cannot be renewed. That is the lost-phone path, and also how a stranger holding the password
+ * and one code would keep the account: enrol their own authenticator, then renew the ten codes
+ * so that the owner's stop working. For this long the owner's remaining codes still work (a login
+ * with one, then `reset-2fa`, takes the account back), and the owner's sessions have been told.
+ */
+export const RECOVERY_RENEWAL_HOLD_MS = 24 * 60 * 60_000
 
 /** Ten fresh codes for the person, and only their hashes for the store. */
 export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: string[]; hashes: RecoveryHashes }> {
@@ -10,9 +20,17 @@ export async function makeRecoveryCodes(ctx: ServerContext): Promise<{ codes: st
   return { codes, hashes: await hashRecoveryCodes(codes, ctx.randomBytes(16), ctx.recoveryKdf, ctx.kdf) }
 }
 
+/** Until when renewal is held for this account (ms), or undefined when it is not. */
+export function renewalHeldUntil(record: Pick<AccountRecord, 'recoveryResetAt'>, nowMs: number): number | undefined {
+  if (record.recoveryResetAt === undefined) return undefined
+  const until = record.recoveryResetAt + RECOVERY_RENEWAL_HOLD_MS
+  return until > nowMs ? until : undefined
+}
+
 /**
  * Replaces every recovery code of the logged-in user. Only a login made with a TOTP code may:
- * someone holding a recovery code and the password must not be able to mint ten more.
+ * someone holding a recovery code and the password must not be able to mint ten more. Nor may
+ * anyone for a day after the authenticator was replaced on a recovery-code login (see above).
  */
 export async function handleRecoveryRenew({ ctx, state, address }: Request<'authenticated'>): Promise<Reply> {
   const { user, factor } = state
@@ -26,8 +44,35 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
       },
     )
   }
+  const held = async () => {
+    const record = await getUser(ctx.store, user.username)
+    const until = record && renewalHeldUntil(record, ctx.now())
+    if (until === undefined) return
+    const at = new Date(until).toISOString()
+    ctx.logger.log('info', 'recovery_codes_refused', { user: user.username, address, heldUntil: at })
+    await audit(ctx, {
+      actor: user.username,
+      action: 'recovery.renew',
+      target: user.username,
+      address,
+      outcome: 'refused',
+      details: { reason: 'held after a 2fa reset with a recovery code', heldUntil: at },
+    })
+    throw new SecureLoginError(
+      'ERR_FORBIDDEN',
+      'renewing recovery codes is held for 24 h after the authenticator was replaced on a login with a recovery code',
+      {
+        hint: `renewal opens at ${at}; a system_admin can lift the hold: securelogin admin reset-2fa ${user.username}`,
+      },
+    )
+  }
+  // Checked before the ten hashes are made, and again in the user's queue before they are stored.
+  await held()
   const { codes, hashes } = await makeRecoveryCodes(ctx)
-  await ctx.perUser.run(user.username, () => ctx.store.commit([recoveryChange(user.username, hashes)]))
+  await ctx.perUser.run(user.username, async () => {
+    await held()
+    await ctx.store.commit([recoveryChange(user.username, hashes)])
+  })
   ctx.logger.log('info', 'recovery_codes_renewed', { user: user.username, address })
   return { message: { type: 'recovery_codes', codes }, next: state }
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Store, StoreChange } from '../store/index.js'
-import type { SessionInfo } from '../protocol/calls.js'
+import { Notice, type SessionInfo } from '../protocol/calls.js'
 import { hashToken, issueToken, sameHash } from './opaque-tokens.js'
 import { readStored } from './stored.js'
 
@@ -21,6 +21,8 @@ export const SessionRecord = z.object({
   address: z.string(),
   /** How the login proved the second factor. */
   factor: z.enum(['totp', 'recovery_code']),
+  /** Waits for this session's next call, whose result carries it once (src/server/calls.ts). */
+  notice: Notice.optional(),
 })
 export type SessionRecord = z.infer<typeof SessionRecord>
 
@@ -147,6 +149,29 @@ export class Sessions {
       this.#byId.delete(id)
       this.#written.delete(id)
     }
+  }
+
+  /** Store changes that leave `notice` on these sessions; call `noticed` once they are committed. */
+  noticeChanges(ids: string[], notice: Notice): StoreChange[] {
+    return ids.flatMap((id) => {
+      const record = this.#byId.get(id)
+      return record ? [{ key: sessionKey(id), value: { ...record, notice } }] : []
+    })
+  }
+
+  noticed(ids: string[], notice: Notice): void {
+    for (const id of ids) {
+      const record = this.#byId.get(id)
+      if (record) record.notice = notice
+    }
+  }
+
+  /** The session's notice has been given: it is deleted (nothing, if the session has ended meanwhile). */
+  async noticeGiven(id: string): Promise<void> {
+    const record = this.#byId.get(id)
+    if (!record?.notice) return
+    delete record.notice
+    await this.#store.commit([{ key: sessionKey(id), value: record }])
   }
 
   /** Ids of a user's live sessions, but `except` (ended ones are the sweep's: they are not counted as revoked). */

@@ -317,3 +317,91 @@ describe('a login whose account changed between the SRP proof and the code does 
     },
   )
 })
+
+// A password and one recovery code used to take an account for good: re-enrol the authenticator
+// with the code, log in with it, renew all ten codes, and the owner's stop working. That is also
+// the lost-phone path, so it stays, but loud and slow (docs/threat-model.md, issue 17 row 12).
+describe('a 2FA reset made on a login with a recovery code', () => {
+  const DAY_MS = 24 * 3600_000
+
+  /** On a recovery-code login of `person`: totp_reset and totp_confirm. Returns the new authenticator's holder. */
+  async function resetWithRecoveryCode(person: User, code: string): Promise<{ holder: User; at: number; peer: Peer }> {
+    const { peer } = await bench.loginWithRecoveryCode(person, code)
+    const secret = secretFromOtpauthUri((await peer.call('totp_reset', {})).otpauthUri)!
+    noteSecret('TOTP secret', secret)
+    const next = await bench.nextCode(secret, person.lastStep)
+    const at = bench.clock.ms
+    expect(await peer.call('totp_confirm', { code: next.code })).toEqual({ user: person.name })
+    return { holder: { ...person, totpSecret: secret, lastStep: next.step }, at, peer }
+  }
+
+  it("tells the owner's other sessions at their next call, once; the audit log marks it; renewing the codes is refused for 24 h", async () => {
+    const owner = await bench.register('lost.phone', { bulk: true })
+    const laptop = await bench.login(owner)
+    const saved = await bench.login(owner)
+    const stranger = await resetWithRecoveryCode(owner, owner.recoveryCodes[0]!)
+    const opens = new Date(stranger.at + DAY_MS).toISOString()
+
+    // With the password and the new authenticator, a TOTP login: renewal is still refused.
+    const { peer } = await bench.login(stranger.holder)
+    const refused = await peer.refusal({ type: 'recovery_codes_renew' })
+    expect(refused).toMatchObject({ code: 'ERR_FORBIDDEN', message: expect.stringMatching(/held for 24 h/) })
+    expect(refused.hint).toContain(`renewal opens at ${opens}`)
+    // So the owner's other nine codes still work: a login with one, then reset-2fa, takes it back.
+    expect(recoveryCodesLeft((await getRecovery(bench.store, owner.name))!)).toBe(9)
+
+    const expected = {
+      event: 'totp_reset_with_recovery_code',
+      at: new Date(stranger.at).toISOString(),
+      address: '127.0.0.1',
+      renewalHeldUntil: opens,
+      message: expect.stringMatching(/recovery code/),
+    }
+    // A connection logged in before the reset, and a saved session resumed after it.
+    expect((await laptop.peer.call('whoami', {})).notice).toEqual(expected)
+    expect((await laptop.peer.call('whoami', {})).notice, 'told once').toBeUndefined()
+    const resumed = (await bench.resume(saved.token)).peer
+    expect((await resumed.call('sessions', {})).notice).toEqual(expected)
+    expect((await resumed.call('sessions', {})).notice, 'told once').toBeUndefined()
+    // The session that made the reset, and logins after it, are not told.
+    expect((await stranger.peer.call('whoami', {})).notice).toBeUndefined()
+
+    const { entries } = await asAdmin((admin) => admin.call('audit', { user: owner.name }))
+    expect(entries.find((e) => e.action === 'totp.reset')).toMatchObject({
+      actor: owner.name,
+      outcome: 'ok',
+      details: { factor: 'recovery_code', renewalHeldUntil: opens, sessionsTold: 2 },
+    })
+    expect(entries.find((e) => e.action === 'recovery.renew')).toMatchObject({
+      actor: owner.name,
+      outcome: 'refused',
+      details: { heldUntil: opens },
+    })
+
+    // A day later, a TOTP login may renew them.
+    bench.clock.advance(DAY_MS)
+    const later = await bench.login(stranger.holder)
+    const { codes } = await later.peer.request({ type: 'recovery_codes_renew' }, 'recovery_codes')
+    for (const code of codes) noteSecret('recovery code', code)
+    expect(codes).toHaveLength(10)
+  })
+
+  it("a system_admin's reset-2fa lifts the hold: the login that enrols may renew at once", async () => {
+    const person = await bench.register('lost.phone.2', { bulk: true })
+    const { holder } = await resetWithRecoveryCode(person, person.recoveryCodes[0]!)
+    const held = await bench.login(holder)
+    expect(await held.peer.refusal({ type: 'recovery_codes_renew' })).toMatchObject({ code: 'ERR_FORBIDDEN' })
+
+    await asAdmin((admin) => admin.call('reset_2fa', { user: person.name }))
+    const { peer, proof } = await bench.prove(holder)
+    const secret = secretFromOtpauthUri(proof.enrol!)!
+    noteSecret('TOTP secret', secret)
+    noted(
+      await peer.request({ type: 'login_otp', code: (await bench.nextCode(secret, holder.lastStep)).code }, 'welcome'),
+    )
+    const { codes } = await peer.request({ type: 'recovery_codes_renew' }, 'recovery_codes')
+    for (const code of codes) noteSecret('recovery code', code)
+    expect(codes).toHaveLength(10)
+    expect((await getUser(bench.store, person.name))?.recoveryResetAt).toBeUndefined()
+  })
+})
