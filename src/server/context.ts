@@ -20,7 +20,7 @@ export interface ServerContext {
   sessions: Sessions
   /** The hash-chained audit log in the store. */
   audit: AuditLog
-  /** Undefined: open until a system_admin exists, then invite (src/server/invites.ts). */
+  /** Undefined: invite (only the bootstrap token while there is no system_admin; src/server/invites.ts). */
   registration: RegistrationPolicy | undefined
   /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
   pendingNames: Set<string>

@@ -47,7 +47,7 @@ export interface ServerOptions {
   sleep?: (ms: number) => Promise<void>
   /** Idle and absolute session timeouts (30 min and 12 h by default). */
   sessions?: Partial<SessionTimes>
-  /** Who may register (src/server/invites.ts); default open until a system_admin exists, then invite. */
+  /** Who may register (src/server/invites.ts); default invite (the bootstrap token makes the first system_admin). */
   registration?: RegistrationPolicy
   /**
    * Called at start when the store has no system_admin, with a fresh single-use bootstrap token

@@ -24,7 +24,7 @@ let gina: User
 const sleeps: number[] = []
 
 beforeAll(async () => {
-  bench = await Bench.start()
+  bench = await Bench.start({ registration: 'open' })
   // Bench's own sleep returns at once and keeps nothing: this one records, and also returns at once.
   bench.core.ctx.sleep = async (ms) => void sleeps.push(ms)
   gina = await bench.register('gina', { bulk: true })

@@ -8,7 +8,7 @@ import { requireTool } from '../helpers/tools.js'
 // "Registration policy"): what of it needs the real server process and the real CLI. The
 // bootstrap token in its 0600 file (and never in the log), `register --bootstrap-token` and
 // `register --invite` end to end, `admin invite`'s JSON, `--expires` and its usage errors, and
-// --registration. What the server decides (open before any system_admin, the token replaced on
+// --registration. What the server decides (only the token before any system_admin, the token replaced on
 // restart and expiring, invites single use, with their role, for one name, expiring, a made-up
 // one not valid, each policy, the audit entries): test/conversation/registration-policy.test.ts.
 // `admin add NAME`'s JSON: test/e2e/roles.test.ts.
@@ -56,8 +56,7 @@ describe.runIf(hasOathtool)('the bootstrap token', () => {
   it('register --bootstrap-token makes the first system_admin', async () => {
     root = await lab.register('root', { bootstrapToken: await lab.bootstrapToken() })
     // The login is setup (the CLI's own is test/e2e/register-login.test.ts's); the role is what
-    // shows that the CLI sent the token: before any system_admin, a registration without one
-    // makes a regular_user.
+    // shows that the CLI sent the token: a registration without one is refused.
     await lab.loginDirect(root)
     expect(await lab.asUser(root, (run) => run('whoami', {}))).toMatchObject({ user: 'root', role: 'system_admin' })
   })

@@ -77,7 +77,7 @@ describe('over the wire', () => {
   let server: InProcessServer
 
   it("the package's own client registers and logs in to our server", async () => {
-    server = await startInProcessServer()
+    server = await startInProcessServer({ server: { registration: 'open' } })
     cleanups.push(() => server.stop())
     const raw = await RawClient.open(server.server.port)
     cleanups.push(() => raw.close())
