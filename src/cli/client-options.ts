@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { ConnectOptions, TrustPolicy } from '../client/connection.js'
+import type { Notice } from '../protocol/calls.js'
 import { normalizeFingerprint } from '../client/known-servers.js'
 import { serverKey, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
@@ -59,7 +60,26 @@ export async function connectOptions(
       ...(confirmNewServer ? { confirmNewServer } : {}),
     }
   }
-  return { host, port, trust }
+  return { host, port, trust, onNotice: (notice) => printNotice(notice, args) }
+}
+
+/**
+ * A notice the server left for this session (docs/protocol.md, "Notices"), on stderr: stdout
+ * holds the command's own output. With --json, one JSON line (docs/cli-json.md).
+ */
+function printNotice(notice: Notice, args: ClientArgs): void {
+  if (args.json) {
+    const { event: kind, ...rest } = notice
+    process.stderr.write(`${JSON.stringify({ event: 'notice', kind, ...rest })}\n`)
+    return
+  }
+  // The server's words reach a terminal: no control character (an escape sequence) passes.
+  const plain = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+  process.stderr.write(
+    `securelogin: notice: your authenticator was replaced at ${plain(notice.at)} from ${plain(notice.address)}, ` +
+      `with a recovery code; recovery codes cannot be renewed until ${plain(notice.renewalHeldUntil)}.\n` +
+      `  ${plain(notice.message)}\n`,
+  )
 }
 
 /** Where the session for --server is saved, and how to reach that server. */

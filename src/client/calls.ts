@@ -1,4 +1,4 @@
-import { CALLS, type CallArgs, type CallOp, type CallResult } from '../protocol/calls.js'
+import { CALLS, type CallArgs, type CallOp, type CallResult, type Notice } from '../protocol/calls.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { createRegistration } from '../auth/srp-client.js'
 import { checkNewPassword } from '../auth/password-policy.js'
@@ -16,7 +16,11 @@ export async function call<Op extends CallOp>(
   const parsed = CALLS[op].result.safeParse(answer.data)
   if (answer.op !== op || !parsed.success)
     throw new SecureLoginError('ERR_PROTOCOL', `the server's answer to ${op} does not match its schema`)
-  return parsed.data as CallResult<Op>
+  // A notice is for the person, not for the caller of this op: it goes to the connection's
+  // listener, and the result is what the op answers.
+  const { notice, ...data } = parsed.data as CallResult<Op> & { notice?: Notice }
+  if (notice) conn.onNotice?.(notice)
+  return data as CallResult<Op>
 }
 
 /** After a login with password and TOTP code on `conn`: a new salt and verifier (the password stays here). */

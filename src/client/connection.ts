@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js'
 import { ServerMessage, type ClientMessage, type ServerMessageOf } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import type { Notice } from '../protocol/calls.js'
 import { lookupKnownServer, normalizeFingerprint, rememberKnownServer } from './known-servers.js'
 
 export type TrustPolicy =
@@ -24,6 +25,11 @@ export interface ConnectOptions {
   trust: TrustPolicy
   /** For connecting and for each answer. */
   timeoutMs?: number
+  /**
+   * Told of a notice a call's result carried for this session (docs/protocol.md, "Notices"):
+   * something its owner must hear, such as their authenticator replaced elsewhere.
+   */
+  onNotice?: (notice: Notice) => void
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -34,6 +40,8 @@ export class ServerConnection {
   readonly fingerprint: string
   readonly #socket: TLSSocket
   readonly #timeoutMs: number
+  /** Where a notice goes (ConnectOptions.onNotice); call() hands it over. */
+  readonly onNotice: ((notice: Notice) => void) | undefined
   readonly #decoder = new FrameDecoder()
   readonly #inbox: ServerMessage[] = []
   #waiter: { resolve: (m: ServerMessage) => void; reject: (e: unknown) => void } | undefined
@@ -42,7 +50,14 @@ export class ServerConnection {
   #push: ((message: ServerMessageOf<'audit_entry'> | ServerMessageOf<'error'>) => void) | undefined
   #ended: Array<(error: SecureLoginError) => void> = []
 
-  private constructor(socket: TLSSocket, server: string, fingerprint: string, timeoutMs: number) {
+  private constructor(
+    socket: TLSSocket,
+    server: string,
+    fingerprint: string,
+    timeoutMs: number,
+    onNotice?: (notice: Notice) => void,
+  ) {
+    this.onNotice = onNotice
     this.#socket = socket
     this.server = server
     this.fingerprint = fingerprint
@@ -60,7 +75,7 @@ export class ServerConnection {
       const fingerprint = socket.getPeerX509Certificate()?.fingerprint256
       if (!fingerprint) throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} presented no certificate`)
       if (opts.trust.kind === 'known-servers') await checkKnownServer(opts.trust, server, fingerprint)
-      return new ServerConnection(socket, server, fingerprint, timeoutMs)
+      return new ServerConnection(socket, server, fingerprint, timeoutMs, opts.onNotice)
     } catch (error) {
       socket.destroy()
       throw error
