@@ -10,6 +10,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { MAX_FRAME_BYTES } from '../protocol/frame.js'
 import { canInvite, canManage, isAdmin, whyNotRemove, whyNotSetRole, type Role } from '../auth/roles.js'
 import { checkPasswordKdf } from '../auth/password-stretch.js'
+import { isUsableVerifier } from '../auth/srp-server.js'
 import { buildOtpauthUri } from '../auth/totp.js'
 import { recoveryCodesLeft } from '../auth/recovery-codes.js'
 import { StoreConflict, type StoreChange } from '../store/index.js'
@@ -339,6 +340,9 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         )
       }
       checkPasswordKdf(args.kdf)
+      // As at registration: a verifier outside 1 < v < N would let any password in.
+      if (!isUsableVerifier(args.verifier))
+        throw new SecureLoginError('ERR_PROTOCOL', 'the verifier is not an element of the group (1 < v < N)')
       const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
         changes: [userChange({ ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf })],
         revoke: ctx.sessions.idsOf(record.username, caller.nowMs, session.id),

@@ -450,8 +450,18 @@ describe('passwd and totp_reset after a login with password and code: every call
 
   it.for(CALLERS.map((caller) => ({ caller })))('$caller', async ({ caller }) => {
     const who = user(CALLER_NAME[caller])
+    // A verifier outside the group (v = 1 would let any password in) is refused, and ends the
+    // connection as a protocol error does.
+    const broken = await bench.login(who)
+    const credentials = await bench.credentials(who.name, next.password, next.salt)
+    expect(await broken.peer.callRefusal('passwd', { ...credentials, verifier: '1'.padStart(512, '0') })).toMatchObject(
+      {
+        code: 'ERR_PROTOCOL',
+        ended: true,
+      },
+    )
     const { peer } = await bench.login(who)
-    const { revokedSessions } = await peer.call('passwd', await bench.credentials(who.name, next.password, next.salt))
+    const { revokedSessions } = await peer.call('passwd', credentials)
     expect(revokedSessions).toBeGreaterThanOrEqual(0)
     who.password = next.password
 
