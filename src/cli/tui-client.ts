@@ -11,6 +11,7 @@ import {
 import { call, changePassword, confirmTotpReset, readAudit, startTotpReset } from '../client/calls.js'
 import { SavedSessions, withSession, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
+import type { Notice } from '../protocol/calls.js'
 import { Secret } from '../auth/secret.js'
 import { normalizeUsername } from '../auth/username.js'
 import type { TuiClient } from '../tui/types.js'
@@ -32,6 +33,7 @@ export function createTuiClient(
   let connectOpts: ConnectOptions | undefined
   let conn: ServerConnection | undefined
   let session: { user: string; token: string } | undefined
+  let heard: Notice | undefined
   const followers = new Set<ServerConnection>()
   const pinned = async (): Promise<ConnectOptions> => {
     if (!connectOpts) throw new SecureLoginError('ERR_INTERNAL', 'connect() must come first')
@@ -93,8 +95,10 @@ export function createTuiClient(
 
   return {
     server,
+    notice: () => heard,
     async connect(confirmNewServer) {
-      const opts = await options(confirmNewServer)
+      // A notice goes to the home screen: on stderr it would tear through the app's drawing.
+      const opts = { ...(await options(confirmNewServer)), onNotice: (notice: Notice) => void (heard = plain(notice)) }
       const probe = await ServerConnection.open(opts)
       probe.close()
       // Later connections must present the certificate just checked (now in known_servers, or the --ca).
@@ -195,4 +199,10 @@ export function createTuiClient(
       followers.clear()
     },
   }
+}
+
+/** The server's words reach a terminal: no control character (an escape sequence) passes. */
+function plain(notice: Notice): Notice {
+  const strip = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+  return { ...notice, address: strip(notice.address), message: strip(notice.message) }
 }

@@ -70,13 +70,18 @@ export function HomeApp({
     endsAt: earlier(result.expiresAt, result.idleExpiresAt),
   })
   const [notice, setNotice] = useState<SecureLoginError>()
+  const [heard, setHeard] = useState(client.notice?.())
   const clock = useClock(now)
 
   useEffect(() => {
     if (screen !== 'menu') return
     let live = true
     client.whoami().then(
-      ({ user, role, session }) => live && setWho({ user, role, endsAt: session.expiresAt }),
+      ({ user, role, session }) => {
+        if (!live) return
+        setWho({ user, role, endsAt: session.expiresAt })
+        setHeard(client.notice?.())
+      },
       (error: unknown) => live && setNotice(asSecureLoginError(error)),
     )
     return () => {
@@ -140,6 +145,15 @@ export function HomeApp({
           recovery code used: {result.recoveryCodesLeft} left (after a login with a TOTP code, recovery codes makes ten
           new ones)
         </Text>
+      )}
+      {heard && (
+        <Box marginTop={1} flexDirection="column">
+          <Text color="yellow" bold>
+            your authenticator was replaced {formatTime(heard.at)} from {heard.address}, with a recovery code
+          </Text>
+          <Text color="yellow">recovery codes cannot be renewed until {formatTime(heard.renewalHeldUntil)}</Text>
+          <Text>{heard.message}</Text>
+        </Box>
       )}
       <Box marginTop={1}>
         <Menu items={items} initial={last} onSelect={open} />

@@ -1,5 +1,5 @@
 // What the TUI needs from the network side. src/cli adapts src/client to it; tests pass fakes.
-import type { AuditEntry, AuditHead, SessionInfo, AccountSummary } from '../protocol/calls.js'
+import type { AuditEntry, AuditHead, SessionInfo, AccountSummary, Notice } from '../protocol/calls.js'
 import type { Role } from '../protocol/fields.js'
 import type { LoginResult } from '../client/login.js'
 import type { Enrolment } from '../client/register.js'
@@ -39,6 +39,11 @@ export interface TuiClient {
 
   // Logged in (after submitOtp, submitRecoveryCode or resumeSession):
   whoami(): Promise<{ user: string; role: Role; session: SessionInfo }>
+  /**
+   * The last notice the server left for this session (docs/protocol.md, "Notices"), heard on any
+   * call so far: shown on the home screen until the app ends.
+   */
+  notice?(): Notice | undefined
   /** Revokes this session on the server and forgets the saved token. */
   logout(): Promise<void>
   /** Own sessions; with `user` that user's, with `all` everyone's the caller manages (admins). */

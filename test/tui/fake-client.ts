@@ -10,6 +10,7 @@ import type {
   TuiClient,
   AccountSummary,
 } from '../../src/tui/types.js'
+import type { Notice } from '../../src/protocol/calls.js'
 
 export const URI =
   'otpauth://totp/securelogin:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=securelogin&algorithm=SHA1&digits=6&period=30'
@@ -129,7 +130,17 @@ export class FakeClient implements TuiClient {
 
   async whoami(): Promise<{ user: string; role: Role; session: SessionInfo }> {
     this.calls.push('whoami')
+    // As the server does: a notice left for the session rides on its next call's result.
+    if (this.pendingNotice) [this.heard, this.pendingNotice] = [this.pendingNotice, undefined]
     return { user: this.user, role: this.role, session: this.currentSession() }
+  }
+
+  /** A notice the server has left for this session, delivered with the next call. */
+  pendingNotice: Notice | undefined
+  heard: Notice | undefined
+
+  notice(): Notice | undefined {
+    return this.heard
   }
 
   async logout(): Promise<void> {

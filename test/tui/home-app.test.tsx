@@ -51,6 +51,23 @@ describe('HomeApp', () => {
     expect(frame).toContain('↑/↓: move')
   })
 
+  it('shows a notice the server left for the session: the authenticator replaced with a recovery code', async () => {
+    const client = new FakeClient()
+    client.pendingNotice = {
+      event: 'totp_reset_with_recovery_code',
+      at: '2026-12-05T10:00:00.000Z',
+      address: '127.0.0.9',
+      renewalHeldUntil: '2026-12-06T10:00:00.000Z',
+      message: 'if it was not you, log in with a recovery code and reset your 2FA',
+    }
+    const { app } = await startHome(client)
+    await until(() => expect(app.lastFrame()).toContain('your authenticator was replaced'))
+    const frame = app.lastFrame()!
+    expect(frame).toContain('from 127.0.0.9, with a recovery code')
+    expect(frame).toContain(`recovery codes cannot be renewed until ${formatTime('2026-12-06T10:00:00.000Z')}`)
+    expect(frame).toContain('if it was not you')
+  })
+
   it('opens on the screen it is started at (securelogin passwd at a terminal), and Esc goes to the menu', async () => {
     const client = new FakeClient()
     const login = await client.resumeSession()
