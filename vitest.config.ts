@@ -39,8 +39,9 @@ export default defineConfig({
     // started (servers, CLI processes by pid, stores) and restores what it mocked.
     isolate: false,
     sequence: { sequencer: LongestFirst },
-    // Every test file ends by checking that no noted secret appears in any captured output.
-    setupFiles: ['test/setup/no-secrets.ts'],
+    // Every test file ends by checking that no noted secret appears in any captured output, and
+    // every test that ran the CLI with --json, that each JSON line it printed is in docs/cli-json.md.
+    setupFiles: ['test/setup/no-secrets.ts', 'test/setup/cli-json.ts'],
     reporters: ['default'],
   },
 })

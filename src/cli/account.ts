@@ -6,6 +6,7 @@ import { Secret } from '../auth/secret.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { sessionOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
+import { sessionJson } from './json-events.js'
 import { fromNow } from './duration.js'
 import { loggedIn, type LoginArgs } from './login.js'
 import { printEnrolment } from './enrolment-output.js'
@@ -17,7 +18,8 @@ export async function runWhoami(args: ClientArgs): Promise<void> {
   const options = sessionOptions(args)
   await withSession(options, async (conn) => {
     const { user, role, session } = await call(conn, 'whoami', {})
-    if (args.json) return printJson({ event: 'whoami', user, role, server: options.server, session })
+    if (args.json)
+      return printJson({ event: 'whoami', user, role, server: options.server, session: sessionJson(session) })
     process.stdout.write(`${user} (${role}) on ${options.server}\n`)
     process.stdout.write(
       `session ${session.id.slice(0, 8)}, logged in ${session.createdAt}, ends ${fromNow(session.expiresAt)} ` +
@@ -98,7 +100,7 @@ export async function resolveSessionId(
 }
 
 export function printSessions(sessions: SessionInfo[], json: boolean): void {
-  if (json) return printJson({ event: 'sessions', sessions })
+  if (json) return printJson({ event: 'sessions', sessions: sessions.map(sessionJson) })
   if (sessions.length === 0) return void process.stdout.write('no sessions\n')
   process.stdout.write(`${'ID'.padEnd(10)}${'USER'.padEnd(16)}${'FROM'.padEnd(18)}${'LOGGED IN'.padEnd(22)}ENDS\n`)
   for (const s of sessions) {

@@ -6,6 +6,7 @@ import { SecureLoginError } from '../protocol/errors.js'
 import { normalizeUsername } from '../auth/username.js'
 import { sessionOptions, type ClientArgs } from './client-options.js'
 import { printJson, usageError } from './output.js'
+import { accountJson, auditEvent } from './json-events.js'
 import { parseDuration } from './duration.js'
 import { printSessions, resolveSessionId } from './account.js'
 
@@ -48,7 +49,7 @@ const ttlOf = (args: AdminArgs) => {
 export async function runAdminUsers(args: AdminArgs): Promise<void> {
   await withSession(sessionOptions(args), async (conn) => {
     const { users } = await call(conn, 'users', {})
-    if (args.json) return printJson({ event: 'users', users })
+    if (args.json) return printJson({ event: 'users', users: users.map(accountJson) })
     printUsers(users)
   })
 }
@@ -77,7 +78,14 @@ export async function runAdminInvite(args: AdminArgs): Promise<void> {
   const options = sessionOptions(args)
   await withSession(options, async (conn) => {
     const invite = await call(conn, 'invite', { role, ttlSeconds, ...(user !== undefined ? { user } : {}) })
-    if (args.json) return printJson({ event: 'invite', ...invite })
+    if (args.json)
+      return printJson({
+        event: 'invite',
+        token: invite.token,
+        role: invite.role,
+        user: invite.user,
+        expiresAt: invite.expiresAt,
+      })
     process.stdout.write(
       `invite for ${invite.user ?? 'any new user name'} as ${invite.role}, single use, expires ${invite.expiresAt}:\n`,
     )
@@ -199,7 +207,7 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
 }
 
 function printEntry(entry: AuditEntry, json: boolean): void {
-  if (json) return printJson({ event: 'audit', ...entry })
+  if (json) return printJson(auditEvent(entry))
   const details = entry.details
     ? ' ' +
       Object.entries(entry.details)
@@ -216,8 +224,10 @@ export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {
   const anchor = args.anchor !== undefined ? anchorOf(args.anchor) : undefined
   await withSession(sessionOptions(args), async (conn) => {
     const report = await call(conn, 'audit_verify', anchor ? { anchor } : {})
-    if (args.json) printJson({ event: 'audit_verify', ...report })
-    else {
+    if (args.json) {
+      const { ok, entries, head, problems } = report
+      printJson({ event: 'audit_verify', ok, entries, head, problems })
+    } else {
       process.stdout.write(`audit log: ${report.entries} entries, head ${report.head.n}:${report.head.hash}\n`)
       for (const problem of report.problems) process.stdout.write(`  entry ${problem.n}: ${problem.problem}\n`)
       if (report.ok) process.stdout.write('the chain is intact\n')

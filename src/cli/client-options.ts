@@ -7,6 +7,7 @@ import { normalizeFingerprint } from '../client/known-servers.js'
 import { serverKey, type SessionOptions } from '../client/session.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { usageError } from './output.js'
+import type { NoticeEvent } from './json-events.js'
 
 export interface ClientArgs {
   server: string
@@ -69,8 +70,9 @@ export async function connectOptions(
  */
 function printNotice(notice: Notice, args: ClientArgs): void {
   if (args.json) {
-    const { event: kind, ...rest } = notice
-    process.stderr.write(`${JSON.stringify({ event: 'notice', kind, ...rest })}\n`)
+    const { event: kind, at, address, renewalHeldUntil, message } = notice
+    const line: NoticeEvent = { event: 'notice', kind, at, address, renewalHeldUntil, message }
+    process.stderr.write(`${JSON.stringify(line)}\n`)
     return
   }
   // The server's words reach a terminal: no control character (an escape sequence) passes.

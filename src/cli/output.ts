@@ -1,4 +1,5 @@
 import { SecureLoginError } from '../protocol/errors.js'
+import type { ErrorEvent, StdoutEvent } from './json-events.js'
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
@@ -12,7 +13,8 @@ export function reportError(error: unknown, opts: { json: boolean; write?: (line
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`
   const hint = known ? error.hint : undefined
   if (opts.json) {
-    write(JSON.stringify({ event: 'error', code, message, ...(hint ? { hint } : {}) }))
+    const line: ErrorEvent = { event: 'error', code, message, ...(hint ? { hint } : {}) }
+    write(JSON.stringify(line))
   } else {
     write(`securelogin: error: ${message} (${code})`)
     if (hint) write(`securelogin: hint: ${hint}`)
@@ -24,6 +26,7 @@ export function usageError(message: string, hint?: string): SecureLoginError {
   return new SecureLoginError('ERR_USAGE', message, hint === undefined ? {} : { hint })
 }
 
-export function printJson(event: Record<string, unknown>): void {
+/** One event on stdout with --json: its shape is one of docs/cli-json.md's (src/cli/json-events.ts). */
+export function printJson(event: StdoutEvent): void {
   process.stdout.write(`${JSON.stringify(event)}\n`)
 }

@@ -1,7 +1,10 @@
 import { printJson } from './output.js'
 
 /** Recovery codes as a person or a script needs them: shown once, never again. */
-export function printRecoveryCodes(codes: string[], opts: { json: boolean; event: string; user: string }): void {
+export function printRecoveryCodes(
+  codes: string[],
+  opts: { json: boolean; event: 'registered' | 'recovery_codes'; user: string },
+): void {
   if (opts.json) return printJson({ event: opts.event, user: opts.user, recoveryCodes: codes })
   process.stdout.write(
     'recovery codes (each works once in place of a code; they are not shown again, keep them somewhere safe):\n',

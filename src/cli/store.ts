@@ -75,8 +75,10 @@ export async function runStoreInit(args: StoreArgs & { kdfLogn?: number | undefi
 /** The plaintext header: no passphrase, no lock. */
 export async function runStoreInfo(args: StoreArgs): Promise<void> {
   const info = await readStoreHeader(args.store)
-  if (args.json) printJson({ event: 'store_info', path: args.store, ...info })
-  else {
+  if (args.json) {
+    const { formatVersion, kdf, storeId, fileSize } = info
+    printJson({ event: 'store_info', path: args.store, formatVersion, kdf, storeId, fileSize })
+  } else {
     process.stdout.write(
       [
         `store ${args.store}`,
@@ -111,8 +113,16 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
       event: 'store_verified',
       path: args.store,
       ok: !tornTail && audit.ok && state.ok,
-      ...stats,
-      audit,
+      formatVersion: stats.formatVersion,
+      kdf: stats.kdf,
+      storeId: stats.storeId,
+      fileSize: stats.fileSize,
+      records: stats.records,
+      entries: stats.entries,
+      live: stats.live,
+      dead: stats.dead,
+      users: stats.users,
+      audit: { ok: audit.ok, entries: audit.entries, head: audit.head, problems: audit.problems },
       state,
       ...(tornTail ? { tornTail } : {}),
     })
@@ -171,8 +181,18 @@ export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
     })
     try {
       const result = await store.compact()
-      if (args.json) printJson({ event: 'store_compacted', path: args.store, ...result })
-      else {
+      if (args.json) {
+        const { recordsBefore, recordsAfter, bytesBefore, bytesAfter, ms } = result
+        printJson({
+          event: 'store_compacted',
+          path: args.store,
+          recordsBefore,
+          recordsAfter,
+          bytesBefore,
+          bytesAfter,
+          ms,
+        })
+      } else {
         process.stdout.write(
           `compacted ${args.store}: ${result.recordsBefore} -> ${result.recordsAfter} records, ` +
             `${result.bytesBefore} -> ${result.bytesAfter} bytes in ${result.ms} ms; new data key\n`,
@@ -269,6 +289,7 @@ export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<
 /** Takes the lock before asking for a passphrase, so that a store in use is refused at once. */
 async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Report) => Promise<T>): Promise<T> {
   const report: Report = (event, fields) => {
+    // With --json, one of docs/cli-json.md's store reports (StoreReportEvents in json-events.ts).
     if (args.json) process.stderr.write(`${JSON.stringify({ event, ...fields })}\n`)
     else
       process.stderr.write(

@@ -46,7 +46,15 @@ export async function runToken(args: TokenArgs): Promise<void> {
     )
   }
   const issued = await withSession(sessionOptions(args), (conn) => call(conn, 'token', { audience, ttlSeconds }))
-  if (args.json) printJson({ event: 'token', audience, ...issued })
+  if (args.json)
+    printJson({
+      event: 'token',
+      audience,
+      token: issued.token,
+      kid: issued.kid,
+      jti: issued.jti,
+      expiresAt: issued.expiresAt,
+    })
   else {
     process.stdout.write(`${issued.token}\n`)
     if (process.stderr.isTTY)

@@ -153,8 +153,9 @@ describe.runIf(hasOathtool)('the saved session', () => {
       current: true,
       address: '127.0.0.1',
     })
-    expect(Date.parse(session.expiresAt) - Date.parse(session.lastSeenAt)).toBe(5 * MINUTE)
-    expect(Date.parse(session.absoluteExpiresAt) - Date.parse(session.createdAt)).toBe(20 * MINUTE)
+    // docs/cli-json.md: idleExpiresAt is the end if unused, expiresAt the absolute end.
+    expect(Date.parse(session.idleExpiresAt) - Date.parse(session.lastSeenAt)).toBe(5 * MINUTE)
+    expect(Date.parse(session.expiresAt) - Date.parse(session.createdAt)).toBe(20 * MINUTE)
   })
 
   it('an ended session is refused with the way out, and forgotten', async () => {

@@ -15,6 +15,7 @@ import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
 import { runCli, runCliToEnd, type CliRun } from './cli.js'
 import { FileClock } from './clock.js'
 import { makeTempDir } from './env.js'
+import { checkJsonOutput } from './json-events.js'
 import { noteIssuedSecrets, noteOutput, noteSecret } from './secrets.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from './server-process.js'
 import { oathtoolCode } from './tools.js'
@@ -252,6 +253,7 @@ export class Lab {
       noteIssuedSecrets(source, stdout)
       noteOutput(source, 'stdout', stdout)
       noteOutput(source, 'stderr', stderr)
+      checkJsonOutput(source, [...args, ...this.clientArgs()], stdout, stderr)
     }
   }
 

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { BIN } from './env.js'
+import { checkJsonOutput } from './json-events.js'
 import { noteIssuedSecrets, noteOutput, noteSecret } from './secrets.js'
 
 export interface CliRun {
@@ -58,6 +59,7 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
         noteIssuedSecrets(name, stdout)
         noteOutput(name, 'stdout', stdout)
         noteOutput(name, 'stderr', stderr)
+        checkJsonOutput(name, args, stdout, stderr)
         resolve({ code, signal, stdout, stderr })
       }),
   )
