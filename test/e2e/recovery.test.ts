@@ -6,6 +6,7 @@ import { secretFromOtpauthUri } from '../../src/auth/totp.js'
 import { RECOVERY_CODE_PATTERN } from '../../src/auth/recovery-codes.js'
 import { ServerConnection } from '../../src/client/connection.js'
 import { authenticateWith, submitRecoveryCode, type LoginResult } from '../../src/client/login.js'
+import { call } from '../../src/client/calls.js'
 import { killAllCli, runCli, runCliToEnd } from '../helpers/cli.js'
 import { makeTempDir } from '../helpers/env.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
@@ -156,5 +157,48 @@ describe.runIf(hasOathtool)('recovery codes', () => {
     // The printed codes are the live ones: an old unused code is gone, a new one works.
     await expect(recoveryLoginDirect(codes[9]!)).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' })
     expect(await recoveryLoginDirect(renewed.recoveryCodes[0])).toMatchObject({ recoveryCodesLeft: 9 })
+    codes = renewed.recoveryCodes
+  })
+
+  it("an authenticator replaced with a recovery code is told to the owner's session at its next command, once", async () => {
+    // Someone with bob's password and one recovery code replaces his authenticator.
+    const certFile = join(dir, 'certs', 'server.crt')
+    const conn = await ServerConnection.open({
+      host: '127.0.0.1',
+      port: server.port,
+      trust: { kind: 'ca', ca: await readFile(certFile), caFile: certFile },
+    })
+    try {
+      await authenticateWith(
+        conn,
+        'bob',
+        ({ salt, kdf }) => (privateKey ??= derivePrivateKey({ salt, username: 'bob', password: PASSWORD, kdf })),
+      )
+      noteSecret('session token', (await submitRecoveryCode(conn, codes[1]!)).token!)
+      const { otpauthUri } = await call(conn, 'totp_reset', {})
+      const secret = secretFromOtpauthUri(otpauthUri)!
+      noteSecret('TOTP secret', secret)
+      await call(conn, 'totp_confirm', { code: oathtoolCode(secret, clock.nextStep()) })
+    } finally {
+      conn.close()
+    }
+    // bob's saved session (the last test's login) hears of it on stderr, beside whoami's answer.
+    const first = await runCliToEnd(['whoami', ...client()], '', { env: env() })
+    expect(first.code).toBe(0)
+    expect(lastJson(first.stdout)).toMatchObject({ user: 'bob' })
+    const notice = first.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line))
+      .find((event) => event.event === 'notice')
+    expect(notice).toMatchObject({
+      event: 'notice',
+      kind: 'totp_reset_with_recovery_code',
+      address: '127.0.0.1',
+      renewalHeldUntil: expect.any(String),
+    })
+    const again = await runCliToEnd(['whoami', ...client()], '', { env: env() })
+    expect(again.code).toBe(0)
+    expect(again.stderr).not.toContain('notice')
   })
 })
