@@ -541,6 +541,10 @@ function makeRecovery() {
     ['', null, 'empty'],
     ['-----', null, 'only dashes'],
     ['ａｂｃｄｅ-ｆｇｈｊｋ', null, 'fullwidth letters are not the ASCII ones'],
+    ['abcde-fghj\u212a', null, 'the Kelvin sign is not k: only ASCII letters are lowered'],
+    ['abcde\u00a0fghjk', null, 'a no-break space is not a separator: only space, tab, CR, LF and "-"'],
+    ['\ufeffabcde-fghjk', null, 'nor is a byte order mark'],
+    ['abcde\u000bfghjk', null, 'nor a vertical tab'],
   ].map(([input, canonical, comment]) => ({
     comment,
     input,

@@ -46,9 +46,11 @@ export function generateRecoveryCodes(random: (bytes: number) => Buffer): string
  * Crockford's look-alikes are read as the digits they resemble (o -> 0, i and l -> 1).
  */
 export function normalizeRecoveryCode(input: string): string {
+  // ASCII only, as README says: a Unicode-aware lower-casing would read the Kelvin sign as k,
+  // and \s would take no-break and other spaces; a code typed with those is refused instead.
   const chars = input
-    .toLowerCase()
-    .replace(/[\s-]+/g, '')
+    .replace(/[A-Z]/g, (c) => c.toLowerCase())
+    .replace(/[ \t\r\n-]+/g, '')
     .replace(/o/g, '0')
     .replace(/[il]/g, '1')
   if (chars.length !== CODE_CHARS || [...chars].some((c) => !ALPHABET.includes(c))) {

@@ -84,9 +84,14 @@ export async function verifyToken(token: string, options: VerifyTokenOptions): P
   const jwks = parseJwks(options.jwks)
   const tolerance = options.clockToleranceSeconds ?? TOKEN_CLOCK_TOLERANCE_SECONDS
   const now = options.now ?? new Date()
-  if (typeof token !== 'string' || token.length > 4096) throw invalid('not a token')
+  if (typeof token !== 'string') throw invalid('not a token')
+  // White space around a pasted token is forgiven; the token itself is held to its limit.
   const compact = token.trim()
+  if (compact.length > 4096) throw invalid('not a token')
   if (!isCanonicalCompact(compact)) throw invalid('it is not three parts of canonical base64url')
+  // Our header, exactly: jose would take a missing kid (any key of the set that verifies) and
+  // typ spelled "jwt" or "application/JWT"; one spelling per token is the rule.
+  if (!hasOurHeader(compact)) throw invalid('its header is not alg EdDSA, typ JWT and a kid')
   let payload: unknown
   try {
     ;({ payload } = await jwtVerify(compact, createLocalJWKSet(jwks), {
@@ -118,6 +123,17 @@ export async function verifyToken(token: string, options: VerifyTokenOptions): P
  * character alone), and an application that keys a cache, a deny list or a replay check on the
  * token's text would count one token as several.
  */
+function hasOurHeader(compact: string): boolean {
+  try {
+    const header = JSON.parse(Buffer.from(compact.split('.')[0]!, 'base64url').toString('utf8')) as unknown
+    if (typeof header !== 'object' || header === null) return false
+    const { alg, typ, kid, ...rest } = header as Record<string, unknown>
+    return alg === 'EdDSA' && typ === 'JWT' && typeof kid === 'string' && Object.keys(rest).length === 0
+  } catch {
+    return false
+  }
+}
+
 function isCanonicalCompact(compact: string): boolean {
   const parts = compact.split('.')
   return parts.length === 3 && parts.every((part) => Buffer.from(part, 'base64url').toString('base64url') === part)

@@ -1,6 +1,7 @@
 import srp from 'secure-remote-password/client.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { DEFAULT_PASSWORD_KDF, stretchPassword, type PasswordKdf } from './password-stretch.js'
+import { RFC5054_2048 } from './srp-group.js'
 
 // The client side of SRP-6a is the secure-remote-password package (RFC 5054 2048-bit group,
 // SHA-256, x = H(s, H(I | ':' | P'))), where P' is the password stretched with scrypt first
@@ -57,6 +58,9 @@ export function deriveClientSession(opts: {
   username: string
   x: string
 }): ClientSession {
+  // The same range the server holds A to: 0 < B < N as sent (the package checks only B mod N).
+  const B = /^[0-9a-f]+$/i.test(opts.B) ? BigInt(`0x${opts.B}`) : 0n
+  if (B <= 0n || B >= RFC5054_2048.N) throw serverAuthFailed(new RangeError('B is outside 0 < B < N'))
   try {
     const { proof: M1, key: K } = srp.deriveSession(opts.ephemeral.a, opts.B, opts.salt, opts.username, opts.x)
     return { M1, K }

@@ -70,7 +70,9 @@ export class FrameDecoder {
 
 function parseJson(body: Buffer): unknown {
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body))
+    // ignoreBOM keeps a leading U+FEFF in the text, where JSON.parse refuses it: RFC 8259 8.1
+    // says a sender must not add one, and one spelling of a frame is all the spec allows.
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body))
   } catch (cause) {
     throw new SecureLoginError('ERR_PROTOCOL', `frame of ${body.length} bytes is not UTF-8 JSON`, { cause })
   }

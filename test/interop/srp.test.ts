@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { RFC5054_2048 } from '../../src/auth/srp-group.js'
 import srpClient from 'secure-remote-password/client.js'
 import { generate } from 'otplib'
 import { finishServerLogin, startServerLogin } from '../../src/auth/srp-server.js'
@@ -63,6 +64,11 @@ describe('SRP maths: the package and our wrappers agree', () => {
     const x = await derivePrivateKey({ salt, username: 'carol', password: PASSWORD, kdf })
     const ephemeral = startClientLogin()
     expect(() => deriveClientSession({ ephemeral, salt, B: '0'.repeat(512), username: 'carol', x })).toThrow(
+      expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
+    )
+    // B >= N, though not 0 mod N: the package would take it; the client holds B to 0 < B < N.
+    const NPlusOne = (RFC5054_2048.N + 1n).toString(16).padStart(512, '0')
+    expect(() => deriveClientSession({ ephemeral, salt, B: NPlusOne, username: 'carol', x })).toThrow(
       expect.objectContaining({ code: 'ERR_SERVER_AUTH_FAILED' }),
     )
     const server = startServerLogin(verifier)

@@ -32,6 +32,13 @@ describe('frame codec', () => {
     expect(decoder.push(encodeFrame({ n: 3 }).subarray(6))).toEqual([{ n: 3 }])
   })
 
+  it('refuses a body that starts with a UTF-8 byte order mark (RFC 8259 8.1: a sender must not add one)', () => {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"type":"jwks_get"}')])
+    const frame = Buffer.concat([Buffer.alloc(4), body])
+    frame.writeUInt32BE(body.length, 0)
+    expect(() => new FrameDecoder().push(frame)).toThrow(expect.objectContaining({ code: 'ERR_PROTOCOL' }))
+  })
+
   it('accepts a frame of exactly 64 KiB', () => {
     const body = Buffer.from(JSON.stringify('x'.repeat(MAX_FRAME_BYTES - 2)))
     expect(body.length).toBe(MAX_FRAME_BYTES)

@@ -127,8 +127,9 @@ describe('verifyToken', () => {
     // An Ed25519 signature is 64 bytes, 86 characters: the last carries 4 unused bits.
     expect(respellings(parts[2]!).length).toBeGreaterThanOrEqual(15)
     expect(spellings).toBeGreaterThanOrEqual(17)
-    // Surrounding white space (a pasted token) is not part of the token.
+    // Surrounding white space (a pasted token) is not part of the token, nor of its length limit.
     expect(await code(` ${token}\n`)).toBe('ok')
+    expect(await code(`${' '.repeat(4000)}${token}`)).toBe('ok')
   })
 
   it('refuses alg "none" and HS256 signed with the public key (algorithm confusion)', async () => {
@@ -157,6 +158,13 @@ describe('verifyToken', () => {
     expect(await code(await sign(noSid))).toBe('ERR_TOKEN_INVALID')
     expect(await code(await sign({ ...claims(), role: 'root' }))).toBe('ERR_TOKEN_INVALID')
     expect(await code(await sign({ ...claims() }, 'at+jwt'))).toBe('ERR_TOKEN_INVALID')
+    // Our header exactly: jose would normalise these spellings of typ and pick a key without kid.
+    expect(await code(await sign({ ...claims() }, 'jwt'))).toBe('ERR_TOKEN_INVALID')
+    expect(await code(await sign({ ...claims() }, 'application/JWT'))).toBe('ERR_TOKEN_INVALID')
+    const noKid = await new SignJWT({ ...claims() })
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+      .sign(createPrivateKey({ key: { ...key.privateJwk }, format: 'jwk' }))
+    expect(await code(noKid)).toBe('ERR_TOKEN_INVALID')
     expect(await code(await sign({ ...claims() }))).toBe('ok')
   })
 
