@@ -259,7 +259,7 @@ function makeRegistration() {
         'docs/vectors/README.md says in which order to compute them.',
       group: DESCRIBE_GROUP,
       stretch_label:
-        'the 24 bytes "securelogin password v1" and one NUL byte (0x00), in front of the salt in the scrypt salt',
+        'the 23 bytes "securelogin password v1" and one NUL byte (0x00), in front of the salt in the scrypt salt',
       'cases[].password': 'the password as the person typed it (a JSON string; not yet normalised)',
       'cases[].password_utf8': 'its UTF-8 bytes, hex',
       'cases[].password_nfkc': 'the password after Unicode NFKC: what is stretched',

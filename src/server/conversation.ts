@@ -117,6 +117,19 @@ export class Conversation {
     if (error.code === 'ERR_PROTOCOL') {
       this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: error.message })
     }
+    // The store's words name its keys (a user name, a role): they go to the log, and the peer
+    // hears only what happened. A conflict may be retried; any other store fault is internal.
+    if (error.code.startsWith('ERR_STORE_')) {
+      this.#ctx.logger.log('error', 'store_error', { address: this.#address, code: error.code, error: error.message })
+      return error.code === 'ERR_STORE_CONFLICT'
+        ? {
+            type: 'error',
+            code: 'ERR_STORE_CONFLICT',
+            message: 'the change met another one made at the same moment',
+            hint: 'try again',
+          }
+        : { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
+    }
     return { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
   }
 }

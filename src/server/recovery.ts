@@ -4,6 +4,8 @@ import type { ServerContext } from './context.js'
 import type { Reply, Request } from './vocabulary.js'
 import { getUser, recoveryChange, type AccountRecord } from './accounts.js'
 import { audit } from './audit-events.js'
+import { sessionEnded } from './login.js'
+import { KeepsConnection } from './vocabulary.js'
 
 /**
  * How long after the authenticator is replaced on a login made with a recovery code the codes
@@ -34,15 +36,19 @@ export function renewalHeldUntil(record: Pick<AccountRecord, 'recoveryResetAt'>,
  */
 export async function handleRecoveryRenew({ ctx, state, address }: Request<'authenticated'>): Promise<Reply> {
   const { user, factor } = state
+  // As every call does: the session may have been revoked, or the account removed, since the
+  // login on this connection.
+  const live = async () => {
+    const session = await ctx.sessions.check(state.sessionId, ctx.now())
+    if (!session || !(await getUser(ctx.store, user.username))) throw sessionEnded()
+  }
+  await live()
   if (factor !== 'totp') {
     ctx.logger.log('info', 'recovery_codes_refused', { user: user.username, address, factor })
-    throw new SecureLoginError(
-      'ERR_FORBIDDEN',
-      'renewing recovery codes needs a login with a code from your authenticator',
-      {
-        hint: 'log in with your authenticator app, not a recovery code',
-      },
-    )
+    // A refusal leaves the person logged in, as a refused call does; an ended session does not.
+    throw refused('ERR_FORBIDDEN', 'renewing recovery codes needs a login with a code from your authenticator', {
+      hint: 'log in with your authenticator app, not a recovery code',
+    })
   }
   const held = async () => {
     const record = await getUser(ctx.store, user.username)
@@ -58,7 +64,7 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
       outcome: 'refused',
       details: { reason: 'held after a 2fa reset with a recovery code', heldUntil: at },
     })
-    throw new SecureLoginError(
+    throw refused(
       'ERR_FORBIDDEN',
       'renewing recovery codes is held for 24 h after the authenticator was replaced on a login with a recovery code',
       {
@@ -70,9 +76,13 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
   await held()
   const { codes, hashes } = await makeRecoveryCodes(ctx)
   await ctx.perUser.run(user.username, async () => {
+    await live()
     await held()
     await ctx.store.commit([recoveryChange(user.username, hashes)])
   })
   ctx.logger.log('info', 'recovery_codes_renewed', { user: user.username, address })
   return { message: { type: 'recovery_codes', codes }, next: state }
 }
+
+const refused = (...args: ConstructorParameters<typeof SecureLoginError>) =>
+  new KeepsConnection(new SecureLoginError(...args))

@@ -95,9 +95,25 @@ describe('renewing the codes', () => {
   it('is refused on a login made with a recovery code (ERR_FORBIDDEN), and the codes stay', async () => {
     const { peer, welcome } = await bench.loginWithRecoveryCode(bob, bob.recoveryCodes[5]!)
     expect(welcome.recoveryCodesLeft).toBe(4)
-    expect(await peer.refusal({ type: 'recovery_codes_renew' })).toMatchObject({ code: 'ERR_FORBIDDEN' })
+    // Refused as a call would be: the person stays logged in.
+    expect(await peer.refusal({ type: 'recovery_codes_renew' })).toMatchObject({ code: 'ERR_FORBIDDEN', ended: false })
+    expect(await peer.call('whoami', {})).toMatchObject({ user: 'bob' })
     const next = await bench.loginWithRecoveryCode(bob, bob.recoveryCodes[6]!)
     expect(next.welcome.recoveryCodesLeft).toBe(3)
+  })
+
+  it('is refused once the session has ended, though the connection logged in with a TOTP code', async () => {
+    const { peer, welcome } = await bench.login(bob)
+    // Revoked from another connection (a password change elsewhere does the same).
+    const other = await bench.login(bob)
+    await other.peer.call('revoke', { id: welcome.sessionId })
+    const before = await getRecovery(bench.store, 'bob')
+    expect(await peer.refusal({ type: 'recovery_codes_renew' })).toMatchObject({
+      code: 'ERR_FORBIDDEN',
+      message: expect.stringMatching(/session has ended/),
+      ended: true,
+    })
+    expect(await getRecovery(bench.store, 'bob')).toEqual(before)
   })
 
   it('after a login with a TOTP code replaces every code: the old ones are gone, a new one works once', async () => {
