@@ -49,7 +49,7 @@ export async function connectOptions(
         `cannot read --ca file ${args.ca} (${(error as NodeJS.ErrnoException).code})`,
       )
     }
-    trust = { kind: 'ca', ca, caFile: args.ca }
+    trust = { kind: 'ca', ca, caFile: args.ca, rememberIn: join(secureloginHome(), 'known_servers') }
   } else {
     if (args.acceptFingerprint !== undefined && !normalizeFingerprint(args.acceptFingerprint)) {
       throw usageError('--accept-fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)')

@@ -191,8 +191,19 @@ export const SigningKeyRotatedEvent = event('signing_key_rotated', {
   keys: z.int().min(1),
 })
 
+const fingerprint = z.string().regex(/^[0-9A-F]{2}(:[0-9A-F]{2}){31}$/)
+export const KnownServersEvent = event('known_servers', {
+  file: path,
+  servers: z.array(z.strictObject({ server, fingerprint })),
+})
+export const ServerTrustedEvent = event('server_trusted', { server, fingerprint, replaced: count })
+export const ServerForgottenEvent = event('server_forgotten', { server, removed: count })
+
 export const StdoutEvent = z.discriminatedUnion('event', [
   EnrolEvent,
+  KnownServersEvent,
+  ServerTrustedEvent,
+  ServerForgottenEvent,
   RegisteredEvent,
   LoginEvent,
   RecoveryCodesEvent,

@@ -238,6 +238,33 @@ export async function main(argv: string[]): Promise<void> {
           }),
         async (args) => (await import('./login.js')).runRecoveryCodes(args),
       )
+      .command(
+        'servers',
+        'the servers this client trusts (known_servers): list them, trust one, forget one',
+        (y) =>
+          y
+            .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout' })
+            .command(
+              'trust <server>',
+              'trust HOST:PORT by its certificate (--ca) or its SHA-256 fingerprint, replacing what was known',
+              (c) =>
+                c
+                  .positional('server', { type: 'string', describe: 'HOST:PORT' })
+                  .option('ca', { type: 'string', describe: "the server's certificate file (certs/server.crt)" })
+                  .option('fingerprint', {
+                    type: 'string',
+                    describe: 'its SHA-256 fingerprint, as the server printed it',
+                  }),
+              async (args) => (await import('./servers.js')).runServersTrust(args),
+            )
+            .command(
+              'forget <server>',
+              'forget HOST:PORT (after its certificate was replaced on purpose); the next connection asks again',
+              (c) => c.positional('server', { type: 'string', describe: 'HOST:PORT' }),
+              async (args) => (await import('./servers.js')).runServersForget(args),
+            ),
+        async (args) => (await import('./servers.js')).runServersList(args),
+      )
       .command('whoami', 'show who the saved session is and when it ends', sessionOptions, async (args) =>
         (await import('./account.js')).runWhoami(args),
       )

@@ -4,11 +4,21 @@ import { FrameDecoder, encodeFrame } from '../protocol/frame.js'
 import { ServerMessage, type ClientMessage, type ServerMessageOf } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { Notice } from '../protocol/calls.js'
-import { lookupKnownServer, normalizeFingerprint, rememberKnownServer } from './known-servers.js'
+import { lookupKnownServer, normalizeFingerprint, rememberKnownServer, replaceKnownServer } from './known-servers.js'
 
 export type TrustPolicy =
   /** Pin this certificate (or CA): the server must present a chain to it, for this host name. */
-  | { kind: 'ca'; ca: Buffer; caFile: string }
+  | {
+      kind: 'ca'
+      ca: Buffer
+      caFile: string
+      /**
+       * The known-servers file to record the pinned certificate's fingerprint in, so that later
+       * commands without --ca trust the same server (the CLI's --ca is remembered, as ssh's
+       * StrictHostKeyChecking=accept-new records a host it was told about).
+       */
+      rememberIn?: string
+    }
   /** Trust on first use, recorded in a known-servers file, as ssh does. */
   | {
       kind: 'known-servers'
@@ -75,6 +85,12 @@ export class ServerConnection {
       const fingerprint = socket.getPeerX509Certificate()?.fingerprint256
       if (!fingerprint) throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} presented no certificate`)
       if (opts.trust.kind === 'known-servers') await checkKnownServer(opts.trust, server, fingerprint)
+      else if (opts.trust.rememberIn !== undefined) {
+        const file = opts.trust.rememberIn
+        const known = await lookupKnownServer(file, server)
+        if (known === undefined || normalizeFingerprint(known) !== fingerprint)
+          await replaceKnownServer(file, server, fingerprint)
+      }
       return new ServerConnection(socket, server, fingerprint, timeoutMs, opts.onNotice)
     } catch (error) {
       socket.destroy()
@@ -228,7 +244,11 @@ async function checkKnownServer(
       'ERR_TLS_CHANGED',
       `the certificate of ${server} has changed: someone may be intercepting this connection (was ${known}, now ` +
         `${fingerprint})`,
-      { hint: `if the server's certificate was replaced on purpose, remove the line for ${server} from ${trust.file}` },
+      {
+        hint:
+          `if the server's certificate was replaced on purpose: securelogin servers forget ${server}, ` +
+          "then connect again and compare the new fingerprint with the server's",
+      },
     )
   }
   if (trust.acceptFingerprint !== undefined) {
@@ -247,12 +267,16 @@ async function checkKnownServer(
       `the authenticity of server ${server} can't be established (sha256 ${fingerprint})`,
       {
         hint:
-          `pass --ca certs/server.crt, or --accept-fingerprint ${fingerprint} after checking it against the ` +
-          "server's",
+          `check it against the fingerprint the server printed, then: securelogin servers trust ${server} ` +
+          `--fingerprint ${fingerprint} (or pass --ca certs/server.crt, or --accept-fingerprint once)`,
       },
     )
   } else if (!(await trust.confirmNewServer(fingerprint))) {
-    throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} was not trusted`)
+    throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${server} was not trusted`, {
+      hint:
+        'compare the fingerprint with the one the server printed at start (ask its operator), then: ' +
+        `securelogin servers trust ${server} --fingerprint SHA256, or pass --ca certs/server.crt`,
+    })
   }
   await rememberKnownServer(trust.file, server, fingerprint)
 }
