@@ -1,3 +1,4 @@
+import { asInvoked } from './invoked.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ErrorEvent, StdoutEvent } from './json-events.js'
 
@@ -11,7 +12,8 @@ export function reportError(error: unknown, opts: { json: boolean; write?: (line
   const known = error instanceof SecureLoginError
   const code = known ? error.code : 'ERR_INTERNAL'
   const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)}`
-  const hint = known ? error.hint : undefined
+  // A hint's command must work when pasted (src/cli/invoked.ts); the server's hints say "securelogin".
+  const hint = known && error.hint !== undefined ? asInvoked(error.hint) : undefined
   if (opts.json) {
     const line: ErrorEvent = { event: 'error', code, message, ...(hint ? { hint } : {}) }
     write(JSON.stringify(line))

@@ -14,7 +14,7 @@ import {
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { makeTempDir } from '../helpers/env.js'
+import { BIN, ROOT, makeTempDir } from '../helpers/env.js'
 import { createStore, openStore, storeExists } from '../../src/store/index.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
 import { ServerConnection } from '../../src/client/connection.js'
@@ -132,12 +132,15 @@ describe('securelogin store', () => {
     expect(half.code).toBe(2)
   })
 
-  it('says plainly when there is no store', async () => {
-    const missing = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '')
+  it('says plainly when there is no store, the hint in the form the CLI was run by', async () => {
+    const missing = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '', { cwd: ROOT })
     expect(missing.code).toBe(1)
     expect(missing.stderr).toBe(
-      `securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with securelogin store init\n`,
+      `securelogin: error: no store at ${join(dir, 'nowhere.store')} (ERR_STORE_IO)\nsecurelogin: hint: check --store, or make one with ./bin/securelogin store init\n`,
     )
+    // From another directory the path is given whole: pasted, it still works.
+    const elsewhere = await runCliToEnd(['store', 'info', '--store', join(dir, 'nowhere.store')], '', { cwd: dir })
+    expect(elsewhere.stderr).toContain(`make one with ${BIN} store init`)
   })
 })
 
