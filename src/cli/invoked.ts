@@ -45,8 +45,25 @@ function onPath(script: string, path: string): boolean {
 }
 
 /** "securelogin" followed by one of its commands, at the start of a word. */
-const COMMAND =
-  /(^|[\s`'"(:])securelogin (?=(?:register|login|logout|whoami|sessions|passwd|reset-2fa|recovery-codes|home|admin|store|server|servers|token|jwks|verify-token)\b)/g
+const COMMANDS = [
+  'register',
+  'login',
+  'logout',
+  'whoami',
+  'sessions',
+  'passwd',
+  'reset-2fa',
+  'recovery-codes',
+  'home',
+  'admin',
+  'store',
+  'server',
+  'servers',
+  'token',
+  'jwks',
+  'verify-token',
+]
+const COMMAND = new RegExp(`(^|[\\s\`'"(:])securelogin (?=(?:${COMMANDS.join('|')})\\b)`, 'g')
 
 /** `text` with each printed "securelogin COMMAND" in the form this process was invoked by. */
 export function asInvoked(text: string, as = invokedAs()): string {
