@@ -57,6 +57,16 @@ export function commonPasswords(): Set<string> {
   return common
 }
 
+/**
+ * Two typings of a new password that differ: a slip of the finger, not a weak password, so
+ * it is not reported as one.
+ */
+export function passwordsDiffer(what = 'passwords'): SecureLoginError {
+  return new SecureLoginError('ERR_USAGE', `the ${what} do not match`, {
+    hint: `type the same ${what.replace(/s$/, '')} twice`,
+  })
+}
+
 function weak(message: string, hint: string): SecureLoginError {
   return new SecureLoginError('ERR_WEAK_PASSWORD', message, { hint })
 }

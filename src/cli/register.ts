@@ -1,7 +1,7 @@
 import { ServerConnection } from '../client/connection.js'
-import { checkToken, confirmEnrolment, startRegistration } from '../client/register.js'
+import { checkToken, confirmEnrolment, describeNextCode, nextCodeAt, startRegistration } from '../client/register.js'
 import { printEnrolment } from './enrolment-output.js'
-import { normalizeUsername } from '../auth/username.js'
+import { foldedName, normalizeUsername } from '../auth/username.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { Secret } from '../auth/secret.js'
 import { connectOptions, type ClientArgs } from './client-options.js'
@@ -30,17 +30,22 @@ export async function runRegister(args: RegisterArgs): Promise<void> {
     )
   }
   const user = normalizeUsername(args.user)
+  const folded = foldedName(args.user, user, 'registering as')
+  if (folded !== undefined && !args.json) process.stderr.write(`securelogin: note: ${folded}\n`)
   const lines = stdinLines()
   const conn = await ServerConnection.open(await connectOptions(args))
   try {
     const password = new Secret(checkNewPassword(await lines.next('password'), user))
     const enrolment = await startRegistration(conn, user, password, token)
     printEnrolment(enrolment, { json: args.json })
-    const { user: registered, recoveryCodes } = await confirmEnrolment(conn, await lines.next('code'))
+    const code = await lines.next('code')
+    const { user: registered, recoveryCodes } = await confirmEnrolment(conn, code)
     if (args.json) printJson({ event: 'registered', user: registered, recoveryCodes })
     else {
+      const next = await nextCodeAt(enrolment.secret, code.replace(/\s+/g, ''), Date.now())
       process.stdout.write(`registered ${registered}: you can now log in with securelogin login\n`)
       printRecoveryCodes(recoveryCodes, { json: false, event: 'registered', user: registered })
+      process.stdout.write(`${describeNextCode(next, Date.now())}\n`)
     }
   } finally {
     conn.close()

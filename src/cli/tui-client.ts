@@ -2,10 +2,14 @@ import { ServerConnection, type ConnectOptions } from '../client/connection.js'
 import { confirmEnrolment, startRegistration } from '../client/register.js'
 import {
   authenticate,
+  authenticateAgain,
+  authenticateKeeping,
+  codeRefused,
   renewRecoveryCodes,
   resumeSession,
   submitOtp,
   submitRecoveryCode,
+  type KeptPassword,
   type LoginResult,
 } from '../client/login.js'
 import { call, changePassword, confirmTotpReset, readAudit, startTotpReset } from '../client/calls.js'
@@ -34,6 +38,40 @@ export function createTuiClient(
   let conn: ServerConnection | undefined
   let session: { user: string; token: string } | undefined
   let heard: Notice | undefined
+  // The login in progress: its stretched password, so a wrong code is retyped alone; wiped when
+  // the login ends, whichever way.
+  let kept: KeptPassword | undefined
+  let loginEnrols = false
+  // Codes this client had accepted, and when: a code works once, and the person who types the
+  // same one again should hear that, not "check the clock".
+  const accepted = new Map<string, number>()
+  const REUSE_MS = 90_000
+  const accept = (code: string) => {
+    const now = Date.now()
+    for (const [seen, at] of accepted) if (now - at > REUSE_MS) accepted.delete(seen)
+    accepted.set(code, now)
+  }
+  const forgetLogin = () => {
+    kept?.x.wipe()
+    kept = undefined
+  }
+  /** A refused second factor, with a hint about the code; anything else as it came. */
+  const asCodeFailure = (error: unknown, kind: 'totp' | 'recovery', code: string): unknown => {
+    if (!(error instanceof SecureLoginError) || error.code !== 'ERR_AUTH_FAILED') return error
+    const now = Date.now()
+    const at = accepted.get(code)
+    return codeRefused(kind, { reused: at !== undefined && now - at <= REUSE_MS, nowMs: now })
+  }
+  const secondFactor = async (c: ServerConnection, code: string): Promise<LoginResult> => {
+    const recovery = !/^\d{6}$/.test(code.replace(/\s/g, ''))
+    try {
+      const result = recovery ? await submitRecoveryCode(c, code) : await submitOtp(c, code)
+      if (!recovery) accept(code.replace(/\s/g, ''))
+      return result
+    } catch (error) {
+      throw asCodeFailure(error, recovery ? 'recovery' : 'totp', code.replace(/\s/g, ''))
+    }
+  }
   const followers = new Set<ServerConnection>()
   const pinned = async (): Promise<ConnectOptions> => {
     if (!connectOpts) throw new SecureLoginError('ERR_INTERNAL', 'connect() must come first')
@@ -83,14 +121,14 @@ export function createTuiClient(
     }
   }
   /** A fresh login on `conn` (password, then a TOTP code or a recovery code). */
-  const freshLogin = async (password: string, code: string): Promise<ServerConnection> => {
+  const freshLogin = async (
+    password: string,
+    code: string,
+  ): Promise<{ conn: ServerConnection; result: LoginResult }> => {
     if (!session) throw new SecureLoginError('ERR_FORBIDDEN', 'not logged in')
     const c = await reopen()
     await authenticate(c, session.user, new Secret(password), { device: await saved.deviceKey(session.user) })
-    await loggedIn(
-      /^\d{6}$/.test(code.replace(/\s/g, '')) ? await submitOtp(c, code) : await submitRecoveryCode(c, code),
-    )
-    return c
+    return { conn: c, result: await loggedIn(await secondFactor(c, code)) }
   }
 
   return {
@@ -109,17 +147,47 @@ export function createTuiClient(
     },
     startRegistration: async (username, password) =>
       startRegistration(await reopen(), username, new Secret(password), opts.registerToken),
-    confirmEnrolment: (code) => confirmEnrolment(current(), code),
+    async confirmEnrolment(code) {
+      const result = await confirmEnrolment(current(), code)
+      accept(code)
+      return result
+    },
     async startLogin(username, password) {
       const user = normalizeUsername(username)
-      const { enrol } = await authenticate(await reopen(), user, new Secret(password), {
+      forgetLogin()
+      const started = await authenticateKeeping(await reopen(), user, new Secret(password), {
         device: await saved.deviceKey(user),
       })
-      session = { user: normalizeUsername(username), token: '' }
-      return enrol ? { enrol } : {}
+      kept = started.kept
+      loginEnrols = started.enrol !== undefined
+      session = { user, token: '' }
+      return started.enrol ? { enrol: started.enrol } : {}
     },
-    submitOtp: async (code) => loggedIn(await submitOtp(current(), code)),
-    submitRecoveryCode: async (code) => loggedIn(await submitRecoveryCode(current(), code)),
+    async startLoginAgain() {
+      if (!kept) throw new SecureLoginError('ERR_INTERNAL', 'no login in progress')
+      const again = kept
+      try {
+        const { enrol } = await authenticateAgain(await reopen(), again, {
+          device: await saved.deviceKey(again.username),
+        })
+        loginEnrols = enrol !== undefined
+        return enrol ? { enrol } : {}
+      } catch (error) {
+        forgetLogin()
+        throw error
+      }
+    },
+    async submitOtp(code) {
+      // After an admin's reset the code is the new authenticator's: a refusal is about that enrolment.
+      const result = loginEnrols ? await submitOtp(current(), code) : await secondFactor(current(), code)
+      forgetLogin()
+      return loggedIn(result)
+    },
+    async submitRecoveryCode(code) {
+      const result = await secondFactor(current(), code)
+      forgetLogin()
+      return loggedIn(result)
+    },
     renewRecoveryCodes: () => renewRecoveryCodes(current()),
     resumeSession: () =>
       withSession(sessions, async (_c, result, kept) => {
@@ -139,14 +207,20 @@ export function createTuiClient(
     revokeSession: async (id) => (await asSession((c) => call(c, 'revoke', { id }))).revoked,
     revokeOtherSessions: async () => (await asSession((c) => call(c, 'revoke', { others: true }))).revoked,
     async changePassword(currentPassword, code, newPassword) {
-      const c = await freshLogin(currentPassword, code)
+      const { conn: c } = await freshLogin(currentPassword, code)
       return changePassword(c, session!.user, new Secret(newPassword))
     },
     async startTotpReset(password, code) {
-      const c = await freshLogin(password, code)
-      return startTotpReset(c, session!.user)
+      const { conn: c, result } = await freshLogin(password, code)
+      const enrolment = await startTotpReset(c, session!.user)
+      return result.recoveryCodesLeft !== undefined
+        ? { ...enrolment, recoveryCodesLeft: result.recoveryCodesLeft }
+        : enrolment
     },
-    confirmTotpReset: (code) => confirmTotpReset(current(), code),
+    async confirmTotpReset(code) {
+      await confirmTotpReset(current(), code)
+      accept(code)
+    },
     listUsers: async () => (await asSession((c) => call(c, 'users', {}))).users,
     removeUser: (user) => asSession((c) => call(c, 'remove', { user })),
     setRole: (user, role) => asSession((c) => call(c, 'set_role', { user, role })),
@@ -193,6 +267,7 @@ export function createTuiClient(
       return next === undefined ? { entries } : { entries, next }
     },
     close() {
+      forgetLogin()
       conn?.close()
       conn = undefined
       for (const c of followers) c.close()

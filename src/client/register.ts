@@ -1,7 +1,7 @@
 import { createRegistration } from '../auth/srp-client.js'
 import { checkNewPassword } from '../auth/password-policy.js'
 import { normalizeUsername } from '../auth/username.js'
-import { secretFromOtpauthUri } from '../auth/totp.js'
+import { secretFromOtpauthUri, TOTP_PERIOD_SECONDS, verifyTotp } from '../auth/totp.js'
 import { TOKEN_PATTERN } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerConnection } from './connection.js'
@@ -76,4 +76,34 @@ export function checkToken(token: string): string {
     )
   }
   return trimmed
+}
+
+/**
+ * The name a refused invite was made for, when `error` is that refusal of `register_start`
+ * (docs/protocol.md: "this invite is for the user name NAME", sent only to a holder of the
+ * valid invite); else undefined.
+ */
+export function invitedName(error: unknown): string | undefined {
+  if (!(error instanceof SecureLoginError) || error.code !== 'ERR_FORBIDDEN') return undefined
+  return /^this invite is for the user name ([a-z0-9._-]{1,64})$/.exec(error.message)?.[1]
+}
+
+/**
+ * When the code after `code` (just accepted for `secret`) starts to show, in ms since the epoch:
+ * the server accepts each 30 s step once and none before it (RFC 6238 5.2), so a login right
+ * after enrolment needs that next code. The step is found from this machine's clock, one step
+ * either side as the server does; a code that does not verify here gives the next step from now.
+ */
+export async function nextCodeAt(secret: string, code: string, nowMs: number): Promise<number> {
+  const period = TOTP_PERIOD_SECONDS * 1000
+  const check = await verifyTotp({ secret, code, nowMs })
+  return ((check.valid ? check.timeStep : Math.floor(nowMs / period)) + 1) * period
+}
+
+/** "your next code appears in 17 s; codes are accepted once": what a person reads after enrolling. */
+export function describeNextCode(atMs: number, nowMs: number): string {
+  const seconds = Math.ceil((atMs - nowMs) / 1000)
+  return seconds > 0
+    ? `your next code appears in ${seconds} s; codes are accepted once, so log in with that one`
+    : 'codes are accepted once: log in with the code your authenticator shows now, not the one just used'
 }

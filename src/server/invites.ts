@@ -174,9 +174,11 @@ export async function grantFor(
       hint: 'ask an administrator',
     })
   }
+  // Named only to a holder of this valid invite: the name is what they were given with it, and
+  // a client can offer it in place of the one typed (docs/protocol.md, register_start).
   if (record.user !== null && record.user !== username) {
-    throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for another user name`, {
-      hint: 'register under the name the invite was made for',
+    throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for the user name ${record.user}`, {
+      hint: `register as ${record.user}, or ask an administrator for an invite for the name you want`,
     })
   }
   return { role: record.role, via: kind === 'bootstrap' ? 'bootstrap' : 'invite', tokenKey: key, tokenHash: hash }

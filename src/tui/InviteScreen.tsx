@@ -1,7 +1,7 @@
 import { useState } from 'react'
 import { Box, Text } from 'ink'
 import { ROLES } from '../auth/roles.js'
-import { normalizeUsername } from '../auth/username.js'
+import { foldedName, normalizeUsername } from '../auth/username.js'
 import type { SecureLoginError } from '../protocol/errors.js'
 import type { Role, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
@@ -27,6 +27,7 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
   const [step, setStep] = useState<Step>({ name: 'role' })
   const [name, setName] = useState('')
   const [notice, setNotice] = useState<SecureLoginError>()
+  const [folded, setFolded] = useState<string>()
   useEscape(onBack, step.name !== 'inviting')
 
   const submitUser = (role: Role) => (value: string) => {
@@ -37,6 +38,7 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
       return setNotice(asSecureLoginError(error))
     }
     setNotice(undefined)
+    setFolded(user && foldedName(value, user, 'inviting'))
     setStep({ name: 'inviting' })
     client.invite(role, user ? { user } : {}).then(
       ({ token, expiresAt }) => setStep({ name: 'done', role, user, token, expiresAt }),
@@ -73,13 +75,18 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
         <Box flexDirection="column">
           <Text color="green">
             invite for a {step.role}
-            {step.user ? ` named ${step.user}` : ''}, valid once until {formatTime(step.expiresAt)}; it is not shown
-            again
+            {step.user ? ` named ${step.user}` : ', any new user name'}, valid once until {formatTime(step.expiresAt)};
+            it is not shown again
           </Text>
           <Text>give this to the person:</Text>
-          <Text bold>securelogin register --invite {step.token}</Text>
+          <Text bold>
+            securelogin register --invite {step.token}
+            {step.user ? ` --user ${step.user}` : ''}
+          </Text>
+          {step.user && <Text>it registers {step.user} and no other name</Text>}
         </Box>
       )}
+      {folded && step.name === 'done' && <Text color="yellow">{folded}</Text>}
       {notice && <ErrorView error={notice} />}
       {step.name !== 'inviting' && (
         <KeyHints

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react'
 import { Box, Text, useInput } from 'ink'
-import type { SecureLoginError } from '../protocol/errors.js'
+import { SecureLoginError } from '../protocol/errors.js'
+import { normalizeUsername } from '../auth/username.js'
 import type { Enrolment, LoginResult, TuiClient } from './types.js'
 import { useConnection, asSecureLoginError } from './use-connection.js'
 import { Field, digitsOnly } from './Field.js'
@@ -18,7 +19,7 @@ export type LoginOutcome = LoginResult | { error: SecureLoginError }
 type Step =
   | { name: 'username' }
   | { name: 'password' }
-  | { name: 'signing-in' }
+  | { name: 'signing-in'; again?: boolean }
   | { name: 'code' }
   | { name: 'enrol'; enrolment: Enrolment; checking: boolean }
   | { name: 'checking' }
@@ -103,7 +104,38 @@ export function LoginApp({
     const failure = asSecureLoginError(error)
     setPassword('')
     setCode('')
+    setNotice(undefined)
     setStep(failure.code === 'ERR_AUTH_FAILED' ? { name: 'retry', error: failure } : { name: 'failed', error: failure })
+  }
+  // A refused code: the password was proven, so only the code is asked again. The server has
+  // ended the connection; the client proves the password anew from what it kept.
+  const codeFailed = (error: unknown) => {
+    const failure = asSecureLoginError(error)
+    if (failure.code !== 'ERR_AUTH_FAILED') return fail(failure)
+    setCode('')
+    setNotice(failure)
+    setStep({ name: 'signing-in', again: true })
+    client.startLoginAgain().then(({ enrol }) => {
+      if (!enrol) return setStep({ name: 'code' })
+      // After an admin's reset every try enrols a new secret: the one scanned is no use now.
+      setNotice(
+        new SecureLoginError(failure.code, failure.message, {
+          hint:
+            'the code did not match the new authenticator, and each try makes a new secret: ' +
+            'delete the entry you added and scan this QR code instead',
+        }),
+      )
+      setStep({ name: 'enrol', enrolment: enrol, checking: false })
+    }, fail)
+  }
+  const submitUsername = (value: string) => {
+    try {
+      normalizeUsername(value)
+    } catch (error) {
+      return setNotice(asSecureLoginError(error))
+    }
+    setNotice(undefined)
+    setStep({ name: 'password' })
   }
   const loggedIn = (result: LoginResult) =>
     setStep(renewRecoveryCodes ? { name: 'welcome', result } : { name: 'home', result })
@@ -124,7 +156,7 @@ export function LoginApp({
     setNotice(undefined)
     setStep({ name: 'checking' })
     const answer = 'totp' in code ? client.submitOtp(code.totp) : client.submitRecoveryCode(code.recovery)
-    answer.then(loggedIn, fail)
+    answer.then(loggedIn, codeFailed)
   }
   // After an admin's 2FA reset the login's code comes from the new authenticator.
   const submitEnrolCode = (value: string) => {
@@ -134,7 +166,7 @@ export function LoginApp({
     setStep({ ...step, checking: true })
     client.submitOtp(value).then(loggedIn, (error: unknown) => {
       const failure = asSecureLoginError(error)
-      if (failure.code !== 'ERR_ENROL_CODE') return fail(failure)
+      if (failure.code !== 'ERR_ENROL_CODE') return codeFailed(failure)
       setNotice(failure)
       setStep({ ...step, checking: false })
     })
@@ -147,13 +179,14 @@ export function LoginApp({
           label="user name"
           value={username}
           onChange={setUsername}
-          onSubmit={(v) => v.trim() && setStep({ name: 'password' })}
+          onSubmit={submitUsername}
+          placeholder="a-z 0-9 . _ -"
         />
       )}
       {step.name === 'password' && (
         <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />
       )}
-      {step.name === 'signing-in' && <Working text="signing in" />}
+      {step.name === 'signing-in' && <Working text={step.again ? 'signing in again for another code' : 'signing in'} />}
       {step.name === 'code' && (
         <Field
           label={

@@ -1,7 +1,7 @@
 import { useState } from 'react'
 import { Box, Text } from 'ink'
-import { checkNewPassword } from '../auth/password-policy.js'
-import { SecureLoginError } from '../protocol/errors.js'
+import { checkNewPassword, passwordsDiffer } from '../auth/password-policy.js'
+import type { SecureLoginError } from '../protocol/errors.js'
 import type { TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { useEscape } from './use-escape.js'
@@ -53,11 +53,7 @@ export function PasswordChange({ client, user, onBack }: { client: TuiClient; us
     if (value !== fresh) {
       setFresh('')
       setAgain('')
-      setNotice(
-        new SecureLoginError('ERR_WEAK_PASSWORD', 'the new passwords do not match', {
-          hint: 'type the same new password twice',
-        }),
-      )
+      setNotice(passwordsDiffer('new passwords'))
       return setStep('new')
     }
     setNotice(undefined)

@@ -1,8 +1,10 @@
-import { useEffect, useState } from 'react'
+import { useEffect, useRef, useState } from 'react'
 import { Box, Text } from 'ink'
-import { normalizeUsername } from '../auth/username.js'
-import { checkNewPassword } from '../auth/password-policy.js'
-import { SecureLoginError } from '../protocol/errors.js'
+import { foldedName, normalizeUsername } from '../auth/username.js'
+import { checkNewPassword, passwordsDiffer } from '../auth/password-policy.js'
+import { Secret } from '../auth/secret.js'
+import { describeNextCode, invitedName, nextCodeAt } from '../client/register.js'
+import type { SecureLoginError } from '../protocol/errors.js'
 import type { Enrolment, TuiClient } from './types.js'
 import { useConnection, asSecureLoginError } from './use-connection.js'
 import { Field } from './Field.js'
@@ -22,29 +24,43 @@ type Step =
   | { name: 'repeat' }
   | { name: 'registering' }
   | { name: 'enrol'; enrolment: Enrolment; checking: boolean }
-  | { name: 'done'; user: string; recoveryCodes: string[] }
+  | { name: 'done'; user: string; recoveryCodes: string[]; nextCodeAt: number | undefined }
   | { name: 'failed'; error: SecureLoginError }
 
 const SUBMIT_HINTS = ['enter: submit', 'ctrl-c: quit']
 
-/** Name, password twice, then the QR code and one code from the authenticator. */
+/**
+ * Name, password twice, then the QR code and one code from the authenticator. When the server
+ * refuses the name (taken, or an invite made for another name, which it then names), only the
+ * name is asked again: the password typed is kept, wrapped, until the registration goes on.
+ * `user`: a name given on the command line (an invite's printed command has it), filled in.
+ */
 export function RegisterApp({
   client,
   columns,
   rows,
+  user = '',
   onDone,
 }: {
   client: TuiClient
   columns?: number
   rows?: number
+  user?: string
   onDone: (result: RegisterResult) => void
 }) {
   const connection = useConnection(client)
   const [step, setStep] = useState<Step>({ name: 'username' })
   const [notice, setNotice] = useState<SecureLoginError>()
-  const [username, setUsername] = useState('')
+  const [folded, setFolded] = useState<string>()
+  const [username, setUsername] = useState(user)
   const [password, setPassword] = useState('')
   const [repeat, setRepeat] = useState('')
+  const kept = useRef<Secret>(undefined)
+  const forgetPassword = () => {
+    kept.current?.wipe()
+    kept.current = undefined
+  }
+  useEffect(() => forgetPassword, [])
 
   useEffect(() => {
     if (connection.stage === 'failed') onDone({ error: connection.error })
@@ -60,13 +76,28 @@ export function RegisterApp({
   if (connection.stage === 'failed') return <ErrorView error={connection.error} />
 
   const submitUsername = (value: string) => {
+    let name: string
     try {
-      setUsername(normalizeUsername(value))
-      setNotice(undefined)
-      setStep({ name: 'password' })
+      name = normalizeUsername(value)
     } catch (error) {
-      setNotice(asSecureLoginError(error))
+      return setNotice(asSecureLoginError(error))
     }
+    setUsername(name)
+    setFolded(foldedName(value, name, 'registering as'))
+    const typed = kept.current
+    if (!typed) {
+      setNotice(undefined)
+      return setStep({ name: 'password' })
+    }
+    // The kept password must pass the rules for this name too (it may contain it).
+    try {
+      checkNewPassword(typed.reveal(), name)
+    } catch (error) {
+      forgetPassword()
+      setNotice(asSecureLoginError(error))
+      return setStep({ name: 'password' })
+    }
+    register(name, typed.reveal())
   }
   const submitPassword = (value: string) => {
     try {
@@ -82,25 +113,35 @@ export function RegisterApp({
     if (value !== password) {
       setPassword('')
       setRepeat('')
-      setNotice(mismatch())
+      setNotice(passwordsDiffer())
       return setStep({ name: 'password' })
     }
+    setPassword('')
+    setRepeat('')
+    forgetPassword()
+    kept.current = new Secret(value)
+    register(username, value)
+  }
+  const register = (name: string, value: string) => {
     setNotice(undefined)
     setStep({ name: 'registering' })
-    client.startRegistration(username, password).then(
+    client.startRegistration(name, value).then(
       (enrolment) => {
-        setPassword('')
-        setRepeat('')
+        forgetPassword()
         setStep({ name: 'enrol', enrolment, checking: false })
       },
       (error: unknown) => {
         const failure = asSecureLoginError(error)
-        setPassword('')
-        setRepeat('')
-        if (failure.code === 'ERR_USERNAME_TAKEN') {
+        const invited = invitedName(failure)
+        if (failure.code === 'ERR_USERNAME_TAKEN' || invited !== undefined) {
           setNotice(failure)
+          setUsername(invited ?? '')
+          setFolded(undefined)
           setStep({ name: 'username' })
-        } else setStep({ name: 'failed', error: failure })
+        } else {
+          forgetPassword()
+          setStep({ name: 'failed', error: failure })
+        }
       },
     )
   }
@@ -109,8 +150,14 @@ export function RegisterApp({
     if (!/^[0-9]{6}$/.test(value)) return setNotice(codeShape())
     setNotice(undefined)
     setStep({ ...step, checking: true })
+    const { secret } = step.enrolment
     client.confirmEnrolment(value).then(
-      ({ user, recoveryCodes }) => setStep({ name: 'done', user, recoveryCodes }),
+      ({ user, recoveryCodes }) =>
+        // A login needs the next code: the server took this one, and takes each once.
+        nextCodeAt(secret, value, Date.now()).then(
+          (at) => setStep({ name: 'done', user, recoveryCodes, nextCodeAt: at }),
+          () => setStep({ name: 'done', user, recoveryCodes, nextCodeAt: undefined }),
+        ),
       (error: unknown) => {
         const failure = asSecureLoginError(error)
         if (failure.code === 'ERR_ENROL_CODE' && !failure.message.includes('too many')) {
@@ -132,6 +179,10 @@ export function RegisterApp({
           placeholder="a-z 0-9 . _ -"
         />
       )}
+      {step.name === 'username' && kept.current && (
+        <Text dimColor>the password you typed is kept: registration goes on once the name is accepted</Text>
+      )}
+      {folded && !['username', 'done', 'failed'].includes(step.name) && <Text color="yellow">{folded}</Text>}
       {step.name === 'password' && (
         <Field label="password" value={password} onChange={setPassword} onSubmit={submitPassword} mask />
       )}
@@ -152,6 +203,7 @@ export function RegisterApp({
       {step.name === 'done' && (
         <Box flexDirection="column">
           <Text color="green">registered {step.user}: you can now log in with securelogin login</Text>
+          {step.nextCodeAt !== undefined && <Text color="yellow">{describeNextCode(step.nextCodeAt, Date.now())}</Text>}
           <RecoveryCodes codes={step.recoveryCodes} />
         </Box>
       )}
@@ -160,10 +212,4 @@ export function RegisterApp({
       {step.name !== 'done' && step.name !== 'failed' && <KeyHints hints={SUBMIT_HINTS} />}
     </Box>
   )
-}
-
-function mismatch(): SecureLoginError {
-  return new SecureLoginError('ERR_WEAK_PASSWORD', 'the passwords do not match', {
-    hint: 'type the same password twice',
-  })
 }

@@ -5,6 +5,7 @@ import type { Enrolment, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { useEscape } from './use-escape.js'
 import { codeCharacters, codeShape, readCode } from './read-code.js'
+import { Confirm } from './Confirm.js'
 import { Field } from './Field.js'
 import { EnrolScreen } from './EnrolScreen.js'
 import { ErrorView } from './ErrorView.js'
@@ -15,13 +16,14 @@ type Step =
   | { name: 'password' }
   | { name: 'code' }
   | { name: 'starting' }
-  | { name: 'enrol'; enrolment: Enrolment; checking: boolean }
+  | { name: 'enrol'; enrolment: Enrolment; checking: boolean; leaving?: boolean }
   | { name: 'done' }
 
 /**
  * The person's own 2FA reset: password and a code (from the old authenticator, or a recovery
  * code when the phone is lost), then the new authenticator's QR code and one code from it.
- * Until that code is confirmed the old authenticator stays the one that counts.
+ * Until that code is confirmed the old authenticator stays the one that counts. A recovery code
+ * is spent by the login that shows the QR code, so Esc there asks first and says so.
  */
 export function TotpReset({
   client,
@@ -38,8 +40,11 @@ export function TotpReset({
   const [password, setPassword] = useState('')
   const [code, setCode] = useState('')
   const [notice, setNotice] = useState<SecureLoginError>()
+  // How the reset was proven: a recovery code is spent whether or not the new one is enrolled.
+  const [spent, setSpent] = useState<{ left: number | undefined }>()
   const busy = step.name === 'starting' || (step.name === 'enrol' && step.checking)
-  useEscape(onBack, !busy)
+  const leaving = step.name === 'enrol' && step.leaving === true
+  useEscape(() => (step.name === 'enrol' ? setStep({ ...step, leaving: true }) : onBack()), !busy && !leaving)
 
   const restart = (failure: SecureLoginError) => {
     setPassword('')
@@ -53,9 +58,10 @@ export function TotpReset({
     setNotice(undefined)
     setStep({ name: 'starting' })
     client.startTotpReset(password, 'totp' in proof ? proof.totp : proof.recovery).then(
-      (enrolment) => {
+      ({ recoveryCodesLeft, ...enrolment }) => {
         setPassword('')
         setCode('')
+        setSpent('recovery' in proof ? { left: recoveryCodesLeft } : undefined)
         setStep({ name: 'enrol', enrolment, checking: false })
       },
       (error: unknown) => restart(asSecureLoginError(error)),
@@ -100,7 +106,29 @@ export function TotpReset({
         />
       )}
       {step.name === 'starting' && <Working text="checking" />}
-      {step.name === 'enrol' && (
+      {step.name === 'code' && (
+        <Text dimColor>a recovery code is spent here, even if you leave before the new one is set up</Text>
+      )}
+      {step.name === 'enrol' && spent && (
+        <Text color="yellow">
+          recovery code used
+          {spent.left !== undefined ? `: ${spent.left} left` : ''}; it stays spent whether or not you finish here
+        </Text>
+      )}
+      {leaving && (
+        <Box flexDirection="column">
+          <Text>
+            {spent
+              ? 'your old authenticator keeps working; the recovery code you used stays spent'
+              : "your old authenticator keeps working; this QR code's entry will not"}
+          </Text>
+          <Confirm
+            question="leave without the new authenticator?"
+            onAnswer={(yes) => (yes ? onBack() : step.name === 'enrol' && setStep({ ...step, leaving: false }))}
+          />
+        </Box>
+      )}
+      {step.name === 'enrol' && !leaving && (
         <EnrolScreen
           enrolment={step.enrolment}
           intro="scan this QR code with your new authenticator app (or type the secret into it):"
@@ -115,7 +143,7 @@ export function TotpReset({
         <Text color="green">new authenticator enrolled: codes from the old one no longer work</Text>
       )}
       {notice && <ErrorView error={notice} />}
-      {!busy && <KeyHints hints={step.name === 'done' ? ['esc: back'] : ['enter: submit', 'esc: back']} />}
+      {!busy && !leaving && <KeyHints hints={step.name === 'done' ? ['esc: back'] : ['enter: submit', 'esc: back']} />}
     </Box>
   )
 }

@@ -25,7 +25,19 @@ export interface TuiClient {
    * must come from the new authenticator, which the TUI shows as a QR code first.
    */
   startLogin(username: string, password: string): Promise<{ enrol?: Enrolment }>
-  /** Sends the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
+  /**
+   * After submitOtp or submitRecoveryCode was refused: the server has ended that connection, so
+   * a new one proves the password again from what startLogin kept (its stretched form, wrapped,
+   * until the login ends), without asking for it. Resolves as startLogin does (after an admin
+   * reset, with a new enrolment: the server makes a new secret for every try); rejects with
+   * ERR_AUTH_FAILED when the proof fails now (the name got locked, the password changed).
+   */
+  startLoginAgain(): Promise<{ enrol?: Enrolment }>
+  /**
+   * Sends the TOTP code after startLogin; rejects with ERR_AUTH_FAILED, whose hint is about the
+   * code (the password was proven): "a code works once" when this client had it accepted a
+   * moment ago.
+   */
   submitOtp(code: string): Promise<LoginResult>
   /** Sends a recovery code in place of the TOTP code after startLogin; rejects with ERR_AUTH_FAILED. */
   submitRecoveryCode(code: string): Promise<LoginResult>
@@ -59,9 +71,10 @@ export interface TuiClient {
   changePassword(current: string, code: string, newPassword: string): Promise<{ revokedSessions: number }>
   /**
    * Proves the password and a code (TOTP or recovery code) afresh, then starts enrolling a new
-   * authenticator: resolves with the enrolment to show; confirmTotpReset finishes it.
+   * authenticator: resolves with the enrolment to show; confirmTotpReset finishes it. A recovery
+   * code is spent by that login (`recoveryCodesLeft`: how many remain), confirmed or not.
    */
-  startTotpReset(password: string, code: string): Promise<Enrolment>
+  startTotpReset(password: string, code: string): Promise<Enrolment & { recoveryCodesLeft?: number }>
   /** One code from the new authenticator; rejects with ERR_ENROL_CODE when it does not match (retry). */
   confirmTotpReset(code: string): Promise<void>
 

@@ -152,10 +152,20 @@ describe('invites', () => {
     expect((await bench.login(ada)).welcome.role).toBe('admin')
   })
 
-  it('an invite for a name works for that name only', async () => {
+  it('an invite for a name works for that name only, and its holder is told which name', async () => {
     const made = await invite({ role: 'regular_user', user: 'bea' })
     expect(made).toMatchObject({ role: 'regular_user', user: 'bea' })
-    expect((await refused('eve', made.token)).message).toMatch(/for another user name/)
+    // The invite's holder learns the name it was made for: what they were given with it.
+    expect(await refused('eve', made.token)).toMatchObject({
+      message: 'this invite is for the user name bea',
+      hint: 'register as bea, or ask an administrator for an invite for the name you want',
+    })
+    // Without that invite nobody learns it: another token, or none, gets the answer every name gets.
+    const forged = `sli_${'B'.repeat(43)}`
+    for (const name of ['eve', 'bea']) {
+      expect((await refused(name, forged)).message).toMatch(/not valid/)
+      expect((await refused(name)).message).toMatch(/needs an invite/)
+    }
     await bench.register('bea', { token: made.token, bulk: true })
     expect((await roles()).get('bea')).toBe('regular_user')
   })
@@ -222,7 +232,11 @@ describe('the registration policy', () => {
       ['root2', invalid],
       ['walkin', expect.stringMatching(/needs an invite/)],
       ['ada2', invalid],
-      ['eve', expect.stringMatching(/for another user name/)],
+      ['eve', 'this invite is for the user name bea'],
+      ['eve', invalid],
+      ['eve', expect.stringMatching(/needs an invite/)],
+      ['bea', invalid],
+      ['bea', expect.stringMatching(/needs an invite/)],
       ['late', invalid],
       ['forger', invalid],
       ['carl', expect.stringMatching(/closed/)],

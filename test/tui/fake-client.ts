@@ -1,5 +1,6 @@
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import { canInvite, canManage, whyNotRemove, whyNotSetRole } from '../../src/auth/roles.js'
+import { codeRefused } from '../../src/client/login.js'
 import type {
   AuditEntry,
   AuditHead,
@@ -82,8 +83,15 @@ export class FakeClient implements TuiClient {
     if (!this.trusted) throw new SecureLoginError('ERR_TLS_UNTRUSTED', `server ${this.server} was not trusted`)
   }
 
+  /** The name the invite in use was made for, as the server would check it (undefined: any name). */
+  invitedFor: string | undefined
+
   async startRegistration(username: string, password: string): Promise<Enrolment> {
     this.calls.push(`startRegistration ${username} ${password.length}`)
+    if (this.invitedFor !== undefined && username !== this.invitedFor)
+      throw new SecureLoginError('ERR_FORBIDDEN', `this invite is for the user name ${this.invitedFor}`, {
+        hint: `register as ${this.invitedFor}, or ask an administrator for an invite for the name you want`,
+      })
     if (username === 'taken')
       throw new SecureLoginError('ERR_USERNAME_TAKEN', 'user name taken is taken', { hint: 'choose another user name' })
     return { user: username, otpauthUri: URI, secret: SECRET }
@@ -95,15 +103,42 @@ export class FakeClient implements TuiClient {
     return { user: 'alice', recoveryCodes: RECOVERY_CODES }
   }
 
+  /**
+   * Whether a login's SRP part is done on an open connection, ready for a code. The server ends
+   * the connection on a refused code, so the next code needs startLoginAgain first.
+   */
+  proven = false
+  /** Set to make startLoginAgain fail (the name got locked meanwhile). */
+  lockOnRetry = false
+  /** Codes accepted so far, as the server keeps them: each works once. */
+  readonly usedCodes = new Set<string>()
+
   async startLogin(username: string, password: string): Promise<{ enrol?: Enrolment }> {
     this.calls.push(`startLogin ${username}`)
+    this.proven = false
     if (password !== this.loginPassword) throw authFailed()
+    this.proven = true
+    return this.resetEnrolment ? { enrol: this.resetEnrolment } : {}
+  }
+
+  async startLoginAgain(): Promise<{ enrol?: Enrolment }> {
+    this.calls.push('startLoginAgain')
+    if (this.lockOnRetry) throw authFailed()
+    this.proven = true
+    // The server makes a new secret for every login that enrols: a new QR code each try.
+    if (this.resetEnrolment)
+      this.resetEnrolment = { ...this.resetEnrolment, secret: `${SECRET.slice(0, -4)}NEW${this.calls.length % 10}` }
     return this.resetEnrolment ? { enrol: this.resetEnrolment } : {}
   }
 
   async submitOtp(code: string): Promise<LoginResult> {
     this.calls.push(`submitOtp ${code}`)
-    if (code !== (this.resetEnrolment ? this.newOtp : this.otp)) throw authFailed()
+    if (!this.proven) throw new SecureLoginError('ERR_CONNECT', 'connection to 127.0.0.1:7443 closed')
+    if (code !== (this.resetEnrolment ? this.newOtp : this.otp) || this.usedCodes.has(code)) {
+      this.proven = false
+      throw codeRefused('totp', { reused: this.usedCodes.has(code), nowMs: Date.now() })
+    }
+    this.usedCodes.add(code)
     this.resetEnrolment = undefined
     this.loggedInWith = 'totp'
     return this.logIn()
@@ -111,7 +146,11 @@ export class FakeClient implements TuiClient {
 
   async submitRecoveryCode(code: string): Promise<LoginResult> {
     this.calls.push(`submitRecoveryCode ${code}`)
-    if (code !== RECOVERY_CODES[0]) throw authFailed()
+    if (!this.proven) throw new SecureLoginError('ERR_CONNECT', 'connection to 127.0.0.1:7443 closed')
+    if (code !== RECOVERY_CODES[0]) {
+      this.proven = false
+      throw codeRefused('recovery', { reused: false, nowMs: Date.now() })
+    }
     this.loggedInWith = 'recovery'
     return this.logIn({ recoveryCodesLeft: 2 })
   }
@@ -177,7 +216,13 @@ export class FakeClient implements TuiClient {
   async startTotpReset(password: string, code: string): Promise<Enrolment> {
     this.calls.push(`startTotpReset ${code}`)
     if (password !== this.loginPassword || (code !== this.otp && code !== RECOVERY_CODES[0])) throw authFailed()
-    return { user: this.user, otpauthUri: URI, secret: SECRET }
+    // The login before the reset spends a recovery code at once.
+    return {
+      user: this.user,
+      otpauthUri: URI,
+      secret: SECRET,
+      ...(code === RECOVERY_CODES[0] ? { recoveryCodesLeft: 9 } : {}),
+    }
   }
 
   async confirmTotpReset(code: string): Promise<void> {

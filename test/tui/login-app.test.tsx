@@ -157,6 +157,113 @@ describe('LoginApp', () => {
     expect(done[0]).toMatchObject({ error: { code: 'ERR_AUTH_FAILED' } })
   })
 
+  it('checks the user name at the name step, saying what is wrong, before asking for the password', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app } = await start(client)
+    await type(app, 'bad name')
+    await until(() => expect(app.lastFrame()).toContain('a user name cannot contain a space (ERR_INVALID_USERNAME)'))
+    expect(app.lastFrame()).toContain('hint: user names are 1 to 64 characters of a-z, 0-9, dot, underscore and hyphen')
+    expect(app.lastFrame()).toContain('user name: bad name')
+    expect(app.lastFrame()).not.toContain('password')
+    expect(client.calls).toEqual(['connect'])
+  })
+
+  it('asks only for the code again after a wrong one: the password is not typed twice', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '111111')
+    await until(() => expect(app.lastFrame()).toContain('error: authentication failed (ERR_AUTH_FAILED)'))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    const frame = app.lastFrame()!
+    expect(frame).toContain('hint: the password was right, the code was not')
+    expect(frame).not.toContain('password:')
+    expect(frame).not.toContain('user name')
+    // The field is empty and listening: the right code goes straight in.
+    await type(app, '654321')
+    await until(() => expect(app.lastFrame()).toContain('signed in as alice'))
+    expect(done).toEqual([])
+    expect(client.calls.filter((call) => call !== 'whoami')).toEqual([
+      'connect',
+      'startLogin alice',
+      'submitOtp 111111',
+      'startLoginAgain',
+      'submitOtp 654321',
+    ])
+  })
+
+  it('says a code works once when the one typed was already used, and does not blame the clock', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    client.usedCodes.add(client.otp)
+    const { app } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, client.otp)
+    await until(() => expect(app.lastFrame()).toMatch(/a code works once: wait for the next one \(in \d+ s\)/))
+    expect(app.lastFrame()).not.toContain('clock')
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+  })
+
+  it('after a wrong recovery code, asks for a code again in place', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('(or a recovery code)'))
+    await type(app, 'zzzzz-zzzzz')
+    await until(() => expect(app.lastFrame()).toContain('that recovery code is wrong or already used'))
+    await until(() => expect(app.lastFrame()).toContain('(or a recovery code)'))
+    await type(app, RECOVERY_CODES[0]!)
+    await until(() => expect(app.lastFrame()).toContain('recovery code used: 2 left'))
+    expect(client.calls.filter((call) => call.startsWith('start'))).toEqual(['startLogin alice', 'startLoginAgain'])
+  })
+
+  it('goes back to the name when the password no longer proves (locked meanwhile)', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    client.lockOnRetry = true
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '111111')
+    await until(() => expect(app.lastFrame()).toContain('enter: try again'))
+    expect(app.lastFrame()).toContain("hint: check the user name, the password, and this machine's clock")
+    app.stdin.write('\r')
+    await until(() => expect(app.lastFrame()).toContain('user name: alice'))
+    expect(done).toEqual([])
+  })
+
+  it('after an admin reset, a wrong code from the new authenticator shows the new QR code of the next try', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    client.resetEnrolment = { user: 'alice', otpauthUri: URI, secret: SECRET }
+    const app = render(<LoginApp client={client} onDone={() => {}} columns={120} rows={50} />)
+    await until(() => expect(app.lastFrame()).toContain('user name'))
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain(groupSecret(SECRET)))
+    await type(app, '999999')
+    await until(() => expect(app.lastFrame()).toContain('each try makes a new secret'))
+    await until(() => expect(app.lastFrame()).toContain(groupSecret(client.resetEnrolment!.secret)))
+    expect(client.resetEnrolment!.secret).not.toBe(SECRET)
+    expect(app.lastFrame()).not.toContain('password:')
+    await type(app, client.newOtp)
+    await until(() => expect(app.lastFrame()).toContain('signed in as alice'))
+  })
+
   it('asks about a new server before anything else', async () => {
     const client = new FakeClient()
     const done: LoginOutcome[] = []

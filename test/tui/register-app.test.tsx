@@ -4,6 +4,7 @@ import { type, until } from './typing.js'
 import { RegisterApp, type RegisterResult } from '../../src/tui/RegisterApp.js'
 import { QrCode } from '../../src/tui/QrCode.js'
 import { groupSecret } from '../../src/tui/group-secret.js'
+import { generateTotp } from '../../src/auth/totp.js'
 import { RECOVERY_CODES, FakeClient, SECRET, URI } from './fake-client.js'
 
 afterEach(cleanup)
@@ -70,22 +71,86 @@ describe('RegisterApp', () => {
     expect(app.lastFrame()).not.toContain('short')
   })
 
-  it('asks for both passwords again when they differ', async () => {
+  it('asks for both passwords again when they differ, as a mismatch, not a weak password', async () => {
     const client = new FakeClient()
     const { app } = await startRegister(client)
     await type(app, 'alice')
     await typePasswords(app, 'correct horse', 'correct house')
-    await until(() => expect(app.lastFrame()).toContain('the passwords do not match'))
+    await until(() => expect(app.lastFrame()).toContain('error: the passwords do not match (ERR_USAGE)'))
+    expect(app.lastFrame()).toContain('hint: type the same password twice')
+    expect(app.lastFrame()).not.toContain('ERR_WEAK_PASSWORD')
     expect(app.lastFrame()).toContain('password:')
     expect(client.calls).toEqual(['connect'])
   })
 
-  it('refuses a bad user name in place', async () => {
+  it('refuses a bad user name in place, saying what is wrong with it', async () => {
     const client = new FakeClient()
     const { app } = await startRegister(client)
     await type(app, 'no spaces')
-    await until(() => expect(app.lastFrame()).toContain('ERR_INVALID_USERNAME'))
+    await until(() => expect(app.lastFrame()).toContain('a user name cannot contain a space (ERR_INVALID_USERNAME)'))
+    expect(app.lastFrame()).toContain('hint: user names are 1 to 64 characters of a-z, 0-9, dot, underscore and hyphen')
     expect(app.lastFrame()).toContain('user name')
+    expect(app.lastFrame()).not.toContain('password')
+  })
+
+  it('says that user names are lower case when the name typed had capitals', async () => {
+    const client = new FakeClient()
+    const { app } = await startRegister(client)
+    await type(app, 'Alice')
+    await until(() => expect(app.lastFrame()).toContain('password:'))
+    expect(app.lastFrame()).toContain('user names are lower case: registering as alice')
+  })
+
+  it('says after registering when the next code comes: the one just used is spent', async () => {
+    const client = new FakeClient()
+    const code = await generateTotp(SECRET, Date.now())
+    client.enrolCodes = new Set([code])
+    const { app, done } = await startRegister(client, { columns: 120, rows: 50 })
+    await type(app, 'alice')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('enter the 6-digit code'))
+    // Typed as the step turns, the code may be from the step just gone: then the next is showing.
+    await type(app, code)
+    await until(() => expect(done).toEqual([{ user: 'alice' }]))
+    expect(app.lastFrame()).toMatch(
+      /your next code appears in ([1-9]|[12][0-9]|30) s; codes are accepted once, so log in with that one|log in with the code your authenticator shows now/,
+    )
+  })
+
+  it('names the user name an invite was made for, and asks only for the name again', async () => {
+    const client = new FakeClient()
+    client.invitedFor = 'bea'
+    const { app, done } = await startRegister(client, { columns: 120, rows: 50 })
+    await type(app, 'eve')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('error: this invite is for the user name bea (ERR_FORBIDDEN)'))
+    // The invite's name is filled in; the password typed is kept, so Enter registers.
+    expect(app.lastFrame()).toContain('user name: bea')
+    expect(app.lastFrame()).toContain('the password you typed is kept')
+    expect(app.lastFrame()).not.toContain('password:')
+    await type(app, '', 'user name: bea')
+    await until(() => expect(app.lastFrame()).toContain('enter the 6-digit code'))
+    await type(app, '123456')
+    await until(() => expect(done).toEqual([{ user: 'alice' }]))
+    expect(client.calls).toEqual([
+      'connect',
+      'startRegistration eve 13',
+      'startRegistration bea 13',
+      'confirmEnrolment 123456',
+    ])
+  })
+
+  it('asks for the password again when the kept one breaks the rules for the new name', async () => {
+    const client = new FakeClient()
+    client.invitedFor = 'horse'
+    const { app } = await startRegister(client)
+    await type(app, 'eve')
+    await typePasswords(app, 'correct horse')
+    await until(() => expect(app.lastFrame()).toContain('this invite is for the user name horse'))
+    await type(app, '', 'user name: horse')
+    await until(() => expect(app.lastFrame()).toContain('the password contains the user name (ERR_WEAK_PASSWORD)'))
+    expect(app.lastFrame()).toContain('password:')
+    expect(client.calls).toEqual(['connect', 'startRegistration eve 13'])
   })
 
   it('lets the person retype a wrong enrolment code', async () => {
@@ -101,13 +166,24 @@ describe('RegisterApp', () => {
     await until(() => expect(done).toEqual([{ user: 'alice' }]))
   })
 
-  it('asks for another name when the name is taken', async () => {
+  it('asks for another name when the name is taken, keeping the password typed', async () => {
     const client = new FakeClient()
-    const { app } = await startRegister(client)
+    const { app, done } = await startRegister(client, { columns: 120, rows: 50 })
     await type(app, 'taken')
     await typePasswords(app, 'correct horse')
     await until(() => expect(app.lastFrame()).toContain('ERR_USERNAME_TAKEN'))
     expect(app.lastFrame()).toContain('user name')
+    expect(app.lastFrame()).toContain('the password you typed is kept')
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('enter the 6-digit code'))
+    await type(app, '123456')
+    await until(() => expect(done).toEqual([{ user: 'alice' }]))
+    expect(client.calls).toEqual([
+      'connect',
+      'startRegistration taken 13',
+      'startRegistration alice 13',
+      'confirmEnrolment 123456',
+    ])
   })
 })
 
