@@ -1,16 +1,26 @@
 import { useEffect, useReducer, useRef, useState } from 'react'
-import { Box, Text, useInput, useStdout } from 'ink'
+import { Box, Text, useInput } from 'ink'
 import type { SecureLoginError } from '../protocol/errors.js'
 import type { AuditEntry, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { formatTime } from './format.js'
-import { Cell } from './Cell.js'
+import { Table, useTerminalSize, type Column } from './Cell.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
 import { Working } from './Working.js'
 
 const LIMIT = 200
 const OUTCOME_COLOR = { ok: 'green', failed: 'red', refused: 'yellow' } as const
+
+/** Too wide: the address goes; names, actions and targets are cut, never the time or the outcome. */
+const COLUMNS: Column<AuditEntry>[] = [
+  { head: 'time', max: 19, text: (entry) => formatTime(entry.at, { seconds: true }) },
+  { head: 'actor', max: 20, min: 8, text: (entry) => entry.actor ?? '-' },
+  { head: 'action', max: 24, min: 12, text: (entry) => entry.action },
+  { head: 'target', max: 24, min: 8, text: (entry) => entry.target ?? '-' },
+  { head: 'outcome', max: 7, text: (entry) => entry.outcome, color: (entry) => OUTCOME_COLOR[entry.outcome] },
+  { head: 'address', max: 39, min: 9, drop: 1, text: (entry) => entry.address ?? '-' },
+]
 
 /** What has been read of the log, and where the view is in it. */
 interface Log {
@@ -115,12 +125,15 @@ export function AuditViewer({
   client,
   onBack,
   rows,
+  columns,
 }: {
   client: TuiClient
   onBack: () => void
   rows?: number | undefined
+  /** The terminal's width, for tests; otherwise read from the terminal, and again on resize. */
+  columns?: number | undefined
 }) {
-  const { stdout } = useStdout()
+  const size = useTerminalSize(columns, rows)
   const [log, dispatch] = useReducer(update, { entries: undefined, older: undefined, total: 0, top: undefined })
   const [following, setFollowing] = useState(true)
   const [notice, setNotice] = useState<SecureLoginError>()
@@ -164,7 +177,7 @@ export function AuditViewer({
 
   const list = log.entries ?? []
   // Title, column heads, the line above the entries, key hints, and room for an error.
-  const height = Math.max(5, (rows ?? stdout.rows ?? 24) - 8)
+  const height = Math.max(5, size.rows - 8)
   const first = firstShown(log, height)
   const atOldest = log.entries !== undefined && first === 0
 
@@ -216,35 +229,26 @@ export function AuditViewer({
         {log.top !== undefined && list.length > height ? <Text dimColor> · scrolled up</Text> : null}
       </Text>
       {log.entries === undefined && !notice && <Working text="loading the audit log" />}
-      <Box>
-        <Cell width={21} head text="time" />
-        <Cell width={14} head text="actor" />
-        <Cell width={20} head text="action" />
-        <Cell width={16} head text="target" />
-        <Cell width={9} head text="outcome" />
-        <Cell width={18} head text="address" />
-      </Box>
-      {loadingOlder ? (
-        <Working text="loading older entries" />
-      ) : log.entries === undefined ? (
-        <Text> </Text>
-      ) : atOldest && log.older === undefined ? (
-        <Text dimColor>── start of the log ──</Text>
-      ) : atOldest && log.older === failed ? (
-        <Text dimColor>↑ older entries did not load: scroll up to try again</Text>
-      ) : (
-        <Text dimColor>↑ {count(Math.max(first, (shown[0]?.n ?? 1) - 1))} older entries</Text>
-      )}
-      {shown.map((entry) => (
-        <Box key={entry.n}>
-          <Cell width={21} text={formatTime(entry.at, { seconds: true })} />
-          <Cell width={14} text={entry.actor ?? '-'} />
-          <Cell width={20} text={entry.action} />
-          <Cell width={16} text={entry.target ?? '-'} />
-          <Cell width={9} text={entry.outcome} color={OUTCOME_COLOR[entry.outcome]} />
-          <Cell width={18} text={entry.address ?? '-'} />
-        </Box>
-      ))}
+      <Table
+        columns={COLUMNS}
+        rows={shown}
+        measure={list}
+        rowKey={(entry) => entry.n}
+        width={size.columns}
+        beforeRows={
+          loadingOlder ? (
+            <Working text="loading older entries" />
+          ) : log.entries === undefined ? (
+            <Text> </Text>
+          ) : atOldest && log.older === undefined ? (
+            <Text dimColor>── start of the log ──</Text>
+          ) : atOldest && log.older === failed ? (
+            <Text dimColor>↑ older entries did not load: scroll up to try again</Text>
+          ) : (
+            <Text dimColor>↑ {count(Math.max(first, (shown[0]?.n ?? 1) - 1))} older entries</Text>
+          )
+        }
+      />
       {notice && <ErrorView error={notice} />}
       <KeyHints hints={['↑/↓ pgup/pgdn: scroll', `f: ${following ? 'stop following' : 'follow'}`, 'esc: back']} />
     </Box>

@@ -6,9 +6,14 @@ export interface MenuItem<T extends string> {
   label: string
   /** One key that picks the item at once. */
   shortcut?: string
+  /** Shown dim after the label, e.g. "current" for the value it has now. */
+  note?: string
 }
 
-/** A vertical list: ↑/↓ move, Enter picks, or the item's shortcut key picks it directly. */
+/**
+ * A vertical list: ↑/↓ move, Enter picks, or the item's shortcut key picks it directly. Items
+ * keep their places, so the same keys reach the same item every time.
+ */
 export function Menu<T extends string>({
   items,
   onSelect,
@@ -46,6 +51,7 @@ export function Menu<T extends string>({
           {i === at ? '❯ ' : '  '}
           {item.shortcut ? <Text dimColor={i !== at}>[{item.shortcut}] </Text> : null}
           {item.label}
+          {item.note ? <Text dimColor> ({item.note})</Text> : null}
         </Text>
       ))}
     </Box>

@@ -4,7 +4,7 @@ import type { SecureLoginError } from '../protocol/errors.js'
 import type { SessionInfo, TuiClient } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { formatTime, plural } from './format.js'
-import { Cell } from './Cell.js'
+import { Table, useTerminalSize, type Column } from './Cell.js'
 import { Confirm } from './Confirm.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
@@ -16,8 +16,28 @@ type Mode =
   | { name: 'confirm-others'; count: number }
   | { name: 'working' }
 
+/** Too wide: "signed in" goes first, then "last seen"; a long address is cut, never left out. */
+const COLUMNS: Column<SessionInfo>[] = [
+  { head: 'id', max: 8, text: (session) => session.id.slice(0, 8) },
+  { head: 'address', max: 39, min: 9, text: (session) => session.address },
+  { head: 'signed in', max: 16, drop: 1, text: (session) => formatTime(session.createdAt) },
+  { head: 'last seen', max: 16, drop: 2, text: (session) => formatTime(session.lastSeenAt) },
+  { head: 'ends', max: 16, text: (session) => formatTime(session.expiresAt) },
+  { head: '', max: 12, text: (session) => (session.current ? 'this session' : ''), color: () => 'green' },
+]
+
 /** The person's own sessions, this one marked; revoke one, or every other one. */
-export function SessionsView({ client, onBack }: { client: TuiClient; onBack: () => void }) {
+export function SessionsView({
+  client,
+  onBack,
+  columns: columnsProp,
+}: {
+  client: TuiClient
+  onBack: () => void
+  /** The terminal's width, for tests; otherwise read from the terminal, and again on resize. */
+  columns?: number | undefined
+}) {
+  const { columns } = useTerminalSize(columnsProp)
   const [sessions, setSessions] = useState<SessionInfo[]>()
   const [index, setIndex] = useState(0)
   const [mode, setMode] = useState<Mode>({ name: 'list' })
@@ -79,30 +99,14 @@ export function SessionsView({ client, onBack }: { client: TuiClient; onBack: ()
       <Text bold>your sessions</Text>
       {sessions === undefined && !notice && <Working text="loading sessions" />}
       {sessions !== undefined && (
-        <Box flexDirection="column">
-          <Box>
-            <Cell width={2} />
-            <Cell width={10} head text="id" />
-            <Cell width={17} head text="address" />
-            <Cell width={18} head text="signed in" />
-            <Cell width={18} head text="last seen" />
-            <Cell width={18} head text="ends" />
-          </Box>
-          {list.map((session) => {
-            const chosen = session === selected
-            return (
-              <Box key={session.id}>
-                <Cell width={2} text={chosen ? '❯' : ''} chosen={chosen} />
-                <Cell width={10} text={session.id.slice(0, 8)} chosen={chosen} />
-                <Cell width={17} text={session.address} chosen={chosen} />
-                <Cell width={18} text={formatTime(session.createdAt)} chosen={chosen} />
-                <Cell width={18} text={formatTime(session.lastSeenAt)} chosen={chosen} />
-                <Cell width={18} text={formatTime(session.expiresAt)} chosen={chosen} />
-                {session.current && <Text color="green">this session</Text>}
-              </Box>
-            )
-          })}
-        </Box>
+        <Table
+          columns={COLUMNS}
+          rows={list}
+          rowKey={(session) => session.id}
+          width={columns}
+          marked
+          selected={selected}
+        />
       )}
       {mode.name === 'confirm-one' && (
         <Confirm

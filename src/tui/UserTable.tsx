@@ -1,12 +1,12 @@
 import { useEffect, useState } from 'react'
-import { Box, Text, useInput, useStdout } from 'ink'
+import { Box, Text, useInput } from 'ink'
 import { ROLES } from '../auth/roles.js'
 import type { SecureLoginError } from '../protocol/errors.js'
 import type { Role, TuiClient, AccountSummary } from './types.js'
 import { asSecureLoginError } from './use-connection.js'
 import { useEscape } from './use-escape.js'
 import { formatTime, plural } from './format.js'
-import { Cell } from './Cell.js'
+import { Table, useTerminalSize, type Column } from './Cell.js'
 import { Confirm } from './Confirm.js'
 import { ErrorView } from './ErrorView.js'
 import { KeyHints } from './KeyHints.js'
@@ -23,11 +23,36 @@ type Action =
 type Mode =
   | { name: 'table' }
   | { name: 'actions'; user: AccountSummary }
-  | { name: 'role'; user: AccountSummary }
+  /** same: the person picked the role the user has already. */
+  | { name: 'role'; user: AccountSummary; same?: boolean }
   | { name: 'confirm'; action: Action }
   | { name: 'working' }
 
 const NAME_KEYS = /^[A-Za-z0-9._-]+$/
+
+/** Too wide: "created" goes first, then "last login", "locked" and "2FA"; a long name is cut. */
+function columnsFor(self: string): Column<AccountSummary>[] {
+  return [
+    { head: 'name', max: 24, min: 10, text: (u) => (u.user === self ? `${u.user} (you)` : u.user) },
+    { head: 'role', max: 12, text: (u) => u.role },
+    { head: 'created', max: 16, drop: 1, text: (u) => formatTime(u.createdAt) },
+    { head: 'last login', max: 16, drop: 2, text: (u) => (u.lastLoginAt ? formatTime(u.lastLoginAt) : 'never') },
+    {
+      head: 'locked',
+      max: 6,
+      drop: 3,
+      text: (u) => (u.locked ? 'yes' : 'no'),
+      color: (u) => (u.locked ? 'yellow' : undefined),
+    },
+    {
+      head: '2FA',
+      max: 8,
+      drop: 4,
+      text: (u) => u.twoFactor,
+      color: (u) => (u.twoFactor === 'reset' ? 'yellow' : undefined),
+    },
+  ]
+}
 
 function question(action: Action): string {
   switch (action.kind) {
@@ -78,13 +103,16 @@ export function UserTable({
   self,
   onBack,
   rows,
+  columns,
 }: {
   client: TuiClient
   self: string
   onBack: () => void
   rows?: number | undefined
+  /** The terminal's width, for tests; otherwise read from the terminal, and again on resize. */
+  columns?: number | undefined
 }) {
-  const { stdout } = useStdout()
+  const size = useTerminalSize(columns, rows)
   const [users, setUsers] = useState<AccountSummary[]>()
   const [filter, setFilter] = useState('')
   const [index, setIndex] = useState(0)
@@ -104,7 +132,7 @@ export function UserTable({
   const shown = (users ?? []).filter((u) => u.user.includes(filter))
   const at = Math.max(0, Math.min(index, shown.length - 1))
   const selected = shown[at]
-  const visible = Math.max(5, (rows ?? stdout.rows ?? 24) - 12)
+  const visible = Math.max(5, size.rows - 12)
   const start = Math.max(0, at - visible + 1)
 
   useInput(
@@ -163,39 +191,15 @@ export function UserTable({
       {users === undefined && !notice && <Working text="loading users" />}
       {users !== undefined && (
         <Box flexDirection="column">
-          <Box>
-            <Cell width={2} />
-            <Cell width={20} head text="name" />
-            <Cell width={14} head text="role" />
-            <Cell width={18} head text="created" />
-            <Cell width={18} head text="last login" />
-            <Cell width={8} head text="locked" />
-            <Cell width={10} head text="2FA" />
-          </Box>
-          {shown.slice(start, start + visible).map((u) => {
-            const chosen = u === selected
-            return (
-              <Box key={u.user}>
-                <Cell width={2} text={chosen ? '❯' : ''} chosen={chosen} />
-                <Cell width={20} text={u.user === self ? `${u.user} (you)` : u.user} chosen={chosen} />
-                <Cell width={14} text={u.role} chosen={chosen} />
-                <Cell width={18} text={formatTime(u.createdAt)} chosen={chosen} />
-                <Cell width={18} text={u.lastLoginAt ? formatTime(u.lastLoginAt) : 'never'} chosen={chosen} />
-                <Cell
-                  width={8}
-                  text={u.locked ? 'yes' : 'no'}
-                  chosen={chosen}
-                  color={u.locked ? 'yellow' : undefined}
-                />
-                <Cell
-                  width={10}
-                  text={u.twoFactor}
-                  chosen={chosen}
-                  color={u.twoFactor === 'reset' ? 'yellow' : undefined}
-                />
-              </Box>
-            )
-          })}
+          <Table
+            columns={columnsFor(self)}
+            rows={shown.slice(start, start + visible)}
+            measure={shown}
+            rowKey={(u) => u.user}
+            width={size.columns}
+            marked
+            selected={selected}
+          />
           {shown.length === 0 && <Text dimColor>no user name contains "{filter}"</Text>}
         </Box>
       )}
@@ -206,9 +210,23 @@ export function UserTable({
             new role for {mode.user.user} (now {mode.user.role}):
           </Text>
           <Menu
-            items={ROLES.filter((role) => role !== mode.user.role).map((role) => ({ id: role, label: role }))}
-            onSelect={(role) => setMode({ name: 'confirm', action: { kind: 'role', user: mode.user.user, role } })}
+            items={ROLES.map((role) => ({
+              id: role,
+              label: role,
+              ...(role === mode.user.role ? { note: 'current' } : {}),
+            }))}
+            initial={mode.user.role}
+            onSelect={(role) =>
+              role === mode.user.role
+                ? setMode({ ...mode, same: true })
+                : setMode({ name: 'confirm', action: { kind: 'role', user: mode.user.user, role } })
+            }
           />
+          {mode.same && (
+            <Text color="yellow">
+              {mode.user.user} is already {mode.user.role}: pick another role, or esc to go back
+            </Text>
+          )}
           <KeyHints hints={['↑/↓: choose', 'enter: pick', 'esc: back']} />
         </Box>
       )}

@@ -4,6 +4,8 @@ import { type, until } from './typing.js'
 import { HomeApp } from '../../src/tui/HomeApp.js'
 import type { Role } from '../../src/tui/types.js'
 import { formatTime } from '../../src/tui/format.js'
+import { stripAnsi } from '../../src/tui/group-secret.js'
+import { UserTable } from '../../src/tui/UserTable.js'
 import { FakeClient, INVITE_TOKEN } from './fake-client.js'
 
 afterEach(cleanup)
@@ -36,6 +38,23 @@ async function openUsers(role: Role = 'admin') {
   await until(() => expect(opened.app.lastFrame()).toContain('(5 of 5)'))
   return opened
 }
+
+/** ink-testing-library's terminal is always 100 columns: this makes it `columns` wide and tells the app. */
+function resize(app: App, columns: number) {
+  Object.defineProperty(app.stdout, 'columns', { configurable: true, get: () => columns })
+  app.stdout.emit('resize')
+}
+
+/** The widest line of a frame, in terminal columns. */
+const widest = (frame: string) => Math.max(...frame.split('\n').map((line) => [...stripAnsi(line)].length))
+
+/** The role picker's lines, as shown. */
+const picker = (app: App) =>
+  app
+    .lastFrame()!
+    .split('\n')
+    .filter((line) => /^(❯| ) (regular_user|admin|system_admin)\b/.test(line))
+    .map((line) => line.trimEnd())
 
 /** A user's row in the table: the name cell, then the role. */
 const row = (user: string, role = '\\w+') => new RegExp(`(?<![\\w.-])${user} +${role}\\b`)
@@ -120,7 +139,7 @@ describe('user table', () => {
     expect(client.calls).toContain('removeUser root')
   })
 
-  it('changes a role picked from a list, after confirmation', async () => {
+  it('changes a role picked from a list of all three, the current one marked and a no-op, after confirmation', async () => {
     const { app, client } = await openUsers('system_admin')
     await press(app, 'carol')
     await until(() => expect(app.lastFrame()).toContain('(1 of 5)'))
@@ -128,9 +147,14 @@ describe('user table', () => {
     await until(() => expect(app.lastFrame()).toContain('r: change role'))
     await press(app, 'r')
     await until(() => expect(app.lastFrame()).toContain('new role for carol (now admin):'))
-    expect(app.lastFrame()).toContain('❯ regular_user')
+    // Every role in its place, the cursor on the one carol has: Enter there changes nothing.
+    expect(picker(app)).toEqual(['  regular_user', '❯ admin (current)', '  system_admin'])
+    await press(app, '\r')
+    await until(() => expect(app.lastFrame()).toContain('carol is already admin: pick another role, or esc to go back'))
+    expect(app.lastFrame()).not.toContain('(y/n)')
     await press(app, DOWN)
     await until(() => expect(app.lastFrame()).toContain('❯ system_admin'))
+    await press(app, UP)
     await press(app, UP)
     await until(() => expect(app.lastFrame()).toContain('❯ regular_user'))
     await press(app, '\r')
@@ -138,7 +162,18 @@ describe('user table', () => {
     await press(app, 'y')
     await until(() => expect(app.lastFrame()).toContain('carol is now regular_user (was admin)'))
     await until(() => expect(app.lastFrame()).toMatch(row('carol', 'regular_user')))
-    expect(client.calls).toContain('setRole carol regular_user')
+    expect(client.calls.filter((call) => call.startsWith('setRole'))).toEqual(['setRole carol regular_user'])
+  })
+
+  it('lists the roles in the same places for every user', async () => {
+    const { app } = await openUsers('system_admin')
+    await press(app, 'bobby')
+    await until(() => expect(app.lastFrame()).toContain('(1 of 5)'))
+    await press(app, '\r')
+    await until(() => expect(app.lastFrame()).toContain('r: change role'))
+    await press(app, 'r')
+    await until(() => expect(app.lastFrame()).toContain('new role for bobby (now regular_user):'))
+    expect(picker(app)).toEqual(['❯ regular_user (current)', '  admin', '  system_admin'])
   })
 
   it('unlocks, resets 2FA and revokes sessions, each confirmed first, and shows the refreshed row', async () => {
@@ -233,6 +268,117 @@ describe('audit viewer', () => {
     await press(app, '\u001B[6~') // page down, to the end: following the newest again
     await until(() => expect(app.lastFrame()).toContain('step.40'))
     expect(app.lastFrame()).not.toContain('scrolled up')
+  })
+})
+
+describe('at 80 columns', () => {
+  const LONG_NAME = 'a-user-name-long-enough-to-need-cutting.at-eighty'
+  const LONG_TARGET = 'another-long-name-that-runs-on-and-on'
+  const IPV6 = '2001:db8:85a3:1234:5678:8a2e:370:7334'
+
+  /** An admin's fake client with values wider than their columns. */
+  function wideClient(): FakeClient {
+    const client = new FakeClient()
+    client.role = 'admin'
+    client.users.push({ ...client.users[3]!, user: LONG_NAME, twoFactor: 'reset', locked: true })
+    client.sessions.push({ ...client.sessions[1]!, id: 'f00d0004'.padEnd(32, '0'), address: IPV6 })
+    client.auditLog.push({ ...client.auditLog[2]!, n: 4, actor: LONG_NAME, target: LONG_TARGET, address: IPV6 })
+    client.auditLog.push({
+      ...client.auditLog[2]!,
+      n: 5,
+      action: 'admin.set_role',
+      target: LONG_TARGET,
+      outcome: 'refused',
+    })
+    return client
+  }
+
+  /** Home at `columns` (ink-testing-library's terminal is 100 wide: this tells the app otherwise), then the screen behind `key`. */
+  async function openAt(columns: number, key: string) {
+    const client = wideClient()
+    const app = render(<HomeApp client={client} result={await client.resumeSession()} onDone={() => {}} />)
+    resize(app, columns)
+    await until(() => expect(app.lastFrame()).toContain(`[${key}]`))
+    await press(app, key)
+    return { client, app }
+  }
+
+  it('the user table drops "created", cuts a long name with an ellipsis, and keeps each row on one line', async () => {
+    const { app } = await openAt(80, 'u')
+    await until(() => expect(app.lastFrame()).toContain('(6 of 6)'))
+    const frame = app.lastFrame()!
+    expect(widest(frame)).toBeLessThanOrEqual(80)
+    expect(frame).toMatch(/^ {2}name +role +last login +locked +2FA$/m)
+    expect(frame).not.toContain('created')
+    const rows = frame.split('\n').filter((line) => /^(❯| ) \S/.test(line) && !/^ {2}name /.test(line))
+    expect(rows).toHaveLength(6)
+    // Name, role, a whole time (or never), locked, 2FA: every row, each cell whole or cut with "…".
+    for (const line of rows)
+      expect(line).toMatch(/^(❯| ) \S+( \(you\))? +\w+ +(\d{4}-\d\d-\d\d \d\d:\d\d|never) +(yes|no) +(enrolled|reset)$/)
+    expect(frame).toMatch(new RegExp(`^  ${LONG_NAME.slice(0, 10)}\\S*… +admin `, 'm'))
+    expect(frame).not.toContain(LONG_NAME)
+  })
+
+  it('the sessions screen drops "signed in", then "last seen", and keeps "this session" and the end time whole', async () => {
+    const { app, client } = await openAt(80, 's')
+    await until(() => expect(app.lastFrame()).toContain('this session'))
+    const frame = app.lastFrame()!
+    expect(widest(frame)).toBeLessThanOrEqual(80)
+    // A full IPv6 address is wider than "last seen" leaves room for: it is cut, that column goes.
+    expect(frame).toMatch(/^ {2}id +address +ends$/m)
+    const ends = formatTime(client.sessions[0]!.expiresAt)
+    expect(frame).toMatch(new RegExp(`^❯ c0ffee01 +127\\.0\\.0\\.1 +${ends} +this session$`, 'm'))
+    expect(frame).toMatch(new RegExp(`^  f00d0004 +${IPV6.slice(0, 12)}\\S*… +${ends}$`, 'm'))
+
+    // Without it, only "signed in" goes.
+    await press(app, DOWN)
+    await press(app, DOWN)
+    await press(app, DOWN)
+    await until(() => expect(app.lastFrame()).toMatch(/^❯ f00d0004/m))
+    await press(app, 'r')
+    await until(() => expect(app.lastFrame()).toContain('(y/n)'))
+    await press(app, 'y')
+    await until(() => expect(app.lastFrame()).toContain('revoked 1 session'))
+    await until(() => expect(app.lastFrame()).toMatch(/^ {2}id +address +last seen +ends$/m))
+    expect(widest(app.lastFrame()!)).toBeLessThanOrEqual(80)
+    expect(app.lastFrame()).toMatch(new RegExp(`^  c0ffee01 +127\\.0\\.0\\.1 +\\S+ \\S+ +${ends} +this session$`, 'm'))
+  })
+
+  it('the audit viewer drops the address and leaves a gap between a cut target and the outcome', async () => {
+    const { app } = await openAt(80, 'a')
+    await until(() => expect(app.lastFrame()).toContain('admin.set_role'))
+    const frame = app.lastFrame()!
+    expect(widest(frame)).toBeLessThanOrEqual(80)
+    expect(frame).toMatch(/^time +actor +action +target +outcome$/m)
+    expect(frame).not.toContain('127.0.0.1')
+    expect(frame).toMatch(/admin\.set_role +another-long-\S*… +refused$/m)
+    expect(frame).toMatch(/^\S+ \S+ +a-user-\S*… +admin\.unlock +another-long-\S*… +ok$/m)
+  })
+
+  it('lays the table out again for the new width on resize, as if drawn at that width', async () => {
+    const client = wideClient()
+    const users = await client.listUsers()
+    const wide = render(<UserTable client={client} self="alice" onBack={() => {}} />)
+    resize(wide, 120)
+    await until(() => expect(wide.lastFrame()).toContain('created'))
+    expect(widest(wide.lastFrame()!)).toBeGreaterThan(80)
+    resize(wide, 80)
+    await until(() => expect(wide.lastFrame()).not.toContain('created'))
+    const narrow = render(<UserTable client={client} self="alice" onBack={() => {}} />)
+    resize(narrow, 80)
+    await until(() => expect(narrow.lastFrame()).toContain(`(${users.length} of ${users.length})`))
+    expect(widest(wide.lastFrame()!)).toBeLessThanOrEqual(80)
+    // Nothing of the wider layout stays behind: the same lines as a table drawn at 80 from the start.
+    expect(wide.lastFrame()).toBe(narrow.lastFrame())
+  })
+
+  it('puts key hints that do not fit on the next line whole, at 40 columns too', async () => {
+    const { app } = await openAt(40, 'u')
+    await until(() => expect(app.lastFrame()).toContain('(6 of 6)'))
+    const frame = app.lastFrame()!
+    expect(widest(frame)).toBeLessThanOrEqual(40)
+    for (const hint of ['type: filter by name', '↑/↓: select', 'enter: actions', 'backspace: edit filter', 'esc: back'])
+      expect(frame).toContain(hint)
   })
 })
 

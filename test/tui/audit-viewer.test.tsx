@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
 import { AuditViewer } from '../../src/tui/AuditViewer.js'
 import { SecureLoginError } from '../../src/protocol/errors.js'
+import { stripAnsi } from '../../src/tui/group-secret.js'
 import { FakeClient } from './fake-client.js'
 
 afterEach(cleanup)
@@ -140,5 +141,56 @@ describe('audit viewer: scrolling back', () => {
     await until(() => expect(shown(app)).toEqual(run(1, 50)))
     expect(app.lastFrame()).toContain('── start of the log ──')
     expect(pages(client)).toEqual(['auditPage 51 200', 'auditPage 51 200'])
+  })
+})
+
+describe('audit viewer: width', () => {
+  /** ink-testing-library's terminal is always 100 columns: this makes it `columns` wide and tells the app. */
+  function resize(app: App, columns: number) {
+    Object.defineProperty(app.stdout, 'columns', { configurable: true, get: () => columns })
+    app.stdout.emit('resize')
+  }
+  const lines = (app: App) => app.lastFrame()!.split('\n')
+  const widest = (app: App) => Math.max(...lines(app).map((line) => [...stripAnsi(line)].length))
+  /** The entry rows: each starts with its whole time. */
+  const entryRows = (app: App) => lines(app).filter((line) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /.test(line))
+
+  function wideLog(): FakeClient {
+    const client = clientWithLog(30)
+    client.appendAudit({
+      actor: 'an-actor-with-a-long-name.x',
+      action: 'user.set_role',
+      target: 'a-target-whose-name-is-longer-than-its-column',
+      outcome: 'refused',
+    })
+    client.auditLog.at(-1)!.address = '2001:db8::8a2e:370:7334'
+    return client
+  }
+
+  it('fits 80 columns: the address goes, a cut name ends in an ellipsis and a gap, every entry on one line', async () => {
+    const client = wideLog()
+    const app = render(<AuditViewer client={client} onBack={() => {}} rows={ROWS} />)
+    resize(app, 80)
+    await until(() => expect(app.lastFrame()).toContain('user.set_role'))
+    expect(widest(app)).toBeLessThanOrEqual(80)
+    expect(app.lastFrame()).toMatch(/^time +actor +action +target +outcome$/m)
+    expect(entryRows(app)).toHaveLength(31)
+    for (const row of entryRows(app)) expect(row).toMatch(/^\S+ \S+ +\S+ +[\w.]+ +\S+ +(ok|failed|refused)$/)
+    expect(app.lastFrame()).toMatch(/ an-actor-\S*… +user\.set_role +a-target-\S*… +refused$/m)
+  })
+
+  it('lays the log out again on resize from 120 to 80, as if drawn at 80 from the start', async () => {
+    const client = wideLog()
+    const wide = render(<AuditViewer client={client} onBack={() => {}} rows={ROWS} />)
+    resize(wide, 120)
+    await until(() => expect(wide.lastFrame()).toContain('2001:db8'))
+    expect(widest(wide)).toBeGreaterThan(80)
+    resize(wide, 80)
+    await until(() => expect(wide.lastFrame()).not.toContain('2001:db8'))
+    expect(widest(wide)).toBeLessThanOrEqual(80)
+    const narrow = render(<AuditViewer client={client} onBack={() => {}} rows={ROWS} />)
+    resize(narrow, 80)
+    await until(() => expect(entryRows(narrow)).toHaveLength(31))
+    expect(wide.lastFrame()).toBe(narrow.lastFrame())
   })
 })
