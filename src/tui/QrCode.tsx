@@ -1,16 +1,49 @@
-import { useEffect, useState } from 'react'
-import { Box, Text, useStdout } from 'ink'
+import { useMemo } from 'react'
+import { Box, Text } from 'ink'
 import QRCode from 'qrcode'
 import { groupSecret, stripAnsi } from './group-secret.js'
+import { useTerminalSize } from './Cell.js'
 
 /** Lines the enrolment screen needs besides the QR code itself (secret, URI, code field, hints). */
 const OTHER_ROWS = 8
+/** ISO/IEC 18004 asks for four light modules around the symbol; scanners and capture tools count on them. */
+const QUIET_ZONE = 4
+
+const DARK_FG = 30
+const LIGHT_FG = 97
+const DARK_BG = 40
+const LIGHT_BG = 107
 
 /**
- * The enrolment QR code, drawn by the qrcode package's terminal renderer, which sets explicit
- * black-on-white colours so it scans on dark and light palettes alike. When the terminal is too
- * small the code would wrap and no longer scan, so it says how big it must be instead; the
- * secret and URI below always show, so the person can still enrol. Redraws on resize.
+ * The QR code as lines of text, two modules a character: `▀` in the top module's colour on the
+ * bottom one's. Every cell sets both colours (black, bright white), so it scans on dark and light
+ * palettes alike, and every cell is a glyph, not a space: tools that trim trailing blank cells
+ * (tmux capture-pane without -N, a copy from the terminal) keep the right quiet zone.
+ */
+export function drawQrCode(uri: string): string[] {
+  const { modules } = QRCode.create(uri, { errorCorrectionLevel: 'L' })
+  const size = modules.size
+  const dark = (x: number, y: number) => x >= 0 && y >= 0 && x < size && y < size && modules.get(y, x) === 1
+  const lines: string[] = []
+  for (let y = -QUIET_ZONE; y < size + QUIET_ZONE; y += 2) {
+    let line = ''
+    let colours = ''
+    for (let x = -QUIET_ZONE; x < size + QUIET_ZONE; x++) {
+      // A bottom half past the last quiet row (an odd height) is light: more quiet zone.
+      const next = `\x1b[${dark(x, y) ? DARK_FG : LIGHT_FG};${dark(x, y + 1) ? DARK_BG : LIGHT_BG}m`
+      if (next !== colours) line += next
+      colours = next
+      line += '▀'
+    }
+    lines.push(`${line}\x1b[0m`)
+  }
+  return lines
+}
+
+/**
+ * The enrolment QR code, with a four-module quiet zone. When the terminal is too small the code
+ * would wrap and no longer scan, so it says how big it must be instead; the secret and URI below
+ * always show, so the person can still enrol. Redraws on resize.
  */
 export function QrCode({
   uri,
@@ -20,44 +53,32 @@ export function QrCode({
 }: {
   uri: string
   secret: string
-  columns?: number
-  rows?: number
+  columns?: number | undefined
+  rows?: number | undefined
 }) {
-  const [qr, setQr] = useState<string>()
+  const qr = useMemo(() => drawQrCode(uri), [uri])
   const size = useTerminalSize(columns, rows)
-
-  useEffect(() => {
-    let live = true
-    void QRCode.toString(uri, { type: 'terminal', small: true }).then((text) => live && setQr(text.replace(/\n+$/, '')))
-    return () => {
-      live = false
-    }
-  }, [uri])
+  // Every line is as wide as the symbol and its quiet zones, one column a module.
+  const width = stripAnsi(qr[0]!).length
+  const height = qr.length
 
   let drawing
-  if (qr === undefined) {
-    drawing = <Text dimColor>drawing the QR code…</Text>
+  if (width > size.columns) {
+    drawing = (
+      <Text color="yellow">
+        terminal too narrow for the QR code: need {width} columns, have {size.columns}; enlarge it, or type the secret
+        below
+      </Text>
+    )
+  } else if (height + OTHER_ROWS > size.rows) {
+    drawing = (
+      <Text color="yellow">
+        terminal too short for the QR code: need {height + OTHER_ROWS} rows, have {size.rows}; enlarge it, or type the
+        secret below
+      </Text>
+    )
   } else {
-    const lines = stripAnsi(qr).split('\n')
-    const width = Math.max(...lines.map((line) => [...line].length))
-    const height = lines.length
-    if (width > size.columns) {
-      drawing = (
-        <Text color="yellow">
-          terminal too narrow for the QR code: need {width} columns, have {size.columns}; enlarge it, or type the secret
-          below
-        </Text>
-      )
-    } else if (height + OTHER_ROWS > size.rows) {
-      drawing = (
-        <Text color="yellow">
-          terminal too short for the QR code: need {height + OTHER_ROWS} rows, have {size.rows}; enlarge it, or type the
-          secret below
-        </Text>
-      )
-    } else {
-      drawing = <Text>{qr}</Text>
-    }
+    drawing = <Text>{qr.join('\n')}</Text>
   }
 
   return (
@@ -69,19 +90,4 @@ export function QrCode({
       <Text>{uri}</Text>
     </Box>
   )
-}
-
-function useTerminalSize(columns?: number, rows?: number): { columns: number; rows: number } {
-  const { stdout } = useStdout()
-  const read = () => ({ columns: columns ?? stdout.columns ?? 80, rows: rows ?? stdout.rows ?? 24 })
-  const [size, setSize] = useState(read)
-  useEffect(() => {
-    // Ink lays out again on resize but does not re-render: keep the size in state.
-    const onResize = () => setSize(read())
-    stdout.on('resize', onResize)
-    return () => {
-      stdout.off('resize', onResize)
-    }
-  }, [stdout, columns, rows])
-  return size
 }
