@@ -208,16 +208,35 @@ export async function runAdminAudit(args: AdminArgs): Promise<void> {
 
 function printEntry(entry: AuditEntry, json: boolean): void {
   if (json) return printJson(auditEvent(entry))
-  const details = entry.details
-    ? ' ' +
-      Object.entries(entry.details)
-        .map(([k, v]) => `${k}=${String(v)}`)
-        .join(' ')
-    : ''
-  process.stdout.write(
-    `${String(entry.n).padStart(6)} ${entry.at} ${entry.outcome.padEnd(7)} ${entry.action.padEnd(16)} ` +
-      `actor=${entry.actor ?? '-'} target=${entry.target ?? '-'} from=${entry.address ?? '-'}${details}\n`,
-  )
+  process.stdout.write(`${formatAuditLine(entry)}\n`)
+}
+
+/** The fields every line has, in this order, after number, time, outcome and action. */
+const FIXED_KEYS = ['actor', 'target', 'address'] as const
+
+/**
+ * One entry as a line a person reads and grep or awk can split: number, time, outcome and
+ * action in columns, then `key=value` pairs, each key once (the client's address is `address=`;
+ * a role change's details are `from=` and `to=`). A detail named like a fixed field is written
+ * `details.KEY`. A value with a space, a quote or `=` is quoted, as logfmt does, so a reason such
+ * as "rate limited" stays one value.
+ */
+export function formatAuditLine(entry: AuditEntry): string {
+  const fixed = { actor: entry.actor ?? '-', target: entry.target ?? '-', address: entry.address ?? '-' }
+  const pairs: Array<[string, unknown]> = FIXED_KEYS.map((key) => [key, fixed[key]])
+  for (const [key, value] of Object.entries(entry.details ?? {}))
+    pairs.push([(FIXED_KEYS as readonly string[]).includes(key) ? `details.${key}` : key, value])
+  const text = pairs.map(([key, value]) => `${logfmtValue(key)}=${logfmtValue(String(value))}`).join(' ')
+  return `${String(entry.n).padStart(6)} ${entry.at} ${entry.outcome.padEnd(7)} ${entry.action.padEnd(16)} ${text}`
+}
+
+/**
+ * A value as is when it is plain printable ASCII; otherwise quoted, with every control or
+ * non-ASCII character escaped, so no value can end the line, move the cursor or pose as a key.
+ */
+function logfmtValue(value: string): string {
+  if (/^[\x21-\x7e]+$/.test(value) && !/["=\\]/.test(value)) return value
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 export async function runAdminAuditVerify(args: AdminArgs): Promise<void> {

@@ -125,8 +125,13 @@ describe.runIf(hasOathtool)('reading the log', () => {
     const lines = run.stdout.trimEnd().split('\n')
     expect(lines.map((line) => Number(line.trim().split(' ')[0]))).toEqual((await wholeLog()).map((e) => e.n))
     expect(run.stdout).toMatch(
-      /^\s+\d+ \d{4}-\d\d-\d\dT[\d:.]+Z ok\s+user\.register\s+actor=- target=sam from=127\.0\.0\.1/m,
+      /^\s+\d+ \d{4}-\d\d-\d\dT[\d:.]+Z ok\s+user\.register\s+actor=- target=sam address=127\.0\.0\.1/m,
     )
+    // Each key once a line (src/cli/admin.ts, formatAuditLine; its cases: test/unit/audit-line.test.ts).
+    for (const line of lines) {
+      const keys = [...line.matchAll(/ ([^\s=]+)=/g)].map((match) => match[1])
+      expect(new Set(keys).size, line).toBe(keys.length)
+    }
   })
 })
 
