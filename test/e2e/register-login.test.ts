@@ -177,6 +177,9 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
   })
 
   it('refuses an unknown server without --ca (ERR_TLS_UNTRUSTED, hint names the ways in)', async () => {
+    // A client that never met this server (the home above remembers it: its logins gave --ca).
+    const stranger = join(dir, 'home-unknown')
+    await mkdir(stranger, { recursive: true })
     const result = await runCliToEnd(
       [
         'login',
@@ -190,16 +193,20 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
         '--json',
       ],
       `${PASSWORD}\n`,
-      { env: env() },
+      { env: { SECURELOGIN_HOME: stranger } },
     )
     expect(result.code).toBe(1)
     const error = JSON.parse(result.stderr.trim())
     expect(error).toMatchObject({ code: 'ERR_TLS_UNTRUSTED' })
+    expect(error.hint).toContain('servers trust')
     expect(error.hint).toContain('--ca')
     expect(error.hint).toContain('--accept-fingerprint')
   })
 
   it('trusts on first use with --accept-fingerprint, then remembers the server', async () => {
+    const newcomer = join(dir, 'home-tofu')
+    await mkdir(newcomer, { recursive: true })
+    const env = () => ({ SECURELOGIN_HOME: newcomer })
     const base = ['--server', `127.0.0.1:${server.port}`, '--user', 'alice', '--password-stdin', '--json']
     const wrong = await runCliToEnd(
       ['login', ...base, '--otp', '000000', '--accept-fingerprint', 'AB'.repeat(32)],
@@ -213,7 +220,7 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
       { env: env() },
     )
     expect(first.code).toBe(0)
-    const known = await readFile(join(home, 'known_servers'), 'utf8')
+    const known = await readFile(join(newcomer, 'known_servers'), 'utf8')
     expect(known).toContain(`127.0.0.1:${server.port} ${server.fingerprint}`)
     const again = await runCliToEnd(['login', ...base, '--otp', oathtoolCode(totpSecret, now())], `${PASSWORD}\n`, {
       env: env(),
@@ -243,7 +250,7 @@ describe.runIf(hasOathtool)('register and log in through the real CLI', () => {
     expect(result.code).toBe(1)
     const error = JSON.parse(result.stderr.trim())
     expect(error.code).toBe('ERR_TLS_CHANGED')
-    expect(error.hint).toContain('known_servers')
+    expect(error.hint).toContain(`servers forget 127.0.0.1:${server.port}`)
   })
 
   it('gives a usage error (exit 2) for a script without --password-stdin', async () => {
