@@ -73,6 +73,21 @@ export function createTuiClient(
     }
   }
   const followers = new Set<ServerConnection>()
+  // Every connection open now, and a trust question waiting for its answer: close() ends them
+  // all, so nothing holds the process once the screen is gone (Ctrl-C at the trust prompt).
+  const live = new Set<ServerConnection>()
+  let refuseTrust: (() => void) | undefined
+  let closed = false
+  const tracked = async (opening: Promise<ServerConnection>): Promise<ServerConnection> => {
+    const c = await opening
+    if (closed) {
+      c.close()
+      throw new SecureLoginError('ERR_CONNECT', `connection to ${server} closed`)
+    }
+    live.add(c)
+    void c.ended().then(() => live.delete(c))
+    return c
+  }
   const pinned = async (): Promise<ConnectOptions> => {
     if (!connectOpts) throw new SecureLoginError('ERR_INTERNAL', 'connect() must come first')
     return connectOpts
@@ -80,7 +95,7 @@ export function createTuiClient(
   const sessions: SessionOptions = { home: opts.sessions.home, server: opts.sessions.server, connect: pinned }
   const saved = new SavedSessions(sessions)
 
-  const open = async (): Promise<ServerConnection> => ServerConnection.open(await pinned())
+  const open = async (): Promise<ServerConnection> => tracked(ServerConnection.open(await pinned()))
   const reopen = async (): Promise<ServerConnection> => {
     conn?.close()
     conn = await open()
@@ -136,8 +151,17 @@ export function createTuiClient(
     notice: () => heard,
     async connect(confirmNewServer) {
       // A notice goes to the home screen: on stderr it would tear through the app's drawing.
-      const opts = { ...(await options(confirmNewServer)), onNotice: (notice: Notice) => void (heard = plain(notice)) }
-      const probe = await ServerConnection.open(opts)
+      const ask =
+        confirmNewServer &&
+        ((fingerprint: string) =>
+          closed
+            ? Promise.resolve(false)
+            : new Promise<boolean>((resolve, reject) => {
+                refuseTrust = () => resolve(false)
+                confirmNewServer(fingerprint).then(resolve, reject)
+              }).finally(() => (refuseTrust = undefined)))
+      const opts = { ...(await options(ask)), onNotice: (notice: Notice) => void (heard = plain(notice)) }
+      const probe = await tracked(ServerConnection.open(opts))
       probe.close()
       // Later connections must present the certificate just checked (now in known_servers, or the --ca).
       connectOpts =
@@ -268,10 +292,14 @@ export function createTuiClient(
     },
     close() {
       forgetLogin()
+      closed = true
+      refuseTrust?.()
       conn?.close()
       conn = undefined
       for (const c of followers) c.close()
       followers.clear()
+      for (const c of live) c.close()
+      live.clear()
     },
   }
 }

@@ -31,6 +31,10 @@ export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: st
   // The TUI has already shown any error in place; only the exit code is left to set.
   if ('cancelled' in result) process.exitCode = 130
   else if ('error' in result) process.exitCode = result.error.code === 'ERR_USAGE' ? 2 : 1
+  // The screen is gone and every connection closed: the shell must get its prompt back now. A
+  // timer still running in a connection being opened (a handshake's) must not hold it: an unref'd
+  // timer fires only if something else keeps the process alive, and then ends it.
+  setTimeout(() => process.exit(), 250).unref()
 }
 
 /** The saved session, resumed before the screen draws; undefined when it has ended (log in again). */
