@@ -1,5 +1,5 @@
-import { useEffect, useState } from 'react'
-import { Box, Text } from 'ink'
+import { useEffect, useLayoutEffect, useRef, useState } from 'react'
+import { Box, Text, useStdout } from 'ink'
 import type { SecureLoginError } from '../protocol/errors.js'
 import { isAdmin } from '../auth/roles.js'
 import type { LoginResult, TuiClient } from './types.js'
@@ -71,7 +71,10 @@ export function HomeApp({
   })
   const [notice, setNotice] = useState<SecureLoginError>()
   const [heard, setHeard] = useState(client.notice?.())
+  const [loggedOut, setLoggedOut] = useState(false)
   const clock = useClock(now)
+  // The last frame (bye, logged out, or why logging out failed) is drawn back in the shell.
+  useAlternateScreen(!(screen === 'quit' || (screen === 'logout' && (loggedOut || notice !== undefined))))
 
   useEffect(() => {
     if (screen !== 'menu') return
@@ -93,7 +96,10 @@ export function HomeApp({
     if (screen === 'quit') onDone({ user: who.user, loggedOut: false })
     if (screen !== 'logout') return
     client.logout().then(
-      () => onDone({ user: who.user, loggedOut: true }),
+      () => {
+        setLoggedOut(true)
+        onDone({ user: who.user, loggedOut: true })
+      },
       (error: unknown) => {
         const failure = asSecureLoginError(error)
         setNotice(failure)
@@ -125,7 +131,13 @@ export function HomeApp({
     case 'invite':
       return <InviteScreen client={client} onBack={back} />
     case 'logout':
-      return notice ? <ErrorView error={notice} /> : <Working text="logging out" />
+      if (notice) return <ErrorView error={notice} />
+      // The last frame stays in the shell: a plain line, not a spinner frozen mid-turn.
+      return loggedOut ? (
+        <Text>logged out: the session is revoked and its saved copy deleted</Text>
+      ) : (
+        <Working text="logging out" />
+      )
     case 'quit':
       return <Text>bye: the session stays saved until {formatTime(who.endsAt)}; securelogin home goes on with it</Text>
     case 'menu':
@@ -172,4 +184,32 @@ function useClock(now: () => number): number {
     return () => clearInterval(timer)
   }, [now])
   return time
+}
+
+const ENTER_ALTERNATE = '\u001B[?1049h\u001B[H'
+const LEAVE_ALTERNATE = '\u001B[?1049l'
+
+/**
+ * Home is a full-screen app, as k9s or lazygit are: at a terminal it draws on the alternate
+ * screen, so its menus and tables never pile up in the scrollback, and gives the terminal back
+ * as it found it. `active` false leaves early, so the final frame lands in the shell; an unmount
+ * (Ctrl-C, an error, a signal Ink catches) leaves too. Ink's write() clears its frame, writes
+ * the switch, and draws the frame again on the other screen, so its line count stays right.
+ */
+function useAlternateScreen(active: boolean): void {
+  const { stdout, write } = useStdout()
+  const on = useRef(false)
+  useLayoutEffect(() => {
+    if (!stdout.isTTY || on.current === active) return
+    on.current = active
+    write(active ? ENTER_ALTERNATE : LEAVE_ALTERNATE)
+  }, [active])
+  useLayoutEffect(
+    () => () => {
+      // Ink has stopped drawing by now: straight to the terminal.
+      if (on.current) stdout.write(LEAVE_ALTERNATE)
+      on.current = false
+    },
+    [],
+  )
 }
