@@ -58,6 +58,12 @@ export async function runServer(args: ServerArgs): Promise<void> {
   const logger: Logger = args.json ? createJsonLogger(write) : createTextLogger(write)
   // Reports made before the server listens go to the log after its first line ("listening").
   const early = createMemoryLogger()
+  // What start-up made (the store, the certificate) is told in the order it happens: on stderr
+  // before `listening` for a person, after it in JSON, whose first line is `listening`.
+  const made = (event: string, path: string, text: string) => {
+    if (args.json) early.log('info', event, { path }, text)
+    else process.stderr.write(`securelogin: ${text}\n`)
+  }
   checkPassphraseSource(args.passphraseFile)
   // Checked before anything else, though it only applies when this run makes the store.
   const kdf = kdfFromArgs(args.kdfLogn)
@@ -113,19 +119,18 @@ export async function runServer(args: ServerArgs): Promise<void> {
       : await openStore(args.store, passphrase, opts)
   } catch (error) {
     await lock.release()
-    throw error
+    throw passphraseHint(error, args.passphraseFile)
   }
-  if (isNew) early.log('info', 'store_created', { path: args.store }, `created store ${args.store}`)
+  if (isNew) made('store_created', args.store, `created store ${args.store}`)
 
   let server
   let stages: StageTimes | undefined
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created)
-      early.log(
-        'info',
+      made(
         'certificate_created',
-        { path: join(args.certs, 'server.crt') },
+        join(args.certs, 'server.crt'),
         `created certificate ${join(args.certs, 'server.crt')}`,
       )
     const bootstrap: Array<[string, Date]> = []
@@ -191,6 +196,18 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
   lines.flush()
+}
+
+/** The process ends with this error: trying again means starting the server again. */
+function passphraseHint(error: unknown, file: string | undefined): unknown {
+  if (!(error instanceof SecureLoginError) || error.code !== 'ERR_STORE_BAD_PASSPHRASE') return error
+  return new SecureLoginError(error.code, error.message, {
+    hint:
+      file === undefined
+        ? 'the store is unchanged; start the server again and type the right passphrase'
+        : `the store is unchanged; put the right passphrase in ${file}, then start the server again`,
+    cause: error,
+  })
 }
 
 /**
