@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
-import { type, until } from './typing.js'
+import { renderInTerminal, type, until } from './typing.js'
+import { SecureLoginError } from '../../src/protocol/errors.js'
 import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
 import { formatTime } from '../../src/tui/format.js'
 import { groupSecret } from '../../src/tui/group-secret.js'
@@ -272,5 +273,120 @@ describe('LoginApp', () => {
     app.stdin.write('y')
     await until(() => expect(app.lastFrame()).toContain('user name'))
     expect(client.trusted).toBe(true)
+  })
+})
+
+const ENTER_ALTERNATE = '\u001b[?1049h'
+const LEAVE_ALTERNATE = '\u001b[?1049l'
+
+describe('LoginApp at the edges of a run', () => {
+  const FINGERPRINT = Array.from({ length: 32 }, (_, i) =>
+    ((i * 37 + 11) % 256).toString(16).toUpperCase().padStart(2, '0'),
+  ).join(':')
+  const SPINNER = /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]/
+
+  async function toHome(app: ReturnType<typeof render>) {
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '654321')
+  }
+
+  it('says the server went away, and to start over, when the connection closes at the code prompt', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    client.submitOtp = async () => {
+      throw new SecureLoginError('ERR_CONNECT', `connection to ${client.server} closed`)
+    }
+    const { app, done } = await start(client)
+    await type(app, 'alice')
+    await until(() => expect(app.lastFrame()).toContain('password'))
+    await type(app, 'right password', '*'.repeat(14))
+    await until(() => expect(app.lastFrame()).toContain('6-digit code'))
+    await type(app, '654321')
+    await until(() => expect(done).toHaveLength(1))
+    expect(done[0]).toMatchObject({ error: { code: 'ERR_CONNECT' } })
+    const screen = app.lastFrame()!.replace(/\s+/g, ' ')
+    expect(screen).toContain('error: connection to 127.0.0.1:7443 closed (ERR_CONNECT)')
+    expect(screen).toContain(
+      'hint: the server went away (stopped or restarted?) or the network dropped: once it is back, start over',
+    )
+  })
+
+  it('ends a logout with a plain line, not a spinner frozen mid-turn', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const { app, done } = await start(client)
+    await toHome(app)
+    await until(() => expect(app.lastFrame()).toContain('log out'))
+    await sleep(100)
+    app.stdin.write('l')
+    await until(() => expect(done).toHaveLength(1))
+    await until(() => expect(app.lastFrame()).toContain('logged out'))
+    expect(app.lastFrame()).not.toMatch(SPINNER)
+    expect(app.lastFrame()).not.toContain('logging out')
+  })
+
+  it('prints the fingerprint in whole bytes at 80 columns: two lines of 16', async () => {
+    const client = new FakeClient()
+    client.fingerprint = FINGERPRINT
+    const term = renderInTerminal(<LoginApp client={client} onDone={() => {}} />, { columns: 80, debug: true })
+    await until(() => expect(term.lastFrame()).toContain('(y/N)'))
+    const bytes = FINGERPRINT.split(':')
+    const lines = term.lastFrame().split('\n')
+    expect(lines).toContain(`  ${bytes.slice(0, 16).join(':')}:`)
+    expect(lines).toContain(`  ${bytes.slice(16).join(':')}`)
+    for (const line of lines) expect(line.length).toBeLessThanOrEqual(80)
+    term.instance.unmount()
+  })
+
+  it('answers no when the trust prompt goes away on Ctrl-C, so the connection asking closes', async () => {
+    const client = new FakeClient()
+    client.fingerprint = FINGERPRINT
+    const term = renderInTerminal(<LoginApp client={client} onDone={() => {}} />)
+    await until(() => expect(term.output()).toContain('(y/N)'))
+    await sleep(100)
+    term.stdin.write('\u0003')
+    await term.instance.waitUntilExit()
+    await until(() => expect(client.trusted).toBe(false))
+    expect(client.closed).toBeGreaterThan(0)
+  })
+
+  // Login is a prompt and stays inline; home is full-screen and gives the terminal back.
+  it('opens home on the alternate screen and leaves it on quit, the last line drawn in the shell', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const done: LoginOutcome[] = []
+    const term = renderInTerminal(<LoginApp client={client} onDone={(r) => done.push(r)} />)
+    const app = { stdin: term.stdin, lastFrame: term.output } as unknown as ReturnType<typeof render>
+    await until(() => expect(term.output()).toContain('user name'))
+    await toHome(app)
+    await until(() => expect(term.output()).toContain(ENTER_ALTERNATE))
+    const before = term.output().split(ENTER_ALTERNATE)[0]!
+    expect(before).toContain('6-digit code')
+    await until(() => expect(term.output().split(ENTER_ALTERNATE).at(-1)).toContain('log out'))
+    await sleep(100)
+    term.stdin.write('q')
+    await until(() => expect(done).toHaveLength(1))
+    term.instance.unmount()
+    const out = term.output()
+    expect(out.lastIndexOf(LEAVE_ALTERNATE)).toBeGreaterThan(out.lastIndexOf(ENTER_ALTERNATE))
+    expect(out.slice(out.lastIndexOf(LEAVE_ALTERNATE))).toContain('bye: the session stays saved')
+  })
+
+  it('gives the terminal back on Ctrl-C at home', async () => {
+    const client = new FakeClient()
+    client.fingerprint = undefined
+    const term = renderInTerminal(<LoginApp client={client} onDone={() => {}} />)
+    const app = { stdin: term.stdin, lastFrame: term.output } as unknown as ReturnType<typeof render>
+    await until(() => expect(term.output()).toContain('user name'))
+    await toHome(app)
+    await until(() => expect(term.output().split(ENTER_ALTERNATE).at(-1)).toContain('log out'))
+    await sleep(100)
+    term.stdin.write('\u0003')
+    await term.instance.waitUntilExit()
+    const out = term.output()
+    expect(out.lastIndexOf(LEAVE_ALTERNATE)).toBeGreaterThan(out.lastIndexOf(ENTER_ALTERNATE))
   })
 })

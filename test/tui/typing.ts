@@ -1,4 +1,7 @@
+import { EventEmitter } from 'node:events'
+import type { ReactElement } from 'react'
 import { expect, vi } from 'vitest'
+import { render as inkRender } from 'ink'
 import type { render } from 'ink-testing-library'
 
 type App = ReturnType<typeof render>
@@ -20,4 +23,52 @@ export async function type(app: App, text: string, shown = text) {
   if (shown) await until(() => expect(app.lastFrame()).toContain(shown))
   else await sleep(50)
   app.stdin.write('\r')
+}
+
+/**
+ * A terminal for what ink-testing-library does not show: a TTY of a given size, every byte Ink
+ * writes (escape sequences included), and Ctrl-C handled by Ink as at a real terminal.
+ */
+export function renderInTerminal(tree: ReactElement, opts: { columns?: number; rows?: number; debug?: boolean } = {}) {
+  const written: string[] = []
+  const stdout = Object.assign(new EventEmitter(), {
+    isTTY: true,
+    columns: opts.columns ?? 100,
+    rows: opts.rows ?? 40,
+    write: (data: string) => (written.push(data), true),
+  })
+  let pending: string | null = null
+  const stdin = Object.assign(new EventEmitter(), {
+    isTTY: true,
+    setEncoding() {},
+    setRawMode() {},
+    resume() {},
+    pause() {},
+    ref() {},
+    unref() {},
+    read: () => {
+      const data = pending
+      pending = null
+      return data
+    },
+    write(data: string) {
+      pending = data
+      stdin.emit('readable')
+    },
+  })
+  const instance = inkRender(tree, {
+    stdout: stdout as unknown as NodeJS.WriteStream,
+    stderr: stdout as unknown as NodeJS.WriteStream,
+    stdin: stdin as unknown as NodeJS.ReadStream,
+    debug: opts.debug ?? false,
+    patchConsole: false,
+  })
+  return {
+    stdin,
+    instance,
+    /** Everything written so far, as one string. */
+    output: () => written.join(''),
+    /** The last write: in debug mode, the whole last frame. */
+    lastFrame: () => written.at(-1) ?? '',
+  }
 }
