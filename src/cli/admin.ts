@@ -1,4 +1,5 @@
 import { call, readAudit } from '../client/calls.js'
+import { invokedAs } from '../base/invoked.js'
 import { withSession } from '../client/session.js'
 import type { AuditEntry, AccountSummary } from '../protocol/calls.js'
 import { Role } from '../protocol/fields.js'
@@ -91,7 +92,7 @@ export async function runAdminInvite(args: AdminArgs): Promise<void> {
     )
     process.stdout.write(`  ${invite.token}\n`)
     process.stdout.write(
-      `give it to the person over a channel you trust; they run:\n  securelogin register --server ` +
+      `give it to the person over a channel you trust; they run:\n  ${invokedAs()} register --server ` +
         `${options.server}${invite.user ? ` --user ${invite.user}` : ''} --invite ${invite.token}\n`,
     )
   })

@@ -87,8 +87,7 @@ export async function main(argv: string[]): Promise<void> {
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
             .option('registration', {
               choices: ['open', 'invite', 'closed'] as const,
-              describe:
-                'who may register (default: invite; the first start prints a bootstrap token for the first system_admin)',
+              describe: 'who may register (default: invite; the first start prints a token for the first system_admin)',
             })
             .option('session-idle', {
               type: 'string',

@@ -1,4 +1,4 @@
-import { asInvoked } from './invoked.js'
+import { asInvoked } from '../base/invoked.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ErrorEvent, StdoutEvent } from './json-events.js'
 

@@ -1,4 +1,5 @@
 import { printJson } from './output.js'
+import { invokedAs } from '../base/invoked.js'
 
 /** Recovery codes as a person or a script needs them: shown once, never again. */
 export function printRecoveryCodes(
@@ -16,7 +17,7 @@ export function printRecoveryCodes(
 export function warnRecoveryCodesLeft(left: number | undefined): void {
   if (left === undefined || left > 3) return
   process.stderr.write(
-    `securelogin: warning: ${left} recovery code${left === 1 ? '' : 's'} left; \`securelogin recovery-codes\` ` +
+    `securelogin: warning: ${left} recovery code${left === 1 ? '' : 's'} left; \`${invokedAs()} recovery-codes\` ` +
       `makes ten new ones\n`,
   )
 }

@@ -1,4 +1,5 @@
 import { ServerConnection } from '../client/connection.js'
+import { invokedAs } from '../base/invoked.js'
 import { checkToken, confirmEnrolment, describeNextCode, nextCodeAt, startRegistration } from '../client/register.js'
 import { printEnrolment } from './enrolment-output.js'
 import { foldedName, normalizeUsername } from '../auth/username.js'
@@ -43,7 +44,7 @@ export async function runRegister(args: RegisterArgs): Promise<void> {
     if (args.json) printJson({ event: 'registered', user: registered, recoveryCodes })
     else {
       const next = await nextCodeAt(enrolment.secret, code.replace(/\s+/g, ''), Date.now())
-      process.stdout.write(`registered ${registered}: you can now log in with securelogin login\n`)
+      process.stdout.write(`registered ${registered}: you can now log in with ${invokedAs()} login\n`)
       printRecoveryCodes(recoveryCodes, { json: false, event: 'registered', user: registered })
       process.stdout.write(`${describeNextCode(next, Date.now())}\n`)
     }

@@ -1,4 +1,5 @@
 import { useState } from 'react'
+import { invokedAs } from '../base/invoked.js'
 import { Box, Text } from 'ink'
 import { ROLES } from '../auth/roles.js'
 import { foldedName, normalizeUsername } from '../auth/username.js'
@@ -80,7 +81,7 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
           </Text>
           <Text>give this to the person:</Text>
           <Text bold>
-            securelogin register --invite {step.token}
+            {invokedAs()} register --invite {step.token}
             {step.user ? ` --user ${step.user}` : ''}
           </Text>
           {step.user && <Text>it registers {step.user} and no other name</Text>}

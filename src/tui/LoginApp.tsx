@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react'
+import { invokedAs } from '../base/invoked.js'
 import { Box, Text, useInput } from 'ink'
 import { SecureLoginError } from '../protocol/errors.js'
 import { normalizeUsername } from '../auth/username.js'
@@ -223,7 +224,7 @@ export function LoginApp({
           <Text>session expires at {step.result.expiresAt}</Text>
           {step.result.recoveryCodesLeft !== undefined && (
             <Text color={step.result.recoveryCodesLeft <= 3 ? 'yellow' : undefined}>
-              recovery code used: {step.result.recoveryCodesLeft} left (securelogin recovery-codes makes ten new ones)
+              recovery code used: {step.result.recoveryCodesLeft} left ({invokedAs()} recovery-codes makes ten new ones)
             </Text>
           )}
         </Box>

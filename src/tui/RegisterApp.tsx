@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
+import { invokedAs } from '../base/invoked.js'
 import { Box, Text } from 'ink'
 import { foldedName, normalizeUsername } from '../auth/username.js'
 import { checkNewPassword, passwordsDiffer } from '../auth/password-policy.js'
@@ -202,7 +203,9 @@ export function RegisterApp({
       )}
       {step.name === 'done' && (
         <Box flexDirection="column">
-          <Text color="green">registered {step.user}: you can now log in with securelogin login</Text>
+          <Text color="green">
+            registered {step.user}: you can now log in with {invokedAs()} login
+          </Text>
           {step.nextCodeAt !== undefined && <Text color="yellow">{describeNextCode(step.nextCodeAt, Date.now())}</Text>}
           <RecoveryCodes codes={step.recoveryCodes} />
         </Box>

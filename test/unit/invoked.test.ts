@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, symlink, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { asInvoked, invokedAs } from '../../src/cli/invoked.js'
+import { asInvoked, invokedAs } from '../../src/base/invoked.js'
 
 // Printed commands work when pasted (issue 19, item 8): in the form the program was started by.
 
