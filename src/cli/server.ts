@@ -1,4 +1,5 @@
 import { constants, readFileSync } from 'node:fs'
+import { invokedAs } from '../base/invoked.js'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
@@ -219,7 +220,7 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
   if (file === undefined) {
     process.stderr.write(
       `\nno system_admin yet: the first to register with this token becomes one (single use, expires ` +
-        `${expiresAt.toISOString()}):\n\n  ${token}\n\n  securelogin register --bootstrap-token ${token}\n\n`,
+        `${expiresAt.toISOString()}):\n\n  ${token}\n\n  ${invokedAs()} register --bootstrap-token ${token}\n\n`,
     )
     return
   }
@@ -229,7 +230,7 @@ async function showBootstrapToken(token: string, expiresAt: Date, args: ServerAr
     'bootstrap_token_written',
     { path: file, expiresAt: expiresAt.toISOString() },
     `no system_admin yet: the bootstrap token (single use, expires ${expiresAt.toISOString()}) is in ${file}; to ` +
-      `become the first system_admin: securelogin register --bootstrap-token "$(cat ${file})"`,
+      `become the first system_admin: ${invokedAs()} register --bootstrap-token "$(cat ${file})"`,
   )
 }
 

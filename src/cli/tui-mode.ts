@@ -18,7 +18,7 @@ export async function runTui(flow: TuiFlow, args: ClientArgs, registerToken?: st
     ...(registerToken !== undefined ? { registerToken } : {}),
   })
   let result
-  if (flow === 'register') result = await runRegisterTui(client)
+  if (flow === 'register') result = await runRegisterTui(client, args.user)
   else if (flow === 'login' || flow === 'recovery-codes')
     result = await runLoginTui(client, { renewRecoveryCodes: flow === 'recovery-codes' })
   else {

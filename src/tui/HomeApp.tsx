@@ -1,4 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'react'
+import { invokedAs } from '../base/invoked.js'
 import { Box, Text, useStdout } from 'ink'
 import type { SecureLoginError } from '../protocol/errors.js'
 import { isAdmin } from '../auth/roles.js'
@@ -139,7 +140,11 @@ export function HomeApp({
         <Working text="logging out" />
       )
     case 'quit':
-      return <Text>bye: the session stays saved until {formatTime(who.endsAt)}; securelogin home goes on with it</Text>
+      return (
+        <Text>
+          bye: the session stays saved until {formatTime(who.endsAt)}; {invokedAs()} home goes on with it
+        </Text>
+      )
     case 'menu':
   }
 

@@ -28,8 +28,12 @@ async function runApp<T>(
   return outcome ?? { cancelled: true }
 }
 
-export function runRegisterTui(client: TuiClient): Promise<RegisterResult | Cancelled> {
-  return runApp<RegisterResult>((onDone) => <RegisterApp client={client} onDone={onDone} />, client)
+/** `user`: the name given with --user, filled in at the name step. */
+export function runRegisterTui(client: TuiClient, user?: string): Promise<RegisterResult | Cancelled> {
+  return runApp<RegisterResult>(
+    (onDone) => <RegisterApp client={client} onDone={onDone} {...(user !== undefined ? { user } : {})} />,
+    client,
+  )
 }
 
 export function runLoginTui(
