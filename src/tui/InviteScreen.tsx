@@ -80,10 +80,21 @@ export function InviteScreen({ client, onBack }: { client: TuiClient; onBack: ()
             it is not shown again
           </Text>
           <Text>give this to the person:</Text>
-          <Text bold>
-            {invokedAs()} register --invite {step.token}
-            {step.user ? ` --user ${step.user}` : ''}
-          </Text>
+          {/* One argument a line, joined by the shell's backslash: no line is wider than a
+              narrow terminal, so the terminal never breaks the token, and the lines paste whole. */}
+          <Box flexDirection="column">
+            <Text bold wrap="truncate">
+              {invokedAs()} register \
+            </Text>
+            {step.user && (
+              <Text bold wrap="truncate">
+                {'  '}--user {step.user} \
+              </Text>
+            )}
+            <Text bold wrap="truncate">
+              {'  '}--invite {step.token}
+            </Text>
+          </Box>
           {step.user && <Text>it registers {step.user} and no other name</Text>}
         </Box>
       )}
