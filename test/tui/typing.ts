@@ -60,7 +60,9 @@ export function renderInTerminal(tree: ReactElement, opts: { columns?: number; r
     stdout: stdout as unknown as NodeJS.WriteStream,
     stderr: stdout as unknown as NodeJS.WriteStream,
     stdin: stdin as unknown as NodeJS.ReadStream,
-    debug: opts.debug ?? false,
+    // Debug mode draws every frame whole: without it Ink, seeing CI=true (as .ci/run sets it),
+    // writes nothing until the app unmounts, and a test waiting for a prompt waits for ever.
+    debug: opts.debug ?? true,
     patchConsole: false,
   })
   return {
