@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
-import { renderInTerminal, type, until } from './typing.js'
+import { renderInTerminal, type, until, settle } from './typing.js'
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import { LoginApp, type LoginOutcome } from '../../src/tui/LoginApp.js'
 import { formatTime } from '../../src/tui/format.js'
@@ -90,9 +90,11 @@ describe('LoginApp', () => {
     expect(app.lastFrame()).toContain("hint: check the user name, the password, and this machine's clock")
     expect(app.lastFrame()).toContain('enter: try again')
     expect(app.lastFrame()).not.toContain('wrong password')
+    await settle()
     app.stdin.write('\r')
     await until(() => expect(app.lastFrame()).toContain('user name: alice'))
     // The name is kept; edit it once so the keystroke shows the field is listening, then submit.
+    await settle()
     app.stdin.write('\u007f')
     await until(() => expect(app.lastFrame()).toMatch(/user name: alic(?!e)/))
     await type(app, 'e', 'user name: alice')
@@ -153,6 +155,7 @@ describe('LoginApp', () => {
     await until(() => expect(app.lastFrame()).toContain('password'))
     await type(app, 'wrong password', '*'.repeat(14))
     await until(() => expect(app.lastFrame()).toContain('ERR_AUTH_FAILED'))
+    await settle()
     app.stdin.write('\u001b')
     await until(() => expect(done).toHaveLength(1))
     expect(done[0]).toMatchObject({ error: { code: 'ERR_AUTH_FAILED' } })
@@ -241,6 +244,7 @@ describe('LoginApp', () => {
     await type(app, '111111')
     await until(() => expect(app.lastFrame()).toContain('enter: try again'))
     expect(app.lastFrame()).toContain("hint: check the user name, the password, and this machine's clock")
+    await settle()
     app.stdin.write('\r')
     await until(() => expect(app.lastFrame()).toContain('user name: alice'))
     expect(done).toEqual([])
@@ -270,6 +274,7 @@ describe('LoginApp', () => {
     const done: LoginOutcome[] = []
     const app = render(<LoginApp client={client} onDone={(r) => done.push(r)} />)
     await until(() => expect(app.lastFrame()).toContain('trust it and remember it? (y/N)'))
+    await settle()
     app.stdin.write('y')
     await until(() => expect(app.lastFrame()).toContain('user name'))
     expect(client.trusted).toBe(true)

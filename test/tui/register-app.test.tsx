@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { cleanup, render } from 'ink-testing-library'
-import { type, until } from './typing.js'
+import { type, until, settle } from './typing.js'
 import { RegisterApp, type RegisterResult } from '../../src/tui/RegisterApp.js'
 import { QrCode } from '../../src/tui/QrCode.js'
 import { groupSecret } from '../../src/tui/group-secret.js'
@@ -14,6 +14,7 @@ async function startRegister(client: FakeClient, props: { columns?: number; rows
   const app = render(<RegisterApp client={client} onDone={(r) => done.push(r)} {...props} />)
   await until(() => expect(app.lastFrame()).toContain('(y/N)'))
   expect(app.lastFrame()).toContain('AA:BB:CC')
+  await settle()
   app.stdin.write('y')
   await until(() => expect(app.lastFrame()).toContain('user name'))
   return { app, done }
@@ -53,6 +54,7 @@ describe('RegisterApp', () => {
     const done: RegisterResult[] = []
     const app = render(<RegisterApp client={client} onDone={(r) => done.push(r)} />)
     await until(() => expect(app.lastFrame()).toContain('(y/N)'))
+    await settle()
     app.stdin.write('n')
     await until(() => expect(done).toHaveLength(1))
     expect(done[0]).toMatchObject({ error: { code: 'ERR_TLS_UNTRUSTED' } })

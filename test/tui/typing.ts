@@ -74,3 +74,9 @@ export function renderInTerminal(tree: ReactElement, opts: { columns?: number; r
     lastFrame: () => written.at(-1) ?? '',
   }
 }
+
+/**
+ * A moment for the screen just drawn to attach its input handler (Ink's useInput runs in an
+ * effect after the frame): a key written before it is lost, which a loaded machine shows.
+ */
+export const settle = () => new Promise<void>((resolve) => setTimeout(resolve, 100))
