@@ -160,10 +160,7 @@ export class Budgets {
    * `account:...`) has used its refusals; `event` is what the refusal would be audited as.
    */
   checkRefusals(keys: string[], event: AuditEvent): void {
-    const wait = Math.max(...keys.map((key) => this.#refusals.waitFor(key)))
-    if (wait === 0) return
-    this.audit.note({ ...event, target: null, details: { reason: 'rate limited' } })
-    throw rateLimited('refused requests', wait)
+    this.#refuseWhenSpent(this.#refusals, keys, event, 'refused requests')
   }
 
   /** Counts one refusal against each key; `event`, when given, is audited (identical ones counted). */
@@ -179,11 +176,7 @@ export class Budgets {
    * ERR_RATE_LIMITED (audited, counted) when the address has none left.
    */
   takeProbe(address: string, event: AuditEvent): void {
-    const wait = this.#probes.waitFor(address)
-    if (wait > 0) {
-      this.audit.note({ ...event, target: null, details: { reason: 'rate limited' } })
-      throw rateLimited('logins started and left without a proof from this address', wait)
-    }
+    this.#refuseWhenSpent(this.#probes, [address], event, 'logins started and left without a proof from this address')
     this.#probes.take(address)
   }
 
@@ -193,11 +186,15 @@ export class Budgets {
 
   /** Spends a registration of `address`, or throws ERR_RATE_LIMITED (audited, counted). */
   takeRegistration(address: string, event: AuditEvent): void {
-    const wait = this.#registrations.waitFor(address)
-    if (wait > 0) {
-      this.audit.note({ ...event, target: null, details: { reason: 'rate limited' } })
-      throw rateLimited('registrations from this address', wait)
-    }
+    this.#refuseWhenSpent(this.#registrations, [address], event, 'registrations from this address')
     this.#registrations.take(address)
+  }
+
+  /** ERR_RATE_LIMITED, audited as a rate-limited `event` (counted), when any of `keys` has no token. */
+  #refuseWhenSpent(buckets: Buckets, keys: string[], event: AuditEvent, what: string): void {
+    const wait = Math.max(...keys.map((key) => buckets.waitFor(key)))
+    if (wait === 0) return
+    this.audit.note({ ...event, target: null, details: { reason: 'rate limited' } })
+    throw rateLimited(what, wait)
   }
 }

@@ -105,6 +105,25 @@ afterAll(async () => {
   await server?.stop()
 })
 
+/**
+ * Exactly one of the two calls went through and the other was refused with `refusal`; exactly
+ * one of `names` is a system_admin after, and the role index says one. Returns who is left.
+ */
+async function oneWentThrough(answers: string[], refusal: string, names: string[], what: string): Promise<string[]> {
+  expect(
+    answers.filter((answer) => answer === 'ok'),
+    what,
+  ).toHaveLength(1)
+  expect(
+    answers.filter((answer) => answer === `ERR_FORBIDDEN: ${refusal}`),
+    what,
+  ).toHaveLength(1)
+  const left = await systemAdmins(names)
+  expect(left, what).toHaveLength(1)
+  expect(systemAdminCount(server.store), what).toBe(1)
+  return left
+}
+
 describe('two calls that would each take the last system_admin away, sent at the same moment', () => {
   it(`${ATTEMPTS} demotions: one system_admin on two connections demoting the other and itself, or two demoting each other; exactly one goes through`, async () => {
     const rootA = await as('root')
@@ -119,17 +138,7 @@ describe('two calls that would each take the last system_admin away, sent at the
         [i % 2 === 0 ? rootB : sa2, call('set_role', { user: 'root', role: 'admin' })],
       )
       const what = `attempt ${i} (${kind}): ${answers.join(' | ')}`
-      expect(
-        answers.filter((answer) => answer === 'ok'),
-        what,
-      ).toHaveLength(1)
-      expect(
-        answers.filter((answer) => answer === `ERR_FORBIDDEN: ${LAST_DEMOTE}`),
-        what,
-      ).toHaveLength(1)
-      const left = await systemAdmins(['root', 'sa2'])
-      expect(left, what).toHaveLength(1)
-      expect(systemAdminCount(server.store), what).toBe(1)
+      const left = await oneWentThrough(answers, LAST_DEMOTE, ['root', 'sa2'], what)
       const winner = answers[0] === 'ok' ? 'first' : 'second'
       outcomes.set(`${kind}: ${winner}`, (outcomes.get(`${kind}: ${winner}`) ?? 0) + 1)
       // The one left gives the role back, for the next attempt.
@@ -161,17 +170,7 @@ describe('two calls that would each take the last system_admin away, sent at the
       const [a, b] = await Promise.all([as(survivor), as(self ? survivor : newcomer)])
       const answers = await race([a, call('remove', { user: newcomer })], [b, call('remove', { user: survivor })])
       const what = `attempt ${i} (${kind}): ${answers.join(' | ')}`
-      expect(
-        answers.filter((answer) => answer === 'ok'),
-        what,
-      ).toHaveLength(1)
-      expect(
-        answers.filter((answer) => answer === `ERR_FORBIDDEN: ${LAST_REMOVE}`),
-        what,
-      ).toHaveLength(1)
-      const left = await systemAdmins([survivor, newcomer])
-      expect(left, what).toHaveLength(1)
-      expect(systemAdminCount(server.store), what).toBe(1)
+      const left = await oneWentThrough(answers, LAST_REMOVE, [survivor, newcomer], what)
       const outcome = `${kind}: ${left[0] === survivor ? 'kept' : 'replaced'}`
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
       survivor = left[0]!

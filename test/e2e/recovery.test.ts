@@ -57,24 +57,34 @@ let privateKey: Promise<string> | undefined
  * codes before the CLI run under test, and to try codes the CLI printed.
  */
 async function recoveryLoginDirect(code: string): Promise<LoginResult> {
+  const conn = await connect()
+  try {
+    return await recoveryLogin(conn, code)
+  } finally {
+    conn.close()
+  }
+}
+
+/** A TLS connection to the server, pinned to its certificate. */
+async function connect(): Promise<ServerConnection> {
   const certFile = join(dir, 'certs', 'server.crt')
-  const conn = await ServerConnection.open({
+  return ServerConnection.open({
     host: '127.0.0.1',
     port: server.port,
     trust: { kind: 'ca', ca: await readFile(certFile), caFile: certFile },
   })
-  try {
-    await authenticateWith(
-      conn,
-      'bob',
-      ({ salt, kdf }) => (privateKey ??= derivePrivateKey({ salt, username: 'bob', password: PASSWORD, kdf })),
-    )
-    const result = await submitRecoveryCode(conn, code)
-    noteSecret('session token', result.token!)
-    return result
-  } finally {
-    conn.close()
-  }
+}
+
+/** bob's password and a recovery code on `conn`: the connection is logged in after it. */
+async function recoveryLogin(conn: ServerConnection, code: string): Promise<LoginResult> {
+  await authenticateWith(
+    conn,
+    'bob',
+    ({ salt, kdf }) => (privateKey ??= derivePrivateKey({ salt, username: 'bob', password: PASSWORD, kdf })),
+  )
+  const result = await submitRecoveryCode(conn, code)
+  noteSecret('session token', result.token!)
+  return result
 }
 
 beforeAll(async () => {
@@ -162,19 +172,9 @@ describe.runIf(hasOathtool)('recovery codes', () => {
 
   it("an authenticator replaced with a recovery code is told to the owner's session at its next command, once", async () => {
     // Someone with bob's password and one recovery code replaces his authenticator.
-    const certFile = join(dir, 'certs', 'server.crt')
-    const conn = await ServerConnection.open({
-      host: '127.0.0.1',
-      port: server.port,
-      trust: { kind: 'ca', ca: await readFile(certFile), caFile: certFile },
-    })
+    const conn = await connect()
     try {
-      await authenticateWith(
-        conn,
-        'bob',
-        ({ salt, kdf }) => (privateKey ??= derivePrivateKey({ salt, username: 'bob', password: PASSWORD, kdf })),
-      )
-      noteSecret('session token', (await submitRecoveryCode(conn, codes[1]!)).token!)
+      await recoveryLogin(conn, codes[1]!)
       const { otpauthUri } = await call(conn, 'totp_reset', {})
       const secret = secretFromOtpauthUri(otpauthUri)!
       noteSecret('TOTP secret', secret)
