@@ -65,7 +65,7 @@ async function measureOpen() {
   const openMs = performance.now() - started
   const cpu = process.cpuUsage(cpuStart)
   const after = memory()
-  const stats = store.stats()
+  const stats = await store.stats()
   await store.close()
   return {
     openMs,

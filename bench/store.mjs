@@ -161,7 +161,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
       fillMs += performance.now() - started
     }
     result.fillMs = fillMs
-    result.beforeCompact = store.stats()
+    result.beforeCompact = await store.stats()
 
     log(
       `[${result.label}] compacting ${result.beforeCompact.records} records (${mb(result.beforeCompact.fileSize)}) ...`,
@@ -169,7 +169,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
     const started = performance.now()
     result.compact = await store.compact()
     result.compactCallMs = performance.now() - started
-    result.afterCompact = store.stats()
+    result.afterCompact = await store.stats()
 
     log(`[${result.label}] ${warmup} + ${samples} account commits ...`)
     Object.assign(result, await timeAddUser(store, size, warmup, samples))
@@ -187,7 +187,7 @@ async function measureSize(dir, size, { batch, samples, warmup, runs, tails, pha
     const opened = await openStore(path, PASSPHRASE, { autoCompact: false, onReport, countedPrefixes: [USERS_PREFIX] })
     let records
     try {
-      const have = opened.stats().records - result.afterCompact.records // single-user records appended since the compaction
+      const have = (await opened.stats()).records - result.afterCompact.records // single-user records appended since the compaction
       const more = Math.max(0, tail - have)
       log(`[${result.label}] adding ${more} users as single records: packed + ${have + more} unpacked ...`)
       for (let first = 0; first < more; first += batch) {

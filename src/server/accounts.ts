@@ -53,12 +53,12 @@ export function getUser(store: Store, username: string): Promise<AccountRecord |
   return readStored(store, userKey(username), AccountRecord, 'account')
 }
 
-export function hasUser(store: Store, username: string): boolean {
+export function hasUser(store: Store, username: string): Promise<boolean> {
   return store.has(userKey(username))
 }
 
-export function userNames(store: Store): string[] {
-  return store.keys(USERS_PREFIX).map((key) => key.slice(USERS_PREFIX.length))
+export async function userNames(store: Store): Promise<string[]> {
+  return (await store.keys(USERS_PREFIX)).map((key) => key.slice(USERS_PREFIX.length))
 }
 
 /** The account, written as it is given (a new one, or a changed copy of the stored one). */
@@ -91,8 +91,8 @@ export function newAccountChanges(user: AccountRecord, recovery?: RecoveryHashes
 }
 
 /** Deletes of every account record the user has (the guard's and the sessions' are theirs). */
-export function removeAccountChanges(store: Store, username: string): StoreChange[] {
-  return [userKey(username), loginKey(username), recoveryKey(username)]
-    .filter((key) => store.has(key))
-    .map((key) => ({ key, delete: true as const }))
+export async function removeAccountChanges(store: Store, username: string): Promise<StoreChange[]> {
+  const keys = [userKey(username), loginKey(username), recoveryKey(username)]
+  const present = await Promise.all(keys.map((key) => store.has(key)))
+  return keys.filter((_, i) => present[i]).map((key) => ({ key, delete: true as const }))
 }

@@ -183,13 +183,13 @@ export class AuditLog {
     this.#open = undefined
     const snapshot = this.#queue.then(async () => ({
       head: await this.#store.get<unknown>(HEAD_KEY),
-      keys: this.#store.keys(ENTRY_PREFIX),
+      keys: await this.#store.keys(ENTRY_PREFIX),
     }))
     this.#queue = snapshot.catch(() => {})
     const { head, keys } = await snapshot
     return verifyAuditChain(
       (key) => (key === HEAD_KEY ? Promise.resolve(head) : this.#store.get<unknown>(key)),
-      () => keys,
+      async () => keys,
       anchor,
     )
   }
@@ -268,7 +268,7 @@ export class AuditLog {
  */
 export async function verifyAuditChain(
   read: (key: string) => Promise<unknown | undefined>,
-  keys: (prefix: string) => string[],
+  keys: (prefix: string) => Promise<string[]>,
   anchor?: AuditHead,
 ): Promise<AuditVerification> {
   const problems: Array<{ n: number; problem: string }> = []
@@ -284,7 +284,7 @@ export async function verifyAuditChain(
   const head = parsedHead?.success ? parsedHead.data : EMPTY_HEAD
 
   const numbers: number[] = []
-  for (const key of keys(ENTRY_PREFIX)) {
+  for (const key of await keys(ENTRY_PREFIX)) {
     const n = Number(ENTRY_KEY.exec(key)?.[1] ?? 0)
     if (n >= 1) numbers.push(n)
     else report(0, `unexpected key ${JSON.stringify(key.slice(0, 64))} among the audit entries`)

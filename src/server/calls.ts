@@ -434,7 +434,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller) {
       const { ctx, nowMs } = caller
       const users: AccountSummary[] = []
-      for (const name of userNames(ctx.store)) {
+      for (const name of await userNames(ctx.store)) {
         const record = await getUser(ctx.store, name)
         if (!record) continue
         const login = await getLogin(ctx.store, record.username)
@@ -462,7 +462,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
     async run(caller, args) {
       const { ctx, record, nowMs } = caller
       if (!canInvite(record.role, args.role)) throw forbidden(`${record.role} cannot invite a new ${args.role}`)
-      if (args.user !== undefined && hasUser(ctx.store, args.user)) {
+      if (args.user !== undefined && (await hasUser(ctx.store, args.user))) {
         throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${args.user} is taken`, {
           hint: 'choose another user name',
         })
@@ -502,13 +502,13 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
           caller,
           args.user,
           async (record) => {
-            const why = whyNotRemove(caller.record.role, record.role, systemAdminCount(ctx.store))
+            const why = whyNotRemove(caller.record.role, record.role, await systemAdminCount(ctx.store))
             if (why) throw forbidden(why)
             const name = record.username
             return {
               changes: [
-                ...removeAccountChanges(ctx.store, name),
-                ...ctx.guard.forgetChanges(name),
+                ...(await removeAccountChanges(ctx.store, name)),
+                ...(await ctx.guard.forgetChanges(name)),
                 ...(await roleIndexChangesChecked(ctx.store, name, record.role, undefined)),
               ],
               revoke: ctx.sessions.idsOf(name, caller.nowMs),
@@ -546,7 +546,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
               record.role,
               args.role,
               record.username === caller.record.username,
-              systemAdminCount(ctx.store),
+              await systemAdminCount(ctx.store),
             )
             if (why) throw forbidden(why)
             return {

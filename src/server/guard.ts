@@ -181,8 +181,8 @@ export class Guard {
   }
 
   /** Deletes the name's stored count, to commit with the account's removal. */
-  forgetChanges(username: string): StoreChange[] {
-    return this.#store.has(guardKey(username)) ? [{ key: guardKey(username), delete: true }] : []
+  async forgetChanges(username: string): Promise<StoreChange[]> {
+    return (await this.#store.has(guardKey(username))) ? [{ key: guardKey(username), delete: true }] : []
   }
 
   /** Resolves when every queued count is in the store (before the store is closed). */
@@ -237,7 +237,7 @@ export class Guard {
   /** A count of zero is no record at all. */
   async #write(username: string, count: Count | undefined): Promise<void> {
     if (count) return this.#store.commit([{ key: guardKey(username), value: count }])
-    if (this.#store.has(guardKey(username))) await this.#store.commit([{ key: guardKey(username), delete: true }])
+    if (await this.#store.has(guardKey(username))) await this.#store.commit([{ key: guardKey(username), delete: true }])
   }
 
   #delay(failures: number): number {

@@ -46,8 +46,8 @@ export const roleIndexKey = (role: Role, user: string) => `role/${role}/${user}`
 const SYSTEM_ADMINS_PREFIX = 'role/system_admin/'
 
 /** How many system_admins exist (the role index keeps only admins and system_admins). */
-export function systemAdminCount(store: Store): number {
-  return store.keys(SYSTEM_ADMINS_PREFIX).length
+export async function systemAdminCount(store: Store): Promise<number> {
+  return (await store.keys(SYSTEM_ADMINS_PREFIX)).length
 }
 
 /** The store changes that move a user's role in the index. */
@@ -78,7 +78,7 @@ export async function roleIndexChangesChecked(
   if (from !== 'system_admin' || to === 'system_admin') return changes
   const leaving = roleIndexKey('system_admin', user)
   const guarded: StoreChange[] = []
-  for (const key of store.keys(SYSTEM_ADMINS_PREFIX)) {
+  for (const key of await store.keys(SYSTEM_ADMINS_PREFIX)) {
     const version = await store.version(key)
     // Gone since the count: the rule was checked on a stale view.
     if (version === null) throw new StoreConflict(key)
@@ -100,8 +100,8 @@ export async function issueBootstrapToken(
   randomBytes: (size: number) => Buffer,
   ttlMs = DEFAULT_BOOTSTRAP_TTL_MS,
 ): Promise<{ token: string; expiresAt: number } | undefined> {
-  if (systemAdminCount(store) > 0) {
-    if (store.has(BOOTSTRAP_KEY)) await store.commit([{ key: BOOTSTRAP_KEY, delete: true }])
+  if ((await systemAdminCount(store)) > 0) {
+    if (await store.has(BOOTSTRAP_KEY)) await store.commit([{ key: BOOTSTRAP_KEY, delete: true }])
     return undefined
   }
   const { token, hash } = issueToken('bootstrap', randomBytes)

@@ -44,20 +44,29 @@ export async function handleRegisterStart(
       ctx.budgets.refused(keys, refusal((error as Error).message))
       throw error
     }
-    if (hasUser(ctx.store, username) || ctx.pendingNames.has(username)) {
+    // Held before the store is asked, so two registrations of one name in this process cannot
+    // both pass the check across its await.
+    const held = !ctx.pendingNames.has(username)
+    if (held) ctx.pendingNames.add(username)
+    if (!held || (await hasUser(ctx.store, username))) {
+      if (held) ctx.pendingNames.delete(username)
       ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
       ctx.budgets.refused(keys)
       throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
         hint: 'choose another user name',
       })
     }
-    ctx.budgets.takeRegistration(address, refusal('rate limited'))
+    try {
+      ctx.budgets.takeRegistration(address, refusal('rate limited'))
+    } catch (error) {
+      ctx.pendingNames.delete(username)
+      throw error
+    }
   } catch (error) {
     // A refusal leaves the connection ready for another name or token.
     if (error instanceof SecureLoginError && error.code !== 'ERR_PROTOCOL') throw new KeepsConnection(error)
     throw error
   }
-  ctx.pendingNames.add(username)
   const pending: PendingRegistration = {
     username,
     salt: message.salt,

@@ -106,7 +106,7 @@ export async function createServerCore(
     throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const randomBytes = opts.randomBytes ?? nodeRandomBytes
   // The record a login of a name with no account reads (src/server/login.ts): made once.
-  if (!opts.store.has(DECOY_ACCOUNT_KEY)) await opts.store.commit([decoyAccountChange(randomBytes, now())])
+  if (!(await opts.store.has(DECOY_ACCOUNT_KEY))) await opts.store.commit([decoyAccountChange(randomBytes, now())])
   const kdfSlot = createKdfSlot(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice })
   const ctx: ServerContext = {
     store: opts.store,

@@ -52,7 +52,7 @@ export class Sessions {
   static async load(store: Store, times: SessionTimes, nowMs: number): Promise<Sessions> {
     const sessions = new Sessions(store, times)
     const ended: StoreChange[] = []
-    for (const key of store.keys('session/')) {
+    for (const key of await store.keys('session/')) {
       const record = await readStored(store, key, SessionRecord, 'session')
       if (!record) continue
       if (sessions.#alive(record, nowMs)) {

@@ -60,7 +60,7 @@ export class SigningKeys {
     const stored = await readRecord(store)
     const record = stored
       ? prune(stored, nowMs)
-      : { issuer: `securelogin:${store.stats().storeId}`, keys: [await newKey(nowMs)] }
+      : { issuer: `securelogin:${(await store.stats()).storeId}`, keys: [await newKey(nowMs)] }
     if (!stored || record.keys.length !== stored.keys.length) await store.commit([{ key: SIGNING_KEYS, value: record }])
     return new SigningKeys(record)
   }

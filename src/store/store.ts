@@ -122,11 +122,11 @@ export interface Store {
   getVersioned<T>(key: string): Promise<{ value: T; version: Version } | undefined>
   /** The version of a key, or null when it is absent. */
   version(key: string): Promise<Version | null>
-  has(key: string): boolean
+  has(key: string): Promise<boolean>
   /** Live keys that start with `prefix`, in no particular order. */
-  keys(prefix: string): string[]
+  keys(prefix: string): Promise<string[]>
   /** Live keys under `prefix`: O(1) for a counted prefix, a scan otherwise. */
-  count(prefix: string): number
+  count(prefix: string): Promise<number>
   /** Puts and deletes as one sealed record, all or nothing, fsync'd before this resolves. */
   commit(changes: StoreChange[]): Promise<void>
   /**
@@ -136,7 +136,7 @@ export interface Store {
   commitEach(changes: StoreChange[]): Promise<void>
   /** 32 random bytes made with the store, for decoy SRP credentials. */
   serverSecret(): Buffer
-  stats(): StoreStats
+  stats(): Promise<StoreStats>
   /** Reads and authenticates every record again (what `store verify` checks at open). */
   verify(): Promise<StoreStats>
   /** Rewrites the live state under a fresh data key into a new file and renames it over. */
@@ -211,7 +211,7 @@ export async function openStore(path: string, passphrase: string, opts: OpenOpti
 /** A read-only view of a store's state, for what a verification checks beyond the records. */
 export interface StoreView {
   get(key: string): Promise<unknown>
-  keys(prefix: string): string[]
+  keys(prefix: string): Promise<string[]>
 }
 
 /**
@@ -244,7 +244,7 @@ export async function verifyStore<T = undefined>(
           const where = state.keydir.get(keyBytes(key))
           return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
         },
-        keys: (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
+        keys: async (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
       }
       const inspected = opts.inspect ? await opts.inspect(view) : undefined
       return { stats: statsOf(journal, state), tornTail, inspected }
@@ -436,17 +436,17 @@ class JournalStore implements Store {
     return this.#currentVersion(key)
   }
 
-  has(key: string): boolean {
+  async has(key: string): Promise<boolean> {
     return this.#state.keydir.has(keyBytes(key))
   }
 
-  keys(prefix: string): string[] {
+  async keys(prefix: string): Promise<string[]> {
     return this.#state.keydir.keysWithPrefix(keyBytes(prefix))
   }
 
-  count(prefix: string): number {
+  async count(prefix: string): Promise<number> {
     const counter = this.#state.counters.find((c) => c.prefix.toString('utf8') === prefix)
-    return counter ? counter.n : this.keys(prefix).length
+    return counter ? counter.n : this.#state.keydir.keysWithPrefix(keyBytes(prefix)).length
   }
 
   async commit(changes: StoreChange[]): Promise<void> {
@@ -472,7 +472,7 @@ class JournalStore implements Store {
     return Buffer.from(this.#secret)
   }
 
-  stats(): StoreStats {
+  async stats(): Promise<StoreStats> {
     return statsOf(this.#journal, this.#state)
   }
 
@@ -516,7 +516,7 @@ class JournalStore implements Store {
       // The new file is in place; a state that still names both old and new is right meanwhile.
       after: (current) => write(current).catch((error: SecureLoginError) => this.#stateFailed(error)),
     }
-    if (!this.has(STATE_MARKER_KEY)) await this.commit([{ key: STATE_MARKER_KEY, value: stateMarkerValue() }])
+    if (!(await this.has(STATE_MARKER_KEY))) await this.commit([{ key: STATE_MARKER_KEY, value: stateMarkerValue() }])
     await this.#journal.exclusive(async () => write(await this.#journal.identity()))
   }
 

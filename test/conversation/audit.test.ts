@@ -283,7 +283,7 @@ describe('a damaged log is found by audit_verify after a restart', () => {
     } finally {
       // The log as it was, before the next case (the entries written since are dropped with it).
       await bench.offline(async (store) => {
-        const written = store.keys('audit/').filter((k) => k > key(anchor.n))
+        const written = (await store.keys('audit/')).filter((k) => k > key(anchor.n))
         await store.commit([
           ...original!.entries.map((entry, i) => ({ key: key(i + 1), value: entry })),
           ...written.map((k) => ({ key: k, delete: true as const })),

@@ -86,7 +86,7 @@ describe('failed logins', () => {
     sleeps.length = 0
     for (let i = 0; i < 4; i++) await expect(attempt('nobody.here', WRONG)).rejects.toMatchObject(GENERIC)
     expect(sleeps.slice(0, 2)).toEqual([0, 250]) // the address already has one failure from gina
-    expect(userCount(bench.store)).toBe(1)
+    expect(await userCount(bench.store)).toBe(1)
     expect(await getGuard(bench.store, 'nobody.here')).toBeUndefined()
   })
 

@@ -31,7 +31,7 @@ afterAll(() => bench?.stop())
 /** The ids of `name`'s sessions in the store (the server writes each with its login's audit entry). */
 async function sessionIds(name: string): Promise<string[]> {
   const ids: string[] = []
-  for (const key of bench.store.keys('session/')) {
+  for (const key of await bench.store.keys('session/')) {
     const record = await bench.store.get<SessionRecord>(key)
     if (record?.user === name) ids.push(record.id)
   }
@@ -187,7 +187,7 @@ describe('every TOTP check accepts one 30 s step either side of the server clock
     } finally {
       peer.close()
     }
-    expect(hasUser(bench.store, 'win.register.a') && hasUser(bench.store, 'win.register.b')).toBe(true)
+    expect((await hasUser(bench.store, 'win.register.a')) && (await hasUser(bench.store, 'win.register.b'))).toBe(true)
   })
 
   it('totp_confirm (a logged-in user changing authenticator): refuses codes for step-2 and step+2, accepts step-1 and step+1', async () => {

@@ -109,7 +109,7 @@ describe('the session token', () => {
 
   it("the store keeps only the token's SHA-256, and the session outlives a restart", async () => {
     await bench.offline(async (store) => {
-      const sessionKeys = store.keys('session/')
+      const sessionKeys = await store.keys('session/')
       const records = await Promise.all(sessionKeys.map((key) => store.get<Record<string, unknown>>(key)))
       for (const { token } of [a, b]) {
         const hash = createHash('sha256').update(token).digest('hex')
@@ -117,7 +117,7 @@ describe('the session token', () => {
         expect(sessionKeys).toContain(`session/${hash.slice(0, 32)}`)
       }
       // No record of any kind holds a token.
-      const everything = JSON.stringify(await Promise.all(store.keys('').map((key) => store.get(key))))
+      const everything = JSON.stringify(await Promise.all((await store.keys('')).map((key) => store.get(key))))
       for (const { token } of [a, b]) expect(everything).not.toContain(token.slice(4))
     })
     const after = await bench.resume(a.token)

@@ -299,10 +299,10 @@ describe('SIGKILL during store commands', () => {
   async function checkAll(passphrase: string) {
     const store = await openStore(bigStore(), passphrase, { autoCompact: false, countedPrefixes: ['user/'] })
     try {
-      expect(userCount(store)).toBe(names.length)
+      expect(await userCount(store)).toBe(names.length)
       for (const name of names.filter((_, i) => i % 20 === 0)) expect(await getUser(store, name)).toEqual(record(name))
       for (let i = 0; i < 200; i++) expect(await getLogin(store, names[i]!)).toEqual({ at: 'x', totpStep: 3 })
-      return store.stats()
+      return await store.stats()
     } finally {
       await store.close()
     }

@@ -52,7 +52,7 @@ async function login() {
   }
 }
 
-const sessionKeys = () => server!.store.keys('session/').length
+const sessionKeys = async () => (await server!.store.keys('session/')).length
 
 afterEach(async () => {
   await server?.stop()
@@ -66,7 +66,7 @@ describe('ended sessions', () => {
     nowMs += 6 * MINUTE // that one has ended, but is still in the store
     await login()
     const current = await login()
-    expect(sessionKeys()).toBe(3)
+    expect(await sessionKeys()).toBe(3)
     const conn = await connect()
     try {
       await resumeSession(conn, current.token!)
@@ -80,9 +80,9 @@ describe('ended sessions', () => {
     await start(50)
     await login()
     await login()
-    expect(sessionKeys()).toBe(2)
+    expect(await sessionKeys()).toBe(2)
     nowMs += 6 * MINUTE
-    await vi.waitFor(() => expect(sessionKeys()).toBe(0), { timeout: 30_000 })
+    await vi.waitFor(async () => expect(await sessionKeys()).toBe(0), { timeout: 30_000 })
     expect(server!.logger.entries).toContainEqual(
       expect.objectContaining({ event: 'sessions_swept', fields: { count: 2 } }),
     )

@@ -410,7 +410,7 @@ describe.skipIf(!hasOathtool)('signing key rotation', () => {
     // Meanwhile the rotation is in the audit log the store command wrote it to.
     const store = await openStore(lab.storePath, lab.passphrase)
     try {
-      const entries = await Promise.all(store.keys('audit/').map((key) => store.get<AuditEntry>(key)))
+      const entries = await Promise.all((await store.keys('audit/')).map((key) => store.get<AuditEntry>(key)))
       expect(entries.some((e) => e!.action === 'signing_key.rotated' && e!.target === rotated.json!['kid'])).toBe(true)
     } finally {
       await store.close()

@@ -180,10 +180,10 @@ describe.runIf(tools)('the TUI in tmux', () => {
     await term.type('d', false)
     await term.waitFor('remove tmux.person?')
     expect(term.text()).toContain('y/n')
-    expect(hasUser(server.store, 'tmux.person')).toBe(true)
+    expect(await hasUser(server.store, 'tmux.person')).toBe(true)
     await term.type('y', false)
     await term.waitFor(/removed tmux\.person/i)
-    expect(hasUser(server.store, 'tmux.person')).toBe(false)
+    expect(await hasUser(server.store, 'tmux.person')).toBe(false)
     const removal = (await server.store.get<{ actor: string; target: string; action: string }>(
       `audit/${String((await server.store.get<{ n: number }>('audit-head'))!.n).padStart(12, '0')}`,
     ))!

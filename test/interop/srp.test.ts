@@ -182,7 +182,7 @@ describe('over the wire', () => {
       type: 'error',
       code: 'ERR_KDF_LIMIT',
     })
-    expect(hasUser(server.store, 'hank')).toBe(false)
+    expect(await hasUser(server.store, 'hank')).toBe(false)
   })
 })
 

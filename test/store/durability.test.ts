@@ -203,10 +203,10 @@ describe('store durability (fsync)', () => {
     // Reads still answer, from the state as it was before the failure.
     expect(await getUser(store, 'alice')).toEqual(user('alice'))
     expect(await getLogin(store, 'alice')).toBeUndefined()
-    expect(hasUser(store, 'bob')).toBe(false)
-    expect(store.keys('session/')).toEqual([])
+    expect(await hasUser(store, 'bob')).toBe(false)
+    expect(await store.keys('session/')).toEqual([])
     expect(log.head()).toEqual(before.head)
-    expect(store.stats().fileSize).toBe(before.size)
+    expect((await store.stats()).fileSize).toBe(before.size)
     await store.close()
 
     const verified = await verifyStoreAndAudit(f.path, PASSPHRASE)
@@ -214,8 +214,8 @@ describe('store durability (fsync)', () => {
     expect(verified.audit).toMatchObject({ ok: true, head: before.head, problems: [] })
     const again = await f.open({ autoCompact: false })
     expect(await getLogin(again, 'alice')).toBeUndefined()
-    expect(hasUser(again, 'bob')).toBe(false)
-    expect(again.keys('session/')).toEqual([])
+    expect(await hasUser(again, 'bob')).toBe(false)
+    expect(await again.keys('session/')).toEqual([])
     expect(await getUser(again, 'alice')).toEqual(user('alice'))
     // A fresh open writes again.
     await recordLogin(again, 'alice', { at: '2026-11-25T10:01:00.000Z', totpStep: 2 })
@@ -266,7 +266,7 @@ describe('store durability (fsync)', () => {
       await store!.close()
       const again = await f.open({ passphrase, autoCompact: false })
       if (name !== 'create') expect(await getLogin(again, 'alice')).toMatchObject({ totpStep: 5 })
-      if (name === 'compaction') expect(again.stats().dead).toBe(0) // rekey copies records as they are
+      if (name === 'compaction') expect((await again.stats()).dead).toBe(0) // rekey copies records as they are
     },
   )
 })

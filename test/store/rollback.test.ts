@@ -17,7 +17,7 @@ afterEach(() => f.cleanup())
 
 const statePath = () => `${f.path}.state`
 const size = async (path = f.path) => (await stat(path)).size
-const sessions = (store: Store) => store.keys('session/').sort()
+const sessions = async (store: Store) => (await store.keys('session/')).sort()
 /** A commit the way a login writes its session, and a logout deletes it. */
 const login = (store: Store, id: string) => store.commit([{ key: `session/${id}`, value: { user: 'alice' } }])
 const logout = (store: Store, id: string) => store.commit([{ key: `session/${id}`, delete: true }])
@@ -45,7 +45,7 @@ describe('a store older than its state file', () => {
 
     // What the check stops: without it, the logged-out session is back.
     const unguarded = await f.open()
-    expect(sessions(unguarded)).toEqual(['session/a'])
+    expect(await sessions(unguarded)).toEqual(['session/a'])
     await unguarded.close()
 
     const reports: Array<Record<string, unknown>> = []
@@ -119,7 +119,7 @@ describe('a store older than its state file', () => {
     const reports: Array<Record<string, unknown>> = []
     const store = await f.open({ rollback: 'refuse', onReport: (event, fields) => reports.push({ event, ...fields }) })
     expect(reports).toContainEqual({ event: 'store_state_started', path: statePath() })
-    expect(store.has('store/state-file')).toBe(true)
+    expect(await store.has('store/state-file')).toBe(true)
     await store.close()
     expect((await stat(statePath())).mode & 0o777).toBe(0o600)
     await rm(statePath())

@@ -33,7 +33,7 @@ describe('SigningKeys', () => {
     const store = await f.create()
     const first = await SigningKeys.load(store, T0)
     expect(first.jwks().keys).toHaveLength(1)
-    expect(first.issuer).toBe(`securelogin:${store.stats().storeId}`)
+    expect(first.issuer).toBe(`securelogin:${(await store.stats()).storeId}`)
     await store.close()
     const again = await SigningKeys.load(await f.open(), T0 + 1000)
     expect(again.jwks()).toEqual(first.jwks())

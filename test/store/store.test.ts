@@ -32,11 +32,11 @@ describe('store', () => {
     await recordLogin(store, 'alice', { at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 })
     await store.close()
     const again = await f.open()
-    expect(userCount(again)).toBe(2)
+    expect(await userCount(again)).toBe(2)
     expect(await getUser(again, 'alice')).toEqual(user('alice'))
     expect(await getLogin(again, 'alice')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 59_000_000 })
     expect(await getLogin(again, 'bob')).toBeUndefined()
-    expect(hasUser(again, 'carol')).toBe(false)
+    expect(await hasUser(again, 'carol')).toBe(false)
     expect(await getUser(again, 'carol')).toBeUndefined()
     expect(again.serverSecret()).toEqual(secret)
     expect(secret).toHaveLength(32)
@@ -62,9 +62,15 @@ describe('store', () => {
     )
     await store.close()
     const again = await f.open()
-    expect(userCount(again)).toBe(150)
+    expect(await userCount(again)).toBe(150)
     expect(await getUser(again, 'batch99')).toEqual(user('batch99'))
-    expect(again.stats()).toMatchObject({ records: 151, entries: 151, live: 151, dead: 0, counted: { 'user/': 150 } })
+    expect(await again.stats()).toMatchObject({
+      records: 151,
+      entries: 151,
+      live: 151,
+      dead: 0,
+      counted: { 'user/': 150 },
+    })
   })
 
   it('reads the header without the passphrase', async () => {
@@ -86,7 +92,7 @@ describe('store', () => {
     const store = await createStore(f.path, PASSPHRASE)
     await store.close()
     expect((await readStoreHeader(f.path)).kdf).toEqual(DEFAULT_KDF)
-    expect(userCount(await f.open())).toBe(0)
+    expect(await userCount(await f.open())).toBe(0)
   })
 
   it('verify counts users, records, live and dead entries without changing the file', async () => {
@@ -166,7 +172,7 @@ describe('one writer: the lock', () => {
     const reports: Array<Record<string, unknown>> = []
     const store = await f.open({ onReport: (event, fields) => reports.push({ event, ...fields }) })
     expect(reports).toContainEqual({ event: 'store_lock_taken_over', path: `${f.path}.lock`, pid })
-    expect(userCount(store)).toBe(1)
+    expect(await userCount(store)).toBe(1)
   })
 
   it('does not mistake a new process that reuses the pid for the holder', async () => {
@@ -212,7 +218,7 @@ describe('compaction', () => {
     const result = await store.compact()
     expect(result).toMatchObject({ recordsBefore: 51, bytesBefore: sizeBefore })
     expect(result.recordsAfter).toBeLessThan(5) // 24 live entries packed into 32 KiB records
-    expect(store.stats()).toMatchObject({ entries: 24, live: 24, dead: 0, counted: { 'user/': 20 } })
+    expect(await store.stats()).toMatchObject({ entries: 24, live: 24, dead: 0, counted: { 'user/': 20 } })
     expect(await wrappedKey()).not.toBe(keyBefore)
     expect((await stat(f.path)).size).toBeLessThan(sizeBefore)
     expect(await getLogin(store, 'u0')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 30 })
@@ -220,7 +226,7 @@ describe('compaction', () => {
     await store.close()
     const again = await f.open()
     expect(again.serverSecret()).toEqual(secret)
-    expect(userCount(again)).toBe(21)
+    expect(await userCount(again)).toBe(21)
     for (let i = 0; i < 20; i++) expect(await getUser(again, `u${i}`)).toEqual(user(`u${i}`))
     expect(await getLogin(again, 'u1')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 28 })
     expect(await getLogin(again, 'u2')).toEqual({ at: '2026-11-25T10:00:00.000Z', totpStep: 29 })
@@ -237,10 +243,10 @@ describe('compaction', () => {
       Array.from({ length: 40 }, (_, i) => recordLogin(store, `old${i}`, { at: 'x', totpStep: i })),
     )
     await Promise.all([store.compact(), during, logins])
-    expect(userCount(store)).toBe(2040)
+    expect(await userCount(store)).toBe(2040)
     await store.close()
     const again = await f.open()
-    expect(userCount(again)).toBe(2040)
+    expect(await userCount(again)).toBe(2040)
     for (let i = 0; i < 40; i++) {
       expect(await getUser(again, `new${i}`)).toEqual(user(`new${i}`))
       expect(await getLogin(again, `old${i}`)).toEqual({ at: 'x', totpStep: i })
@@ -261,7 +267,7 @@ describe('compaction', () => {
     expect(reports.find((r) => r.event === 'store_compacted')).toMatchObject({
       reason: 'dead entries outnumber live ones',
     })
-    expect(store.stats()).toMatchObject({ live: 3, dead: 0 })
+    expect(await store.stats()).toMatchObject({ live: 3, dead: 0 })
   })
 
   it('removes the temporary file a crash left behind', async () => {
@@ -290,7 +296,7 @@ describe('nonces: no data key seals more records than its limit', () => {
     expect(keys.size).toBeGreaterThan(5)
     await store.close()
     const again = await f.open({ maxRecordsPerKey: LIMIT })
-    expect(userCount(again)).toBe(40)
+    expect(await userCount(again)).toBe(40)
     for (let i = 0; i < 40; i++) expect(await getLogin(again, `u${i}`)).toEqual({ at: 'x', totpStep: i })
   })
 })
@@ -307,7 +313,7 @@ describe('rekey', () => {
     const again = await f.open({ passphrase: 'a brand new passphrase' })
     expect(await getUser(again, 'bob')).toEqual(user('bob'))
     await addUser(again, user('carol'))
-    expect(userCount(again)).toBe(3)
+    expect(await userCount(again)).toBe(3)
     expect((await stat(f.path)).mode & 0o777).toBe(0o600)
   })
 })
@@ -346,16 +352,16 @@ describe('compare-and-set', () => {
     await expect(store.commit([{ key: 'k/a', value: 2, expect: read!.version }])).resolves.toBeUndefined()
     expect(await store.version('k/a')).not.toBe(read!.version)
     // The old version no longer matches, and nothing of a conflicting commit is written.
-    const records = store.stats().records
+    const records = (await store.stats()).records
     await expect(
       store.commit([
         { key: 'k/b', value: 'not written' },
         { key: 'k/a', value: 3, expect: read!.version },
       ]),
     ).rejects.toBeInstanceOf(StoreConflict)
-    expect(store.has('k/b')).toBe(false)
+    expect(await store.has('k/b')).toBe(false)
     expect(await store.get('k/a')).toBe(2)
-    expect(store.stats().records).toBe(records)
+    expect((await store.stats()).records).toBe(records)
     await store.close()
   })
 
@@ -397,7 +403,7 @@ describe('compare-and-set', () => {
     await expect(store.commitEach([{ key: 'k/a', value: 1, expect: null }])).rejects.toMatchObject({
       code: 'ERR_INTERNAL',
     })
-    expect(store.has('k/a')).toBe(false)
+    expect(await store.has('k/a')).toBe(false)
     await store.close()
   })
 })
