@@ -19,3 +19,13 @@ export { DEFAULT_KDF, KDF_CAP } from './kdf.js'
 export type { KdfParams } from './kdf.js'
 export { MAX_RECORDS_PER_KEY, PAGE_BYTES } from './journal.js'
 export type { TornTail } from './journal.js'
+export {
+  createPgStore,
+  openPgStore,
+  verifyPgStore,
+  readPgStoreHeader,
+  pgStoreExists,
+  isPostgresUrl,
+  redactUrl,
+} from './pg.js'
+export type { PgStore, PgOptions, RotateResult } from './pg.js'
