@@ -82,6 +82,18 @@ const GONE_MESSAGES = new RegExp(
   'i',
 )
 
+const REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'timed out',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'host name lookup failed',
+  '57P01': 'the server ended the connection',
+  '57P02': 'the server crashed',
+  '57P03': 'the server is starting or stopping',
+  '53300': 'too many connections',
+}
+
 /** Whether a failure is the database being unreachable (down, restarting, the connection cut): worth retrying. */
 export function isUnreachable(error: unknown): boolean {
   const e = (error ?? {}) as DriverError
@@ -114,7 +126,7 @@ export function databaseError(where: string, error: unknown, doing: string, secr
   let said = typeof e.message === 'string' ? e.message : String(error)
   for (const secret of secrets) said = said.split(secret).join('***')
   said = said.slice(0, 200)
-  if (isUnreachable(error)) return unreachable(where, code ?? said)
+  if (isUnreachable(error)) return unreachable(where, code ? `${REASONS[code] ?? 'connection failed'}, ${code}` : said)
   if (code === '28P01' || code === '28000')
     return new SecureLoginError('ERR_STORE_IO', `the database at ${where} refused the login (${code})`, {
       hint: 'check the user and password of the store URL, and pg_hba.conf',
