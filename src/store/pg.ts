@@ -273,8 +273,7 @@ function wipe(...buffers: (Buffer | undefined)[]): void {
 }
 
 /** The row a put writes: its id, prefix ids and two boxes sealed under data key `keyVersion`. */
-function sealRow(keys: KeyMaterial, dataKey: Buffer, keyVersion: number, name: string, value: unknown) {
-  const hkey = rowId(keys.index, name)
+function sealRow(keys: KeyMaterial, dataKey: Buffer, keyVersion: number, name: string, value: unknown, hkey: Buffer) {
   const { p1, p2 } = prefixIds(keys.index, name)
   const plaintext = Buffer.from(JSON.stringify(value), 'utf8')
   return {
@@ -286,12 +285,13 @@ function sealRow(keys: KeyMaterial, dataKey: Buffer, keyVersion: number, name: s
   }
 }
 
-/** The eight arrays of one call of securelogin_commit, in `order`. */
+/** The arguments of one call of securelogin_commit: the changes in `order`, `rowIds` their row ids. */
 function commitArgs(
   keys: KeyMaterial,
   dataKey: Buffer,
   keyVersion: number,
   changes: StoreChange[],
+  rowIds: Buffer[],
   order: number[],
 ): unknown[] {
   const hkeys: Buffer[] = []
@@ -304,13 +304,13 @@ function commitArgs(
   for (const i of order) {
     const change = changes[i]!
     if ('delete' in change) {
-      hkeys.push(rowId(keys.index, change.key))
+      hkeys.push(rowIds[i]!)
       p1s.push(Buffer.alloc(0))
       p2s.push(null)
       nameBoxes.push(null)
       boxes.push(null)
     } else {
-      const row = sealRow(keys, dataKey, keyVersion, change.key, change.value)
+      const row = sealRow(keys, dataKey, keyVersion, change.key, change.value, rowIds[i]!)
       hkeys.push(row.hkey)
       p1s.push(row.p1)
       p2s.push(row.p2)
@@ -323,8 +323,10 @@ function commitArgs(
   return [hkeys, p1s, p2s, nameBoxes, boxes, expects, expectAbsent, keyVersion]
 }
 
-/** Versions are the decimal numbers of one sequence; anything else can never match. */
-const VERSION_SHAPE = /^[1-9][0-9]{0,18}$/
+/** Versions are the decimal numbers of one bigint sequence; anything else can never match. */
+const isVersion = (v: string) => /^[1-9][0-9]{0,18}$/.test(v) && BigInt(v) < 2n ** 63n
+/** After an automatic rotation could not start (another process holds it, the database is away), wait this long. */
+const AUTO_ROTATE_PAUSE_MS = 10_000
 
 /** Makes the tables in one transaction (refusing a database that has them), with a fresh server secret. */
 export async function createPgStore(url: string, passphrase: string, opts: PgOptions = {}): Promise<PgStore> {
@@ -358,11 +360,11 @@ export async function createPgStore(url: string, passphrase: string, opts: PgOpt
         client,
       )
       await query(db, SQL.insertKey, [1, seal(made.root, key, dataKeyAad(storeId, 1))], 'making the store', client)
-      await query(db, SQL.commit, commitArgs(made, key, 1, secret, [0]), 'making the store', client)
-    }).catch((error: SecureLoginError & { cause?: unknown }) => {
+      const args = commitArgs(made, key, 1, secret, [rowId(made.index, SECRET_KEY)], [0])
+      await query(db, SQL.commit, args, 'making the store', client)
+    }).catch((error: SecureLoginError) => {
       // Two makers at once: the loser's CREATE TABLE meets the winner's (42P07, or 23505 in the catalog).
-      const code = (error as { code?: string }).code
-      throw code === 'ERR_STORE_IO' && /42P07|23505/.test(error.message) ? alreadyExists(db.where) : error
+      throw error.code === 'ERR_STORE_IO' && /42P07|23505/.test(error.message) ? alreadyExists(db.where) : error
     })
     wipe(dataKey)
     return await PgStoreImpl.start(db, keys, opts)
@@ -464,6 +466,7 @@ class PgStoreImpl implements PgStore {
   readonly #maxPutsPerKey: bigint
   #reloading: Promise<void> | undefined
   #rotating: Promise<RotateResult> | undefined
+  #autoRotatePausedUntil = 0
   #closed = false
 
   private constructor(db: Db, keys: KeyMaterial, opts: PgOptions) {
@@ -541,7 +544,7 @@ class PgStoreImpl implements PgStore {
     this.#open()
     if (changes.length === 0) return
     for (const change of changes)
-      if (typeof change.expect === 'string' && !VERSION_SHAPE.test(change.expect)) throw new StoreConflict(change.key)
+      if (typeof change.expect === 'string' && !isVersion(change.expect)) throw new StoreConflict(change.key)
     await this.#commit(changes, true)
   }
 
@@ -696,7 +699,7 @@ class PgStoreImpl implements PgStore {
     const hkeys = changes.map((change) => rowId(this.#keys.index, change.key))
     const order = changes.map((_, i) => i).sort((a, b) => Buffer.compare(hkeys[a]!, hkeys[b]!) || a - b)
     const keyVersion = this.#current
-    const args = commitArgs(this.#keys, this.#dataKeys.get(keyVersion)!, keyVersion, changes, order)
+    const args = commitArgs(this.#keys, this.#dataKeys.get(keyVersion)!, keyVersion, changes, hkeys, order)
     let last: string | null
     try {
       const { rows } = await this.#db.pool.query<{ last: string | null }>({
@@ -721,11 +724,13 @@ class PgStoreImpl implements PgStore {
   }
 
   #autoRotate(): void {
-    if (this.#rotating || this.#closed) return
+    if (this.#rotating || this.#closed || Date.now() < this.#autoRotatePausedUntil) return
     this.rotateDataKey().then(
       (result) =>
         this.#db.report('store_data_key_rotated', { path: this.path, reason: 'data key nearing its limit', ...result }),
       (error: SecureLoginError) => {
+        // A rotation that added its key resets the count; one that could not start would be tried at every commit.
+        this.#autoRotatePausedUntil = Date.now() + AUTO_ROTATE_PAUSE_MS
         // Another process rotating at the same moment is the expected loser here.
         if (!this.#closed && error.code !== 'ERR_STORE_LOCKED')
           this.#db.report('store_rotation_failed', { path: this.path, code: error.code, message: error.message })
