@@ -1,5 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createPgStore, openPgStore, pgStoreExists, readPgStoreHeader, type PgStore } from '../../src/store/pg.js'
+import {
+  createPgStore,
+  openPgStore,
+  pgStoreExists,
+  readPgStoreHeader,
+  verifyPgStore,
+  type PgStore,
+} from '../../src/store/pg.js'
 import type { PgOptions } from '../../src/store/pg.js'
 import { StoreConflict } from '../../src/store/index.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
@@ -235,5 +242,35 @@ describe.skipIf(!run)('PostgreSQL store: reads and commits', () => {
     const stats = await store.stats()
     expect(stats).toMatchObject({ records: 10, live: 10, dead: 0, counted: { 'user/': 3, 'role/admin/': 2 } })
     expect(await store.verify()).toMatchObject({ records: 10 })
+  })
+})
+
+describe.skipIf(!run)('PostgreSQL store: verify, bulk and close', () => {
+  it('verifyPgStore authenticates every row and hands inspect a view of the state', async () => {
+    const store = await create()
+    await store.commitEach(
+      Array.from({ length: 30 }, (_, i) => ({ key: `audit/${String(i).padStart(12, '0')}`, value: i })),
+    )
+    const { stats, tornTail, inspected } = await verifyPgStore(db.url, PASSPHRASE, {
+      countedPrefixes: ['audit/'],
+      inspect: async (view) => ({
+        keys: (await view.keys('audit/')).length,
+        first: await view.get('audit/000000000000'),
+      }),
+    })
+    expect(tornTail).toBeUndefined()
+    expect(stats).toMatchObject({ records: 31, counted: { 'audit/': 30 } })
+    expect(inspected).toEqual({ keys: 30, first: 0 })
+  })
+
+  it('commitEach refuses expect; a closed store refuses every call', async () => {
+    const store = await create()
+    await expect(store.commitEach([{ key: 'k/a', value: 1, expect: null }])).rejects.toMatchObject({
+      code: 'ERR_INTERNAL',
+    })
+    await store.close()
+    await expect(store.get('k/a')).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await expect(store.commit([{ key: 'k/a', value: 1 }])).rejects.toMatchObject({ code: 'ERR_STORE_IO' })
+    await store.close()
   })
 })
