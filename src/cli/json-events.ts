@@ -184,6 +184,7 @@ export const StoreVerifiedEvent = event('store_verified', {
 })
 export const StoreCompactedEvent = event('store_compacted', { path, ...compactionShape })
 export const StoreRekeyedEvent = event('store_rekeyed', { path, kdf: KdfJson })
+export const StoreCopiedEvent = event('store_copied', { from: path, to: path, keys: z.int().min(0) })
 export const SigningKeyRotatedEvent = event('signing_key_rotated', {
   path,
   kid: base64url(43),
@@ -228,6 +229,7 @@ export const StdoutEvent = z.discriminatedUnion('event', [
   StoreVerifiedEvent,
   StoreCompactedEvent,
   StoreRekeyedEvent,
+  StoreCopiedEvent,
   SigningKeyRotatedEvent,
 ])
 export type StdoutEvent = z.infer<typeof StdoutEvent>

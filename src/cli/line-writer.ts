@@ -3,6 +3,8 @@
 // synchronous system call in Node (bench/login.mjs measured about 1 ms of server time per login
 // in those writes). Lines keep their order; what is pending is written at exit.
 
+const PIPE_BUF = 4096
+
 export interface LineWriter {
   write(line: string): void
   flush(): void
@@ -14,9 +16,23 @@ export function createLineWriter(stream: NodeJS.WritableStream): LineWriter {
   const flush = () => {
     scheduled = false
     if (pending.length === 0) return
-    const text = `${pending.join('\n')}\n`
+    const lines = pending
     pending = []
-    stream.write(text)
+    // Several server processes (`--workers`) may share one pipe: a write of at most PIPE_BUF
+    // (4096) bytes reaches it whole, so no line is cut by another process's.
+    let chunk = ''
+    let bytes = 0
+    for (const line of lines) {
+      const size = Buffer.byteLength(line) + 1
+      if (chunk !== '' && bytes + size > PIPE_BUF) {
+        stream.write(chunk)
+        chunk = ''
+        bytes = 0
+      }
+      chunk += `${line}\n`
+      bytes += size
+    }
+    stream.write(chunk)
   }
   process.once('exit', flush)
   return {

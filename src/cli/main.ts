@@ -1,5 +1,6 @@
 import yargs, { type Argv } from 'yargs'
 import { reportError } from './output.js'
+import { defaultStore } from './store-default.js'
 import { SecureLoginError } from '../protocol/errors.js'
 
 // The whole CLI: parse, call one handler, one catch that prints and sets the exit code.
@@ -42,7 +43,11 @@ const expiresOption = {
 
 const storeOptions = (y: Argv) =>
   y
-    .option('store', { type: 'string', default: 'data/securelogin.store', describe: 'encrypted store file' })
+    .option('store', {
+      type: 'string',
+      default: defaultStore(),
+      describe: 'encrypted store: a file, or postgres://USER@HOST:PORT/DB ($SECURELOGIN_STORE)',
+    })
     .option('passphrase-file', { type: 'string', describe: "read the admin passphrase from this file's first line" })
     .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout, errors as JSON on stderr' })
 
@@ -68,8 +73,13 @@ export async function main(argv: string[]): Promise<void> {
             .option('port', { type: 'number', default: 7443, describe: 'port to listen on (0 picks a free one)' })
             .option('store', {
               type: 'string',
-              default: 'data/securelogin.store',
-              describe: 'encrypted store file (made on first run)',
+              default: defaultStore(),
+              describe:
+                'encrypted store, made on first run: a file, or postgres://USER@HOST:PORT/DB ($SECURELOGIN_STORE)',
+            })
+            .option('workers', {
+              type: 'number',
+              describe: 'serve from this many processes on one port (a PostgreSQL store only)',
             })
             .option('kdf-logn', {
               ...kdfLogn,
@@ -154,7 +164,8 @@ export async function main(argv: string[]): Promise<void> {
       )
       .command(
         'store',
-        'the encrypted store: init, info, verify, compact, rekey, rotate-signing-key (never beside a running server)',
+        'the encrypted store: init, info, verify, compact, rekey, rotate-signing-key, copy ' +
+          '(a store file: never beside a running server)',
         (y) =>
           y
             .command(
@@ -201,7 +212,30 @@ export async function main(argv: string[]): Promise<void> {
               (c) => storeOptions(c).option('accept-rollback', acceptRollback),
               async (args) => (await import('./store.js')).runStoreRotateSigningKey(args),
             )
-            .demandCommand(1, 'name a store command: init, info, verify, compact, rekey or rotate-signing-key'),
+            .command(
+              'copy',
+              'copy a store into a new one, between a file and PostgreSQL either way (same passphrase)',
+              (c) =>
+                c
+                  .option('from', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'the store to copy: a file or postgres://...',
+                  })
+                  .option('to', {
+                    type: 'string',
+                    demandOption: true,
+                    describe: 'the new store: a file or postgres://...',
+                  })
+                  .option('passphrase-file', {
+                    type: 'string',
+                    describe: "read the admin passphrase from this file's first line",
+                  })
+                  .option('json', { type: 'boolean', default: false, describe: 'JSON lines on stdout' })
+                  .option('accept-rollback', acceptRollback),
+              async (args) => (await import('./store.js')).runStoreCopy(args),
+            )
+            .demandCommand(1, 'name a store command: init, info, verify, compact, rekey, rotate-signing-key or copy'),
       )
       .command(
         'register',

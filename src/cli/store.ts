@@ -1,13 +1,6 @@
-import { mkdir } from 'node:fs/promises'
-import { dirname } from 'node:path'
 import {
-  acquireLock,
   checkStateFile,
-  createStore,
-  openStore,
-  readStoreHeader,
   refuseOrphanState,
-  storeExists,
   DEFAULT_KDF,
   STATE_MARKER_PREFIX,
   type KdfParams,
@@ -17,15 +10,18 @@ import {
   type StoreStats,
 } from '../store/index.js'
 import type { AuditHead } from '../protocol/calls.js'
-import { AuditLog, verifyStoreAndAudit, type AuditVerification } from '../server/audit-log.js'
+import { AuditLog, verifyAuditChain, type AuditVerification } from '../server/audit-log.js'
+import { storeLocation, type LocationOpenOptions, type StoreLocation } from './store-location.js'
 import { USERS_PREFIX } from '../server/accounts.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { checkPassphraseSource, readPassphrase } from './passphrase.js'
 import { printJson, usageError } from './output.js'
 import { SigningKeys } from '../server/signing-keys.js'
 
-// `securelogin store init|info|verify|compact|rekey|rotate-signing-key`: the store without the server. Each command
-// but info takes the store's lock first, so none runs beside a server on the same store.
+// `securelogin store init|info|verify|compact|rekey|rotate-signing-key|copy`: the store without the
+// server. On a store file each command but info takes the store's lock first, so none runs beside
+// a server on the same store; a PostgreSQL store has no lock (many servers share it), and each
+// command says what it does to servers running meanwhile (docs/scaling.md).
 
 export interface StoreArgs {
   store: string
@@ -39,6 +35,10 @@ export interface WritingStoreArgs extends StoreArgs {
 }
 
 const rollbackMode = (args: WritingStoreArgs): RollbackMode => (args.acceptRollback ? 'accept' : 'refuse')
+
+/** The state file is the file store's: a database keeps none. */
+const rollbackOf = (location: StoreLocation, args: WritingStoreArgs): LocationOpenOptions =>
+  location.kind === 'file' ? { rollback: rollbackMode(args) } : {}
 
 type Report = (event: string, fields: Record<string, unknown>) => void
 
@@ -57,31 +57,40 @@ export function kdfFromArgs(logN: number | undefined): KdfParams {
 export async function runStoreInit(args: StoreArgs & { kdfLogn?: number | undefined }): Promise<void> {
   const kdf = kdfFromArgs(args.kdfLogn)
   checkPassphraseSource(args.passphraseFile)
-  if (storeExists(args.store))
-    throw new SecureLoginError('ERR_STORE_IO', `${args.store} already exists`, {
-      hint: 'choose another --store; a store is never overwritten',
+  const location = storeLocation(args.store)
+  await refuseExisting(location)
+  await withLock(location, args, async (lock, report) => {
+    if (location.path !== undefined) await refuseOrphanState(location.path, 'refuse')
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: true, storePath: location.shown })
+    const store = await location.create(passphrase, lock, {
+      kdf,
+      onReport: report,
+      ...(location.kind === 'file' ? { rollback: 'refuse' as const } : {}),
     })
-  await mkdir(dirname(args.store), { recursive: true, mode: 0o700 })
-  await withLock(args, async (lock, report) => {
-    await refuseOrphanState(args.store, 'refuse')
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: true, storePath: args.store })
-    const store = await createStore(args.store, passphrase, { kdf, lock, onReport: report, rollback: 'refuse' })
     await store.close()
   })
-  if (args.json) printJson({ event: 'store_created', path: args.store, kdf })
-  else process.stdout.write(`created store ${args.store} (${kdfText(kdf)})\n`)
+  if (args.json) printJson({ event: 'store_created', path: location.shown, kdf })
+  else process.stdout.write(`created store ${location.shown} (${kdfText(kdf)})\n`)
+}
+
+async function refuseExisting(location: StoreLocation): Promise<void> {
+  if (await location.exists())
+    throw new SecureLoginError('ERR_STORE_IO', `${location.shown} already exists`, {
+      hint: 'choose another --store; a store is never overwritten',
+    })
 }
 
 /** The plaintext header: no passphrase, no lock. */
 export async function runStoreInfo(args: StoreArgs): Promise<void> {
-  const info = await readStoreHeader(args.store)
+  const location = storeLocation(args.store)
+  const info = await location.header()
   if (args.json) {
     const { formatVersion, kdf, storeId, fileSize } = info
-    printJson({ event: 'store_info', path: args.store, formatVersion, kdf, storeId, fileSize })
+    printJson({ event: 'store_info', path: location.shown, formatVersion, kdf, storeId, fileSize })
   } else {
     process.stdout.write(
       [
-        `store ${args.store}`,
+        `store ${location.shown}`,
         `format version ${info.formatVersion}`,
         `kdf ${kdfText(info.kdf)}`,
         `store id ${info.storeId}`,
@@ -94,24 +103,29 @@ export async function runStoreInfo(args: StoreArgs): Promise<void> {
 export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | undefined }): Promise<void> {
   const auditAnchor = args.auditAnchor === undefined ? undefined : auditAnchorFromArg(args.auditAnchor)
   checkPassphraseSource(args.passphraseFile)
-  const { state, ...verified } = await withLock(args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const result = await verifyStoreAndAudit(args.store, passphrase, {
-      lock,
+  const location = storeLocation(args.store)
+  const { state, ...verified } = await withLock(location, args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
+    const { stats, tornTail, inspected } = await location.verify(passphrase, lock, {
       onReport: report,
       countedPrefixes: [USERS_PREFIX, STATE_MARKER_PREFIX],
-      ...(auditAnchor ? { auditAnchor } : {}),
+      inspect: (view) => verifyAuditChain(view.get, view.keys, auditAnchor),
     })
+    const result = { stats, tornTail, audit: inspected! }
     // Every record has authenticated: now whether the file is as far as its state file says.
     const marked = (result.stats.counted[STATE_MARKER_PREFIX] ?? 0) > 0
-    return { ...result, state: await checkStateFile(args.store, marked) }
+    const state: StateCheck =
+      location.path === undefined
+        ? { kept: false, ok: true, path: '(none: a database keeps no state file)' }
+        : await checkStateFile(location.path, marked)
+    return { ...result, state }
   })
   const { tornTail, audit } = verified
   const stats = withUsers(verified.stats)
   if (args.json)
     printJson({
       event: 'store_verified',
-      path: args.store,
+      path: location.shown,
       ok: !tornTail && audit.ok && state.ok,
       formatVersion: stats.formatVersion,
       kdf: stats.kdf,
@@ -126,11 +140,12 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
       state,
       ...(tornTail ? { tornTail } : {}),
     })
-  else process.stdout.write(`${statsText(args.store, stats)}\n${auditText(audit)}\n${stateText(state)}\n`)
+  else process.stdout.write(`${statsText(location.shown, stats)}\n${auditText(audit)}\n${stateText(location, state)}\n`)
   if (tornTail) {
     throw new SecureLoginError(
       'ERR_STORE_CORRUPT',
-      `${args.store} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): an append cut ` +
+      `${location.shown} ends in a torn record at offset ${tornTail.offset} (${tornTail.length} bytes): ` +
+        'an append cut ' +
         `short by a crash`,
       {
         hint: 'nothing acknowledged is in it; the next server start or `securelogin store compact` cuts it off',
@@ -148,7 +163,7 @@ export async function runStoreVerify(args: StoreArgs & { auditAnchor?: string | 
     const more = audit.problems.length > 1 ? ` (and ${audit.problems.length - 1} more)` : ''
     throw new SecureLoginError(
       'ERR_STORE_CORRUPT',
-      `the audit log of ${args.store} fails its hash chain: ${audit.problems[0]!.problem}${more}`,
+      `the audit log of ${location.shown} fails its hash chain: ${audit.problems[0]!.problem}${more}`,
       {
         hint:
           'entries were edited, removed, reordered or cut off by someone holding the passphrase; ' +
@@ -171,13 +186,13 @@ function auditAnchorFromArg(text: string): AuditHead {
 
 export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
-  await withLock(args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, {
-      lock,
+  const location = storeLocation(args.store)
+  await withLock(location, args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
+    const store = await location.open(passphrase, lock, {
       onReport: report,
       autoCompact: false,
-      rollback: rollbackMode(args),
+      ...rollbackOf(location, args),
     })
     try {
       const result = await store.compact()
@@ -185,7 +200,7 @@ export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
         const { recordsBefore, recordsAfter, bytesBefore, bytesAfter, ms } = result
         printJson({
           event: 'store_compacted',
-          path: args.store,
+          path: location.shown,
           recordsBefore,
           recordsAfter,
           bytesBefore,
@@ -194,7 +209,7 @@ export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
         })
       } else {
         process.stdout.write(
-          `compacted ${args.store}: ${result.recordsBefore} -> ${result.recordsAfter} records, ` +
+          `compacted ${location.shown}: ${result.recordsBefore} -> ${result.recordsAfter} records, ` +
             `${result.bytesBefore} -> ${result.bytesAfter} bytes in ${result.ms} ms; new data key\n`,
         )
       }
@@ -216,24 +231,24 @@ export async function runStoreRekey(
       'rekey reads the old passphrase from one file and the new from the other',
     )
   }
-  await withLock(args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, {
-      lock,
+  const location = storeLocation(args.store)
+  await withLock(location, args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
+    const store = await location.open(passphrase, lock, {
       onReport: report,
       autoCompact: false,
-      rollback: rollbackMode(args),
+      ...rollbackOf(location, args),
     })
     try {
-      const next = await readPassphrase({ file: args.newPassphraseFile, isNew: true, storePath: args.store })
+      const next = await readPassphrase({ file: args.newPassphraseFile, isNew: true, storePath: location.shown })
       if (next === passphrase) throw usageError('the new passphrase is the old one')
       await store.rekey(next, kdf)
     } finally {
       await store.close()
     }
   })
-  if (args.json) printJson({ event: 'store_rekeyed', path: args.store, kdf })
-  else process.stdout.write(`rekeyed ${args.store} (${kdfText(kdf)}): the old passphrase no longer opens it\n`)
+  if (args.json) printJson({ event: 'store_rekeyed', path: location.shown, kdf })
+  else process.stdout.write(`rekeyed ${location.shown} (${kdfText(kdf)}): the old passphrase no longer opens it\n`)
 }
 
 /**
@@ -243,9 +258,10 @@ export async function runStoreRekey(
  */
 export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
-  const rotated = await withLock(args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: args.store })
-    const store = await openStore(args.store, passphrase, { lock, onReport: report, rollback: rollbackMode(args) })
+  const location = storeLocation(args.store)
+  const rotated = await withLock(location, args, async (lock, report) => {
+    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
+    const store = await location.open(passphrase, lock, { onReport: report, ...rollbackOf(location, args) })
     try {
       const nowMs = Date.now()
       const rotation = await SigningKeys.rotate(store, nowMs)
@@ -269,7 +285,7 @@ export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<
   if (args.json)
     printJson({
       event: 'signing_key_rotated',
-      path: args.store,
+      path: location.shown,
       kid: rotated.kid,
       retired: rotated.retired ?? null,
       keys: rotated.jwks.keys.length,
@@ -287,7 +303,11 @@ export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<
 }
 
 /** Takes the lock before asking for a passphrase, so that a store in use is refused at once. */
-async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Report) => Promise<T>): Promise<T> {
+async function withLock<T>(
+  location: StoreLocation,
+  args: StoreArgs,
+  work: (lock: StoreLock, report: Report) => Promise<T>,
+): Promise<T> {
   const report: Report = (event, fields) => {
     // With --json, one of docs/cli-json.md's store reports (StoreReportEvents in json-events.ts).
     if (args.json) process.stderr.write(`${JSON.stringify({ event, ...fields })}\n`)
@@ -298,7 +318,7 @@ async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Repo
           .join(' ')}\n`,
       )
   }
-  const lock = await acquireLock(args.store, report)
+  const lock = await location.lock(report)
   try {
     return await work(lock, report)
   } finally {
@@ -306,7 +326,8 @@ async function withLock<T>(args: StoreArgs, work: (lock: StoreLock, report: Repo
   }
 }
 
-function stateText(state: StateCheck): string {
+function stateText(location: StoreLocation, state: StateCheck): string {
+  if (location.kind === 'postgres') return 'state file: none (a database keeps none: see docs/scaling.md on restores)'
   if (!state.kept) return `state file: none kept yet (the next server start makes ${state.path})`
   return state.ok ? `state file: ${state.path}, the store is as far as it says` : `state file: ${state.problem}`
 }
@@ -332,4 +353,64 @@ function statsText(path: string, stats: ReturnType<typeof withUsers>): string {
     `kdf ${kdfText(stats.kdf)}`,
     `store id ${stats.storeId}`,
   ].join('\n')
+}
+
+/** Store keys that are each store's own bookkeeping (the state-file marker): not copied. */
+const OWN_PREFIX = 'store/'
+const COPY_BATCH = 500
+
+/**
+ * `store copy --from SRC --to DST`: every key of SRC into a new store DST (a file or a
+ * database, either way), under the same passphrase and KDF cost. Values are opened under SRC's
+ * data key and sealed under DST's own; the server secret and the audit log's chain go across
+ * as they are, so sessions, device keys and `audit verify` carry on.
+ */
+export async function runStoreCopy(
+  args: { from: string; to: string; passphraseFile?: string | undefined; json: boolean } & Pick<
+    WritingStoreArgs,
+    'acceptRollback'
+  >,
+): Promise<void> {
+  checkPassphraseSource(args.passphraseFile)
+  const from = storeLocation(args.from)
+  const to = storeLocation(args.to)
+  if (from.shown === to.shown) throw usageError('--from and --to name the same store')
+  await refuseExisting(to)
+  const copied = await withLock(from, { ...args, store: args.from }, async (fromLock, report) =>
+    withLock(to, { ...args, store: args.to }, async (toLock) => {
+      const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: from.shown })
+      const source = await from.open(passphrase, fromLock, {
+        onReport: report,
+        autoCompact: false,
+        ...rollbackOf(from, { ...args, store: args.from }),
+      })
+      try {
+        const { kdf } = await source.stats()
+        const target = await to.create(passphrase, toLock, {
+          kdf,
+          onReport: report,
+          ...(to.kind === 'file' ? { rollback: 'refuse' as const } : {}),
+        })
+        try {
+          const keys = (await source.keys('')).filter((key) => !key.startsWith(OWN_PREFIX)).sort()
+          for (let i = 0; i < keys.length; i += COPY_BATCH) {
+            const batch = keys.slice(i, i + COPY_BATCH)
+            const values = await Promise.all(batch.map((key) => source.get<unknown>(key)))
+            await target.commitEach(batch.map((key, j) => ({ key, value: values[j] })))
+          }
+          return { keys: keys.length, kdf }
+        } finally {
+          await target.close()
+        }
+      } finally {
+        await source.close()
+      }
+    }),
+  )
+  if (args.json) printJson({ event: 'store_copied', from: from.shown, to: to.shown, keys: copied.keys })
+  else
+    process.stdout.write(
+      `copied ${copied.keys} keys from ${from.shown} to ${to.shown} (${kdfText(copied.kdf)}); ` +
+        `check both with \`store verify\`\n`,
+    )
 }

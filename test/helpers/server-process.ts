@@ -31,8 +31,8 @@ export async function startServerProcess(
     'server',
     '--port',
     String(opts.port ?? 0),
-    '--store',
-    join(dir, 'data', 'securelogin.store'),
+    // A test that names its own store (a PostgreSQL URL) gives --store itself.
+    ...(extra.includes('--store') ? [] : ['--store', join(dir, 'data', 'securelogin.store')]),
     '--certs',
     join(dir, 'certs'),
     // The KDF thread at the process's own priority: at nice 19 the other test files starve it.
