@@ -479,12 +479,17 @@ class PgStoreImpl implements PgStore {
 
   static async start(db: Db, keys: KeyMaterial, opts: PgOptions): Promise<PgStoreImpl> {
     const store = new PgStoreImpl(db, keys, opts)
-    await store.#loadKeyring()
-    const secret = await store.get<{ secret?: unknown }>(SECRET_KEY)
-    if (typeof secret?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(secret.secret))
-      throw pgCorrupt(`${db.where} has no server secret`)
-    store.#secret = Buffer.from(secret.secret, 'hex')
-    return store
+    try {
+      await store.#loadKeyring()
+      const secret = await store.get<{ secret?: unknown }>(SECRET_KEY)
+      if (typeof secret?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(secret.secret))
+        throw pgCorrupt(`${db.where} has no server secret`)
+      store.#secret = Buffer.from(secret.secret, 'hex')
+      return store
+    } catch (error) {
+      wipe(...store.#dataKeys.values())
+      throw error
+    }
   }
 
   get path(): string {
@@ -501,7 +506,7 @@ class PgStoreImpl implements PgStore {
     const { rows } = await this.#query<{ version: string; key_version: number; box: Buffer }>(SQL.get, [hkey], 'a read')
     const row = rows[0]
     if (!row) return undefined
-    const dataKey = await this.#dataKey(row.key_version, key)
+    const dataKey = await this.#dataKey(row.key_version, `${key} in ${this.path}`)
     const plaintext = open(dataKey, row.box, valueAad(this.#keys.storeId, row.key_version, hkey))
     if (!plaintext) throw pgCorrupt(`${key} in ${this.path} fails to authenticate`)
     return { value: parseValue<T>(plaintext, () => `${key} in ${this.path} is not JSON`), version: row.version }
@@ -610,7 +615,7 @@ class PgStoreImpl implements PgStore {
         if (!ids.p1.equals(row.p1) || !(ids.p2 === null ? row.p2 === null : row.p2?.equals(ids.p2)))
           throw pgCorrupt(`${at} has prefix ids that are not its name's`)
         const plaintext = open(
-          await this.#dataKey(row.key_version, name),
+          await this.#dataKey(row.key_version, at),
           row.box,
           valueAad(this.#keys.storeId, row.key_version, row.hkey),
         )
@@ -738,15 +743,17 @@ class PgStoreImpl implements PgStore {
     )
   }
 
-  async #dataKey(keyVersion: number, name: string): Promise<Buffer> {
+  /** Data key `keyVersion`, reading the keyring again once if this process lacks it; `what` names the row. */
+  async #dataKey(keyVersion: number, what: string): Promise<Buffer> {
     if (!this.#dataKeys.has(keyVersion)) await this.#reloadKeyring()
     const key = this.#dataKeys.get(keyVersion)
-    if (!key) throw pgCorrupt(`${name} in ${this.path} names data key ${keyVersion}, which the keyring does not hold`)
+    if (!key) throw pgCorrupt(`${what} names data key ${keyVersion}, which the keyring does not hold`)
     return key
   }
 
   async #openName(row: NameRow, problem: () => string): Promise<string> {
-    const dataKey = this.#dataKeys.get(row.key_version) ?? (await this.#dataKey(row.key_version, 'a key name'))
+    const dataKey =
+      this.#dataKeys.get(row.key_version) ?? (await this.#dataKey(row.key_version, `a key name in ${this.path}`))
     const name = open(dataKey, row.name_box, nameAad(this.#keys.storeId, row.key_version, row.hkey))
     if (!name) throw pgCorrupt(problem())
     return name.toString('utf8')

@@ -166,7 +166,7 @@ describe.skipIf(!run)('PostgreSQL store: reads and commits', () => {
     const first = await create()
     await first.commit([{ key: 'race/code', value: { used: false } }])
     const { version } = (await first.getVersioned('race/code'))!
-    const stores = [first, ...(await Promise.all(Array.from({ length: 9 }, () => openAgain({ poolSize: 3 }))))]
+    const stores = [first, ...(await Promise.all(Array.from({ length: 9 }, () => openAgain({ poolSize: 2 }))))]
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) =>
         stores[i % stores.length]!.commit([
@@ -185,7 +185,7 @@ describe.skipIf(!run)('PostgreSQL store: reads and commits', () => {
 
   it('of 50 stores racing to make one absent key, exactly one wins (no duplicate-key error)', async () => {
     const first = await create()
-    const stores = [first, ...(await Promise.all(Array.from({ length: 9 }, () => openAgain({ poolSize: 3 }))))]
+    const stores = [first, ...(await Promise.all(Array.from({ length: 9 }, () => openAgain({ poolSize: 2 }))))]
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) =>
         stores[i % stores.length]!.commit([{ key: 'user/carol', value: { by: i }, expect: null }]),
