@@ -18,6 +18,8 @@ import { makeTempDir } from './env.js'
 import { checkJsonOutput } from './json-events.js'
 import { noteIssuedSecrets, noteOutput, noteSecret } from './secrets.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from './server-process.js'
+import { openStoreOf, storeOf } from './store-kind.js'
+import type { Store } from '../../src/store/index.js'
 import { oathtoolCode } from './tools.js'
 
 // Accounts on a real server process, driven through the real CLI (issue 6): a server with a
@@ -144,8 +146,17 @@ export class Lab {
     return this.server.port
   }
 
+  /**
+   * The server's `--store`, for store commands: its file, or its database's URL when this file
+   * runs on PostgreSQL (test/helpers/store-kind.ts).
+   */
   get storePath(): string {
-    return join(this.dir, 'data', 'securelogin.store')
+    return storeOf(this.dir)
+  }
+
+  /** The server's store, opened in this process whatever its kind (a file store's server must be stopped). */
+  openStore(): Promise<Store> {
+    return openStoreOf(this.dir, this.passphrase)
   }
 
   get certPath(): string {

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runCli, type CliRun } from './cli.js'
 import { noteSecret } from './secrets.js'
+import { prepareStore } from './store-kind.js'
 
 export interface ServerProcess {
   run: CliRun
@@ -20,19 +21,24 @@ export async function writePassphraseFile(dir: string, passphrase: string, name 
   return file
 }
 
-/** The real `securelogin server` as a child process on 127.0.0.1 (port 0 unless given), logging JSON. */
+/**
+ * The real `securelogin server` as a child process on 127.0.0.1 (port 0 unless given), logging
+ * JSON. Its store is `dir`'s, of this file's store kind (test/helpers/store-kind.ts), unless
+ * `extra` names one.
+ */
 export async function startServerProcess(
   dir: string,
   passphraseFile: string,
   extra: string[] = [],
   opts: { port?: number } = {},
 ): Promise<ServerProcess> {
+  // A test that names its own store (a PostgreSQL URL) gives --store itself.
+  const store = extra.includes('--store') ? [] : ['--store', await prepareStore(dir)]
   const run = runCli([
     'server',
     '--port',
     String(opts.port ?? 0),
-    // A test that names its own store (a PostgreSQL URL) gives --store itself.
-    ...(extra.includes('--store') ? [] : ['--store', join(dir, 'data', 'securelogin.store')]),
+    ...store,
     '--certs',
     join(dir, 'certs'),
     // The KDF thread at the process's own priority: at nice 19 the other test files starve it.
