@@ -10,6 +10,19 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node'
  */
 const FIRST = ['test/e2e/kill.test.ts', 'test/e2e/tui-tmux.test.ts', 'test/e2e/register-login.test.ts']
 
+/**
+ * The e2e contract (register, login, sessions, roles, audit, tokens), which runs once on each
+ * store kind: these files again in the postgres project, each server on a database of its own
+ * (test/helpers/store-kind.ts).
+ */
+const CONTRACT = [
+  'test/e2e/register-login.test.ts',
+  'test/e2e/sessions.test.ts',
+  'test/e2e/roles.test.ts',
+  'test/e2e/audit.test.ts',
+  'test/e2e/signed-tokens.test.ts',
+]
+
 class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (file: TestSpecification) => {
@@ -23,7 +36,6 @@ class LongestFirst extends BaseSequencer {
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
     // Hang guards, not deadlines: a test that does its work on a machine four times busier than
     // usual must still pass (a CLI-heavy test took over 60 s with three suites running at once).
     testTimeout: 240_000,
@@ -41,7 +53,17 @@ export default defineConfig({
     sequence: { sequencer: LongestFirst },
     // Every test file ends by checking that no noted secret appears in any captured output, and
     // every test that ran the CLI with --json, that each JSON line it printed is in docs/cli-json.md.
-    setupFiles: ['test/setup/no-secrets.ts', 'test/setup/cli-json.ts'],
+    // And on PostgreSQL, the databases the file's servers used are dropped.
+    setupFiles: ['test/setup/no-secrets.ts', 'test/setup/cli-json.ts', 'test/setup/store-kind.ts'],
     reporters: ['default'],
+    // Both projects take everything above (extends: true) and run side by side in one pool. Each
+    // names its own files: extends concatenates an include given above with a project's.
+    projects: [
+      { extends: true, test: { name: 'file', include: ['test/**/*.test.ts', 'test/**/*.test.tsx'] } },
+      {
+        extends: true,
+        test: { name: 'postgres', include: CONTRACT, env: { SECURELOGIN_TEST_STORE: 'postgres' } },
+      },
+    ],
   },
 })
