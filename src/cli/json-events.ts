@@ -302,6 +302,8 @@ export const ListeningLine = event('listening', {
   /** SHA-256 of the certificate, as `AB:CD:...` (what the client shows on first contact). */
   fingerprint: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
   srpEngine: z.enum(['openssl', 'package']),
+  /** With `--workers N`: how many processes serve the port. */
+  workers: z.int().min(1).optional(),
   level: z.literal('info'),
   time: isoTime,
 })

@@ -12,8 +12,12 @@ import { createLineWriter } from './line-writer.js'
 import { listenError, serverOptions, serverSettings, type ServerArgs } from './server-settings.js'
 import { storeLocation, type StoreLocation } from './store-location.js'
 
-// `securelogin server --workers N`: N processes accept on one port (Node's cluster module: the
-// first process accepts and hands each connection to a worker in turn). They share nothing but
+// `securelogin server --workers N`: N processes accept on one port (Node's cluster module, with
+// the listening socket shared and each worker accepting from it itself: SCHED_NONE). In Node's
+// default round-robin the first process accepts and hands each connection on, and a connection
+// handed to a worker as it dies is held by nobody: its client waited out its whole timeout (seen
+// in test/e2e/postgres.test.ts). Shared, a dead worker's connections are closed by the kernel and
+// the ones it never accepted are taken by the others. They share nothing but
 // the database, which is why a file store, served by one process, is refused. The first process
 // makes what must be made once (the store, the certificate, the signing keys, the bootstrap
 // token), reads the passphrase once and hands it to each worker over the IPC channel: never on a
@@ -82,6 +86,7 @@ export async function startWorkers(
   const early = createMemoryLogger()
   const say: Logger = { log: (...entry) => (logger ?? early).log(...entry) }
   const live = new Map<number, Worker>()
+  cluster.schedulingPolicy = cluster.SCHED_NONE
 
   const fork = (id: number): Promise<FromWorker & { type: 'listening' }> => {
     const worker = cluster.fork({ [WORKER_ENV]: String(id) })
