@@ -7,7 +7,8 @@
 // user lookups (getVersioned of a random existing user: one SELECT) and registrations (a new
 // account with expect: null: one call of securelogin_commit), with the CPU this process and the
 // machine's postgres processes used per call; count('user/') (a count(*) on the p1 index); and,
-// up to --rotate-up-to, a data-key rotation of every row.
+// up to --rotate-up-to, a data-key rotation of every row. Between the fill and the timed calls the
+// table is vacuumed and a checkpoint taken, as a store in service would be.
 import { randomBytes } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -133,6 +134,13 @@ async function measureSize(adminUrl, size, { batch, connections, samples, warmup
     }
     await Promise.all(Array.from({ length: connections }, filler))
     result.fillMs = performance.now() - started
+    // A store that has served for a while is vacuumed and checkpointed; one just filled is not yet,
+    // and the autovacuum and checkpoint it has coming would land in the timed calls.
+    log(`[${label}] VACUUM ANALYZE and CHECKPOINT ...`)
+    started = performance.now()
+    await withAdmin(url.toString(), 'VACUUM (ANALYZE) securelogin_kv')
+    await withAdmin(url.toString(), 'CHECKPOINT')
+    result.settleMs = performance.now() - started
 
     log(`[${label}] ${warmup} + ${samples} lookups ...`)
     result.lookup = await timeCalls(warmup, samples, (i) =>
@@ -240,6 +248,9 @@ function report(results, { samples, warmup }) {
   console.log('Each lookup is one prepared SELECT; each registration one statement (securelogin_commit), one commit.')
   console.log('postgres CPU: user + system of every process named postgres on this machine (/proc), over the phase.')
   console.log('A registration waits for its WAL flush (synchronous_commit as the server is set): one fsync per call.')
+  console.log(
+    `VACUUM ANALYZE + CHECKPOINT after each fill: ${results.map((r) => `${r.label} ${ms(r.settleMs)}`).join(', ')}`,
+  )
   if (results.length >= 2) {
     const small = results[0]
     const large = results.at(-1)

@@ -138,7 +138,9 @@ export function databaseError(where: string, error: unknown, doing: string, secr
   if (code === '42P01') return noStore(where)
   if (code === '42501')
     return new SecureLoginError('ERR_STORE_IO', `the database at ${where} refused ${doing}: permission denied`, {
-      hint: "grant the store's user rights on the securelogin_ tables",
+      hint:
+        "the store's user needs CREATE on the schema to make a store (PostgreSQL 15: own the database), " +
+        'then rights on the securelogin_ tables',
     })
   return new SecureLoginError(
     'ERR_STORE_IO',
