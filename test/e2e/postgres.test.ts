@@ -16,7 +16,8 @@ import { killAllCli, runCliToEnd } from '../helpers/cli.js'
 import { startServerProcess, writePassphraseFile, type ServerProcess } from '../helpers/server-process.js'
 import { FileClock } from '../helpers/clock.js'
 import { noteSecret } from '../helpers/secrets.js'
-import { havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgres.js'
+import { ADMIN_URL, havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgres.js'
+import pg from 'pg'
 
 // The store on PostgreSQL through the real CLI and real server processes (issue 20): the store
 // commands, `store copy` both ways, `--workers`, a worker SIGKILLed under load, and the
@@ -235,6 +236,52 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
     await server.stop()
   })
 
+  it('a database restored from an older backup fails `store verify` against an audit anchor kept since', async () => {
+    const db = await database()
+    let server = await startServerProcess(dir, passphraseFile, serverArgs(db.url))
+    const secret = await register(server.port, 'restore.person')
+    await server.stop()
+    // The backup: a copy of the database as it is now, made the way PostgreSQL copies one.
+    const backup = `${db.name}_backup`
+    await admin(`CREATE DATABASE ${backup} TEMPLATE ${db.name}`)
+    const backupUrl = new URL(db.url)
+    backupUrl.pathname = `/${backup}`
+    try {
+      clock.nextStep()
+      server = await startServerProcess(dir, passphraseFile, serverArgs(db.url))
+      await login(server.port, 'restore.person', secret)
+      await server.stop()
+      const now = await storeCli('verify', '--store', db.url, '--passphrase-file', passphraseFile)
+      const { n, hash } = (now.out[0] as { audit: { head: { n: number; hash: string } } }).audit.head
+      const anchor = `${n}:${hash}`
+      const current = await storeCli(
+        'verify',
+        '--store',
+        db.url,
+        '--passphrase-file',
+        passphraseFile,
+        '--audit-anchor',
+        anchor,
+      )
+      expect(current.code, current.stderr).toBe(0)
+      // The backup put back in its place: every row authentic, but older than the anchor.
+      const restored = await storeCli(
+        'verify',
+        '--store',
+        backupUrl.toString(),
+        '--passphrase-file',
+        passphraseFile,
+        '--audit-anchor',
+        anchor,
+      )
+      expect(restored.code).toBe(1)
+      expect(restored.err.at(-1)).toMatchObject({ code: 'ERR_STORE_CORRUPT' })
+      expect(restored.out[0]).toMatchObject({ ok: false, audit: { ok: false } })
+    } finally {
+      await admin(`DROP DATABASE IF EXISTS ${backup} WITH (FORCE)`)
+    }
+  })
+
   it('--workers 3: log lines name the worker; a worker SIGKILLed under load loses nothing acknowledged and comes back', async () => {
     const db = await database()
     const server = await startServerProcess(dir, passphraseFile, serverArgs(db.url, ['--workers', '3']))
@@ -343,6 +390,16 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
   })
 })
 
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } finally {
+    await client.end()
+  }
+}
+
 async function workerPids(server: ServerProcess, count: number): Promise<Map<number, number>> {
   const pids = new Map<number, number>()
   await waitFor(() => {
@@ -375,7 +432,10 @@ async function startProxy(target: number) {
   const sockets = new Set<Socket>()
   let listening = true
   const server: Server = createServer((socket) => {
-    if (!listening) return socket.destroy()
+    if (!listening) {
+      socket.destroy()
+      return
+    }
     const upstream = createConnection(target)
     for (const s of [socket, upstream]) {
       sockets.add(s)
