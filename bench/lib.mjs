@@ -1,11 +1,13 @@
 // Helpers shared by the benchmarks: child processes that are always reaped, percentiles,
-// formatting, a plain-text table, and a description of the machine.
-import { createHash } from 'node:crypto'
+// formatting, a plain-text table, a description of the machine, and for the PostgreSQL store a
+// database of the benchmark's own with the counters PostgreSQL keeps of it.
+import { createHash, randomBytes } from 'node:crypto'
 import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, readdirSync } from 'node:fs'
 import { cpus, totalmem, release, platform } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import pg from 'pg'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const BIN = join(ROOT, 'bin', 'securelogin')
@@ -184,11 +186,12 @@ export function parseOptions(args, defaults) {
 }
 
 /**
- * `node bin/securelogin server` on 127.0.0.1 port 0 with the store DIR/data/bench.store and the
- * certificate in DIR/certs, and `extraArgs`; resolves once it logs "listening". `onLine` sees
- * every later log line; `nodeArgs` go to node itself (--cpu-prof). stop() ends it by its pid.
+ * `node bin/securelogin server` on 127.0.0.1 port 0 with the store DIR/data/bench.store (or
+ * `store`: a postgres:// URL) and the certificate in DIR/certs, and `extraArgs`; resolves once it
+ * logs "listening". `onLine` sees every later log line; `nodeArgs` go to node itself (--cpu-prof).
+ * stop() ends it by its pid.
  */
-export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine, nodeArgs = [] } = {}) {
+export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine, nodeArgs = [], store } = {}) {
   const args = [
     ...nodeArgs,
     BIN,
@@ -196,7 +199,7 @@ export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine
     '--port',
     '0',
     '--store',
-    join(dir, 'data', 'bench.store'),
+    store ?? join(dir, 'data', 'bench.store'),
     '--certs',
     join(dir, 'certs'),
     '--passphrase-file',
@@ -279,6 +282,177 @@ export function processCpuMs(pid) {
     return (Number(fields[11]) + Number(fields[12])) * 10
   } catch {
     return NaN
+  }
+}
+
+/**
+ * user + system CPU of every process on this machine whose name (comm) is or starts with
+ * "postgres" (the postmaster, its backends, the WAL writer, the checkpointer ...), in ms; NaN
+ * where /proc has none. Backends of other databases on the same server count too.
+ */
+export function postgresCpuMs() {
+  let names
+  try {
+    names = readdirSync('/proc')
+  } catch {
+    return NaN
+  }
+  let total = 0
+  let found = false
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) continue
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      total += (Number(fields[11]) + Number(fields[12])) * 10
+      found = true
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found ? total : NaN
+}
+
+/** Where the PostgreSQL benchmarks make and drop their databases (a superuser, for track_functions). */
+export const PG_ADMIN_URL =
+  process.env.SECURELOGIN_BENCH_PG ?? process.env.SECURELOGIN_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+/** The URL without its password, for output. */
+export function shownUrl(url) {
+  const shown = new URL(url)
+  shown.password = ''
+  return shown.toString()
+}
+
+/** One statement on a connection of its own. */
+export async function pgQuery(url, sql, values = []) {
+  const client = new pg.Client({ connectionString: url, application_name: 'securelogin-bench' })
+  client.on('error', () => {})
+  await client.connect()
+  try {
+    return await client.query(sql, values)
+  } finally {
+    await client.end()
+  }
+}
+
+/**
+ * A fresh database, made through `adminUrl`: its URL, and drop() (WITH (FORCE): a connection
+ * left open, by a server that was killed, is ended). `trackFunctions` counts calls of the
+ * store's commit function in pg_stat_user_functions (a superuser setting).
+ */
+export async function createBenchDatabase(adminUrl, { trackFunctions = false } = {}) {
+  const name = `securelogin_bench_${randomBytes(6).toString('hex')}`
+  await pgQuery(adminUrl, `CREATE DATABASE ${name}`)
+  let dropped
+  const drop = () => (dropped ??= pgQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+  try {
+    if (trackFunctions) await pgQuery(adminUrl, `ALTER DATABASE ${name} SET track_functions = 'pl'`)
+  } catch (error) {
+    await drop()
+    throw error
+  }
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return { name, url: url.toString(), drop }
+}
+
+/** PostgreSQL's `X/Y` WAL position as a number of bytes. */
+const walBytes = (lsn) => {
+  const [high, low] = lsn.split('/')
+  return Number((BigInt(`0x${high}`) << 32n) + BigInt(`0x${low}`))
+}
+
+/**
+ * PostgreSQL's counters for one database, read before and after a phase: transactions (each of
+ * the store's statements runs alone, so one statement is one transaction), calls of the store's
+ * commit function, rows written, WAL written (the whole server's), the database's size, the CPU of
+ * its backends and of every postgres process, and the transactions of the other databases (work
+ * of others on the same server while the phase ran).
+ *
+ * A backend reports its counters at most once a second while busy, and once idle within
+ * PGSTAT_IDLE_INTERVAL (10 s in PostgreSQL 15): settle() waits that out, so that a reading after
+ * it holds everything done before it.
+ */
+export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = {}) {
+  const admin = new pg.Client({ connectionString: adminUrl, application_name: 'securelogin-bench' })
+  const inside = new pg.Client({ connectionString: database.url, application_name: 'securelogin-bench' })
+  for (const client of [admin, inside]) client.on('error', () => {})
+  await admin.connect()
+  try {
+    await inside.connect()
+  } catch (error) {
+    await admin.end()
+    throw error
+  }
+  const ownPid = (await inside.query('SELECT pg_backend_pid() AS pid')).rows[0].pid
+  let ownStatements = 0
+  /** The CPU of the database's backends (this monitor's excepted), by pid, and of every postgres process. */
+  const cpu = async () => {
+    const { rows } = await admin.query('SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> $2', [
+      database.name,
+      ownPid,
+    ])
+    return { backendCpu: new Map(rows.map(({ pid }) => [pid, processCpuMs(pid)])), postgresCpuMs: postgresCpuMs() }
+  }
+  const read = async () => {
+    // One query at a time on each client: node-postgres queues them, and warns of it.
+    const [db, fn] = await Promise.all([
+      admin.query(
+        `SELECT xact_commit + xact_rollback AS xacts, xact_rollback AS rollbacks, tup_inserted, tup_updated,
+           tup_deleted, pg_database_size(datname) AS size, pg_current_wal_lsn()::text AS lsn,
+           (SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database
+            WHERE datname IS DISTINCT FROM $1) AS others
+         FROM pg_stat_database WHERE datname = $1`,
+        [database.name],
+      ),
+      inside.query(
+        `SELECT coalesce(sum(calls), 0) AS calls FROM pg_stat_user_functions WHERE funcname = 'securelogin_commit'`,
+      ),
+    ])
+    const cpuNow = await cpu()
+    // This monitor's own statements in the database: the pid query, and one a reading.
+    ownStatements++
+    const row = db.rows[0]
+    return {
+      statements: Number(row.xacts) - ownStatements,
+      rollbacks: Number(row.rollbacks),
+      commits: Number(fn.rows[0].calls),
+      inserted: Number(row.tup_inserted),
+      updated: Number(row.tup_updated),
+      deleted: Number(row.tup_deleted),
+      size: Number(row.size),
+      wal: walBytes(row.lsn),
+      otherStatements: Number(row.others),
+      ...cpuNow,
+    }
+  }
+  return {
+    settle: () => new Promise((resolve) => setTimeout(resolve, settleMs)),
+    read,
+    cpu,
+    /**
+     * after - before, with the CPU from `cpuAfter` (read as the phase ended, before the wait
+     * for the counters); a backend that began meanwhile counts from zero.
+     */
+    delta(before, after, cpuAfter = after) {
+      let backendCpuMs = 0
+      for (const [pid, cpuMs] of cpuAfter.backendCpu) backendCpuMs += cpuMs - (before.backendCpu.get(pid) ?? 0)
+      const d = {}
+      for (const key of ['statements', 'rollbacks', 'commits', 'inserted', 'updated', 'deleted', 'size', 'wal'])
+        d[key] = after[key] - before[key]
+      return {
+        ...d,
+        otherStatements: after.otherStatements - before.otherStatements,
+        backendCpuMs,
+        backends: cpuAfter.backendCpu.size,
+        postgresCpuMs: cpuAfter.postgresCpuMs - before.postgresCpuMs,
+      }
+    },
+    close: async () => {
+      await Promise.all([admin.end().catch(() => {}), inside.end().catch(() => {})])
+    },
   }
 }
 

@@ -30,6 +30,19 @@
 // and the store commit are timed inside the server (--stage-times, totals logged on SIGUSR2). SRP
 // and TOTP are synchronous CPU work; the store commit's wall time includes the fsync wait, so the
 // split gives "store and the rest" as the server's CPU less TLS, SRP and TOTP.
+//
+// --store file,postgres runs the same phases on each kind of store in one run, on the same
+// machine and load, so their ratio is measured rather than compared across runs; --rounds N
+// repeats the kinds in turn and reports each round's ratio and their median. For PostgreSQL: a
+// database of the run's own (made and dropped through $SECURELOGIN_BENCH_PG, a superuser URL), the
+// same users written with createPgStore and commitEach, and the server started with --store URL
+// (and --workers N). Per phase, besides the above: the CPU of the postgres processes (all of them,
+// and the backends of the run's database), the statements (transactions: each of the store's
+// statements runs alone) and commits (calls of securelogin_commit, counted with track_functions)
+// per login, rows and WAL bytes written. PostgreSQL reports its counters lazily (within 10 s of a
+// backend going idle), so each PostgreSQL phase is followed by a wait of --pg-settle seconds, not
+// timed. With --workers the server's CPU is the first process's and every worker's (their pids are
+// in its worker_listening lines), and there is no split by stage: --stage-times is one process's.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -38,6 +51,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { createStore } from '../dist/store/index.js'
+import { createPgStore } from '../dist/store/pg.js'
 import { userChange } from '../dist/server/accounts.js'
 import { RFC5054_2048 } from '../dist/auth/srp-group.js'
 import * as srp from '../dist/auth/srp-math.js'
@@ -45,14 +59,19 @@ import { DEFAULT_PASSWORD_KDF, stretchPassword } from '../dist/auth/password-str
 import { encodeTotpSecret } from '../dist/auth/totp.js'
 import {
   codeVersion,
+  createBenchDatabase,
   machine,
   machineBusyMs,
   machineStealMs,
+  median,
   ms,
+  openPgMonitor,
   parseCount,
   optionsOrHelp,
   percentile,
+  PG_ADMIN_URL,
   processCpuMs,
+  shownUrl,
   startServerProcess,
   table,
   UsageError,
@@ -63,12 +82,22 @@ const PASSWORD = 'the shared password of the benchmark users 7'
 const params = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
 const STORE_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 }
 
+/** Every phase, in the order they run; the half-peak ones run on the openssl engine only. */
+const PHASES = ['handshakes', 'peak', 'half', 'half+kdf', 'half+recovery', 'half+registrations', 'half+never-read']
+const STORES = ['file', 'postgres']
+
 const DEFAULTS = {
   users: '9000',
   connections: '16',
   threads: '2',
   duration: '8',
   engines: 'openssl,package',
+  phases: 'all',
+  store: 'file',
+  workers: '',
+  rounds: '1',
+  pgUrl: PG_ADMIN_URL,
+  pgSettle: '11',
   cpuProf: '',
   kdfClient: 'idle',
   help: false,
@@ -79,6 +108,16 @@ const HELP = `usage: npm run bench -- login [options]
   --threads 2           load threads (worker threads in this process)
   --duration 8          seconds per phase
   --engines openssl,package   SRP engines to compare, in this order
+  --phases all          phases to run, of ${PHASES.join(', ')}
+                        (the half ones need peak, and run on the openssl engine only)
+  --store file          the store the server runs on: file, postgres, or file,postgres (both, in turn, in one run,
+                        with their ratio of logins/s)
+  --workers N           PostgreSQL only: the server runs with --workers N (its CPU is the sum over its processes;
+                        no split by stage then). Without it, one process
+  --rounds 1            run the stores in turn this many times; each round's ratio and their median are reported
+  --pg-url URL          PostgreSQL as a superuser, where each run makes its own database and drops it
+                        (default $SECURELOGIN_BENCH_PG, or postgres://postgres@127.0.0.1:5432/test)
+  --pg-settle 11        seconds to wait after each PostgreSQL phase, untimed, for PostgreSQL's counters to arrive
   --kdf-client idle     the half+kdf phase's password-changing client runs at this CPU priority: idle
                         (SCHED_IDLE, with chrt: it stands in for the user's own machine), low (nice 19),
                         normal (as the server and the load: it shares the two cores with them)
@@ -94,17 +133,34 @@ export async function main(args) {
   const threads = parseCount(options.threads)
   const durationMs = parseCount(options.duration) * 1000
   const engines = options.engines.split(',')
+  const phases = options.phases === 'all' ? PHASES : options.phases.split(',')
+  const stores = options.store.split(',')
+  const rounds = parseCount(options.rounds)
+  const workerCount = options.workers === '' ? undefined : parseCount(options.workers)
+  const settleMs = Number(options.pgSettle) * 1000
   const kdfClient = options.kdfClient
   if (!Object.hasOwn(PRIORITIES, kdfClient))
     throw new UsageError(`--kdf-client takes ${Object.keys(PRIORITIES).join(', ')}`)
   for (const engine of engines)
     if (!['openssl', 'package'].includes(engine)) throw new UsageError(`unknown engine ${engine}`)
+  for (const phase of phases)
+    if (!PHASES.includes(phase)) throw new UsageError(`unknown phase ${phase} (--help lists them)`)
+  if (phases.some((phase) => phase.startsWith('half')) && !phases.includes('peak'))
+    throw new UsageError('the half-peak phases need the peak phase: add peak to --phases')
+  for (const store of stores)
+    if (!STORES.includes(store)) throw new UsageError(`--store takes ${STORES.join(', ')}, or both: file,postgres`)
+  if (new Set(stores).size !== stores.length) throw new UsageError('--store names each kind once')
+  if (workerCount !== undefined && !stores.includes('postgres'))
+    throw new UsageError('--workers needs --store postgres: a file store is served by one process')
+  if (!Number.isFinite(settleMs) || settleMs < 0) throw new UsageError('--pg-settle is a number of seconds')
   if (connections < threads) throw new UsageError('--connections must be at least --threads')
 
   const dir = await mkdtemp(join(tmpdir(), 'securelogin-bench-login-'))
   let server
   let workers
   let renewer
+  let database
+  let monitor
   const cleanUp = async () => {
     for (const pid of changerPids) {
       try {
@@ -115,6 +171,8 @@ export async function main(args) {
     }
     await Promise.all([...(workers ?? []), ...(renewer ? [renewer] : [])].map((worker) => worker.terminate()))
     await server?.stop()
+    await monitor?.close()
+    await database?.drop().catch((error) => log(`could not drop the database ${database.name}: ${error.message}`))
     await rm(dir, { recursive: true, force: true })
   }
   process.once('SIGINT', () => cleanUp().finally(() => process.exit(130)))
@@ -126,127 +184,240 @@ export async function main(args) {
   console.log(
     `load: ${threads} worker threads, ${connections} concurrent connections, ${durationMs / 1000} s per phase, ${users} users`,
   )
+  const quiet = await machineBusyOver(2000)
+  if (quiet !== undefined)
+    console.log(`the machine before the run: ${quiet.toFixed(2)} of ${cpus().length} cores busy (2 s, /proc/stat)`)
 
   const results = []
   try {
     const passphraseFile = join(dir, 'passphrase')
     await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
-    log(`writing ${users} users to a new store ...`)
-    const accounts = await makeStore(dir, users)
+    log(`making ${users} users ...`)
+    const { records, accounts } = await makeUsers(users)
+    const locations = {}
+    if (stores.includes('file')) {
+      log('writing them to a new store file ...')
+      await writeFileStore(dir, records)
+      locations.file = undefined // startServerProcess's default, DIR/data/bench.store
+    }
+    if (stores.includes('postgres')) {
+      database = await createBenchDatabase(options.pgUrl, { trackFunctions: true })
+      log(`writing them to a new store in the database ${database.name} (${shownUrl(options.pgUrl)}) ...`)
+      await writePgStore(database.url, records)
+      locations.postgres = database.url
+      monitor = await openPgMonitor(options.pgUrl, database, { settleMs })
+    }
     // A few users of their own for the password changes of the half+kdf phase.
     const changers = accounts.splice(0, 40)
     const renewers = accounts.splice(0, 200)
-    for (const engine of engines) {
-      server = await startBenchServer(dir, passphraseFile, engine, options.cpuProf)
-      const ca = await readFile(join(dir, 'certs', 'server.crt'))
-      workers ??= await startLoad(ca, accounts, threads)
-      const run = (phase, opts) => runPhase(server, workers, { phase, engine, connections, durationMs, ...opts })
-      log(`${engine}: handshakes ...`)
-      const handshakes = await run('handshakes', { handshakeOnly: true })
-      log(`${engine}: peak ...`)
-      const peak = await run('peak', {})
-      results.push({ ...peak, tlsMs: handshakes.serverCpuPerOpMs })
-      if (engine === 'openssl') {
-        const rate = Math.round(peak.rate / 2)
-        log(`${engine}: half the peak (${rate}/s) ...`)
-        const half = await run('half', { ratePerSecond: rate })
-        results.push({ ...half, tlsMs: handshakes.serverCpuPerOpMs })
-        log(`${engine}: half the peak while passwords change ...`)
-        const kdf = await run('half+kdf', {
-          ratePerSecond: rate,
-          background: () => changePasswords(server.port, ca, changers, kdfClient),
-        })
-        results.push({ ...kdf, tlsMs: handshakes.serverCpuPerOpMs })
-        log(`${engine}: half the peak while recovery codes are renewed ...`)
-        renewer ??= (await startLoad(ca, renewers, 1))[0]
-        const recovery = await run('half+recovery', {
-          ratePerSecond: rate,
-          background: () => renewRecoveryCodes(renewer, server.port, durationMs),
-        })
-        results.push({ ...recovery, tlsMs: handshakes.serverCpuPerOpMs })
-        for (const mode of ['registrations', 'never-read']) {
-          log(`${engine}: half the peak while a hostile client sends ${mode} ...`)
-          const hostile = await run(`half+${mode}`, {
-            ratePerSecond: rate,
-            background: () => hostileClient(mode, server.port),
+    for (let round = 1; round <= rounds; round++) {
+      for (const store of stores) {
+        const onPg = store === 'postgres'
+        const processes = onPg ? workerCount : undefined
+        const label = processes === undefined ? store : `${store}, ${processes} workers`
+        for (const engine of engines) {
+          const step = (what) => log(`${rounds > 1 ? `round ${round}, ` : ''}${label}, ${engine}: ${what} ...`)
+          step('starting the server')
+          server = await startBenchServer(dir, passphraseFile, engine, options.cpuProf, {
+            store: locations[store],
+            workers: processes,
           })
-          results.push({ ...hostile, tlsMs: handshakes.serverCpuPerOpMs })
+          const ca = await readFile(join(dir, 'certs', 'server.crt'))
+          workers ??= await startLoad(ca, accounts, threads)
+          // Before each PostgreSQL phase, the counters of what came before (the start, the last phase) arrive.
+          if (onPg) {
+            step(`waiting ${settleMs / 1000} s for PostgreSQL's counters`)
+            await monitor.settle()
+          }
+          const run = async (phase, opts) => {
+            const result = await runPhase(server, workers, {
+              phase,
+              engine,
+              connections,
+              durationMs,
+              monitor: onPg ? monitor : undefined,
+              ...opts,
+            })
+            Object.assign(result, { store: label, kind: store, round, tlsMs: handshakeCpu })
+            if (phase !== 'handshakes') results.push(result)
+            return result
+          }
+          let handshakeCpu = NaN
+          if (phases.includes('handshakes')) {
+            step('handshakes')
+            handshakeCpu = (await run('handshakes', { handshakeOnly: true })).serverCpuPerOpMs
+          }
+          let peak
+          if (phases.includes('peak')) {
+            step('peak')
+            peak = await run('peak', {})
+          }
+          if (engine === 'openssl' && peak) {
+            const rate = Math.round(peak.rate / 2)
+            if (phases.includes('half')) {
+              step(`half the peak (${rate}/s)`)
+              await run('half', { ratePerSecond: rate })
+            }
+            if (phases.includes('half+kdf')) {
+              step('half the peak while passwords change')
+              await run('half+kdf', {
+                ratePerSecond: rate,
+                background: () => changePasswords(server.port, ca, changers, kdfClient),
+              })
+            }
+            if (phases.includes('half+recovery')) {
+              step('half the peak while recovery codes are renewed')
+              renewer ??= (await startLoad(ca, renewers, 1))[0]
+              await run('half+recovery', {
+                ratePerSecond: rate,
+                background: () => renewRecoveryCodes(renewer, server.port, durationMs),
+              })
+            }
+            for (const mode of ['registrations', 'never-read']) {
+              if (!phases.includes(`half+${mode}`)) continue
+              step(`half the peak while a hostile client sends ${mode}`)
+              await run(`half+${mode}`, {
+                ratePerSecond: rate,
+                background: () => hostileClient(mode, server.port),
+              })
+            }
+          }
+          await server.stop()
+          server = undefined
         }
       }
-      await server.stop()
-      server = undefined
     }
   } finally {
     await cleanUp()
   }
-  report(results, { threads, connections, kdfClient })
+  report(results, { threads, connections, kdfClient, stores, rounds, workerCount })
   if (codeVersion().dist !== code.dist)
     console.log('\nWARNING: dist/ changed while the benchmark ran: the figures may mix two versions. Run it again.')
   return 0
 }
 
-/** The store, written directly: users with one shared password and salt, each its own x, v and TOTP secret. */
-async function makeStore(dir, count) {
-  await mkdir(join(dir, 'data'), { recursive: true, mode: 0o700 })
+/** Cores' worth of CPU the whole machine used over the next `wallMs` (undefined without /proc/stat). */
+async function machineBusyOver(wallMs) {
+  const before = machineBusyMs()
+  await new Promise((resolve) => setTimeout(resolve, wallMs))
+  return before === undefined ? undefined : (machineBusyMs() - before) / wallMs
+}
+
+/**
+ * Users with one shared password and salt, each its own x, v and TOTP secret: the records the
+ * stores get, and what the load threads need to log in as each.
+ */
+async function makeUsers(count) {
   const salt = randomBytes(32).toString('hex')
   const stretched = await stretchPassword(PASSWORD, salt, DEFAULT_PASSWORD_KDF)
-  const store = await createStore(join(dir, 'data', 'bench.store'), PASSPHRASE, { kdf: STORE_KDF })
+  const records = []
   const accounts = []
+  const createdAt = new Date().toISOString()
+  for (let i = 0; i < count; i++) {
+    const name = `user${String(i).padStart(6, '0')}`
+    const x = srp.x(params, Buffer.from(salt, 'hex'), name, stretched)
+    const v = srp.v(params, x)
+    const totp = encodeTotpSecret(randomBytes(20))
+    records.push({
+      username: name,
+      salt,
+      verifier: v.toString('hex'),
+      kdf: DEFAULT_PASSWORD_KDF,
+      totpSecret: totp,
+      role: 'regular_user',
+      createdAt,
+    })
+    accounts.push({ name, x: x.toString('hex'), v: v.toString('hex'), totp })
+  }
+  return { records, accounts }
+}
+
+/** The file store, written directly, 5,000 users a commitEach. */
+async function writeFileStore(dir, records) {
+  await mkdir(join(dir, 'data'), { recursive: true, mode: 0o700 })
+  const store = await createStore(join(dir, 'data', 'bench.store'), PASSPHRASE, { kdf: STORE_KDF })
   try {
-    for (let start = 0; start < count; start += 5000) {
-      const batch = []
-      for (let i = start; i < Math.min(count, start + 5000); i++) {
-        const name = `user${String(i).padStart(6, '0')}`
-        const x = srp.x(params, Buffer.from(salt, 'hex'), name, stretched)
-        const v = srp.v(params, x)
-        const totp = encodeTotpSecret(randomBytes(20))
-        batch.push({
-          username: name,
-          salt,
-          verifier: v.toString('hex'),
-          kdf: DEFAULT_PASSWORD_KDF,
-          totpSecret: totp,
-          role: 'regular_user',
-          createdAt: new Date().toISOString(),
-        })
-        accounts.push({ name, x: x.toString('hex'), v: v.toString('hex'), totp })
-      }
-      await store.commitEach(batch.map(userChange))
-    }
+    for (let start = 0; start < records.length; start += 5000)
+      await store.commitEach(records.slice(start, start + 5000).map(userChange))
   } finally {
     await store.close()
   }
-  return accounts
 }
 
-async function startBenchServer(dir, passphraseFile, engine, cpuProfDir) {
+/** The same users in a new store on PostgreSQL (commitEach sends 500 a statement). */
+async function writePgStore(url, records) {
+  const store = await createPgStore(url, PASSPHRASE, { kdf: STORE_KDF })
+  try {
+    for (let start = 0; start < records.length; start += 5000)
+      await store.commitEach(records.slice(start, start + 5000).map(userChange))
+  } finally {
+    await store.close()
+  }
+}
+
+async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store, workers }) {
   const waiting = []
+  /** worker id -> pid, from the worker_listening lines (a restarted worker logs a new one). */
+  const workerPids = new Map()
+  let allListening
+  const listening = new Promise((resolve) => (allListening = resolve))
   const server = await startServerProcess(
     dir,
     passphraseFile,
     // The registration budget at its default: the half+registrations phase floods past it.
-    ['--srp-engine', engine, '--stage-times', '--lockout-after', '100', '--registrations-per-hour', '20'],
+    // --stage-times is one process's; with workers there is no split by stage.
+    [
+      '--srp-engine',
+      engine,
+      ...(workers === undefined ? ['--stage-times'] : ['--workers', String(workers)]),
+      '--lockout-after',
+      '100',
+      '--registrations-per-hour',
+      '20',
+    ],
     {
+      store,
       nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [],
       onLine(line) {
+        if (line.includes('"worker_listening"')) {
+          const { worker, pid } = JSON.parse(line)
+          workerPids.set(worker, pid)
+          if (workerPids.size === workers) allListening()
+        }
         if (!line.includes('"stage_times"')) return
         waiting.shift()?.(JSON.parse(line))
       },
     },
   )
-  /** The server's stage totals so far: SIGUSR2, then its stage_times log line. */
+  if (workers !== undefined) {
+    // The first process writes its workers' lines just after its own "listening".
+    const timer = setTimeout(() => allListening(), 10_000)
+    await listening
+    clearTimeout(timer)
+    if (workerPids.size !== workers) {
+      await server.stop()
+      throw new Error(`the server named ${workerPids.size} of its ${workers} workers' pids within 10 s`)
+    }
+  }
+  const firstCpuMs = server.cpuMs
+  /** The CPU of the first process and of every worker it has named. */
+  server.cpuMs = () => [...workerPids.values()].reduce((sum, pid) => sum + processCpuMs(pid), firstCpuMs())
+  server.processes = () => 1 + workerPids.size
+  /** The server's stage totals so far: SIGUSR2, then its stage_times log line; undefined with workers. */
   server.stages = () =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error('the server logged no stage_times within 10 s of SIGUSR2')),
-        10_000,
-      )
-      waiting.push((totals) => {
-        clearTimeout(timer)
-        resolve(totals)
-      })
-      process.kill(server.pid, 'SIGUSR2')
-    })
+    workers !== undefined
+      ? Promise.resolve(undefined)
+      : new Promise((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error('the server logged no stage_times within 10 s of SIGUSR2')),
+            10_000,
+          )
+          waiting.push((totals) => {
+            clearTimeout(timer)
+            resolve(totals)
+          })
+          process.kill(server.pid, 'SIGUSR2')
+        })
   return server
 }
 
@@ -296,12 +467,13 @@ function ephemeralsFor({ ratePerSecond, durationMs, threads, handshakeOnly }) {
 async function runPhase(
   server,
   workers,
-  { phase, engine, connections, durationMs, ratePerSecond = 0, handshakeOnly = false, background },
+  { phase, engine, connections, durationMs, ratePerSecond = 0, handshakeOnly = false, background, monitor },
 ) {
   const threads = workers.length
   const prepare = ephemeralsFor({ ratePerSecond, durationMs, threads, handshakeOnly })
   await Promise.all(workers.map((worker) => ask(worker, { prepare })))
   const stagesBefore = await server.stages()
+  const pgBefore = await monitor?.read()
   const serverCpuBefore = server.cpuMs()
   const loadCpuBefore = process.cpuUsage()
   const busyBefore = machineBusyMs()
@@ -326,12 +498,20 @@ async function runPhase(
   const load = process.cpuUsage(loadCpuBefore)
   const busyMs = machineBusyMs() - busyBefore
   const stealMs = machineStealMs() - stealBefore
+  // PostgreSQL's CPU is read now, with the rest; its counters once they have arrived.
+  const pgCpuAfter = await monitor?.cpu()
   const stagesAfter = await server.stages()
+  let pg
+  if (monitor) {
+    await monitor.settle()
+    pg = monitor.delta(pgBefore, await monitor.read(), pgCpuAfter)
+  }
   const latencies = outcomes.flatMap((o) => o.latencies)
   const failures = {}
   for (const o of outcomes) for (const [why, n] of Object.entries(o.failures)) failures[why] = (failures[why] ?? 0) + n
   const ok = latencies.length
-  const stage = (name) => (stagesAfter[`${name}Ms`] - stagesBefore[`${name}Ms`]) / Math.max(1, ok)
+  const per = (value) => value / Math.max(1, ok)
+  const stage = (name) => (stagesAfter ? per(stagesAfter[`${name}Ms`] - stagesBefore[`${name}Ms`]) : NaN)
   const loadCpuMs = (load.user + load.system) / 1000
   return {
     engine,
@@ -344,17 +524,31 @@ async function runPhase(
     p50: percentile(latencies, 50),
     p95: percentile(latencies, 95),
     p99: percentile(latencies, 99),
-    serverCpuPerOpMs: serverCpuMs / Math.max(1, ok),
+    processes: server.processes(),
+    serverCpuPerOpMs: per(serverCpuMs),
     srpMs: stage('srp'),
     totpMs: stage('totp'),
     storeWallMs: stage('store'),
     // The server's event loop delay over the phase (the totals before it reset the histogram).
-    loopP99: stagesAfter.loopDelayP99Ms,
-    loopMax: stagesAfter.loopDelayMaxMs,
-    loadCpuPerOpMs: loadCpuMs / Math.max(1, ok),
-    otherCores: (busyMs - serverCpuMs - loadCpuMs) / wallMs,
+    loopP99: stagesAfter?.loopDelayP99Ms ?? NaN,
+    loopMax: stagesAfter?.loopDelayMaxMs ?? NaN,
+    loadCpuPerOpMs: per(loadCpuMs),
+    loadCores: loadCpuMs / wallMs,
+    // Work on the machine that is none of ours: the server, the load, PostgreSQL (other databases' included).
+    otherCores: (busyMs - serverCpuMs - loadCpuMs - (pg?.postgresCpuMs ?? 0)) / wallMs,
     serverCores: serverCpuMs / wallMs,
     stealCores: stealMs / wallMs,
+    pg: pg && {
+      ...pg,
+      cores: pg.postgresCpuMs / wallMs,
+      cpuPerOpMs: per(pg.postgresCpuMs),
+      backendCpuPerOpMs: per(pg.backendCpuMs),
+      statementsPerOp: per(pg.statements),
+      commitsPerOp: per(pg.commits),
+      rowsPerOp: per(pg.inserted + pg.updated + pg.deleted),
+      walPerOp: per(pg.wal),
+      growthPerOp: per(pg.size),
+    },
   }
 }
 
@@ -440,11 +634,13 @@ function renewRecoveryCodes(worker, port, durationMs) {
   return { stop: () => {}, done }
 }
 
-function report(results, { threads, connections, kdfClient }) {
+function report(results, { threads, connections, kdfClient, stores, rounds, workerCount }) {
+  const several = stores.length > 1 || rounds > 1
   console.log('')
   console.log(
     table(
       [
+        ...(several ? ['store', ...(rounds > 1 ? ['round'] : [])] : []),
         'engine',
         'phase',
         'logins',
@@ -460,11 +656,14 @@ function report(results, { threads, connections, kdfClient }) {
         'store commit (wall)',
         'load CPU/login',
         'server cores',
+        'load cores',
+        'other cores',
         'stolen cores',
         'loop delay p99 / max',
         'failed',
       ],
       results.map((r) => [
+        ...(several ? [r.store, ...(rounds > 1 ? [r.round] : [])] : []),
         r.engine,
         r.phase +
           (r.background?.changes !== undefined
@@ -485,10 +684,14 @@ function report(results, { threads, connections, kdfClient }) {
         ms(r.tlsMs),
         ms(r.srpMs),
         ms(r.totpMs),
-        ms(Math.max(0, r.serverCpuPerOpMs - r.tlsMs - r.srpMs - r.totpMs)),
+        Number.isFinite(r.srpMs) && Number.isFinite(r.tlsMs)
+          ? ms(Math.max(0, r.serverCpuPerOpMs - r.tlsMs - r.srpMs - r.totpMs))
+          : '-',
         ms(r.storeWallMs),
         ms(r.loadCpuPerOpMs),
         r.serverCores.toFixed(2),
+        r.loadCores.toFixed(2),
+        r.otherCores.toFixed(2),
         r.stealCores.toFixed(2),
         `${ms(r.loopP99)} / ${ms(r.loopMax)}`,
         Object.entries(r.failures)
@@ -500,40 +703,143 @@ function report(results, { threads, connections, kdfClient }) {
   for (const r of results)
     if (r.madeInline > 0)
       console.log(
-        `note: ${r.engine} ${r.phase}: ${r.madeInline} client ephemerals were made inside the phase (more logins than prepared for): its load CPU includes them`,
+        `note: ${r.store} ${r.engine} ${r.phase}: ${r.madeInline} client ephemerals were made inside the phase (more logins than prepared for): its load CPU includes them`,
       )
-  const peak = (engine) => results.find((r) => r.engine === engine && r.phase === 'peak')
-  const fast = peak('openssl')
-  const slow = peak('package')
-  const half = results.find((r) => r.phase === 'half')
-  const kdf = results.find((r) => r.phase === 'half+kdf')
   console.log('')
   console.log(`load: ${threads} threads, ${connections} connections; CPU on this machine: ${cpus().length} cores`)
-  if (fast && slow)
+  console.log(
+    'other cores: CPU the machine spent on anything but the server, the load and PostgreSQL (/proc/stat), in cores',
+  )
+  if (workerCount !== undefined)
     console.log(
-      `openssl / package at peak: ${(fast.rate / slow.rate).toFixed(1)}x the logins per second, ${(slow.serverCpuPerOpMs / fast.serverCpuPerOpMs).toFixed(1)}x less server CPU per login`,
+      `with --workers ${workerCount}: server CPU is the sum over its ${workerCount + 1} processes; no split by stage (--stage-times is one process's)`,
     )
+
+  const onPg = results.filter((r) => r.pg)
+  if (onPg.length > 0) {
+    console.log('')
+    console.log('PostgreSQL, per login (statements and commits: its counters for the run database; CPU: /proc):')
+    console.log('')
+    console.log(
+      table(
+        [
+          ...(rounds > 1 ? ['round'] : []),
+          'store',
+          'engine',
+          'phase',
+          'logins/s',
+          'server CPU/login',
+          'postgres CPU/login (all / its backends)',
+          'postgres cores',
+          'statements/login',
+          'commits/login',
+          'rolled back',
+          'rows written/login',
+          'WAL/login',
+          'database growth/login',
+          "other databases' statements",
+        ],
+        onPg.map((r) => [
+          ...(rounds > 1 ? [r.round] : []),
+          r.store,
+          r.engine,
+          r.phase,
+          r.rate.toFixed(0),
+          ms(r.serverCpuPerOpMs),
+          `${ms(r.pg.cpuPerOpMs)} / ${ms(r.pg.backendCpuPerOpMs)}`,
+          r.pg.cores.toFixed(2),
+          r.pg.statementsPerOp.toFixed(2),
+          r.pg.commitsPerOp.toFixed(2),
+          r.pg.rollbacks,
+          `${r.pg.rowsPerOp.toFixed(2)} (${r.pg.inserted} ins, ${r.pg.updated} upd, ${r.pg.deleted} del)`,
+          bytes(r.pg.walPerOp),
+          bytes(r.pg.growthPerOp),
+          r.pg.otherStatements,
+        ]),
+      ),
+    )
+    console.log('')
+    console.log(
+      "statements: transactions of the run database less the monitor's own (each store statement runs alone: one statement, one transaction);",
+    )
+    console.log(
+      "commits: calls of securelogin_commit (pg_stat_user_functions, track_functions = 'pl'); WAL: pg_current_wal_lsn over the",
+    )
+    console.log(
+      "phase, the whole server's (other databases' writes too: see their statements); postgres CPU, all: every process named",
+    )
+    console.log('postgres on this machine; its backends: those connected to the run database at the end of the phase.')
+  }
+
+  const peak = (engine, store, round) =>
+    results.find((r) => r.engine === engine && r.phase === 'peak' && r.kind === store && r.round === round)
   const goal = (text, met) => console.log(`goal: ${text}: ${met ? 'met' : 'missed'}`)
-  if (fast) goal(`at least 300 full logins/s (openssl peak ${fast.rate.toFixed(0)}/s)`, fast.rate >= 300)
-  if (fast && slow)
-    goal(`at least 15x the package engine (${(fast.rate / slow.rate).toFixed(1)}x)`, fast.rate >= 15 * slow.rate)
-  if (half) goal(`p99 at half the peak rate under 20 ms (${ms(half.p99)})`, half.p99 < 20)
-  if (half && kdf)
-    goal(
-      `p99 within 1.2x of that while passwords change (${(kdf.p99 / half.p99).toFixed(2)}x; the server's event loop delay p99 ${(kdf.loopP99 / half.loopP99).toFixed(2)}x; the changing client at ${kdfClient} priority used ${ms(kdf.background.cpuMs / Math.max(1, kdf.background.changes))} of CPU a change)`,
-      kdf.p99 <= 1.2 * half.p99,
-    )
-  for (const mode of ['registrations', 'never-read']) {
-    const hostile = results.find((r) => r.phase === `half+${mode}`)
-    if (half && hostile)
+  console.log('')
+  if (stores.includes('file') && stores.includes('postgres')) {
+    for (const engine of ['openssl', 'package']) {
+      const ratios = []
+      for (let round = 1; round <= rounds; round++) {
+        const file = peak(engine, 'file', round)
+        const pgPeak = peak(engine, 'postgres', round)
+        if (!file || !pgPeak) continue
+        ratios.push(pgPeak.rate / file.rate)
+        console.log(
+          `${engine}${rounds > 1 ? `, round ${round}` : ''}: ${pgPeak.store} / file at peak: ${pgPeak.rate.toFixed(0)} / ${file.rate.toFixed(0)} logins/s = ${(pgPeak.rate / file.rate).toFixed(2)}; server CPU a login ${(pgPeak.serverCpuPerOpMs / file.serverCpuPerOpMs).toFixed(2)}x; ` +
+            `postgres ${ms(pgPeak.pg.cpuPerOpMs)} a login; other cores ${file.otherCores.toFixed(2)} (file) and ${pgPeak.otherCores.toFixed(2)} (postgres)`,
+        )
+      }
+      if (ratios.length === 0) continue
+      const ratio = median(ratios)
+      const text = `${rounds > 1 ? `median of ${ratios.length} rounds` : 'one round'} ${ratio.toFixed(2)}`
+      if (workerCount === undefined)
+        goal(`one process on PostgreSQL at least 70% of the file store's logins/s, ${engine} (${text})`, ratio >= 0.7)
+      else console.log(`${engine}: PostgreSQL with ${workerCount} workers / file at peak: ${text}`)
+    }
+  }
+  for (const store of stores) {
+    const label = stores.length > 1 ? `${store}: ` : ''
+    const fast = peak('openssl', store, 1)
+    const slow = peak('package', store, 1)
+    if (fast && slow)
+      console.log(
+        `${label}openssl / package at peak: ${(fast.rate / slow.rate).toFixed(1)}x the logins per second, ${(slow.serverCpuPerOpMs / fast.serverCpuPerOpMs).toFixed(1)}x less server CPU per login`,
+      )
+    if (store === 'postgres' && workerCount !== undefined) continue
+    const first = (phase) => results.find((r) => r.phase === phase && r.kind === store && r.round === 1)
+    const half = first('half')
+    const kdf = first('half+kdf')
+    if (fast) goal(`${label}at least 300 full logins/s (openssl peak ${fast.rate.toFixed(0)}/s)`, fast.rate >= 300)
+    if (fast && slow)
       goal(
-        `p99 within 2x of the half-peak phase while a hostile client sends ${mode} (${(hostile.p99 / half.p99).toFixed(2)}x; p50 ${(hostile.p50 / half.p50).toFixed(2)}x)`,
-        hostile.p99 <= 2 * half.p99,
+        `${label}at least 15x the package engine (${(fast.rate / slow.rate).toFixed(1)}x)`,
+        fast.rate >= 15 * slow.rate,
+      )
+    if (half) goal(`${label}p99 at half the peak rate under 20 ms (${ms(half.p99)})`, half.p99 < 20)
+    if (half && kdf)
+      goal(
+        `${label}p99 within 1.2x of that while passwords change (${(kdf.p99 / half.p99).toFixed(2)}x; the server's event loop delay p99 ${(kdf.loopP99 / half.loopP99).toFixed(2)}x; the changing client at ${kdfClient} priority used ${ms(kdf.background.cpuMs / Math.max(1, kdf.background.changes))} of CPU a change)`,
+        kdf.p99 <= 1.2 * half.p99,
+      )
+    for (const mode of ['registrations', 'never-read']) {
+      const hostile = first(`half+${mode}`)
+      if (half && hostile)
+        goal(
+          `${label}p99 within 2x of the half-peak phase while a hostile client sends ${mode} (${(hostile.p99 / half.p99).toFixed(2)}x; p50 ${(hostile.p50 / half.p50).toFixed(2)}x)`,
+          hostile.p99 <= 2 * half.p99,
+        )
+    }
+    const recovery = first('half+recovery')
+    if (half && recovery)
+      console.log(
+        `${label}while recovery codes are renewed (the server's own scrypt): p99 ${(recovery.p99 / half.p99).toFixed(2)}x, event loop delay p99 ${(recovery.loopP99 / half.loopP99).toFixed(2)}x of the half-peak phase`,
       )
   }
-  const recovery = results.find((r) => r.phase === 'half+recovery')
-  if (half && recovery)
-    console.log(
-      `while recovery codes are renewed (the server's own scrypt): p99 ${(recovery.p99 / half.p99).toFixed(2)}x, event loop delay p99 ${(recovery.loopP99 / half.loopP99).toFixed(2)}x of the half-peak phase`,
-    )
+}
+
+/** Bytes, in B, kB or MB (10^3, 10^6). */
+function bytes(value) {
+  if (!Number.isFinite(value)) return '-'
+  if (Math.abs(value) >= 1e6) return `${(value / 1e6).toFixed(1)} MB`
+  if (Math.abs(value) >= 1e4) return `${(value / 1e3).toFixed(1)} kB`
+  return `${Math.round(value)} B`
 }
