@@ -5,7 +5,9 @@
 const BENCHMARKS = {
   store: {
     module: './store.mjs',
-    about: 'the encrypted store at 1k, 100k and 1M users: append latency, open time, RSS, file size, compaction',
+    about:
+      'the encrypted store at 1k, 100k and 1M users: append latency, open time, RSS, file size, compaction; ' +
+      '--store postgres: lookups and registrations on PostgreSQL',
   },
   enumeration: {
     module: './enumeration.mjs',
@@ -13,7 +15,9 @@ const BENCHMARKS = {
   },
   login: {
     module: './login.mjs',
-    about: 'full logins per second over real TLS, on each SRP engine, with latency and where the server CPU goes',
+    about:
+      'full logins per second over real TLS, on each SRP engine, with latency and where the server CPU goes; ' +
+      '--store file,postgres compares the stores in one run',
   },
   startup: { module: './startup.mjs', about: 'cold start of securelogin --version and --help next to node -e 0' },
 }

@@ -1,4 +1,6 @@
 // `npm run bench -- store`: the encrypted store at 1k, 100k and 1M users. Figures, not a test.
+// `--store postgres` measures the store on PostgreSQL instead (bench/store-postgres.mjs, with
+// options of its own); this file measures the store file.
 //
 // For each size: create a store (scrypt logN 10, so that the KDF does not dominate), fill it
 // with commitEach batches (one sealed record per user, one write + fsync per batch, autoCompact
@@ -31,7 +33,9 @@ import {
   percentile,
   runNode,
   table,
+  UsageError,
 } from './lib.mjs'
+import { HELP as PG_HELP } from './store-postgres.mjs'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const OPEN_SCRIPT = join(ROOT, 'bench', 'store-open.mjs')
@@ -54,6 +58,8 @@ const DEFAULTS = {
 }
 
 const HELP = `usage: npm run bench -- store [options]
+  --store file                 file (the store file: the options below), or postgres (the store on PostgreSQL:
+                               the options after these), or postgres://USER@HOST:PORT/DB (PostgreSQL, there)
   --sizes 1k,100k,1M           user counts to measure
   --batch 10000                users per commitEach call while filling
   --samples 1000               timed account commits per size (after --warmup 10 untimed ones)
@@ -67,7 +73,13 @@ const HELP = `usage: npm run bench -- store [options]
 const log = (line) => process.stderr.write(`${line}\n`)
 
 export async function main(args) {
-  const options = optionsOrHelp(args, DEFAULTS, HELP)
+  const { store, rest } = takeStoreOption(args)
+  if (store === 'postgres' || store.startsWith('postgres://') || store.startsWith('postgresql://')) {
+    const onPg = await import('./store-postgres.mjs')
+    return onPg.main(store === 'postgres' ? rest : ['--pg-url', store, ...rest])
+  }
+  if (store !== 'file') throw new UsageError(`--store takes file, postgres, or a postgres:// URL, not ${store}`)
+  const options = optionsOrHelp(rest, DEFAULTS, `${HELP}\n\nwith --store postgres:\n${PG_HELP}`)
   if (!options) return 0
   const sizes = options.sizes
     .split(',')
@@ -137,6 +149,20 @@ export async function main(args) {
     )
   }
   return 0
+}
+
+/** --store KIND (or --store=KIND) taken out of the arguments; the rest go to the benchmark of that kind. */
+function takeStoreOption(args) {
+  const rest = []
+  let store = 'file'
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--store') {
+      store = args[++i]
+      if (store === undefined) throw new UsageError('--store needs a value')
+    } else if (args[i].startsWith('--store=')) store = args[i].slice('--store='.length)
+    else rest.push(args[i])
+  }
+  return { store, rest }
 }
 
 async function measureSize(dir, size, { batch, samples, warmup, runs, tails, phases, cpuProf }) {
