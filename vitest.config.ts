@@ -53,8 +53,7 @@ export default defineConfig({
     sequence: { sequencer: LongestFirst },
     // Every test file ends by checking that no noted secret appears in any captured output, and
     // every test that ran the CLI with --json, that each JSON line it printed is in docs/cli-json.md.
-    // And on PostgreSQL, the databases the file's servers used are dropped.
-    setupFiles: ['test/setup/no-secrets.ts', 'test/setup/cli-json.ts', 'test/setup/store-kind.ts'],
+    setupFiles: ['test/setup/no-secrets.ts', 'test/setup/cli-json.ts'],
     reporters: ['default'],
     // Both projects take everything above (extends: true) and run side by side in one pool. Each
     // names its own files: extends concatenates an include given above with a project's.
@@ -62,7 +61,14 @@ export default defineConfig({
       { extends: true, test: { name: 'file', include: ['test/**/*.test.ts', 'test/**/*.test.tsx'] } },
       {
         extends: true,
-        test: { name: 'postgres', include: CONTRACT, env: { SECURELOGIN_TEST_STORE: 'postgres' } },
+        test: {
+          name: 'postgres',
+          include: CONTRACT,
+          env: { SECURELOGIN_TEST_STORE: 'postgres' },
+          // After those above (extends concatenates): the databases the file's servers used are
+          // dropped. Here alone: in the other project it would only cost each worker the imports.
+          setupFiles: ['test/setup/store-kind.ts'],
+        },
       },
     ],
   },
