@@ -1,7 +1,9 @@
 import { randomInt, scrypt } from 'node:crypto'
 import { join } from 'node:path'
 import srp from 'secure-remote-password/client.js'
-import { deriveClientSession, startClientLogin, verifyServerProof } from '../../src/auth/srp-client.js'
+import { randomBytes } from 'node:crypto'
+import * as srpMath from '../../src/auth/srp-math.js'
+import { RFC5054_2048 } from '../../src/auth/srp-group.js'
 import { DEFAULT_PASSWORD_KDF, stretchPassword, type PasswordKdf } from '../../src/auth/password-stretch.js'
 import { generateTotp, secretFromOtpauthUri } from '../../src/auth/totp.js'
 import type { CallArgs, CallOp, CallResult } from '../../src/protocol/calls.js'
@@ -240,6 +242,50 @@ async function privateKey(opts: { salt: string; username: string; password: stri
 }
 
 /**
+ * The client's side of an SRP-6a login, as the secure-remote-password client computes it, with
+ * the modular exponentiations on OpenSSL (src/auth/srp-math.ts, which the interop tests hold to
+ * the package byte for byte): the package's own maths (jsbn) costs about 0.12 s a login, which
+ * made a race of three logins fifty times 20 s of one core. The server checks M1 and the client
+ * M2, so a slip here fails every login, never passes a wrong one.
+ */
+const SRP = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' } as const
+const int = (bytes: Buffer | string) => BigInt(`0x${Buffer.isBuffer(bytes) ? bytes.toString('hex') : bytes}`)
+const bytesOf = (n: bigint) => {
+  const hex = n.toString(16)
+  return Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex')
+}
+
+/** a random, A = g^a % N. */
+function startLogin(): { a: Buffer; A: string } {
+  const a = randomBytes(32)
+  return { a, A: srpMath.A(SRP, a).toString('hex') }
+}
+
+/** u = H(A, B), S = (B - k g^x)^(a + u x) % N, K = H(S), M1, and the M2 the server must answer. */
+function clientSession(opts: {
+  ephemeral: { a: Buffer; A: string }
+  salt: string
+  B: string
+  username: string
+  x: string
+}) {
+  const { N, g } = SRP.group
+  const [A, B, s, x] = [
+    Buffer.from(opts.ephemeral.A, 'hex'),
+    Buffer.from(opts.B, 'hex'),
+    Buffer.from(opts.salt, 'hex'),
+    int(opts.x),
+  ]
+  const u = srpMath.u(SRP, A, B)
+  const kgx = (int(srpMath.k(SRP)) * srpMath.modPow(SRP.group, g, bytesOf(x))) % N
+  const base = (((int(B) - kgx) % N) + N) % N
+  const S = srpMath.modPow(SRP.group, base, bytesOf(int(opts.ephemeral.a) + int(u) * x))
+  const K = srpMath.K(SRP, bytesOf(S))
+  const M1 = srpMath.M1(SRP, opts.username, s, A, B, K)
+  return { M1: M1.toString('hex'), M2: srpMath.M2(SRP, A, M1, K).toString('hex') }
+}
+
+/**
  * The recovery-code hashes at scrypt's least cost (N = 2): a registration otherwise spends ten
  * 16 MiB scrypt calls on the server, and nothing at this layer is about that cost (the unit tests
  * and the end-to-end layer run the real one). The codes are hashed and matched as before.
@@ -260,6 +306,8 @@ export class Bench {
   #options: BenchOptions
   readonly #remove: () => Promise<void>
   #core: Core
+  /** More cores on the same store (addCore): what separate server processes on one database are. */
+  #others: Core[] = []
   #peers = new Set<Peer>()
   #bootstrapToken: string | undefined
   /** What users made in bulk share (see privateKey): they only need to exist. */
@@ -319,6 +367,17 @@ export class Bench {
     return this.#core.core
   }
 
+  /**
+   * Another server core on this bench's store, with its own logger and everything else of its
+   * own, as a second server process on one database: the store object is all the cores share
+   * (and the clock, which real processes share through the machine's). Stopped with the bench.
+   */
+  async addCore(): Promise<ServerCore> {
+    const core = await Bench.#startCore(this.#core.store, this.clock, this.#options)
+    this.#others.push(core)
+    return core.core
+  }
+
   get store(): Store {
     return this.#core.store
   }
@@ -327,9 +386,9 @@ export class Bench {
     return join(this.dir, 'test.store')
   }
 
-  /** Every log entry the server wrote since this core started. */
+  /** Every log entry the server wrote since this core started (and the cores addCore made). */
   get log(): Array<{ level: string; event: string; fields: Record<string, unknown> }> {
-    return this.#core.logger.entries
+    return [this.#core, ...this.#others].flatMap((core) => core.logger.entries)
   }
 
   /** The single-use token for the first system_admin (issued at start, while the store has none). */
@@ -338,9 +397,9 @@ export class Bench {
     return this.#bootstrapToken
   }
 
-  /** A new client connection from `address`. */
-  connect(address = '127.0.0.1'): Peer {
-    const peer = new Peer(this.core, address)
+  /** A new client connection from `address`, to `core` (the first one unless given). */
+  connect(address = '127.0.0.1', core: ServerCore = this.core): Peer {
+    const peer = new Peer(core, address)
     this.#peers.add(peer)
     return peer
   }
@@ -369,11 +428,11 @@ export class Bench {
    */
   async register(
     name: string,
-    opts: { token?: string; password?: string; address?: string; bulk?: boolean } = {},
+    opts: { token?: string; password?: string; address?: string; bulk?: boolean; core?: ServerCore } = {},
   ): Promise<User> {
     const password = opts.password ?? (opts.bulk ? this.#bulk.password : newPassword())
     noteSecret('password', password)
-    const peer = this.connect(opts.address)
+    const peer = this.connect(opts.address, opts.core)
     try {
       const salt = opts.bulk && opts.password === undefined ? this.#bulk.salt : newSalt()
       const { otpauthUri } = await peer.request(
@@ -406,7 +465,8 @@ export class Bench {
   ): Promise<{ salt: string; verifier: string; kdf: PasswordKdf }> {
     noteSecret('password', password)
     const x = await privateKey({ salt, username: name, password, kdf: DEFAULT_PASSWORD_KDF })
-    return { salt, verifier: srp.deriveVerifier(x), kdf: DEFAULT_PASSWORD_KDF }
+    // v = g^x % N, as the package's deriveVerifier makes it, on OpenSSL (see clientSession).
+    return { salt, verifier: srpMath.v(SRP, bytesOf(int(x))).toString('hex'), kdf: DEFAULT_PASSWORD_KDF }
   }
 
   /** The first system_admin, with the bootstrap token. */
@@ -430,7 +490,7 @@ export class Bench {
     opts: { password?: string; peer?: Peer; device?: string } = {},
   ): Promise<{ peer: Peer; proof: ServerMessageOf<'server_proof'> }> {
     const peer = opts.peer ?? this.connect()
-    const ephemeral = startClientLogin()
+    const ephemeral = startLogin()
     const { salt, kdf, B } = await peer.request(
       { type: 'login_start', username: user.name, A: ephemeral.A, ...(opts.device ? { device: opts.device } : {}) },
       'challenge',
@@ -438,9 +498,9 @@ export class Bench {
     const password = opts.password ?? user.password
     noteSecret('password', password)
     const x = await privateKey({ salt, username: user.name, password, kdf })
-    const session = deriveClientSession({ ephemeral, salt, B, username: user.name, x })
+    const session = clientSession({ ephemeral, salt, B, username: user.name, x })
     const proof = await peer.request({ type: 'login_proof', M1: session.M1 }, 'server_proof')
-    verifyServerProof({ A: ephemeral.A, session, M2: proof.M2 })
+    if (proof.M2 !== session.M2) throw new Error('the server did not prove that it holds the verifier (M2)')
     return { peer, proof }
   }
 
@@ -460,8 +520,8 @@ export class Bench {
   }
 
   /** A connection running as a saved session (`session_resume`), as every CLI command but login does. */
-  async resume(token: string, address?: string): Promise<{ peer: Peer; welcome: Welcome }> {
-    const peer = this.connect(address)
+  async resume(token: string, address?: string, core?: ServerCore): Promise<{ peer: Peer; welcome: Welcome }> {
+    const peer = this.connect(address, core)
     const welcome = await peer.request({ type: 'session_resume', token }, 'welcome')
     return { peer, welcome }
   }
@@ -493,6 +553,11 @@ export class Bench {
   async restartServer(opts: { registration?: RegistrationPolicy | undefined } = {}): Promise<string | undefined> {
     if ('registration' in opts) this.#options = { ...this.#options, registration: opts.registration }
     await this.restart()
+    return this.newBootstrapToken()
+  }
+
+  /** What a server start does on a store with no system_admin: a fresh bootstrap token (replacing the old one). */
+  async newBootstrapToken(): Promise<string | undefined> {
     const bootstrap = await issueBootstrapToken(this.store, this.clock.now(), this.core.ctx.randomBytes)
     if (bootstrap) noteSecret('bootstrap token', bootstrap.token)
     this.#bootstrapToken = bootstrap?.token
@@ -524,6 +589,10 @@ export class Bench {
   async #stopCore(): Promise<void> {
     for (const peer of this.#peers) peer.close()
     this.#peers.clear()
+    for (const other of this.#others.splice(0)) {
+      await other.core.close()
+      noteOutput('conversation bench', 'log', other.logger.entries.map((e) => JSON.stringify(e)).join('\n'))
+    }
     const { core, store, logger } = this.#core
     await core.close()
     noteOutput('conversation bench', 'log', logger.entries.map((e) => JSON.stringify(e)).join('\n'))
