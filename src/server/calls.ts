@@ -631,8 +631,14 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         ...(args.after !== undefined ? { after: args.after } : {}),
       }
       // A page fits one frame, with room for the head and the envelope.
-      const { entries, next } = await ctx.audit.query({ ...query, maxBytes: MAX_FRAME_BYTES - 4096 })
-      const head = ctx.audit.head()
+      // The head first, and no entry above it: the page and its head agree, whatever other
+      // processes append meanwhile.
+      const head = await ctx.audit.storedHead()
+      const { entries, next } = await ctx.audit.query({
+        ...query,
+        before: Math.min(query.before ?? Infinity, head.n + 1),
+        maxBytes: MAX_FRAME_BYTES - 4096,
+      })
       const page = { entries, head, ...(next !== undefined ? { next } : {}) }
       if (!args.follow) return result(caller, 'audit', page)
       // Follow: each new entry is pushed while the session lives and the caller is still an admin.
@@ -648,7 +654,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
           if (args.user !== undefined && entry.actor !== args.user && entry.target !== args.user) return
           caller.push({ type: 'audit_entry', entry })
         })
-      })
+      }, head.n)
       caller.onClose(stop)
       return result(caller, 'audit', page, { follow: true })
     },

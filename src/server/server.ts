@@ -3,7 +3,7 @@ import { RECOVERY_KDF, type RecoveryKdf } from '../auth/recovery-codes.js'
 import { randomBytes as nodeRandomBytes, X509Certificate } from 'node:crypto'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
-import type { Store } from '../store/index.js'
+import { StoreConflict, type Store } from '../store/index.js'
 import type { Logger } from './logger.js'
 import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
 import { Connection } from './connection.js'
@@ -105,8 +105,14 @@ export async function createServerCore(
   if (!(guardLimits.lockAfter >= 1 && guardLimits.lockAfter <= MAX_LOCK_AFTER))
     throw new RangeError(`lockAfter must be 1 to ${MAX_LOCK_AFTER}`)
   const randomBytes = opts.randomBytes ?? nodeRandomBytes
-  // The record a login of a name with no account reads (src/server/login.ts): made once.
-  if (!(await opts.store.has(DECOY_ACCOUNT_KEY))) await opts.store.commit([decoyAccountChange(randomBytes, now())])
+  // The record a login of a name with no account reads (src/server/login.ts): made once. Two
+  // processes starting together on a new store may both try: one makes it, the other uses it.
+  if (!(await opts.store.has(DECOY_ACCOUNT_KEY))) {
+    await opts.store.commit([{ ...decoyAccountChange(randomBytes, now()), expect: null }]).catch((error: unknown) => {
+      if (!(error instanceof StoreConflict)) throw error
+    })
+  }
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits }
   const kdfSlot = createKdfSlot(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice })
   const ctx: ServerContext = {
     store: opts.store,
@@ -117,7 +123,7 @@ export async function createServerCore(
     audit: await AuditLog.open(opts.store, now),
     registration: opts.registration,
     pendingNames: new Set(),
-    limits: { ...DEFAULT_LIMITS, ...opts.limits },
+    limits,
     perUser: new KeyedQueue(),
     guard: new Guard(opts.store, guardLimits, now, opts.logger),
     budgets: new Budgets({ ...DEFAULT_BUDGETS, ...opts.budgets }, now, (event) => auditBehind(ctx, event)),

@@ -1,6 +1,7 @@
 import { z } from 'zod'
-import type { Store, StoreChange } from '../store/index.js'
-import { readStored } from './stored.js'
+import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
+import { readStoredVersioned, type Versioned } from './stored.js'
+import { CONFLICT_ATTEMPTS } from './retry.js'
 import { base64url } from '../protocol/fields.js'
 import { generateSigningKey, publicJwkOf, type PrivateSigningJwk } from '../auth/signed-tokens.js'
 import { signToken } from '../auth/signed-tokens.js'
@@ -57,12 +58,22 @@ export class SigningKeys {
    * are dropped (the change is committed here, before the server serves).
    */
   static async load(store: Store, nowMs: number): Promise<SigningKeys> {
-    const stored = await readRecord(store)
-    const record = stored
-      ? prune(stored, nowMs)
-      : { issuer: `securelogin:${(await store.stats()).storeId}`, keys: [await newKey(nowMs)] }
-    if (!stored || record.keys.length !== stored.keys.length) await store.commit([{ key: SIGNING_KEYS, value: record }])
-    return new SigningKeys(record)
+    // Processes starting together on one store must end with the same keys: each writes only
+    // over what it read (a new record over none, a pruned one over the one it pruned), and on a
+    // conflict reads what the other wrote.
+    for (let attempt = 1; ; attempt++) {
+      const stored = await readRecord(store)
+      const record = stored
+        ? prune(stored.value, nowMs)
+        : { issuer: `securelogin:${(await store.stats()).storeId}`, keys: [await newKey(nowMs)] }
+      if (stored && record.keys.length === stored.value.keys.length) return new SigningKeys(record)
+      try {
+        await store.commit([{ key: SIGNING_KEYS, value: record, expect: stored?.version ?? null }])
+        return new SigningKeys(record)
+      } catch (error) {
+        if (!(error instanceof StoreConflict) || attempt >= CONFLICT_ATTEMPTS) throw error
+      }
+    }
   }
 
   /**
@@ -115,9 +126,9 @@ export class SigningKeys {
 }
 
 /** The stored record, checked: a start on keys it cannot read would sign with the wrong one, or none. */
-function readRecord(store: Store): Promise<SigningKeysRecord | undefined> {
+function readRecord(store: Store): Promise<Versioned<SigningKeysRecord> | undefined> {
   const hint = 'run `securelogin store verify`; `securelogin store rotate-signing-key` cannot repair it'
-  return readStored(store, SIGNING_KEYS, SigningKeysRecord, 'token-signing keys', hint)
+  return readStoredVersioned(store, SIGNING_KEYS, SigningKeysRecord, 'token-signing keys', hint)
 }
 
 async function newKey(nowMs: number): Promise<KeyRecord> {
