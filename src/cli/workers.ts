@@ -27,6 +27,7 @@ export const MAX_WORKERS = 64
 const WORKER_ENV = 'SECURELOGIN_WORKER'
 /** A worker that dies is started again after this; one that keeps dying is not retried faster. */
 const RESTART_MS = 1_000
+const MAX_RESTART_MS = 60_000
 const STOP_GRACE_MS = 15_000
 
 type ToWorker = { type: 'start'; passphrase: string } | { type: 'log' } | { type: 'stop' }
@@ -116,15 +117,24 @@ export async function startWorkers(
         if (stopping) return
         say.log('warn', 'worker_exited', { worker: id, code: code ?? undefined, signal: signal ?? undefined })
         // The others go on serving; this one comes back in a moment.
-        setTimeout(() => {
-          if (stopping) return
-          fork(id).then(
-            () => say.log('info', 'worker_restarted', { worker: id }),
-            (error: Error) => say.log('error', 'worker_restart_failed', { worker: id, error: error.message }),
-          )
-        }, RESTART_MS).unref()
+        restart(id, RESTART_MS)
       })
     })
+  }
+
+  // A worker that cannot start again (its database unreachable, say) is tried again later,
+  // each wait twice the last, up to a minute: the others serve meanwhile.
+  const restart = (id: number, afterMs: number) => {
+    setTimeout(() => {
+      if (stopping) return
+      fork(id).then(
+        () => say.log('info', 'worker_restarted', { worker: id }),
+        (error: Error) => {
+          say.log('error', 'worker_restart_failed', { worker: id, error: error.message, retryInMs: afterMs * 2 })
+          restart(id, Math.min(afterMs * 2, MAX_RESTART_MS))
+        },
+      )
+    }, afterMs).unref()
   }
 
   const stop = async () => {
