@@ -1,20 +1,28 @@
 import { z } from 'zod'
-import type { Store, StoreChange } from '../store/index.js'
+import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
 import type { Logger } from './logger.js'
-import { readStored } from './stored.js'
+import { readStored, readStoredVersioned } from './stored.js'
+import { hasUser } from './accounts.js'
 
 // Online guessing (issue 5; NIST SP 800-63B 5.2.2, OWASP ASVS V2.2): failed logins are counted
 // per user name and per source address. From the `delayAfter`-th consecutive failure on, the
 // failure answer waits, doubling up to `maxDelayMs`; at `lockAfter` failures the name is locked
-// for `lockMs`, during which every login of it fails with the same generic answer. A name with
-// an account keeps its count in the store, so a restart does not reset it; names without an
-// account and addresses are counted in memory (an attacker must not be able to fill the store).
+// for `lockMs`, during which every login of it fails with the same generic answer.
 //
-// A known name's count is read from the store once, then kept in memory and updated there
-// synchronously, so parallel failures cannot lose counts; the store write follows in order per
-// name without holding up the answer. Waiting for its fsync would make a real name's failure
-// answer slower than an unknown name's (bench/enumeration.mjs measured 5 ms), which would tell
-// a guesser that the name exists. A crash inside that write loses at most the last count.
+// A name with an account keeps its count, its lock and its devices' counts in the store
+// (`guard/NAME`), and the stored record is the authority for every server process that shares
+// the store: one writer per name commits the failures queued in this process as a
+// read-modify-write that expects the version it read, and on a conflict (another process counted
+// meanwhile) reads again and applies them again. No count is lost, and the commit that crosses
+// the limit is the one that locks, once, whichever process made it. The waits are counted in each
+// process's memory, per name and per address, for every name alike (see `failed`); names without
+// an account are counted there only (an attacker must not be able to fill the store).
+//
+// A count's write follows the answer when the answer does not wait: waiting for its fsync would
+// make a real name's failure slower than an unknown name's (bench/enumeration.mjs measured 5 ms),
+// which would tell a guesser that the name exists. An answer that waits anyway (from the
+// `delayAfter`-th failure) waits for its count to be stored too, so the guesser's next try, on
+// any process, meets it.
 
 export interface GuardLimits {
   delayAfter: number
@@ -34,17 +42,44 @@ export const DEFAULT_GUARD: GuardLimits = {
 }
 export const MAX_LOCK_AFTER = 100
 
-interface Count {
-  failures: number
-  lockedUntil: number | null
-}
+const Count = z.object({ failures: z.number(), lockedUntil: z.number().nullable() })
+type Count = z.infer<typeof Count>
 
 /** The stored count of a name with an account: the guard owns the `guard/` keys. */
-const GuardRecord = z.object({ failures: z.number(), lockedUntil: z.number().nullable() })
+const GuardRecord = z.object({
+  failures: z.number(),
+  lockedUntil: z.number().nullable(),
+  /** Failures that came with a valid device key (src/server/devices.ts), by device id, oldest first. */
+  devices: z.record(z.string(), Count).optional(),
+})
+type GuardRecord = z.infer<typeof GuardRecord>
 const guardKey = (username: string) => `guard/${username}`
+const NONE: GuardRecord = { failures: 0, lockedUntil: null }
 
 /** Remembered per address and per unknown name, for at most this many entries (oldest dropped). */
 const MEMORY_ENTRIES = 100_000
+/**
+ * Devices counted per name at most (the oldest dropped). Only a key issued at a full login can
+ * add one, so a guesser cannot push out the count of a stolen key without the password and a code.
+ */
+const MAX_DEVICES = 32
+/** Conflicts one write of a name's count meets before it gives up (and logs guard_write_failed). */
+const WRITE_ATTEMPTS = 16
+
+type ChangeKind =
+  | { kind: 'failed'; device: string | undefined; at: number; address: string }
+  | { kind: 'succeeded'; device: string | undefined }
+  | { kind: 'unlock' }
+/** A change to a name's count, queued in this process until its write. */
+type Change = ChangeKind & { written: Deferred }
+
+/** A lock one change made: logged, and (a name's) audited, once its write is stored. */
+interface Locked {
+  device: string | undefined
+  address: string
+  failures: number
+  lockedUntil: number
+}
 
 export class Guard {
   readonly #store: Store
@@ -52,17 +87,21 @@ export class Guard {
   readonly #now: () => number
   readonly #logger: Logger
   readonly #addresses = new Map<string, Count>()
-  readonly #unknownNames = new Map<string, Count>()
-  /** Counts of failures that came with a valid device key, by name and device id. */
-  readonly #devices = new Map<string, Count>()
-  /** Known names' counts as stored (or about to be), most recently used last. */
-  readonly #knownNames = new Map<string, Count>()
-  /** The last store write queued per known name. */
-  readonly #writes = new Map<string, Promise<void>>()
-  /** The count a queued write that has not begun will store, per known name. */
-  readonly #waiting = new Map<string, { count: Count | undefined }>()
+  /**
+   * Every name's failures in this process, for the wait (and the lock of a name with no
+   * account); a real name's lock is the stored count's.
+   */
+  readonly #nameWaits = new Map<string, Count>()
+  /** The same per name and device key. */
+  readonly #deviceWaits = new Map<string, Count>()
+  /** Known names' changes not yet stored, in order (the one being written first). */
+  readonly #queued = new Map<string, Change[]>()
+  /** The writer of each name that has queued changes. */
+  readonly #writers = new Map<string, Promise<void>>()
+  /** What this process last stored per name, and how many times: a read that a write overtook uses it. */
+  readonly #stored = new Map<string, { n: number; record: GuardRecord }>()
 
-  /** Called when a name becomes locked (the server audits it). */
+  /** Called when a name becomes locked (the server audits it): once per lock, by the process whose write locked it. */
   onLocked: (username: string, address: string, failures: number, lockedUntil: number) => void = () => {}
 
   constructor(store: Store, limits: GuardLimits, now: () => number, logger: Logger) {
@@ -78,106 +117,76 @@ export class Guard {
    * the name's own lock is for every other client.
    */
   async isLocked(username: string, known: boolean, device?: string): Promise<boolean> {
-    const count =
-      device !== undefined
-        ? this.#devices.get(deviceKey(username, device))
-        : known
-          ? await this.#loadKnown(username)
-          : this.#unknownNames.get(username)
+    const count = known
+      ? countOf(await this.#view(username), device)
+      : device !== undefined
+        ? this.#deviceWaits.get(deviceKey(username, device))
+        : this.#nameWaits.get(username)
     return count?.lockedUntil != null && count.lockedUntil > this.#now()
   }
 
-  /** Counts a failure; returns how long the failure answer must wait. */
-  async failed(username: string, address: string, known: boolean, device?: string): Promise<number> {
-    if (device !== undefined) return this.#failedOnDevice(username, address, device)
-    const read = known ? await this.#loadKnown(username) : undefined
-    // From here to the return nothing awaits: the count is read and written in one step. The
-    // count is the one in memory now, not the object the await gave: parallel failures of one
-    // name all wait on the same load, and each must count on top of the others.
-    const loaded = known ? (this.#knownNames.get(username) ?? read) : this.#unknownNames.get(username)
-    const now = this.#now()
-    const previous = loaded ?? { failures: 0, lockedUntil: null }
-    const expired = previous.lockedUntil !== null && previous.lockedUntil <= now
-    const failures = (expired ? 0 : previous.failures) + 1
-    const lockedUntil =
-      !expired && previous.lockedUntil !== null
-        ? previous.lockedUntil
-        : failures >= this.#limits.lockAfter
-          ? now + this.#limits.lockMs
-          : null
-    const next = { failures, lockedUntil }
-    if (known) this.#saveKnown(username, next)
-    else remember(this.#unknownNames, username, next)
-    if (lockedUntil !== null && previous.lockedUntil !== lockedUntil) {
-      this.#logger.log('warn', 'user_locked', {
-        user: username,
-        address,
-        failures,
-        until: new Date(lockedUntil).toISOString(),
-      })
-      this.onLocked(username, address, failures, lockedUntil)
-    }
-    const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
-    remember(this.#addresses, address, byAddress)
-    return Math.max(this.#delay(failures), this.#delay(byAddress.failures))
-  }
-
   /**
-   * A failure that came with a valid device key: counted on that device alone, in memory (a
-   * restart forgets it, as it forgets addresses), and on the address as always.
+   * Counts a failure; returns how long the failure answer must wait, and when the count is
+   * stored (never rejects: a failed write is logged).
    */
-  #failedOnDevice(username: string, address: string, device: string): number {
-    const key = deviceKey(username, device)
+  failed(
+    username: string,
+    address: string,
+    known: boolean,
+    device?: string,
+  ): { delayMs: number; written: Promise<void> } {
     const now = this.#now()
-    const previous = this.#devices.get(key)
-    const expired = previous?.lockedUntil != null && previous.lockedUntil <= now
-    const failures = (previous && !expired ? previous.failures : 0) + 1
-    const locked = previous && !expired && previous.lockedUntil !== null
-    const lockedUntil = locked
-      ? previous.lockedUntil
-      : failures >= this.#limits.lockAfter
-        ? now + this.#limits.lockMs
-        : null
-    remember(this.#devices, key, { failures, lockedUntil })
-    if (lockedUntil !== null && !locked)
-      this.#logger.log('warn', 'device_locked', { user: username, address, failures, device })
+    // The wait is counted in this process's memory, for every name alike: a wait that grew with
+    // the stored count of a real name, and with one process's count of a name with no account,
+    // would tell a guesser who reaches several processes which names exist. What stops guessing
+    // is the lock, and a real name's lock is counted in the store, across every process.
+    const memory = device !== undefined ? this.#deviceWaits : this.#nameWaits
+    const key = device !== undefined ? deviceKey(username, device) : username
+    const { next, locked } = countFailure(memory.get(key), now, this.#limits)
+    remember(memory, key, next)
+    let written: Promise<void> = Promise.resolve()
+    if (known) {
+      const change: Change = { kind: 'failed', device, at: now, address, written: deferred() }
+      this.#enqueue(username, change)
+      written = change.written.promise.catch(() => {})
+    } else if (locked)
+      this.#logLock(username, { device, address, failures: next.failures, lockedUntil: next.lockedUntil! })
     const byAddress = { failures: (this.#addresses.get(address)?.failures ?? 0) + 1, lockedUntil: null }
     remember(this.#addresses, address, byAddress)
-    return Math.max(this.#delay(failures), this.#delay(byAddress.failures))
+    return { delayMs: Math.max(this.#delay(next.failures), this.#delay(byAddress.failures)), written }
   }
 
   /**
    * A full login (password and code) clears the address's count, and the name's, or with
    * `device` that device's only: a login from a person's own device must not lift the lock a
-   * guesser elsewhere earned.
+   * guesser elsewhere earned. Stored before it resolves.
    */
   async succeeded(username: string, address: string, device?: string): Promise<void> {
     this.#addresses.delete(address)
-    if (device !== undefined) {
-      this.#devices.delete(deviceKey(username, device))
-      return
-    }
-    const count = this.#knownNames.get(username)
-    if (count && count.failures === 0 && count.lockedUntil === null) return
-    this.#saveKnown(username, undefined)
-    await this.#writes.get(username)
+    if (device !== undefined) this.#deviceWaits.delete(deviceKey(username, device))
+    else this.#nameWaits.delete(username)
+    const view = await this.#view(username)
+    const count = countOf(view, device)
+    if (!count || (count.failures === 0 && count.lockedUntil === null)) return
+    await this.#change(username, { kind: 'succeeded', device })
   }
 
   /** Until when a known name is locked (ms since the epoch), or null. */
   async lockedUntil(username: string): Promise<number | null> {
-    const { lockedUntil } = await this.#loadKnown(username)
+    const { lockedUntil } = await this.#view(username)
     return lockedUntil !== null && lockedUntil > this.#now() ? lockedUntil : null
   }
 
   /** An admin's unlock: the name's count and lock are cleared, durably. */
   async unlock(username: string): Promise<void> {
-    this.#saveKnown(username, undefined)
-    await this.#writes.get(username)
+    this.#nameWaits.delete(username)
+    await this.#change(username, { kind: 'unlock' })
   }
 
-  /** A removed account: its count goes (the store's record is deleted with the account). */
+  /** A removed account: what this process remembers of its count goes (the store's goes with the account). */
   forget(username: string): void {
-    this.#knownNames.delete(username)
+    this.#stored.delete(username)
+    this.#nameWaits.delete(username)
   }
 
   /** Deletes the name's stored count, to commit with the account's removal. */
@@ -187,57 +196,135 @@ export class Guard {
 
   /** Resolves when every queued count is in the store (before the store is closed). */
   async flush(): Promise<void> {
-    await Promise.all(this.#writes.values())
+    while (this.#writers.size > 0) await Promise.all(this.#writers.values())
   }
 
-  async #loadKnown(username: string): Promise<Count> {
-    const cached = this.#knownNames.get(username)
-    if (cached) return cached
-    await this.#writes.get(username) // an entry dropped from memory may still be on its way to the store
-    const stored = (await this.#read(username)) ?? { failures: 0, lockedUntil: null }
-    // Another failure of the same name may have loaded (and counted) while this one read.
-    const current = this.#knownNames.get(username)
-    if (current) return current
-    remember(this.#knownNames, username, stored)
-    return stored
+  /** The stored record, or what this process stored since the read began (a read it overtook). */
+  async #base(username: string): Promise<GuardRecord> {
+    const before = this.#stored.get(username)?.n
+    const read = await this.#read(username)
+    const stored = this.#stored.get(username)
+    return stored && stored.n !== before ? stored.record : (read ?? NONE)
+  }
+
+  /** The stored record with this process's queued changes on top. */
+  async #view(username: string): Promise<GuardRecord> {
+    const base = await this.#base(username)
+    return (this.#queued.get(username) ?? []).reduce((record, change) => this.#apply(record, change).record, base)
+  }
+
+  /** Queues a change and waits until it is stored. */
+  async #change(username: string, change: ChangeKind): Promise<void> {
+    const queued: Change = { ...change, written: deferred() }
+    this.#enqueue(username, queued)
+    await queued.written.promise
+  }
+
+  #enqueue(username: string, change: Change): void {
+    const queued = this.#queued.get(username)
+    if (queued) queued.push(change)
+    else this.#queued.set(username, [change])
+    if (!this.#writers.has(username)) {
+      const writer = this.#drain(username).finally(() => this.#writers.delete(username))
+      this.#writers.set(username, writer)
+    }
   }
 
   /**
-   * Updates memory now and queues the store write behind the name's earlier ones. A write still
-   * waiting its turn takes the newest count instead: under a flood of guesses only the last
-   * count matters, and one fsync per guess held every other write of the store behind them.
+   * Writes the name's queued changes until none is left: each round takes all that are queued,
+   * so under a flood of guesses one commit carries many. Never rejects.
    */
-  #saveKnown(username: string, count: Count | undefined): void {
-    remember(this.#knownNames, username, count ?? { failures: 0, lockedUntil: null })
-    const waiting = this.#waiting.get(username)
-    if (waiting) {
-      waiting.count = count
+  async #drain(username: string): Promise<void> {
+    // Changes queued in the same tick join the first round.
+    await Promise.resolve()
+    for (let queued = this.#queued.get(username); queued && queued.length > 0;) {
+      const round = queued.slice()
+      try {
+        const { record, locks } = await this.#write(username, round)
+        const previous = this.#stored.get(username)
+        this.#stored.delete(username)
+        this.#stored.set(username, { n: (previous?.n ?? 0) + 1, record })
+        if (this.#stored.size > MEMORY_ENTRIES) this.#stored.delete(this.#stored.keys().next().value!)
+        queued.splice(0, round.length)
+        for (const lock of locks) this.#logLock(username, lock)
+        for (const change of round) change.written.resolve()
+      } catch (error) {
+        queued.splice(0, round.length)
+        this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) })
+        for (const change of round) change.written.reject(error)
+      }
+    }
+    this.#queued.delete(username)
+  }
+
+  /** One read-modify-write of a name's record that expects the version it read; again on a conflict. */
+  async #write(username: string, changes: Change[]): Promise<{ record: GuardRecord; locks: Locked[] }> {
+    for (let attempt = 1; ; attempt++) {
+      const read = await readStoredVersioned(this.#store, guardKey(username), GuardRecord, 'failed-login')
+      // A count for an account removed meanwhile (its record went with it) is not kept.
+      if (!read && !(await hasUser(this.#store, username))) return { record: NONE, locks: [] }
+      let record = read?.value ?? NONE
+      const locks: Locked[] = []
+      for (const change of changes) {
+        const applied = this.#apply(record, change)
+        record = applied.record
+        if (applied.locked) locks.push(applied.locked)
+      }
+      const empty = record.failures === 0 && record.lockedUntil === null && !record.devices
+      const write: StoreChange | undefined = empty
+        ? read && { key: guardKey(username), delete: true, expect: read.version }
+        : { key: guardKey(username), value: record, expect: read?.version ?? null }
+      try {
+        if (write) await this.#store.commit([write])
+        return { record, locks }
+      } catch (error) {
+        if (!(error instanceof StoreConflict) || attempt >= WRITE_ATTEMPTS) throw error
+      }
+    }
+  }
+
+  /** The record after one change, and the lock it made, if any. */
+  #apply(record: GuardRecord, change: Change): { record: GuardRecord; locked?: Locked } {
+    if (change.kind === 'unlock') return { record: withDevices({ failures: 0, lockedUntil: null }, record.devices) }
+    if (change.kind === 'succeeded') {
+      if (change.device === undefined)
+        return { record: withDevices({ failures: 0, lockedUntil: null }, record.devices) }
+      const { [change.device]: _, ...devices } = record.devices ?? {}
+      return { record: withDevices({ failures: record.failures, lockedUntil: record.lockedUntil }, devices) }
+    }
+    const { device, at, address } = change
+    const { next, locked } = countFailure(countOf(record, device), at, this.#limits)
+    const lock = locked ? { device, address, failures: next.failures, lockedUntil: next.lockedUntil! } : undefined
+    if (device === undefined) {
+      const updated = withDevices(next, record.devices)
+      return lock ? { record: updated, locked: lock } : { record: updated }
+    }
+    const { [device]: _, ...others } = record.devices ?? {}
+    const devices = Object.entries({ ...others, [device]: next }).slice(-MAX_DEVICES)
+    const updated = withDevices(
+      { failures: record.failures, lockedUntil: record.lockedUntil },
+      Object.fromEntries(devices),
+    )
+    return lock ? { record: updated, locked: lock } : { record: updated }
+  }
+
+  #logLock(username: string, lock: Locked): void {
+    const { device, address, failures, lockedUntil } = lock
+    if (device !== undefined) {
+      this.#logger.log('warn', 'device_locked', { user: username, address, failures, device })
       return
     }
-    const next = { count }
-    this.#waiting.set(username, next)
-    const write = (this.#writes.get(username) ?? Promise.resolve())
-      .then(() => {
-        this.#waiting.delete(username)
-        return this.#write(username, next.count)
-      })
-      .catch((error: unknown) =>
-        this.#logger.log('error', 'guard_write_failed', { user: username, error: String(error) }),
-      )
-    this.#writes.set(username, write)
-    void write.then(() => {
-      if (this.#writes.get(username) === write) this.#writes.delete(username)
+    this.#logger.log('warn', 'user_locked', {
+      user: username,
+      address,
+      failures,
+      until: new Date(lockedUntil).toISOString(),
     })
+    this.onLocked(username, address, failures, lockedUntil)
   }
 
-  #read(username: string): Promise<Count | undefined> {
+  #read(username: string): Promise<GuardRecord | undefined> {
     return readStored(this.#store, guardKey(username), GuardRecord, 'failed-login')
-  }
-
-  /** A count of zero is no record at all. */
-  async #write(username: string, count: Count | undefined): Promise<void> {
-    if (count) return this.#store.commit([{ key: guardKey(username), value: count }])
-    if (await this.#store.has(guardKey(username))) await this.#store.commit([{ key: guardKey(username), delete: true }])
   }
 
   #delay(failures: number): number {
@@ -246,10 +333,52 @@ export class Guard {
   }
 }
 
+/** One more failure on a count (an expired lock starts it again), and whether it locked. */
+function countFailure(previous: Count | undefined, now: number, limits: GuardLimits): { next: Count; locked: boolean } {
+  const prior = previous ?? { failures: 0, lockedUntil: null }
+  const expired = prior.lockedUntil !== null && prior.lockedUntil <= now
+  const failures = (expired ? 0 : prior.failures) + 1
+  const lockedUntil =
+    !expired && prior.lockedUntil !== null
+      ? prior.lockedUntil
+      : failures >= limits.lockAfter
+        ? now + limits.lockMs
+        : null
+  return { next: { failures, lockedUntil }, locked: lockedUntil !== null && prior.lockedUntil !== lockedUntil }
+}
+
+/** The name's own count, or with `device` that device's (undefined when it has none). */
+function countOf(record: GuardRecord, device: string | undefined): Count | undefined {
+  if (device === undefined) return { failures: record.failures, lockedUntil: record.lockedUntil }
+  return record.devices?.[device]
+}
+
+function withDevices(count: Count, devices: Record<string, Count> | undefined): GuardRecord {
+  return devices && Object.keys(devices).length > 0 ? { ...count, devices } : count
+}
+
 const deviceKey = (username: string, device: string) => `${username}\0${device}`
 
 function remember(map: Map<string, Count>, key: string, count: Count): void {
   map.delete(key)
   map.set(key, count)
   if (map.size > MEMORY_ENTRIES) map.delete(map.keys().next().value!)
+}
+
+interface Deferred {
+  promise: Promise<void>
+  resolve: () => void
+  reject: (error: unknown) => void
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void
+  let reject!: (error: unknown) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  // A failure's count is awaited only sometimes; its rejection is logged by the writer.
+  promise.catch(() => {})
+  return { promise, resolve, reject }
 }

@@ -365,7 +365,7 @@ export function sessionWelcome(
 
 /** Counts the failure, waits as long as the guard says, then fails with the one generic answer. */
 async function failure(ctx: ServerContext, login: LoginStarted, address: string, stage: string): Promise<never> {
-  const delayMs = await ctx.guard.failed(login.username, address, login.user !== undefined, login.device)
+  const { delayMs, written } = ctx.guard.failed(login.username, address, login.user !== undefined, login.device)
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
   // Written behind the answer, for a known name and an unknown one alike: the store's fsync
   // must not make one name's failure slower than another's.
@@ -377,6 +377,8 @@ async function failure(ctx: ServerContext, login: LoginStarted, address: string,
     outcome: 'failed',
     details: { stage },
   })
-  await ctx.sleep(delayMs)
+  // An answer that waits anyway also waits for its count to be stored (src/server/guard.ts), so
+  // the guesser's next try meets it on every process; one that does not wait does not wait for it.
+  await Promise.all([ctx.sleep(delayMs), delayMs > 0 ? written : undefined])
   throw authFailed()
 }

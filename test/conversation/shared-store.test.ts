@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import * as srpMath from '../../src/auth/srp-math.js'
+import { RFC5054_2048 } from '../../src/auth/srp-group.js'
 import type { ServerCore } from '../../src/server/server.js'
 import { verifyAuditChain } from '../../src/server/audit-log.js'
 import type { Answer } from '../../src/server/conversation.js'
-import { Bench, ServerError, type Peer } from '../helpers/conversation.js'
-import { getUser } from '../helpers/records.js'
+import { Bench, MINUTE, ServerError, type Peer, type User } from '../helpers/conversation.js'
+import { getGuard, getUser } from '../helpers/records.js'
 
 // The rules of issue 20 across server processes: three server cores on one store object behave
 // exactly as three processes on one database do, since the store is all they share (each core
@@ -12,6 +15,8 @@ import { getUser } from '../helpers/records.js'
 // read before any of them commits: the widest window two processes could ever meet in.
 
 const CORES = 3
+const SRP_PARAMS = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' } as const
+const GENERIC = { code: 'ERR_AUTH_FAILED', message: 'authentication failed' }
 
 /** A bench with three cores on its store; `options` as Bench.start takes them. */
 async function threeCores(
@@ -32,6 +37,57 @@ const kinds = (answers: Answer[]) =>
   answers.map((answer) => (answer.message.type === 'error' ? answer.message.code : answer.message.type)).sort()
 
 const call = (op: string, args: Record<string, unknown> = {}) => ({ type: 'call', op, args })
+
+describe('failed-login counts and lockouts are shared', () => {
+  const ATTEMPTS = 50
+  let bench: Bench
+  let cores: ServerCore[]
+  let gus: User
+  beforeAll(async () => {
+    // The default limits: a wait from the 3rd failure, a lock of 15 minutes at the 10th.
+    ;({ bench, cores } = await threeCores())
+    gus = await bench.register('gus', { bulk: true })
+  })
+  afterAll(() => bench?.stop())
+
+  /**
+   * A login_start answered, and a wrong proof for it: a random M1, which the server cannot tell
+   * from a wrong password's (A: any valid one, the same for all).
+   */
+  const A = srpMath.A(SRP_PARAMS, randomBytes(32)).toString('hex')
+  async function started(core: ServerCore): Promise<{ peer: Peer; M1: string }> {
+    const peer = bench.connect(undefined, core)
+    await peer.request({ type: 'login_start', username: 'gus', A }, 'challenge')
+    return { peer, M1: randomBytes(32).toString('hex') }
+  }
+
+  it(`${ATTEMPTS} times, ten wrong passwords spread over three servers at once lock the name on all three`, async () => {
+    for (let i = 0; i < ATTEMPTS; i++) {
+      const guesses = await Promise.all(Array.from({ length: 10 }, (_, j) => started(cores[j % CORES]!)))
+      const answers = await atOnce(guesses.map(({ peer, M1 }) => [peer, { type: 'login_proof', M1 }]))
+      expect(new Set(kinds(answers)), `attempt ${i}`).toEqual(new Set(['ERR_AUTH_FAILED']))
+      // A count's write follows its answer when the answer does not wait (src/server/guard.ts).
+      await Promise.all(cores.map((core) => core.ctx.guard.flush()))
+      expect(await getGuard(bench.store, 'gus'), `attempt ${i}`).toMatchObject({
+        failures: 10,
+        lockedUntil: bench.clock.now() + 15 * MINUTE,
+      })
+      for (const core of cores) expect(await core.ctx.guard.isLocked('gus', true), `attempt ${i}`).toBe(true)
+      // The right password on one of them: the same answer as a wrong one.
+      await expect(
+        bench.prove(gus, { peer: bench.connect(undefined, cores[i % CORES]) }),
+        `attempt ${i}`,
+      ).rejects.toMatchObject(GENERIC)
+      bench.clock.advance(15 * MINUTE)
+    }
+    await Promise.all(cores.map((core) => core.ctx.audit.flush()))
+    const { entries } = await bench.core.ctx.audit.query({ user: 'gus' })
+    // One lock each time, audited by the server whose write locked it, once.
+    expect(entries.filter((e) => e.action === 'user.locked').map((e) => e.details?.['failures'])).toEqual(
+      Array(ATTEMPTS).fill(10),
+    )
+  })
+})
 
 describe('the last system_admin, and one audit chain', () => {
   const ATTEMPTS = 50
