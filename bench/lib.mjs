@@ -243,15 +243,15 @@ export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine
     let listening = false
     let line = ''
     child.stderr.setEncoding('utf8').on('data', (text) => (stderr = (stderr + text).slice(-8192)))
+    const passOn = () => {
+      const lines = line.split('\n')
+      line = lines.pop()
+      if (onLine) for (const one of lines) onLine(one)
+    }
     child.stdout.setEncoding('utf8').on('data', (text) => {
       tail = (tail + text).slice(-8192)
       line += text
-      if (listening) {
-        const lines = line.split('\n')
-        line = lines.pop()
-        if (onLine) for (const one of lines) onLine(one)
-        return
-      }
+      if (listening) return passOn()
       const end = line.indexOf('\n')
       if (end === -1) return
       clearTimeout(timer)
@@ -266,6 +266,8 @@ export function startServerProcess(dir, passphraseFile, extraArgs = [], { onLine
       }
       if (first.event !== 'listening') return fail(`its first line is not "listening": ${firstLine}`)
       resolve({ pid: child.pid, port: first.port, stop, cpuMs: () => processCpuMs(child.pid), exited })
+      // The lines that came in the same chunk as "listening" (a server with workers names them at once).
+      passOn()
     })
     child.once('error', (error) => fail(error.message))
     exited.then(({ code, signal }) => {
@@ -402,7 +404,7 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
       admin.query(
         `SELECT xact_commit + xact_rollback AS xacts, xact_rollback AS rollbacks, tup_inserted, tup_updated,
            tup_deleted, pg_database_size(datname) AS size, pg_current_wal_lsn()::text AS lsn,
-           (SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database
+           (SELECT json_object_agg(coalesce(datname, ''), xact_commit + xact_rollback) FROM pg_stat_database
             WHERE datname IS DISTINCT FROM $1) AS others
          FROM pg_stat_database WHERE datname = $1`,
         [database.name],
@@ -424,7 +426,7 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
       deleted: Number(row.tup_deleted),
       size: Number(row.size),
       wal: walBytes(row.lsn),
-      otherStatements: Number(row.others),
+      otherStatements: row.others,
       ...cpuNow,
     }
   }
@@ -444,7 +446,11 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
         d[key] = after[key] - before[key]
       return {
         ...d,
-        otherStatements: after.otherStatements - before.otherStatements,
+        // Databases made or dropped meanwhile (other sessions' tests) count for what they did while both readings saw them.
+        otherStatements: Object.entries(after.otherStatements).reduce(
+          (sum, [name, n]) => sum + Math.max(0, n - (before.otherStatements[name] ?? n)),
+          0,
+        ),
         backendCpuMs,
         backends: cpuAfter.backendCpu.size,
         postgresCpuMs: cpuAfter.postgresCpuMs - before.postgresCpuMs,
