@@ -16,7 +16,8 @@ import { issueBootstrapToken, type RegistrationPolicy } from '../../src/server/i
 import { createServerCore, type ServerCore } from '../../src/server/server.js'
 import type { BudgetLimits } from '../../src/server/budget.js'
 import type { SessionTimes } from '../../src/server/sessions.js'
-import { createStore, openStore, type Store } from '../../src/store/index.js'
+import { createPgStore, createStore, openPgStore, openStore, type Store } from '../../src/store/index.js'
+import { makeDatabase, type TestDatabase } from './postgres.js'
 import { makeTempDir } from './env.js'
 import { ROOMY_BUDGETS, TEST_KDF, TEST_PASSPHRASE } from './in-process-server.js'
 import { noteOutput, noteSecret } from './secrets.js'
@@ -219,6 +220,11 @@ export interface BenchOptions {
   realRecoveryKdf?: boolean
   /** Refusal and registration budgets (default: none that a test not about them would reach). */
   budgets?: Partial<BudgetLimits>
+  /**
+   * The store on PostgreSQL, in a database of its own made here and dropped at stop, instead of a
+   * file (test/helpers/postgres.ts must find a server).
+   */
+  postgres?: boolean
 }
 
 /** What is the same for every conversation, and how many clients have spoken. */
@@ -310,6 +316,7 @@ export class Bench {
   #others: Core[] = []
   #peers = new Set<Peer>()
   #bootstrapToken: string | undefined
+  #database: TestDatabase | undefined
   /** What users made in bulk share (see privateKey): they only need to exist. */
   readonly #bulk = { password: newPassword(), salt: newSalt() }
 
@@ -326,10 +333,18 @@ export class Bench {
     const { dir, remove } = await makeTempDir('conversation')
     const start = options.startMs ?? Date.now()
     const clock = new TestClock(Math.floor(start / STEP_MS) * STEP_MS + STEP_MS / 2)
-    const store = await createStore(join(dir, 'test.store'), TEST_PASSPHRASE, { kdf: TEST_KDF })
+    const database = options.postgres ? await makeDatabase() : undefined
+    const removeAll = async () => {
+      await database?.drop()
+      await remove()
+    }
+    const store = database
+      ? await createPgStore(database.url, TEST_PASSPHRASE, { kdf: TEST_KDF })
+      : await createStore(join(dir, 'test.store'), TEST_PASSPHRASE, { kdf: TEST_KDF })
     try {
       const core = await Bench.#startCore(store, clock, options)
-      const bench = new Bench(dir, remove, clock, options, core)
+      const bench = new Bench(dir, removeAll, clock, options, core)
+      bench.#database = database
       const bootstrap = await issueBootstrapToken(store, clock.now(), core.core.ctx.randomBytes)
       if (bootstrap) {
         noteSecret('bootstrap token', bootstrap.token)
@@ -338,9 +353,16 @@ export class Bench {
       return bench
     } catch (error) {
       await store.close()
-      await remove()
+      await removeAll()
       throw error
     }
+  }
+
+  /** The store opened again (after the bench closed it): the file, or the bench's database. */
+  #reopen(): Promise<Store> {
+    return this.#database
+      ? openPgStore(this.#database.url, TEST_PASSPHRASE)
+      : openStore(this.storePath, TEST_PASSPHRASE)
   }
 
   static async #startCore(store: Store, clock: TestClock, options: BenchOptions): Promise<Core> {
@@ -539,7 +561,7 @@ export class Bench {
    */
   async restart(): Promise<void> {
     await this.#stopCore()
-    const store = await openStore(this.storePath, TEST_PASSPHRASE)
+    const store = await this.#reopen()
     this.#core = await Bench.#startCore(store, this.clock, this.#options)
   }
 
@@ -576,12 +598,12 @@ export class Bench {
   /** Between a stop and a start, with no server running: `work` gets the store (e.g. to damage it). */
   async offline<T>(work: (store: Store) => Promise<T>): Promise<T> {
     await this.#stopCore()
-    const store = await openStore(this.storePath, TEST_PASSPHRASE)
+    const store = await this.#reopen()
     try {
       return await work(store)
     } finally {
       await store.close()
-      const reopened = await openStore(this.storePath, TEST_PASSPHRASE)
+      const reopened = await this.#reopen()
       this.#core = await Bench.#startCore(reopened, this.clock, this.#options)
     }
   }
