@@ -1,8 +1,8 @@
 import { z } from 'zod'
 import { PasswordKdf, Role } from '../protocol/fields.js'
 import type { RecoveryHashes } from '../auth/recovery-codes.js'
-import type { Store, StoreChange } from '../store/index.js'
-import { readStored } from './stored.js'
+import type { Store, StoreChange, Version } from '../store/index.js'
+import { readStored, readStoredVersioned, type Versioned } from './stored.js'
 
 // The account records and their keys: the one module that knows `user/`, `login/` and `recovery/`
 // (docs/store-format.md, "Keys and values"). Values are parsed here, at the store boundary.
@@ -53,6 +53,11 @@ export function getUser(store: Store, username: string): Promise<AccountRecord |
   return readStored(store, userKey(username), AccountRecord, 'account')
 }
 
+/** The account and the version it was read at: a change decided on it commits with that `expect`. */
+export function getUserVersioned(store: Store, username: string): Promise<Versioned<AccountRecord> | undefined> {
+  return readStoredVersioned(store, userKey(username), AccountRecord, 'account')
+}
+
 export function hasUser(store: Store, username: string): Promise<boolean> {
   return store.has(userKey(username))
 }
@@ -66,20 +71,40 @@ export function userChange(user: AccountRecord): StoreChange {
   return { key: userKey(user.username), value: user }
 }
 
+/** userChange, only if the account is still at `expect` (null: still absent). */
+export function userChangeExpecting(user: AccountRecord, expect: Version | null): StoreChange {
+  return { ...userChange(user), expect }
+}
+
+/** Whether a change writes or deletes this user's account record. */
+export function isUserChange(change: StoreChange, username: string): boolean {
+  return change.key === userKey(username)
+}
+
 export function getLogin(store: Store, username: string): Promise<LoginRecord | undefined> {
   return readStored(store, loginKey(username), LoginRecord, 'last login')
 }
 
-export function loginChange(username: string, login: LoginRecord): StoreChange {
-  return { key: loginKey(username), value: login }
+export function getLoginVersioned(store: Store, username: string): Promise<Versioned<LoginRecord> | undefined> {
+  return readStoredVersioned(store, loginKey(username), LoginRecord, 'last login')
+}
+
+/** The last login; with `expect`, only if that record is still at that version (null: still absent). */
+export function loginChange(username: string, login: LoginRecord, expect?: Version | null): StoreChange {
+  return { key: loginKey(username), value: login, ...(expect !== undefined ? { expect } : {}) }
 }
 
 export function getRecovery(store: Store, username: string): Promise<RecoveryHashes | undefined> {
   return readStored(store, recoveryKey(username), RecoveryRecord, 'recovery code')
 }
 
-export function recoveryChange(username: string, recovery: RecoveryHashes): StoreChange {
-  return { key: recoveryKey(username), value: recovery }
+export function getRecoveryVersioned(store: Store, username: string): Promise<Versioned<RecoveryHashes> | undefined> {
+  return readStoredVersioned(store, recoveryKey(username), RecoveryRecord, 'recovery code')
+}
+
+/** The recovery-code hashes; with `expect`, only if they are still at that version (null: still absent). */
+export function recoveryChange(username: string, recovery: RecoveryHashes, expect?: Version | null): StoreChange {
+  return { key: recoveryKey(username), value: recovery, ...(expect !== undefined ? { expect } : {}) }
 }
 
 /**

@@ -13,14 +13,17 @@ import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { isUsableVerifier } from '../auth/srp-server.js'
 import { buildOtpauthUri } from '../auth/totp.js'
 import { recoveryCodesLeft } from '../auth/recovery-codes.js'
-import { StoreConflict, type StoreChange } from '../store/index.js'
+import type { StoreChange } from '../store/index.js'
 import {
   getLogin,
   getRecovery,
   getUser,
+  getUserVersioned,
   hasUser,
+  isUserChange,
   removeAccountChanges,
   userChange,
+  userChangeExpecting,
   userNames,
   type AccountRecord,
 } from './accounts.js'
@@ -33,6 +36,8 @@ import { sessionEnded } from './login.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 import { issueSignedToken } from './signed-tokens.js'
 import { RECOVERY_RENEWAL_HOLD_MS } from './recovery.js'
+import { retryOnConflict } from './retry.js'
+import type { Versioned } from './stored.js'
 
 // Everything a logged-in connection may ask (docs/protocol.md, "Calls"). Each call re-reads the
 // caller's session and account first, so a revoke, an expiry, a removal or a new role takes
@@ -61,10 +66,11 @@ export async function handleCall(req: Request<'ready' | 'authenticated'>, messag
   const { ctx, state, address } = req
   if (state.name !== 'authenticated') throw forbidden('not logged in', 'log in first: securelogin login')
   const nowMs = ctx.now()
-  const session = await ctx.sessions.check(state.sessionId, nowMs)
+  // Read from the store at every call: a revoke, an expiry, a removal or a new role made by any
+  // server process sharing it is seen here.
+  const session = await ctx.sessions.check(state.sessionId, nowMs, { touch: true })
   const record = session && (await getUser(ctx.store, state.user.username))
   if (!session || !record) throw sessionEnded()
-  await ctx.sessions.touch(session.id, nowMs)
   const op = message.op
   const parsed = CALLS[op].args.safeParse(message.args)
   if (!parsed.success) throw new SecureLoginError('ERR_PROTOCOL', `${op}: arguments do not match their schema`)
@@ -117,11 +123,11 @@ function result<Op extends CallOp>(caller: Caller, op: Op, data: CallResult<Op>,
 const noUser = (user: string) =>
   new SecureLoginError('ERR_NOT_FOUND', `no user ${user}`, { hint: 'securelogin admin users lists them' })
 
-/** The caller's own account (or one it already knows exists), or ERR_NOT_FOUND. */
-async function target(caller: Caller, user: string): Promise<AccountRecord> {
-  const record = await getUser(caller.ctx.store, user)
-  if (!record) throw noUser(user)
-  return record
+/** The caller's own account (or one it already knows exists), or ERR_NOT_FOUND; with its version. */
+async function target(caller: Caller, user: string): Promise<Versioned<AccountRecord>> {
+  const read = await getUserVersioned(caller.ctx.store, user)
+  if (!read) throw noUser(user)
+  return read
 }
 
 /**
@@ -131,9 +137,15 @@ async function target(caller: Caller, user: string): Promise<AccountRecord> {
  * a system_admin, who manages every account and may list them all, hears that a name is unknown.
  */
 async function managedTarget(caller: Caller, user: string): Promise<AccountRecord> {
+  return (await managedTargetVersioned(caller, user)).value
+}
+
+/** managedTarget, with the version the account was read at. */
+async function managedTargetVersioned(caller: Caller, user: string): Promise<Versioned<AccountRecord>> {
   const { role, username } = caller.record
-  const record = await getUser(caller.ctx.store, user)
-  if (record && (user === username || canManage(role, record.role))) return record
+  const read = await getUserVersioned(caller.ctx.store, user)
+  const record = read?.value
+  if (read && record && (user === username || canManage(role, record.role))) return read
   if (!record && role === 'system_admin') throw noUser(user)
   // Not even the name: the frame is the same for every name the caller may not manage.
   throw role === 'admin'
@@ -147,26 +159,17 @@ function mustManage(caller: Caller, targetRole: Role): void {
     throw forbidden(`${caller.record.role} cannot manage ${targetRole} accounts`)
 }
 
-/** Conflicts a role change retries (each time reading the index again) before it gives up. */
-const ROLE_CHANGE_ATTEMPTS = 3
 /** The queue of every change that can take a role away; `/` is not allowed in a user name. */
 const ROLE_INDEX_QUEUE = 'role/'
 
 /**
  * Runs a change that may take the role system_admin from someone: in this process one at a
  * time, so the rule "never the last system_admin" is checked on what the previous change left;
- * across processes by the compare-and-set of roleIndexChangesChecked, retried on a conflict.
+ * across processes by the compare-and-set of roleIndexChangesChecked, which changeAccount
+ * retries on a conflict, reading the index again.
  */
 async function changeRoles<T>(caller: Caller, work: () => Promise<T>): Promise<T> {
-  return caller.ctx.perUser.run(ROLE_INDEX_QUEUE, async () => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await work()
-      } catch (error) {
-        if (!(error instanceof StoreConflict) || attempt >= ROLE_CHANGE_ATTEMPTS) throw error
-      }
-    }
-  })
+  return caller.ctx.perUser.run(ROLE_INDEX_QUEUE, work)
 }
 
 /** Deletes sessions and records why, in one write; ends this connection if its own session went. */
@@ -199,40 +202,45 @@ interface AccountChange {
   revoke: string[]
   action: string
   details?: Record<string, string | number | boolean | null>
-  /** Runs once the change is committed, still in the user's queue. */
-  committed?: () => void
 }
 
 /**
- * A change to an account and its sessions in one write with its audit entry, serialised per user.
- * `read`: how the account is looked up (another user's: managedTarget).
+ * A change to an account and its sessions in one write with its audit entry: serialised per user
+ * in this process, and across processes a compare-and-set on the account as `read` returned it
+ * (another user's: managedTargetVersioned). When another process changed the account, or a
+ * login rewrote it, meanwhile, `change` runs again on what is there now (so the sessions to
+ * revoke include one that login just made).
  */
 async function changeAccount(
   caller: Caller,
   user: string,
   change: (record: AccountRecord) => AccountChange | Promise<AccountChange>,
-  read: (caller: Caller, user: string) => Promise<AccountRecord> = target,
+  read: (caller: Caller, user: string) => Promise<Versioned<AccountRecord>> = target,
 ): Promise<{ record: AccountRecord; revoked: number }> {
   const { ctx } = caller
-  return ctx.perUser.run(user, async () => {
-    const record = await read(caller, user)
-    const { changes, revoke, action, details, committed } = await change(record)
-    await audit(
-      ctx,
-      {
-        actor: caller.record.username,
-        action,
-        target: user,
-        address: caller.address,
-        outcome: 'ok',
-        ...(details ? { details } : {}),
-      },
-      [...changes, ...ctx.sessions.revokeChanges(revoke)],
-    )
-    ctx.sessions.removed(revoke)
-    committed?.()
-    return { record, revoked: revoke.length }
-  })
+  return ctx.perUser.run(user, () =>
+    retryOnConflict(async () => {
+      const { value: record, version } = await read(caller, user)
+      const { changes, revoke, action, details } = await change(record)
+      const checked = changes.some((c) => isUserChange(c, user))
+        ? changes.map((c) => (isUserChange(c, user) ? { ...c, expect: version } : c))
+        : [...changes, userChangeExpecting(record, version)]
+      await audit(
+        ctx,
+        {
+          actor: caller.record.username,
+          action,
+          target: user,
+          address: caller.address,
+          outcome: 'ok',
+          ...(details ? { details } : {}),
+        },
+        [...checked, ...ctx.sessions.revokeChanges(revoke)],
+      )
+      ctx.sessions.removed(revoke)
+      return { record, revoked: revoke.length }
+    }),
+  )
 }
 
 const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
@@ -275,15 +283,15 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         if (!isAdmin(record.role)) throw forbidden("listing everyone's sessions needs the admin or system_admin role")
         const roles = new Map<string, Role | undefined>()
         sessions = []
-        for (const s of ctx.sessions.list(nowMs)) {
+        for (const s of await ctx.sessions.list(nowMs)) {
           if (!roles.has(s.user)) roles.set(s.user, (await getUser(ctx.store, s.user))?.role)
           const role = roles.get(s.user)
           if (s.user === record.username || (role && canManage(record.role, role))) sessions.push(s)
         }
       } else if (args.user !== undefined && args.user !== record.username) {
         await managedTarget(caller, args.user)
-        sessions = ctx.sessions.list(nowMs, args.user)
-      } else sessions = ctx.sessions.list(nowMs, record.username)
+        sessions = await ctx.sessions.list(nowMs, args.user)
+      } else sessions = await ctx.sessions.list(nowMs, record.username)
       sessions.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
       return result(caller, 'sessions', { sessions: sessions.map((s) => ctx.sessions.info(s, session.id)) })
     },
@@ -299,7 +307,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       let ids: string[]
       let what: string
       if (args.id !== undefined) {
-        const found = ctx.sessions.get(args.id)
+        const found = await ctx.sessions.get(args.id)
         const owner = found && found.user !== record.username ? await getUser(ctx.store, found.user) : undefined
         const mine =
           found !== undefined && (found.user === record.username || (owner && canManage(record.role, owner.role)))
@@ -314,12 +322,12 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
         ids = [found.id]
         what = found.id
       } else if (args.others) {
-        ids = ctx.sessions.idsOf(record.username, caller.nowMs, session.id)
+        ids = await ctx.sessions.idsOf(record.username, caller.nowMs, session.id)
         what = record.username
       } else {
         const user = args.user!
         if (user !== record.username) await managedTarget(caller, user)
-        ids = ctx.sessions.idsOf(user, caller.nowMs)
+        ids = await ctx.sessions.idsOf(user, caller.nowMs)
         what = user
       }
       const end = await revokeSessions(caller, ids, 'session.revoke', what, args.others ? 'others' : 'revoke')
@@ -343,9 +351,9 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       // As at registration: a verifier outside 1 < v < N would let any password in.
       if (!isUsableVerifier(args.verifier))
         throw new SecureLoginError('ERR_PROTOCOL', 'the verifier is not an element of the group (1 < v < N)')
-      const { revoked } = await changeAccount(caller, caller.record.username, (record) => ({
+      const { revoked } = await changeAccount(caller, caller.record.username, async (record) => ({
         changes: [userChange({ ...record, salt: args.salt, verifier: args.verifier, kdf: args.kdf })],
-        revoke: ctx.sessions.idsOf(record.username, caller.nowMs, session.id),
+        revoke: await ctx.sessions.idsOf(record.username, caller.nowMs, session.id),
         action: 'password.change',
       }))
       ctx.logger.log('info', 'password_changed', {
@@ -400,9 +408,9 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
           'if that was not you, log in with one of your recovery codes, run securelogin reset-2fa, revoke the ' +
           'other sessions and tell an administrator',
       }
-      await changeAccount(caller, user, (record) => {
+      await changeAccount(caller, user, async (record) => {
         const { totpReset: _, ...rest } = record
-        const told = withCode ? ctx.sessions.idsOf(user, nowMs, caller.session.id) : []
+        const told = withCode ? await ctx.sessions.idsOf(user, nowMs, caller.session.id) : []
         return {
           changes: [
             userChange({
@@ -411,14 +419,13 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
               enrolledStep: timeStep,
               ...(withCode ? { recoveryResetAt: nowMs } : {}),
             }),
-            ...ctx.sessions.noticeChanges(told, notice),
+            ...(await ctx.sessions.noticeChanges(told, notice)),
           ],
           revoke: [],
           action: 'totp.reset',
           ...(withCode
             ? { details: { factor: 'recovery_code', renewalHeldUntil: heldUntil, sessionsTold: told.length } }
             : {}),
-          committed: () => ctx.sessions.noticed(told, notice),
         }
       })
       pending.secret.wipe()
@@ -511,12 +518,12 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
                 ...(await ctx.guard.forgetChanges(name)),
                 ...(await roleIndexChangesChecked(ctx.store, name, record.role, undefined)),
               ],
-              revoke: ctx.sessions.idsOf(name, caller.nowMs),
+              revoke: await ctx.sessions.idsOf(name, caller.nowMs),
               action: 'user.remove',
               details: { role: record.role },
             }
           },
-          managedTarget,
+          managedTargetVersioned,
         ),
       )
       ctx.guard.forget(args.user)
@@ -559,7 +566,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
               details: { from: record.role, to: args.role },
             }
           },
-          managedTarget,
+          managedTargetVersioned,
         ),
       )
       return result(caller, 'set_role', { user: args.user, role: args.role, previous: record.role })
@@ -574,7 +581,7 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
       const { revoked } = await changeAccount(
         caller,
         args.user,
-        (record) => {
+        async (record) => {
           mustManage(caller, record.role)
           // A system_admin's reset is the vetted way back: it lifts the hold on renewing recovery codes.
           const { recoveryResetAt, ...rest } = record
@@ -582,11 +589,11 @@ const HANDLERS: { [Op in CallOp]: Handler<Op> } = {
             caller.record.role === 'system_admin' || recoveryResetAt === undefined ? rest : { ...rest, recoveryResetAt }
           return {
             changes: [userChange({ ...kept, totpReset: true })],
-            revoke: ctx.sessions.idsOf(record.username, caller.nowMs),
+            revoke: await ctx.sessions.idsOf(record.username, caller.nowMs),
             action: 'user.reset_2fa',
           }
         },
-        managedTarget,
+        managedTargetVersioned,
       )
       const self = args.user === caller.record.username
       return result(

@@ -10,6 +10,7 @@ import type { StageTimes } from './stage-times.js'
 import type { KdfRunner, RecoveryKdf } from '../auth/recovery-codes.js'
 import type { SigningKeys } from './signing-keys.js'
 import type { Budgets } from './budget.js'
+import type { PendingNames } from './pending-names.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -22,10 +23,13 @@ export interface ServerContext {
   audit: AuditLog
   /** Undefined: invite (only the bootstrap token while there is no system_admin; src/server/invites.ts). */
   registration: RegistrationPolicy | undefined
-  /** Names with a registration waiting for its enrolment code, so two people cannot race for one. */
-  pendingNames: Set<string>
+  /** Names with a registration waiting for its enrolment code, held in the store (src/server/pending-names.ts). */
+  pendingNames: PendingNames
   limits: ServerLimits
-  /** Per-user serialisation of what must not race (the TOTP replay check). */
+  /**
+   * Per-user serialisation in this process of what must not race (the TOTP replay check): it
+   * saves conflicts here; across processes each such body commits with `expect` (src/server/retry.ts).
+   */
   perUser: KeyedQueue
   /** Failed-login counting, delays and lockout. */
   guard: Guard

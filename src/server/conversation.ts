@@ -88,7 +88,14 @@ export class Conversation {
     if (this.#closed) return
     this.#closed = true
     for (const stop of this.#onClose.splice(0)) stop()
-    if (this.#state.name === 'awaiting_enrol_code') this.#ctx.pendingNames.delete(this.#state.pending.username)
+    if (this.#state.name === 'awaiting_enrol_code') {
+      const { hold } = this.#state.pending
+      this.#ctx.pendingNames
+        .release(hold)
+        .catch((error: unknown) =>
+          this.#ctx.logger.log('error', 'name_release_failed', { user: hold.username, error: String(error) }),
+        )
+    }
     this.#state = { name: 'ready' }
   }
 
@@ -118,17 +125,27 @@ export class Conversation {
       this.#ctx.logger.log('warn', 'protocol_error', { address: this.#address, reason: error.message })
     }
     // The store's words name its keys (a user name, a role): they go to the log, and the peer
-    // hears only what happened. A conflict may be retried; any other store fault is internal.
+    // hears only what happened. A conflict or an unreachable database may be retried; any other
+    // store fault is internal.
     if (error.code.startsWith('ERR_STORE_')) {
       this.#ctx.logger.log('error', 'store_error', { address: this.#address, code: error.code, error: error.message })
-      return error.code === 'ERR_STORE_CONFLICT'
-        ? {
-            type: 'error',
-            code: 'ERR_STORE_CONFLICT',
-            message: 'the change met another one made at the same moment',
-            hint: 'try again',
-          }
-        : { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
+      if (error.code === 'ERR_STORE_CONFLICT')
+        return {
+          type: 'error',
+          code: 'ERR_STORE_CONFLICT',
+          message: 'the change met another one made at the same moment',
+          hint: 'try again',
+        }
+      // The database is down or restarting (a PostgreSQL store): retryable, and the server
+      // reconnects by itself. Its address stays in the log.
+      if (error.code === 'ERR_STORE_UNAVAILABLE')
+        return {
+          type: 'error',
+          code: 'ERR_STORE_UNAVAILABLE',
+          message: "the server cannot reach its store's database",
+          hint: 'retry in a moment; the server reconnects by itself',
+        }
+      return { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
     }
     return { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
   }

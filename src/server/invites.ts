@@ -3,7 +3,7 @@ import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
 import { Role } from '../protocol/fields.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { hashToken, issueToken, sameHash, tokenKind } from './opaque-tokens.js'
-import { readStored } from './stored.js'
+import { readStored, readStoredVersioned } from './stored.js'
 
 // Who may register, and as what (docs/protocol.md, "Registration policy"):
 // - the bootstrap token, printed by a server whose store has no system_admin, makes the first
@@ -64,7 +64,9 @@ export function roleIndexChanges(user: string, from: Role | undefined, to: Role 
  * written again unchanged, each as a compare-and-set on the version read here, just after the
  * rule was checked on the count. Of two such changes committed from one view of the index (two
  * processes on one database), the second finds a key the first wrote and fails with
- * ERR_STORE_CONFLICT, so the caller reads again and checks the rule on what is there now. In one
+ * ERR_STORE_CONFLICT, so the caller reads again and checks the rule on what is there now; and a
+ * listing here that holds no other system_admin means the count was stale (another change came
+ * between): ERR_STORE_CONFLICT too. In one
  * process the server also runs these changes one at a time (src/server/calls.ts): the audit log
  * commits the appends of one batch together, and expectations are checked before any of them.
  */
@@ -84,6 +86,9 @@ export async function roleIndexChangesChecked(
     if (version === null) throw new StoreConflict(key)
     if (key !== leaving) guarded.push({ key, value: {}, expect: version })
   }
+  // The rule was checked on a count that said another system_admin stays; if none is left in
+  // this listing, another change took them since the count: read again and check again.
+  if (guarded.length === 0) throw new StoreConflict(leaving)
   const leavingVersion = await store.version(leaving)
   return [
     ...changes.map((change) =>
@@ -184,9 +189,16 @@ export async function grantFor(
   return { role: record.role, via: kind === 'bootstrap' ? 'bootstrap' : 'invite', tokenKey: key, tokenHash: hash }
 }
 
-/** At confirmation: the grant's token must still be there (not spent by a parallel registration). */
-export async function stillGranted(store: Store, grant: Grant, nowMs: number): Promise<boolean> {
-  if (!grant.tokenKey) return true
-  const record = await readStored(store, grant.tokenKey, TokenRecord, 'invite')
-  return record !== undefined && sameHash(record.hash, grant.tokenHash!) && record.expiresAt > nowMs
+/**
+ * At confirmation: the change that spends the grant's token, expecting it as read now, or
+ * undefined when it is gone (spent by a parallel registration) or expired; none for a
+ * registration without a token. Of two registrations that spend one token at the same moment,
+ * in this process or two, one commits and the other finds it gone.
+ */
+export async function spendGrant(store: Store, grant: Grant, nowMs: number): Promise<StoreChange[] | undefined> {
+  if (!grant.tokenKey) return []
+  const read = await readStoredVersioned(store, grant.tokenKey, TokenRecord, 'invite')
+  if (read === undefined || !sameHash(read.value.hash, grant.tokenHash!) || read.value.expiresAt <= nowMs)
+    return undefined
+  return [{ key: grant.tokenKey, delete: true, expect: read.version }]
 }

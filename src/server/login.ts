@@ -2,9 +2,19 @@ import { authFailed, SecureLoginError } from '../protocol/errors.js'
 import { deriveDecoyCredentials, isUsableA } from '../auth/srp-server.js'
 import { buildOtpauthUri, verifyTotp } from '../auth/totp.js'
 import { DEFAULT_PASSWORD_KDF } from '../auth/password-stretch.js'
-import type { StoreChange } from '../store/index.js'
-import { AccountRecord, getLogin, getRecovery, getUser, loginChange, recoveryChange, userChange } from './accounts.js'
-import { readStored } from './stored.js'
+import { StoreConflict, type StoreChange } from '../store/index.js'
+import {
+  AccountRecord,
+  getLoginVersioned,
+  getRecoveryVersioned,
+  getUser,
+  getUserVersioned,
+  loginChange,
+  recoveryChange,
+  userChangeExpecting,
+} from './accounts.js'
+import { readStored, type Versioned } from './stored.js'
+import { retryOnConflict } from './retry.js'
 import type { ServerContext } from './context.js'
 import type { SessionRecord } from './sessions.js'
 import { findRecoveryCode, recoveryCodesLeft } from '../auth/recovery-codes.js'
@@ -172,24 +182,31 @@ export async function handleLoginOtp(
     verifyTotp({ secret: login.totpSecret.reveal(), code: message.code, nowMs }),
   )
   if (!check.valid) return failure(ctx, login, address, 'otp')
-  // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart. The last
-  // accepted step is in the store (enrolment's in the user record, each login's in its own).
-  const outcome = await ctx.perUser.run(
-    user.username,
-    async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { reply: Reply }> => {
-      const current = await currentAccount(ctx, login)
-      if (!current) return { stale: 'account_changed' }
-      const last = await getLogin(ctx.store, user.username)
-      if (check.timeStep <= Math.max(current.enrolledStep ?? -1, last?.totpStep ?? -1)) return { stale: 'otp_replayed' }
-      // Durable before the client hears "welcome": in the same commit as the session and its audit
-      // entry (one fsync a login), made while this user's queue is held, so a second login with the
-      // same code waits for it and then sees the step as used.
-      const used = loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: check.timeStep })
-      return { reply: await welcome(ctx, login, address, nowMs, 'totp', {}, [used]) }
-    },
-  )
+  // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart, by any
+  // process on this store. The last accepted step is in the store (enrolment's in the user
+  // record, each login's in its own); the login commits expecting both records as read here, so
+  // of two logins with one code (in this process or two) the second finds the step used.
+  const outcome = await ctx.perUser
+    .run(user.username, () =>
+      retryOnConflict(async (): Promise<{ stale: 'account_changed' | 'otp_replayed' } | { done: LoggedIn }> => {
+        const current = await currentAccount(ctx, login)
+        if (!current) return { stale: 'account_changed' }
+        const last = await getLoginVersioned(ctx.store, user.username)
+        const floor = Math.max(current.value.enrolledStep ?? -1, last?.value.totpStep ?? -1)
+        if (check.timeStep <= floor) return { stale: 'otp_replayed' }
+        // Durable before the client hears "welcome": in the same commit as the session and its audit
+        // entry (one fsync a login).
+        const used = loginChange(
+          user.username,
+          { at: new Date(nowMs).toISOString(), totpStep: check.timeStep },
+          last?.version ?? null,
+        )
+        return { done: await commitLogin(ctx, login, address, nowMs, 'totp', [used, unchanged(current)]) }
+      }),
+    )
+    .catch(replayedOnConflict)
   if ('stale' in outcome) return failure(ctx, login, address, outcome.stale)
-  return outcome.reply
+  return welcome(ctx, login, address, outcome.done)
 }
 
 /** A recovery code in place of the TOTP code: each works once, and is spent before "welcome". */
@@ -201,38 +218,72 @@ export async function handleLoginRecovery(
   const nowMs = ctx.now()
   if (login.newTotp)
     throw new SecureLoginError('ERR_PROTOCOL', 'this login must enrol the new authenticator: send a code from it')
-  const left = await ctx.perUser.run(user.username, async () => {
-    if (!(await currentAccount(ctx, login))) return undefined
-    const stored = await getRecovery(ctx.store, user.username)
-    const index = stored ? await findRecoveryCode(stored, message.code, ctx.kdf) : -1
-    if (!stored || index < 0) return undefined
-    const spent = { ...stored, hashes: stored.hashes.map((hash, i) => (i === index ? null : hash)) }
-    // The TOTP floor stays where it was: a recovery code accepts no TOTP step. The spent code and
-    // the login are one commit.
-    const last = await getLogin(ctx.store, user.username)
-    const record = { at: new Date(nowMs).toISOString(), totpStep: last?.totpStep ?? user.enrolledStep ?? -1 }
-    await ctx.store.commit([recoveryChange(user.username, spent), loginChange(user.username, record)])
-    return recoveryCodesLeft(spent)
-  })
-  if (left === undefined) return failure(ctx, login, address, 'recovery_code')
-  ctx.logger.log('info', 'recovery_code_used', { user: user.username, address, left })
-  return welcome(ctx, login, address, nowMs, 'recovery_code', { recoveryCodesLeft: left })
+  // The spent code, the login and the session are one commit that expects the recovery record as
+  // read here: of two logins with one code, in this process or two, the second finds it spent.
+  const outcome = await ctx.perUser
+    .run(user.username, () =>
+      retryOnConflict(async (): Promise<{ done: LoggedIn; left: number } | undefined> => {
+        const current = await currentAccount(ctx, login)
+        if (!current) return undefined
+        const stored = await getRecoveryVersioned(ctx.store, user.username)
+        const index = stored ? await findRecoveryCode(stored.value, message.code, ctx.kdf) : -1
+        if (!stored || index < 0) return undefined
+        const spent = { ...stored.value, hashes: stored.value.hashes.map((hash, i) => (i === index ? null : hash)) }
+        // The TOTP floor stays where it was: a recovery code accepts no TOTP step.
+        const last = await getLoginVersioned(ctx.store, user.username)
+        const record = {
+          at: new Date(nowMs).toISOString(),
+          totpStep: last?.value.totpStep ?? current.value.enrolledStep ?? -1,
+        }
+        const left = recoveryCodesLeft(spent)
+        const changes = [
+          recoveryChange(user.username, spent, stored.version),
+          loginChange(user.username, record, last?.version ?? null),
+          unchanged(current),
+        ]
+        return { done: await commitLogin(ctx, login, address, nowMs, 'recovery_code', changes), left }
+      }),
+    )
+    .catch(replayedOnConflict)
+  if (outcome === undefined || 'stale' in outcome) return failure(ctx, login, address, 'recovery_code')
+  ctx.logger.log('info', 'recovery_code_used', { user: user.username, address, left: outcome.left })
+  return welcome(ctx, login, address, outcome.done, { recoveryCodesLeft: outcome.left })
 }
 
 /**
- * The account as it is now, if this login may still finish: an admin may have removed it or
- * reset its 2FA, or the person may have changed the password or authenticator, since it began.
+ * A login whose commit kept meeting others' (CONFLICT_ATTEMPTS times) fails as a used code
+ * would: the one generic answer, never a welcome on a code that may have been spent.
  */
-async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<AccountRecord | undefined> {
-  const current = await getUser(ctx.store, login.username)
+function replayedOnConflict(error: unknown): { stale: 'otp_replayed' } {
+  if (error instanceof StoreConflict) return { stale: 'otp_replayed' }
+  throw error
+}
+
+/**
+ * The account as it is now, with its version, if this login may still finish: an admin may have
+ * removed it or reset its 2FA, or the person may have changed the password or authenticator,
+ * since it began.
+ */
+async function currentAccount(ctx: ServerContext, login: LoginProven): Promise<Versioned<AccountRecord> | undefined> {
+  const current = await getUserVersioned(ctx.store, login.username)
   if (
     !current ||
-    current.totpReset ||
-    current.verifier !== login.verifier.reveal() ||
-    current.totpSecret !== login.totpSecret.reveal()
+    current.value.totpReset ||
+    current.value.verifier !== login.verifier.reveal() ||
+    current.value.totpSecret !== login.totpSecret.reveal()
   )
     return undefined
   return current
+}
+
+/**
+ * The account written back unchanged, expecting the version this login checked: a login and a
+ * change of the account made at the same moment on two processes (a password change that revokes
+ * the other sessions, an admin's reset-2fa or removal) cannot both commit, so the change either
+ * comes first and this login fails, or comes after and revokes the session this login made.
+ */
+function unchanged(current: Versioned<AccountRecord>): StoreChange {
+  return userChangeExpecting(current.value, current.version)
 }
 
 /** A code from the authenticator enrolled in place of the one an admin reset: stored, then welcome. */
@@ -253,32 +304,57 @@ async function enrolAtLogin(
     if (error instanceof EnrolCodeRejected) return failure(ctx, login, address, 'enrol_code')
     throw error
   }
-  const done = await ctx.perUser.run(user.username, async () => {
-    const record = await getUser(ctx.store, user.username)
-    if (!record?.totpReset) return false // reset again, or removed, meanwhile
-    const { totpReset: _, ...rest } = record
-    await audit(
-      ctx,
-      {
-        actor: user.username,
-        action: 'totp.enrol',
-        target: user.username,
-        address,
-        outcome: 'ok',
-        details: { after: 'admin_reset' },
-      },
-      [
-        userChange({ ...rest, totpSecret: newTotp.secret.reveal(), enrolledStep: timeStep }),
-        loginChange(user.username, { at: new Date(nowMs).toISOString(), totpStep: timeStep }),
-      ],
+  const done = await ctx.perUser
+    .run(user.username, () =>
+      retryOnConflict(async () => {
+        const read = await getUserVersioned(ctx.store, user.username)
+        if (!read?.value.totpReset) return false // reset again, or removed, or enrolled elsewhere, meanwhile
+        const { totpReset: _, ...rest } = read.value
+        const last = await getLoginVersioned(ctx.store, user.username)
+        await audit(
+          ctx,
+          {
+            actor: user.username,
+            action: 'totp.enrol',
+            target: user.username,
+            address,
+            outcome: 'ok',
+            details: { after: 'admin_reset' },
+          },
+          [
+            userChangeExpecting({ ...rest, totpSecret: newTotp.secret.reveal(), enrolledStep: timeStep }, read.version),
+            loginChange(
+              user.username,
+              { at: new Date(nowMs).toISOString(), totpStep: timeStep },
+              last?.version ?? null,
+            ),
+          ],
+        )
+        return true
+      }),
     )
-    return true
-  })
-  newTotp.secret.wipe()
-  if (!done) return failure(ctx, login, address, 'enrol_stale')
+    .catch((error: unknown) => {
+      if (error instanceof StoreConflict) return false
+      throw error
+    })
+  if (!done) {
+    newTotp.secret.wipe()
+    return failure(ctx, login, address, 'enrol_stale')
+  }
   ctx.logger.log('info', 'totp_enrolled', { user: user.username, address })
   const { totpReset: _, ...enrolled } = user
-  return welcome(ctx, { ...login, user: enrolled }, address, nowMs, 'totp')
+  const enrolledLogin = { ...login, user: enrolled }
+  const loggedIn = await ctx.perUser.run(user.username, () =>
+    retryOnConflict(async () => {
+      const current = await getUserVersioned(ctx.store, user.username)
+      // The account as this enrolment left it: anything else changed it since, and this login ends.
+      if (!current || current.value.totpSecret !== newTotp.secret.reveal() || current.value.totpReset) return undefined
+      return commitLogin(ctx, enrolledLogin, address, nowMs, 'totp', [unchanged(current)])
+    }),
+  )
+  newTotp.secret.wipe()
+  if (!loggedIn) return failure(ctx, login, address, 'enrol_stale')
+  return welcome(ctx, enrolledLogin, address, loggedIn)
 }
 
 /** `session_resume`: the connection runs as a saved session, without a password. */
@@ -305,36 +381,48 @@ export function sessionEnded(): SecureLoginError {
   })
 }
 
-/** The login is complete: a new session (its record and the audit entry in one write), then welcome. */
+/** A committed login: its session and the token that goes to the client once. */
+interface LoggedIn {
+  token: string
+  record: SessionRecord
+}
+
+/**
+ * The login's session, its audit entry and `changes` (the used code, the account as checked),
+ * in one commit; a StoreConflict means another commit changed what the login was decided on.
+ */
+async function commitLogin(
+  ctx: ServerContext,
+  { user }: Pick<LoginProven, 'user'>,
+  address: string,
+  nowMs: number,
+  factor: Exclude<SecondFactor, 'session'>,
+  changes: StoreChange[],
+): Promise<LoggedIn> {
+  const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
+  const details = { factor, session: record.id }
+  await timed(ctx.stages, 'store', () =>
+    audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details }, [
+      change,
+      ...changes,
+    ]),
+  )
+  return { token, record }
+}
+
+/** The login is complete: the guard's count cleared, then welcome with a new device key. */
 async function welcome(
   ctx: ServerContext,
   { user, device }: Pick<LoginProven, 'user' | 'device'>,
   address: string,
-  nowMs: number,
-  factor: Exclude<SecondFactor, 'session'>,
+  { token, record }: LoggedIn,
   extra: { recoveryCodesLeft?: number } = {},
-  changes: StoreChange[] = [],
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address, device)
-  const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
-  await timed(ctx.stages, 'store', () =>
-    audit(
-      ctx,
-      {
-        actor: user.username,
-        action: 'login.ok',
-        target: user.username,
-        address,
-        outcome: 'ok',
-        details: { factor, session: record.id },
-      },
-      [change, ...changes],
-    ),
-  )
-  ctx.sessions.added(record)
+  const factor = record.factor
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   // A new device key at every login: a device in use never reaches the key's expiry.
-  const deviceKey = issueDeviceKey(ctx, user.username, nowMs)
+  const deviceKey = issueDeviceKey(ctx, user.username, record.createdAt)
   return sessionWelcome(ctx, user, record, factor, { token, ...extra, device: deviceKey })
 }
 

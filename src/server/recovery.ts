@@ -2,7 +2,15 @@ import { generateRecoveryCodes, hashRecoveryCodes, type RecoveryHashes } from '.
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import type { Reply, Request } from './vocabulary.js'
-import { getUser, recoveryChange, type AccountRecord } from './accounts.js'
+import {
+  getRecoveryVersioned,
+  getUser,
+  getUserVersioned,
+  recoveryChange,
+  userChangeExpecting,
+  type AccountRecord,
+} from './accounts.js'
+import { retryOnConflict } from './retry.js'
 import { audit } from './audit-events.js'
 import { sessionEnded } from './login.js'
 import { KeepsConnection } from './vocabulary.js'
@@ -50,8 +58,7 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
       hint: 'log in with your authenticator app, not a recovery code',
     })
   }
-  const held = async () => {
-    const record = await getUser(ctx.store, user.username)
+  const held = async (record: AccountRecord | undefined) => {
     const until = record && renewalHeldUntil(record, ctx.now())
     if (until === undefined) return
     const at = new Date(until).toISOString()
@@ -73,13 +80,24 @@ export async function handleRecoveryRenew({ ctx, state, address }: Request<'auth
     )
   }
   // Checked before the ten hashes are made, and again in the user's queue before they are stored.
-  await held()
+  await held(await getUser(ctx.store, user.username))
   const { codes, hashes } = await makeRecoveryCodes(ctx)
-  await ctx.perUser.run(user.username, async () => {
-    await live()
-    await held()
-    await ctx.store.commit([recoveryChange(user.username, hashes)])
-  })
+  // The new hashes commit expecting the account as the hold was checked on it (rewritten
+  // unchanged), so a 2FA reset with a recovery code made meanwhile on another process, which
+  // starts the hold, cannot be passed by.
+  await ctx.perUser.run(user.username, () =>
+    retryOnConflict(async () => {
+      await live()
+      const account = await getUserVersioned(ctx.store, user.username)
+      if (!account) throw sessionEnded()
+      await held(account.value)
+      const recovery = await getRecoveryVersioned(ctx.store, user.username)
+      await ctx.store.commit([
+        recoveryChange(user.username, hashes, recovery?.version ?? null),
+        userChangeExpecting(account.value, account.version),
+      ])
+    }),
+  )
   ctx.logger.log('info', 'recovery_codes_renewed', { user: user.username, address })
   return { message: { type: 'recovery_codes', codes }, next: state }
 }

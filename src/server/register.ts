@@ -6,8 +6,10 @@ import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
 import { KeepsConnection, type MessageOf, type PendingRegistration, type Reply, type Request } from './vocabulary.js'
 import type { AuditEvent } from './audit-log.js'
-import { hasUser, newAccountChanges, type AccountRecord } from './accounts.js'
-import { grantFor, roleIndexChanges, stillGranted, type Grant } from './invites.js'
+import { hasUser, isUserChange, newAccountChanges, type AccountRecord } from './accounts.js'
+import { grantFor, roleIndexChanges, spendGrant, type Grant } from './invites.js'
+import type { NameHold } from './pending-names.js'
+import { retryOnConflict } from './retry.js'
 import { audit } from './audit-events.js'
 import { checkEnrolmentCode, startEnrolment } from './enrolment.js'
 
@@ -27,6 +29,7 @@ export async function handleRegisterStart(
     details: { reason },
   })
   let grant: Grant
+  let hold: NameHold
   try {
     // An address that has used its refusals is answered before any lookup or store write.
     ctx.budgets.checkRefusals(keys, refusal('rate limited'))
@@ -44,22 +47,19 @@ export async function handleRegisterStart(
       ctx.budgets.refused(keys, refusal((error as Error).message))
       throw error
     }
-    // Held before the store is asked, so two registrations of one name in this process cannot
-    // both pass the check across its await.
-    const held = !ctx.pendingNames.has(username)
-    if (held) ctx.pendingNames.add(username)
-    if (!held || (await hasUser(ctx.store, username))) {
-      if (held) ctx.pendingNames.delete(username)
+    // Held in the store (src/server/pending-names.ts), so two registrations of one name on any
+    // processes sharing it cannot both pass register_start.
+    const held = (await hasUser(ctx.store, username)) ? undefined : await ctx.pendingNames.hold(username)
+    if (!held) {
       ctx.logger.log('info', 'register_refused', { user: username, address, reason: 'taken' })
       ctx.budgets.refused(keys)
-      throw new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, {
-        hint: 'choose another user name',
-      })
+      throw taken(username)
     }
+    hold = held
     try {
       ctx.budgets.takeRegistration(address, refusal('rate limited'))
     } catch (error) {
-      ctx.pendingNames.delete(username)
+      await ctx.pendingNames.release(held)
       throw error
     }
   } catch (error) {
@@ -74,6 +74,7 @@ export async function handleRegisterStart(
     kdf: message.kdf,
     enrolment: startEnrolment(ctx),
     grant,
+    hold,
   }
   ctx.logger.log('info', 'register_started', { user: username, address })
   return {
@@ -101,16 +102,20 @@ export async function handleRegisterConfirm(
     createdAt: new Date(ctx.now()).toISOString(),
     enrolledStep: timeStep,
   }
-  try {
-    // One token, one account: two registrations racing for an invite are taken in turn.
-    await ctx.perUser.run(grant.tokenKey ?? `register/${user.username}`, async () => {
-      if (!(await stillGranted(ctx.store, grant, ctx.now()))) {
+  // One token, one account; one name, one account: serialised per token in this process, and a
+  // compare-and-set on the token and on `user/NAME` (absent) in the commit, for every process
+  // sharing the store. A conflict runs the checks again on what the other commit left.
+  await ctx.perUser.run(grant.tokenKey ?? `register/${user.username}`, () =>
+    retryOnConflict(async () => {
+      if (await hasUser(ctx.store, user.username)) throw taken(user.username)
+      const spend = await spendGrant(ctx.store, grant, ctx.now())
+      if (!spend) {
         throw new SecureLoginError('ERR_FORBIDDEN', 'the invite or bootstrap token was used meanwhile', {
           hint: 'ask an administrator for a new invite',
         })
       }
-      // The account, its recovery hashes, its role in the index, the spent token and the
-      // audit entry: one record, all or nothing.
+      // The account, its recovery hashes, its role in the index, the spent token, the end of the
+      // name's hold and the audit entry: one record, all or nothing.
       await audit(
         ctx,
         {
@@ -122,18 +127,22 @@ export async function handleRegisterConfirm(
           details: { role: grant.role, via: grant.via },
         },
         [
-          ...newAccountChanges(user, recovery.hashes),
+          ...newAccountChanges(user, recovery.hashes).map((c) =>
+            isUserChange(c, user.username) ? { ...c, expect: null } : c,
+          ),
           ...roleIndexChanges(user.username, undefined, grant.role),
-          ...(grant.tokenKey ? [{ key: grant.tokenKey, delete: true as const }] : []),
+          ...spend,
+          ...(await ctx.pendingNames.releaseChanges(pending.hold)),
         ],
       )
-    })
-  } finally {
-    ctx.pendingNames.delete(pending.username)
-  }
+    }),
+  )
   ctx.logger.log('info', 'registered', { user: pending.username, address, role: grant.role, via: grant.via })
   return {
     message: { type: 'registered', user: pending.username, recoveryCodes: recovery.codes },
     next: { name: 'ready' },
   }
 }
+
+const taken = (username: string) =>
+  new SecureLoginError('ERR_USERNAME_TAKEN', `user name ${username} is taken`, { hint: 'choose another user name' })

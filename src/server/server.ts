@@ -19,6 +19,7 @@ import type { Jwks } from '../protocol/signed-tokens.js'
 import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.js'
 import { Budgets, DEFAULT_BUDGETS, type BudgetLimits } from './budget.js'
 import { DECOY_ACCOUNT_KEY, decoyAccountChange } from './login.js'
+import { PendingNames } from './pending-names.js'
 
 export interface ServerOptions {
   host: string
@@ -122,7 +123,8 @@ export async function createServerCore(
     sessions: await Sessions.load(opts.store, { ...DEFAULT_SESSION_TIMES, ...opts.sessions }, now()),
     audit: await AuditLog.open(opts.store, now),
     registration: opts.registration,
-    pendingNames: new Set(),
+    // A name is held as long as a connection may wait for its enrolment code.
+    pendingNames: new PendingNames(opts.store, now, randomBytes, limits.awaitingLifetimeMs),
     limits,
     perUser: new KeyedQueue(),
     guard: new Guard(opts.store, guardLimits, now, opts.logger),

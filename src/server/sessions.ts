@@ -1,15 +1,19 @@
 import { z } from 'zod'
-import type { Store, StoreChange } from '../store/index.js'
+import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
 import { Notice, type SessionInfo } from '../protocol/calls.js'
 import { hashToken, issueToken, sameHash } from './opaque-tokens.js'
-import { readStored } from './stored.js'
+import { readStoredVersioned, type Versioned } from './stored.js'
+import { retryOnConflict } from './retry.js'
 
 // Durable sessions (docs/protocol.md, "Sessions"). A login ends with a fresh token; the store
 // keeps only its hash, under `session/ID`. A session ends at the first of: its absolute expiry
-// (12 h after the login), 30 min without use, a logout, a revoke. Every session is also kept in
-// memory, so checking one costs no disk read; a use is written back at most once a minute, so
-// a crash forgets at most a minute of idleness (the session then ends that much sooner). An
-// ended session is deleted when it is next presented, at start-up, or by the server's sweep.
+// (12 h after the login), 30 min without use, a logout, a revoke. The store is the authority:
+// every request reads its session's record, so a session revoked, ended or deleted by any
+// process sharing the store is refused by every other at its next request. A use is written back
+// at most once a minute per process (the throttle is the only thing kept in memory), so the
+// stored last use may lag by up to a minute: a process that did not see the latest use may end
+// the session up to a minute sooner, as a crash would. An ended session is deleted when it is
+// next presented, at start-up, or by the server's sweep.
 
 export const SessionRecord = z.object({
   id: z.string(),
@@ -34,33 +38,29 @@ export interface SessionTimes {
 export const DEFAULT_SESSION_TIMES: SessionTimes = { idleMs: 30 * 60_000, absoluteMs: 12 * 60 * 60_000 }
 const TOUCH_WRITE_MS = 60_000
 
-export const sessionKey = (id: string) => `session/${id}`
+const SESSION_PREFIX = 'session/'
+export const sessionKey = (id: string) => `${SESSION_PREFIX}${id}`
+/** Conflicts the sweep meets (sessions used meanwhile, each then kept) before it stops for now. */
+const SWEEP_ATTEMPTS = 16
 
 export class Sessions {
   readonly #store: Store
   readonly #times: SessionTimes
-  readonly #byId = new Map<string, SessionRecord>()
-  /** When each session's lastSeenAt was last written. */
-  readonly #written = new Map<string, number>()
+  /**
+   * Sessions used on this process: when their last use was last written to the store, and the
+   * latest use seen here (newer than the stored one while the write waits its minute).
+   */
+  readonly #uses = new Map<string, { written: number; seen: number }>()
 
   private constructor(store: Store, times: SessionTimes) {
     this.#store = store
     this.#times = times
   }
 
-  /** Loads every session; ended ones are deleted. */
+  /** Deletes the ended sessions in the store, then serves from it. */
   static async load(store: Store, times: SessionTimes, nowMs: number): Promise<Sessions> {
     const sessions = new Sessions(store, times)
-    const ended: StoreChange[] = []
-    for (const key of await store.keys('session/')) {
-      const record = await readStored(store, key, SessionRecord, 'session')
-      if (!record) continue
-      if (sessions.#alive(record, nowMs)) {
-        sessions.#byId.set(record.id, record)
-        sessions.#written.set(record.id, record.lastSeenAt)
-      } else ended.push({ key, delete: true })
-    }
-    await store.commit(ended)
+    await sessions.sweep(nowMs)
     return sessions
   }
 
@@ -87,104 +87,102 @@ export class Sessions {
       address,
       factor,
     }
-    return { token, record, change: { key: sessionKey(id), value: record } }
-  }
-
-  /** Call once the create's change is committed. */
-  added(record: SessionRecord): void {
-    this.#byId.set(record.id, record)
-    this.#written.set(record.id, record.lastSeenAt)
+    return { token, record, change: { key: sessionKey(id), value: record, expect: null } }
   }
 
   /** The live session a token names, marked as used now; undefined when unknown, ended or revoked. */
   async resume(token: string, nowMs: number): Promise<SessionRecord | undefined> {
     const { hash, id } = hashToken(token)
-    const record = this.#byId.get(id)
-    if (!record || !sameHash(record.hash, hash)) return undefined
-    if (!this.#alive(record, nowMs)) {
-      await this.#forget([record.id])
-      return undefined
+    const read = await this.#read(id)
+    if (!read || !sameHash(read.value.hash, hash)) return undefined
+    return this.#live(read, nowMs, true)
+  }
+
+  /**
+   * The live session, as stored now; undefined when it is gone or has ended (an ended one is
+   * deleted on the way). With `touch`, marked as used now.
+   */
+  async check(id: string, nowMs: number, opts: { touch?: boolean } = {}): Promise<SessionRecord | undefined> {
+    const read = await this.#read(id)
+    return read && this.#live(read, nowMs, opts.touch ?? false)
+  }
+
+  /** Live sessions, of one user or of all: a scan of every stored session (no index by user yet). */
+  async list(nowMs: number, user?: string): Promise<SessionRecord[]> {
+    const live: SessionRecord[] = []
+    for (const key of await this.#store.keys(SESSION_PREFIX)) {
+      const read = await this.#read(key.slice(SESSION_PREFIX.length))
+      if (read && (user === undefined || read.value.user === user) && this.#alive(read.value, nowMs))
+        live.push(read.value)
     }
-    await this.touch(record.id, nowMs)
-    return record
+    return live
   }
 
-  /** The live session, or undefined (ended ones are deleted on the way). */
-  async check(id: string, nowMs: number): Promise<SessionRecord | undefined> {
-    const record = this.#byId.get(id)
-    if (!record) return undefined
-    if (this.#alive(record, nowMs)) return record
-    await this.#forget([id])
-    return undefined
-  }
-
-  /** Marks a use: in memory now, in the store when the last write is over a minute old. */
-  async touch(id: string, nowMs: number): Promise<void> {
-    const record = this.#byId.get(id)
-    if (!record) return
-    record.lastSeenAt = Math.max(record.lastSeenAt, nowMs)
-    if (nowMs - (this.#written.get(id) ?? 0) < TOUCH_WRITE_MS) return
-    this.#written.set(id, nowMs)
-    await this.#store.commit([{ key: sessionKey(id), value: record }])
-  }
-
-  /** Live sessions, of one user or of all. */
-  list(nowMs: number, user?: string): SessionRecord[] {
-    return [...this.#byId.values()].filter(
-      (record) => (user === undefined || record.user === user) && this.#alive(record, nowMs),
-    )
-  }
-
-  get(id: string): SessionRecord | undefined {
-    return this.#byId.get(id)
+  /** The stored session, live or ended, or undefined. */
+  async get(id: string): Promise<SessionRecord | undefined> {
+    return (await this.#read(id))?.value
   }
 
   /** Store changes that delete these sessions; call `removed` once they are committed. */
   revokeChanges(ids: string[]): StoreChange[] {
-    return ids.filter((id) => this.#byId.has(id)).map((id) => ({ key: sessionKey(id), delete: true }))
+    return ids.map((id) => ({ key: sessionKey(id), delete: true }))
   }
 
   removed(ids: string[]): void {
-    for (const id of ids) {
-      this.#byId.delete(id)
-      this.#written.delete(id)
-    }
+    for (const id of ids) this.#uses.delete(id)
   }
 
-  /** Store changes that leave `notice` on these sessions; call `noticed` once they are committed. */
-  noticeChanges(ids: string[], notice: Notice): StoreChange[] {
-    return ids.flatMap((id) => {
-      const record = this.#byId.get(id)
-      return record ? [{ key: sessionKey(id), value: { ...record, notice } }] : []
-    })
-  }
-
-  noticed(ids: string[], notice: Notice): void {
+  /**
+   * Store changes that leave `notice` on these sessions, each on the record as read now: a
+   * session revoked or changed meanwhile fails the commit (ERR_STORE_CONFLICT) rather than come
+   * back to life.
+   */
+  async noticeChanges(ids: string[], notice: Notice): Promise<StoreChange[]> {
+    const changes: StoreChange[] = []
     for (const id of ids) {
-      const record = this.#byId.get(id)
-      if (record) record.notice = notice
+      const read = await this.#read(id)
+      if (read) changes.push({ key: sessionKey(id), value: { ...read.value, notice }, expect: read.version })
     }
+    return changes
   }
 
   /** The session's notice has been given: it is deleted (nothing, if the session has ended meanwhile). */
   async noticeGiven(id: string): Promise<void> {
-    const record = this.#byId.get(id)
-    if (!record?.notice) return
-    delete record.notice
-    await this.#store.commit([{ key: sessionKey(id), value: record }])
+    await retryOnConflict(async () => {
+      const read = await this.#read(id)
+      if (!read?.value.notice) return
+      const { notice: _, ...rest } = read.value
+      await this.#store.commit([{ key: sessionKey(id), value: rest, expect: read.version }])
+    })
   }
 
   /** Ids of a user's live sessions, but `except` (ended ones are the sweep's: they are not counted as revoked). */
-  idsOf(user: string, nowMs: number, except?: string): string[] {
-    return this.list(nowMs, user)
-      .filter((record) => record.id !== except)
-      .map((record) => record.id)
+  async idsOf(user: string, nowMs: number, except?: string): Promise<string[]> {
+    return (await this.list(nowMs, user)).filter((record) => record.id !== except).map((record) => record.id)
   }
 
-  /** Deletes every ended session that nobody has presented since it ended; returns how many. */
+  /**
+   * Deletes every ended session that nobody has presented since it ended; returns how many. A
+   * session that another process used meanwhile (its record changed since it was read) is kept.
+   */
   async sweep(nowMs: number): Promise<number> {
-    const ended = [...this.#byId.values()].filter((record) => !this.#alive(record, nowMs)).map((record) => record.id)
-    if (ended.length > 0) await this.#forget(ended)
+    let ended: StoreChange[] = []
+    for (const key of await this.#store.keys(SESSION_PREFIX)) {
+      const read = await this.#read(key.slice(SESSION_PREFIX.length))
+      if (read && !this.#alive(read.value, nowMs)) ended.push({ key, delete: true, expect: read.version })
+    }
+    for (let attempt = 1; ended.length > 0; attempt++) {
+      try {
+        await this.#store.commit(ended)
+        break
+      } catch (error) {
+        if (!(error instanceof StoreConflict) || attempt >= SWEEP_ATTEMPTS) throw error
+        ended = ended.filter((change) => change.key !== error.key)
+      }
+    }
+    for (const change of ended) this.#uses.delete(change.key.slice(SESSION_PREFIX.length))
+    // What this process remembers of sessions that are gone (ended or deleted elsewhere).
+    for (const id of [...this.#uses.keys()]) if (!(await this.#store.has(sessionKey(id)))) this.#uses.delete(id)
     return ended.length
   }
 
@@ -210,9 +208,58 @@ export class Sessions {
     return nowMs < this.endsAt(record)
   }
 
-  async #forget(ids: string[]): Promise<void> {
-    const changes = this.revokeChanges(ids)
-    this.removed(ids)
-    await this.#store.commit(changes)
+  /** The stored record, with the latest use this process has seen of it. */
+  async #read(id: string): Promise<Versioned<SessionRecord> | undefined> {
+    const read = await readStoredVersioned(this.#store, sessionKey(id), SessionRecord, 'session')
+    if (!read) {
+      this.#uses.delete(id)
+      return undefined
+    }
+    const seen = this.#uses.get(id)?.seen ?? 0
+    if (seen > read.value.lastSeenAt) read.value.lastSeenAt = seen
+    return read
+  }
+
+  /**
+   * The record if the session is live (used now, with `touch`); an ended one is deleted, unless
+   * another process changed it meanwhile (then it is read and judged again).
+   */
+  async #live(read: Versioned<SessionRecord>, nowMs: number, touch: boolean): Promise<SessionRecord | undefined> {
+    const { id } = read.value
+    if (!this.#alive(read.value, nowMs)) {
+      try {
+        await this.#store.commit([{ key: sessionKey(id), delete: true, expect: read.version }])
+        this.#uses.delete(id)
+        return undefined
+      } catch (error) {
+        if (!(error instanceof StoreConflict)) throw error
+        const again = await this.#read(id)
+        return again && this.#alive(again.value, nowMs) ? this.#live(again, nowMs, touch) : undefined
+      }
+    }
+    if (touch) await this.#touch(read, nowMs)
+    return read.value
+  }
+
+  /**
+   * Marks a use: noted here now, written when this process last wrote it over a minute ago. The
+   * write expects the version read, so it never brings back a session revoked meanwhile.
+   */
+  async #touch({ value: record, version }: Versioned<SessionRecord>, nowMs: number): Promise<void> {
+    const use = this.#uses.get(record.id)
+    // Not used on this process before: its last write is the stored last use.
+    const written = use?.written ?? record.lastSeenAt
+    record.lastSeenAt = Math.max(record.lastSeenAt, nowMs)
+    if (nowMs - written < TOUCH_WRITE_MS) {
+      this.#uses.set(record.id, { written, seen: record.lastSeenAt })
+      return
+    }
+    this.#uses.set(record.id, { written: nowMs, seen: record.lastSeenAt })
+    try {
+      await this.#store.commit([{ key: sessionKey(record.id), value: record, expect: version }])
+    } catch (error) {
+      // Revoked, or used and written by another process, meanwhile: the next request reads which.
+      if (!(error instanceof StoreConflict)) throw error
+    }
   }
 }

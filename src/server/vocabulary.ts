@@ -7,6 +7,7 @@ import type { PasswordKdf } from '../auth/password-stretch.js'
 import type { AccountRecord } from './accounts.js'
 import type { ServerContext } from './context.js'
 import type { Grant } from './invites.js'
+import type { NameHold } from './pending-names.js'
 
 // The words every handler and the conversation share. A leaf: it imports no handler, so a
 // handler can name a state or a reply without importing the dispatcher that calls it.
@@ -34,6 +35,8 @@ export interface PendingRegistration {
   enrolment: Enrolment
   /** What the account will be, and the token it spends (src/server/invites.ts). */
   grant: Grant
+  /** The name held in the store while the enrolment code is awaited (src/server/pending-names.ts). */
+  hold: NameHold
 }
 
 /** What every login keeps between login_start and login_proof. */
