@@ -261,14 +261,19 @@ const bytesOf = (n: bigint) => {
   return Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex')
 }
 
+/** v = g^x % N on OpenSSL, as the package's deriveVerifier makes it. */
+export function verifierOf(x: string): string {
+  return srpMath.v(SRP, bytesOf(int(x))).toString('hex')
+}
+
 /** a random, A = g^a % N. */
-function startLogin(): { a: Buffer; A: string } {
+export function startLogin(): { a: Buffer; A: string } {
   const a = randomBytes(32)
   return { a, A: srpMath.A(SRP, a).toString('hex') }
 }
 
 /** u = H(A, B), S = (B - k g^x)^(a + u x) % N, K = H(S), M1, and the M2 the server must answer. */
-function clientSession(opts: {
+export function clientSession(opts: {
   ephemeral: { a: Buffer; A: string }
   salt: string
   B: string
@@ -488,7 +493,7 @@ export class Bench {
     noteSecret('password', password)
     const x = await privateKey({ salt, username: name, password, kdf: DEFAULT_PASSWORD_KDF })
     // v = g^x % N, as the package's deriveVerifier makes it, on OpenSSL (see clientSession).
-    return { salt, verifier: srpMath.v(SRP, bytesOf(int(x))).toString('hex'), kdf: DEFAULT_PASSWORD_KDF }
+    return { salt, verifier: verifierOf(x), kdf: DEFAULT_PASSWORD_KDF }
   }
 
   /** The first system_admin, with the bootstrap token. */
