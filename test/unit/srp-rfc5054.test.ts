@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { RFC5054_1024 } from '../../src/auth/srp-group.js'
 import * as srp from '../../src/auth/srp-math.js'
 
-// RFC 5054 appendix B: the 1024-bit group of appendix A, SHA-1, k = H(N | PAD(g)).
-const params: srp.SrpParams = { group: RFC5054_1024, hash: 'sha1', kRule: 'rfc5054' }
+// RFC 5054 appendix B: the 1024-bit group of appendix A, SHA-1, k = H(N | PAD(g)). Each row runs
+// with OpenSSL's object on N (the server's) and on 3N (the client's).
+const rfc5054: srp.SrpParams = { group: RFC5054_1024, hash: 'sha1', kRule: 'rfc5054' }
 
 const hex = (spaced: string) => Buffer.from(spaced.replace(/\s+/g, ''), 'hex')
 
@@ -40,18 +41,33 @@ const expected = {
 }
 
 // Each row computes its value from the appendix's inputs (I, P, s, a, b) and the rows above it.
-const rows: Array<[name: string, formula: string, compute: () => Buffer, want: Buffer]> = [
-  ['x', 'x = SHA1(s | SHA1(I | ":" | P))', () => srp.x(params, s, I, P), expected.x],
-  ['v', 'v = g^x % N', () => srp.v(params, expected.x), expected.v],
-  ['k', 'k = SHA1(N | PAD(g))', () => srp.k(params), expected.k],
-  ['A', 'A = g^a % N', () => srp.A(params, a), expected.A],
-  ['B', 'B = k*v + g^b % N', () => srp.B(params, expected.v, b), expected.B],
-  ['u', 'u = SHA1(PAD(A) | PAD(B))', () => srp.u(params, expected.A, expected.B), expected.u],
-  ['S', 'premaster secret = (A * v^u) ^ b % N', () => srp.S(params, expected.A, expected.v, expected.u, b), expected.S],
+type Row = [name: string, formula: string, compute: (params: srp.SrpParams) => Buffer, want: Buffer]
+const rows: Row[] = [
+  ['x', 'x = SHA1(s | SHA1(I | ":" | P))', (params) => srp.x(params, s, I, P), expected.x],
+  ['v', 'v = g^x % N', (params) => srp.v(params, expected.x), expected.v],
+  ['k', 'k = SHA1(N | PAD(g))', (params) => srp.k(params), expected.k],
+  ['A', 'A = g^a % N', (params) => srp.A(params, a), expected.A],
+  ['B', 'B = k*v + g^b % N', (params) => srp.B(params, expected.v, b), expected.B],
+  ['u', 'u = SHA1(PAD(A) | PAD(B))', (params) => srp.u(params, expected.A, expected.B), expected.u],
+  [
+    'S (host)',
+    'premaster secret = (A * v^u) ^ b % N',
+    (params) => srp.S(params, expected.A, expected.v, expected.u, b),
+    expected.S,
+  ],
+  [
+    'S (client)',
+    'premaster secret = (B - (k * g^x)) ^ (a + (u * x)) % N',
+    (params) => srp.clientS(params, expected.B, expected.x, a, expected.u),
+    expected.S,
+  ],
 ]
 
-describe('SRP maths: RFC 5054 appendix B (1024-bit group, SHA-1, I = "alice", P = "password123")', () => {
-  it.each(rows)('%s: %s', (_name, _formula, compute, want) => {
-    expect(compute().toString('hex')).toBe(want.toString('hex'))
-  })
-})
+describe.each(['N', '3N'] as const)(
+  'SRP maths: RFC 5054 appendix B (1024-bit group, SHA-1, I = "alice", P = "password123"), OpenSSL on %s',
+  (opensslModulus) => {
+    it.each(rows)('%s: %s', (_name, _formula, compute, want) => {
+      expect(compute({ ...rfc5054, opensslModulus }).toString('hex')).toBe(want.toString('hex'))
+    })
+  },
+)
