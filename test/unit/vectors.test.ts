@@ -33,11 +33,11 @@ import { startInProcessServer, type InProcessServer } from '../helpers/in-proces
 import { RawClient } from '../helpers/raw-client.js'
 
 // The published test vectors (docs/vectors/*.json), reproduced with our own code: the SRP client
-// (the secure-remote-password package behind src/auth/srp-client.ts), the server's SRP maths
-// (src/auth/srp-math.ts, srp-server.ts, and the package's server as `--srp-engine package`
-// runs it), the stretch, TOTP, recovery codes, the frame reader and the real server behind it,
-// and verifyToken. A second implementation that shares none of this code checks the same files
-// (test/independent/). The files are written once by scripts/make-vectors.mjs and never here.
+// (src/auth/srp-client.ts), the server's SRP maths (src/auth/srp-math.ts, srp-server.ts, and the
+// package's server as `--srp-engine package` runs it), the stretch, TOTP, recovery codes, the
+// frame reader and the real server behind it, and verifyToken. A second implementation that
+// shares none of this code checks the same files (test/independent/). The files are written once
+// by scripts/make-vectors.mjs and never here.
 
 const DIR = join(ROOT, 'docs', 'vectors')
 const load = (name: string): any => JSON.parse(readFileSync(join(DIR, name), 'utf8'))
@@ -101,7 +101,7 @@ describe('registration.json: P_prime, x and v', () => {
     expect(c.scrypt_salt).toBe(file.stretch_label + c.salt)
     // P' = scrypt(...), as 64 hex digits
     expect(await stretchPassword(c.password_nfkc, c.salt, c.kdf)).toBe(c.P_prime)
-    // x = H(s | H(I | ":" | P')): the package (our client) and our maths
+    // x = H(s | H(I | ":" | P')): the package and our maths (our client's)
     expect(srp.derivePrivateKey(c.salt, c.I, c.P_prime)).toBe(c.x)
     expect(srpMath.x(params, bytes(c.salt), c.I, c.P_prime).toString('hex')).toBe(c.x)
     // v = g^x mod N
@@ -158,7 +158,7 @@ describe('login.json: A, B, u, S, K, M1, M2', () => {
       M1: c.M1,
       M2: c.M2,
     })
-    // Our client (the package) from a and B.
+    // Our client from a and B.
     const session = deriveClientSession({ ephemeral: { A: c.A, a: c.a }, salt, B: c.B, username: I, x })
     expect(session).toEqual({ M1: c.M1, K: c.K })
     expect(() => verifyServerProof({ A: c.A, session, M2: c.M2 })).not.toThrow()
