@@ -4,8 +4,8 @@ import { RFC5054_2048 } from './srp-group.js'
 import * as srp from './srp-math.js'
 
 // The server side of SRP-6a, byte for byte what the secure-remote-password package's server.js
-// computes (its client.js is our client), with the exponentiations on OpenSSL and the client's
-// proof compared in constant time.
+// computes (our client, src/auth/srp-client.ts, is byte for byte its client.js), with the
+// exponentiations on OpenSSL and the client's proof compared in constant time.
 
 /** The package's parameters: the RFC 5054 2048-bit group, SHA-256, k = H(N | g) with g unpadded. */
 const params: srp.SrpParams = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
