@@ -1,7 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createPgStore, openPgStore, type PgOptions, type PgStore } from '../../src/store/pg.js'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { openPgStore } from '../../src/store/pg.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
-import { havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgres.js'
+import { havePostgres, type TestDatabase } from '../helpers/postgres.js'
+import { pgFixture } from './pg-fixture.js'
 
 // Keys online and faults: a rekey, a data-key rotation while another process writes, and a
 // database connection cut under a running store.
@@ -10,22 +11,11 @@ const PASSPHRASE = 'pg keys test passphrase'
 const NEW_PASSPHRASE = 'pg keys test passphrase, the new one'
 const run = await havePostgres()
 
+const fixture = pgFixture(PASSPHRASE, run)
+const { create, openAgain } = fixture
 let db: TestDatabase
-const opened: PgStore[] = []
-const track = (store: PgStore) => {
-  opened.push(store)
-  return store
-}
-const create = (opts: PgOptions = {}) => createPgStore(db.url, PASSPHRASE, { kdf: TEST_KDF, ...opts }).then(track)
-const openAgain = (opts: PgOptions & { passphrase?: string } = {}) =>
-  openPgStore(db.url, opts.passphrase ?? PASSPHRASE, opts).then(track)
-
-beforeEach(async () => {
-  if (run) db = await makeDatabase()
-})
-afterEach(async () => {
-  for (const store of opened.splice(0)) await store.close().catch(() => {})
-  if (run) await db.drop()
+beforeEach(() => {
+  if (run) db = fixture.db()
 })
 
 const keyring = () =>

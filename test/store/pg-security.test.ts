@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { createPgStore, openPgStore, verifyPgStore, type PgStore } from '../../src/store/pg.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
-import { havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgres.js'
+import { havePostgres, type TestDatabase } from '../helpers/postgres.js'
+import { pgFixture } from './pg-fixture.js'
 
 // What the database sees and what it can change: a dump holds no name and no value, every
 // edit of a row is caught, and the URL's password appears in no message.
@@ -12,19 +13,11 @@ const PASSPHRASE = 'pg security test passphrase'
 const run = await havePostgres()
 const execFileAsync = promisify(execFile)
 
+const fixture = pgFixture(PASSPHRASE, run)
+const { track } = fixture
 let db: TestDatabase
-const opened: PgStore[] = []
-const track = (store: PgStore) => {
-  opened.push(store)
-  return store
-}
-
-beforeEach(async () => {
-  if (run) db = await makeDatabase()
-})
-afterEach(async () => {
-  for (const store of opened.splice(0)) await store.close().catch(() => {})
-  if (run) await db.drop()
+beforeEach(() => {
+  if (run) db = fixture.db()
 })
 
 const account = {

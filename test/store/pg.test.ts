@@ -1,16 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import {
-  createPgStore,
-  openPgStore,
-  pgStoreExists,
-  readPgStoreHeader,
-  verifyPgStore,
-  type PgStore,
-} from '../../src/store/pg.js'
-import type { PgOptions } from '../../src/store/pg.js'
+import { beforeEach, describe, expect, it } from 'vitest'
+import { pgStoreExists, readPgStoreHeader, verifyPgStore, type PgStore } from '../../src/store/pg.js'
 import { StoreConflict } from '../../src/store/index.js'
 import { TEST_KDF } from '../helpers/in-process-server.js'
-import { havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgres.js'
+import { havePostgres, type TestDatabase } from '../helpers/postgres.js'
+import { pgFixture } from './pg-fixture.js'
 
 // The Store interface on PostgreSQL: the same semantics as the journal file (commit all or
 // nothing, compare-and-set on versions that never repeat), across separate Store instances with
@@ -19,22 +12,11 @@ import { havePostgres, makeDatabase, type TestDatabase } from '../helpers/postgr
 const PASSPHRASE = 'pg store test passphrase'
 const run = await havePostgres()
 
+const fixture = pgFixture(PASSPHRASE, run)
+const { create, openAgain } = fixture
 let db: TestDatabase
-const opened: PgStore[] = []
-const track = (store: PgStore) => {
-  opened.push(store)
-  return store
-}
-const create = (opts: PgOptions = {}) => createPgStore(db.url, PASSPHRASE, { kdf: TEST_KDF, ...opts }).then(track)
-const openAgain = (opts: PgOptions & { passphrase?: string } = {}) =>
-  openPgStore(db.url, opts.passphrase ?? PASSPHRASE, opts).then(track)
-
-beforeEach(async () => {
-  if (run) db = await makeDatabase()
-})
-afterEach(async () => {
-  for (const store of opened.splice(0)) await store.close().catch(() => {})
-  if (run) await db.drop()
+beforeEach(() => {
+  if (run) db = fixture.db()
 })
 
 describe.skipIf(!run)('PostgreSQL store: create and open', () => {
