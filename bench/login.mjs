@@ -546,7 +546,8 @@ async function runPhase(
     loadCpuPerOpMs: per(loadCpuMs),
     loadCores: loadCpuMs / wallMs,
     // Work on the machine that is none of ours: the server, the load, PostgreSQL (other databases' included).
-    otherCores: (busyMs - serverCpuMs - loadCpuMs - (pg?.postgresCpuMs ?? 0)) / wallMs,
+    // (/proc/stat and /proc/PID/stat count in 10 ms ticks, read a moment apart: a quiet machine reads about 0.)
+    otherCores: Math.max(0, busyMs - serverCpuMs - loadCpuMs - (pg?.postgresCpuMs ?? 0)) / wallMs,
     serverCores: serverCpuMs / wallMs,
     stealCores: stealMs / wallMs,
     pg: pg && {
