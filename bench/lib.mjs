@@ -290,7 +290,10 @@ export function processCpuMs(pid) {
 /**
  * user + system CPU of every process on this machine whose name (comm) is or starts with
  * "postgres" (the postmaster, its backends, the WAL writer, the checkpointer ...), in ms; NaN
- * where /proc has none. Backends of other databases on the same server count too.
+ * where /proc has none. Backends of other databases on the same server count too. A backend
+ * that has exited counts through its parent's children's time (cutime + cstime), which the
+ * postmaster gains as it reaps each one: a server that opens and closes connections in a
+ * phase would otherwise take their CPU with them.
  */
 export function postgresCpuMs() {
   let names
@@ -307,7 +310,7 @@ export function postgresCpuMs() {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
       if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) continue
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      total += (Number(fields[11]) + Number(fields[12])) * 10
+      total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10
       found = true
     } catch {
       // the process ended while we looked
@@ -402,7 +405,7 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
     // One query at a time on each client: node-postgres queues them, and warns of it.
     const [db, fn] = await Promise.all([
       admin.query(
-        `SELECT xact_commit + xact_rollback AS xacts, xact_rollback AS rollbacks, tup_inserted, tup_updated,
+        `SELECT xact_commit + xact_rollback AS xacts, xact_rollback AS rollbacks, sessions, tup_inserted, tup_updated,
            tup_deleted, pg_database_size(datname) AS size, pg_current_wal_lsn()::text AS lsn,
            (SELECT json_object_agg(coalesce(datname, ''), xact_commit + xact_rollback) FROM pg_stat_database
             WHERE datname IS DISTINCT FROM $1) AS others
@@ -420,6 +423,8 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
     return {
       statements: Number(row.xacts) - ownStatements,
       rollbacks: Number(row.rollbacks),
+      // Connections opened to the database (PostgreSQL 14 and later; the monitor's own were opened before).
+      sessions: Number(row.sessions),
       commits: Number(fn.rows[0].calls),
       inserted: Number(row.tup_inserted),
       updated: Number(row.tup_updated),
@@ -442,7 +447,17 @@ export async function openPgMonitor(adminUrl, database, { settleMs = 11_000 } = 
       let backendCpuMs = 0
       for (const [pid, cpuMs] of cpuAfter.backendCpu) backendCpuMs += cpuMs - (before.backendCpu.get(pid) ?? 0)
       const d = {}
-      for (const key of ['statements', 'rollbacks', 'commits', 'inserted', 'updated', 'deleted', 'size', 'wal'])
+      for (const key of [
+        'statements',
+        'rollbacks',
+        'sessions',
+        'commits',
+        'inserted',
+        'updated',
+        'deleted',
+        'size',
+        'wal',
+      ])
         d[key] = after[key] - before[key]
       return {
         ...d,

@@ -746,6 +746,7 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
           'statements/login',
           'commits/login',
           'rolled back',
+          'connections opened',
           'rows written/login',
           'WAL/login',
           'database growth/login',
@@ -763,6 +764,7 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
           r.pg.statementsPerOp.toFixed(2),
           r.pg.commitsPerOp.toFixed(2),
           r.pg.rollbacks,
+          r.pg.sessions,
           `${r.pg.rowsPerOp.toFixed(2)} (${r.pg.inserted} ins, ${r.pg.updated} upd, ${r.pg.deleted} del)`,
           bytes(r.pg.walPerOp),
           bytes(r.pg.growthPerOp),
@@ -780,7 +782,15 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
     console.log(
       "phase, the whole server's (other databases' writes too: see their statements); postgres CPU, all: every process named",
     )
-    console.log('postgres on this machine; its backends: those connected to the run database at the end of the phase.')
+    console.log(
+      "postgres on this machine (with the postmaster's reaped children: backends that ended in the phase); its backends:",
+    )
+    console.log(
+      'those connected to the run database at the end of the phase. Rolled back: statements that failed (a compare-and-set',
+    )
+    console.log(
+      "that did not hold, as the audit head when two processes append); connections opened: pg_stat_database's sessions.",
+    )
   }
 
   const peak = (engine, store, round) =>

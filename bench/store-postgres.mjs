@@ -58,7 +58,7 @@ export const HELP = `usage: npm run bench -- store --store postgres [options]
   --batch 500              users per commitEach call while filling
   --fill-connections 4     commitEach calls in flight while filling
   --samples 8000           timed lookups and registrations per size (after --warmup 50 untimed ones); the p99 of
-                           fewer moves with one burst of other work (2,000 gave 2.30x and 0.99x on a quiet machine)
+                           far fewer moves with one burst of other work on the machine (docs/performance.md)
   --rounds 8               the timed calls go in this many rounds, each visiting every size in turn (so that
                            other work on the machine meanwhile falls on each size alike)
   --rotate-up-to 100k      time a data-key rotation at sizes up to this`
