@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -341,6 +344,46 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
     expect(verified.out[0]).toMatchObject({ ok: true, audit: { ok: true } })
   })
 
+  it('PostgreSQL restarted under load (a cluster of its own): calls get ERR_STORE_UNAVAILABLE, the servers reconnect, nothing acknowledged is lost', async () => {
+    const cluster = await privateCluster()
+    if (!cluster) return
+    const server = await startServerProcess(dir, passphraseFile, serverArgs(cluster.url, ['--workers', '2']))
+    try {
+      clock.nextStep()
+      const before = new Map<string, string>()
+      for (let i = 0; i < 4; i++) before.set(`restart.${i}`, await register(server.port, `restart.${i}`))
+      cluster.stop()
+      const during = await Promise.all(
+        [
+          register(server.port, 'restart.during'),
+          ...[...before].map(([name, secret]) => login(server.port, name, secret)),
+        ].map((attempt) =>
+          attempt.then(
+            () => undefined,
+            (error: unknown) => error,
+          ),
+        ),
+      )
+      for (const error of during)
+        expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', hint: expect.stringContaining('retry') })
+      cluster.start()
+      // The same server processes, no restart of theirs: the pools reconnect by themselves.
+      const after = await waitFor(async () => register(server.port, 'restart.after').catch(() => undefined))
+      const sessions = [await login(server.port, 'restart.after', after)]
+      for (const [name, secret] of before) sessions.push(await login(server.port, name, secret))
+      const store = await openAt(cluster.url)
+      try {
+        for (const name of [...before.keys(), 'restart.after']) expect(await store.has(`user/${name}`)).toBe(true)
+        for (const id of sessions) expect(await store.has(`session/${id}`)).toBe(true)
+      } finally {
+        await store.close()
+      }
+    } finally {
+      await server.stop()
+      cluster.remove()
+    }
+  })
+
   it('the database going away under load: calls get ERR_STORE_UNAVAILABLE, the servers reconnect, nothing acknowledged is lost', async () => {
     const db = await database()
     const proxy = await startProxy(5432)
@@ -389,6 +432,53 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
     }
   })
 })
+
+/**
+ * A PostgreSQL cluster of this test's own (initdb in a temporary directory, on a free port), so
+ * that it can be stopped and started for real while the other test files go on using the
+ * machine's. As root, its programs run as the `postgres` user (initdb refuses root).
+ */
+async function privateCluster(): Promise<{ url: string; stop(): void; start(): void; remove(): void } | undefined> {
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort() : []
+  const bin = versions.length > 0 ? join('/usr/lib/postgresql', versions.at(-1)!, 'bin') : undefined
+  if (!bin || !existsSync(join(bin, 'initdb'))) {
+    if (process.env.CI) throw new Error("PostgreSQL's initdb is not installed (CI installs postgresql: see .ci/run)")
+    console.warn("skipping: PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)")
+    return undefined
+  }
+  const home = mkdtempSync(join(tmpdir(), 'securelogin-pg-'))
+  const asRoot = process.getuid?.() === 0
+  if (asRoot) execFileSync('chown', ['postgres', home])
+  const run = (args: string[]) =>
+    asRoot
+      ? execFileSync('su', ['postgres', '-c', args.map((a) => `'${a}'`).join(' ')], { stdio: 'ignore' })
+      : execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' })
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+  const data = join(home, 'data')
+  run([join(bin, 'initdb'), '-D', data, '-A', 'trust', '-U', 'postgres'])
+  const options = `-p ${port} -k ${home} -c listen_addresses=127.0.0.1`
+  const start = () => run([join(bin, 'pg_ctl'), '-D', data, '-o', options, '-l', join(home, 'log'), '-w', 'start'])
+  const stop = () => run([join(bin, 'pg_ctl'), '-D', data, '-m', 'fast', '-w', 'stop'])
+  start()
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    start,
+    stop,
+    remove() {
+      try {
+        stop()
+      } catch {
+        // already stopped
+      }
+      rmSync(home, { recursive: true, force: true })
+    },
+  }
+}
 
 async function admin(sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: ADMIN_URL })
