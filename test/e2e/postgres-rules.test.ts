@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,6 +12,7 @@ import { generateTotp } from '../../src/auth/totp.js'
 import { DEFAULT_PASSWORD_KDF, stretchPassword } from '../../src/auth/password-stretch.js'
 import { SecureLoginError } from '../../src/protocol/errors.js'
 import { storeLocation } from '../../src/cli/store-location.js'
+import { issueBootstrapToken, roleIndexKey } from '../../src/server/invites.js'
 import type { Store } from '../../src/store/index.js'
 import { makeCerts, makeTempDir } from '../helpers/env.js'
 import { killAllCli, runCliToEnd } from '../helpers/cli.js'
@@ -236,13 +238,29 @@ let root: Person
 let second: Person
 
 describe.skipIf(!run)('three server processes on one database', () => {
-  it('the bootstrap token is spent once: three registrations with it, one per server at once, make one system_admin', async () => {
-    const token = (await readFile(join(dir, 'bootstrap-2'), 'utf8')).trim()
-    noteSecret('bootstrap token', token)
-    const { registered, person } = await raceRegistrations(['boot.a', 'boot.b', 'boot.c'], token)
-    // One attempt: a store has one live bootstrap token until its first system_admin exists.
-    expect(registered).toHaveLength(1)
-    root = person!
+  it(`the bootstrap token is spent once: ${ATTEMPTS} tokens, each used by three registrations, one per server, at once`, async () => {
+    // A store has a bootstrap token only while it has no system_admin, and a server makes one
+    // at its start: between attempts the test takes the winner's account out of the store and
+    // makes the next token itself, as a server starting on such a store would.
+    let token = (await readFile(join(dir, 'bootstrap-2'), 'utf8')).trim()
+    const store = await openStore()
+    try {
+      for (let i = 0; i < ATTEMPTS; i++) {
+        noteSecret('bootstrap token', token)
+        const { registered, person } = await raceRegistrations([`boot.${i}.a`, `boot.${i}.b`, `boot.${i}.c`], token)
+        expect(registered, `attempt ${i}`).toHaveLength(1)
+        root = person!
+        if (i === ATTEMPTS - 1) break
+        await store.commit([
+          { key: `user/${root.name}`, delete: true },
+          { key: roleIndexKey('system_admin', root.name), delete: true },
+        ])
+        token = (await issueBootstrapToken(store, clock.ms, randomBytes))!.token
+        clock.advance(60_000)
+      }
+    } finally {
+      await store.close()
+    }
     const { conn } = await loggedIn(0, root)
     const { role } = await call(conn, 'whoami', {})
     expect(role).toBe('system_admin')
