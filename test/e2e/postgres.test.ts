@@ -347,39 +347,9 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
   it('PostgreSQL restarted under load (a cluster of its own): calls get ERR_STORE_UNAVAILABLE, the servers reconnect, nothing acknowledged is lost', async () => {
     const cluster = await privateCluster()
     if (!cluster) return
-    const server = await startServerProcess(dir, passphraseFile, serverArgs(cluster.url, ['--workers', '2']))
     try {
-      clock.nextStep()
-      const before = new Map<string, string>()
-      for (let i = 0; i < 4; i++) before.set(`restart.${i}`, await register(server.port, `restart.${i}`))
-      cluster.stop()
-      const during = await Promise.all(
-        [
-          register(server.port, 'restart.during'),
-          ...[...before].map(([name, secret]) => login(server.port, name, secret)),
-        ].map((attempt) =>
-          attempt.then(
-            () => undefined,
-            (error: unknown) => error,
-          ),
-        ),
-      )
-      for (const error of during)
-        expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', hint: expect.stringContaining('retry') })
-      cluster.start()
-      // The same server processes, no restart of theirs: the pools reconnect by themselves.
-      const after = await waitFor(async () => register(server.port, 'restart.after').catch(() => undefined))
-      const sessions = [await login(server.port, 'restart.after', after)]
-      for (const [name, secret] of before) sessions.push(await login(server.port, name, secret))
-      const store = await openAt(cluster.url)
-      try {
-        for (const name of [...before.keys(), 'restart.after']) expect(await store.has(`user/${name}`)).toBe(true)
-        for (const id of sessions) expect(await store.has(`session/${id}`)).toBe(true)
-      } finally {
-        await store.close()
-      }
+      await survivesOutage(cluster.url, cluster.url, 'restart', cluster.stop, cluster.start)
     } finally {
-      await server.stop()
       cluster.remove()
     }
   })
@@ -389,49 +359,58 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
     const proxy = await startProxy(5432)
     const viaProxy = new URL(db.url)
     viaProxy.port = String(proxy.port)
-    const server = await startServerProcess(dir, passphraseFile, serverArgs(viaProxy.toString(), ['--workers', '2']))
     try {
-      clock.nextStep()
-      const before = new Map<string, string>()
-      for (let i = 0; i < 4; i++) before.set(`before.${i}`, await register(server.port, `before.${i}`))
-
-      // Under way at once: a registration and a login of each person, all while it is down.
-      proxy.down()
-      const during = await Promise.all(
-        [
-          register(server.port, 'during.outage'),
-          ...[...before].map(([name, secret]) => login(server.port, name, secret)),
-        ].map((attempt) =>
-          attempt.then(
-            () => undefined,
-            (error: unknown) => error,
-          ),
-        ),
-      )
-      for (const error of during) {
-        expect(error).toBeInstanceOf(SecureLoginError)
-        expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', hint: expect.stringContaining('retry') })
-      }
-      proxy.up()
-
-      // The same servers, no restart: the pools reconnect by themselves.
-      const after = await waitFor(async () => register(server.port, 'after.outage').catch(() => undefined))
-      const sessions = [await login(server.port, 'after.outage', after)]
-      for (const [name, secret] of before) sessions.push(await login(server.port, name, secret))
-      const store = await openAt(db.url)
-      try {
-        for (const name of [...before.keys(), 'after.outage']) expect(await store.has(`user/${name}`)).toBe(true)
-        for (const id of sessions) expect(await store.has(`session/${id}`)).toBe(true)
-      } finally {
-        await store.close()
-      }
-      expect(server.log()).not.toContain(URL_PASSWORD)
+      await survivesOutage(viaProxy.toString(), db.url, 'relay', proxy.down, proxy.up)
     } finally {
-      await server.stop()
       await proxy.close()
     }
   })
 })
+
+/**
+ * Two workers on `store`: four people registered, then, while the database is down, a
+ * registration and a login of each at once (every one ERR_STORE_UNAVAILABLE with its hint), then
+ * the same server processes (no restart of theirs: the pools reconnect by themselves) register
+ * and log everyone in, and every acknowledged account and session is in the database.
+ */
+async function survivesOutage(store: string, direct: string, prefix: string, down: () => void, up: () => void) {
+  const server = await startServerProcess(dir, passphraseFile, serverArgs(store, ['--workers', '2']))
+  try {
+    clock.nextStep()
+    const before = new Map<string, string>()
+    for (let i = 0; i < 4; i++) before.set(`${prefix}.${i}`, await register(server.port, `${prefix}.${i}`))
+    down()
+    const during = await Promise.all(
+      [
+        register(server.port, `${prefix}.during`),
+        ...[...before].map(([name, secret]) => login(server.port, name, secret)),
+      ].map((attempt) =>
+        attempt.then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+      ),
+    )
+    for (const error of during) {
+      expect(error).toBeInstanceOf(SecureLoginError)
+      expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', hint: expect.stringContaining('retry') })
+    }
+    up()
+    const after = await waitFor(async () => register(server.port, `${prefix}.after`).catch(() => undefined))
+    const sessions = [await login(server.port, `${prefix}.after`, after)]
+    for (const [name, secret] of before) sessions.push(await login(server.port, name, secret))
+    const opened = await openAt(direct)
+    try {
+      for (const name of [...before.keys(), `${prefix}.after`]) expect(await opened.has(`user/${name}`)).toBe(true)
+      for (const id of sessions) expect(await opened.has(`session/${id}`)).toBe(true)
+    } finally {
+      await opened.close()
+    }
+    expect(server.log()).not.toContain(URL_PASSWORD)
+  } finally {
+    await server.stop()
+  }
+}
 
 /**
  * A PostgreSQL cluster of this test's own (initdb in a temporary directory, on a free port), so
