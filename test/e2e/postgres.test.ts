@@ -344,6 +344,31 @@ describe.skipIf(!run)('the store on PostgreSQL', () => {
     expect(verified.out[0]).toMatchObject({ ok: true, audit: { ok: true } })
   })
 
+  it('TLS to the database when the URL asks: verify-full against its certificate works, another certificate is refused', async () => {
+    const cluster = await privateCluster({ tls: true })
+    if (!cluster) return
+    try {
+      const url = (root: string) => `${cluster.url}?sslmode=verify-full&sslrootcert=${join(cluster.home, root)}`
+      const made = await storeCli(
+        'init',
+        '--store',
+        url('server.crt'),
+        '--passphrase-file',
+        passphraseFile,
+        '--kdf-logn',
+        '10',
+      )
+      expect(made.code, made.stderr).toBe(0)
+      const verified = await storeCli('verify', '--store', url('server.crt'), '--passphrase-file', passphraseFile)
+      expect(verified.code, verified.stderr).toBe(0)
+      const refused = await storeCli('verify', '--store', url('other.crt'), '--passphrase-file', passphraseFile)
+      expect(refused.code).toBe(1)
+      expect(refused.err.at(-1)).toMatchObject({ code: expect.stringMatching(/^ERR_STORE_(IO|UNAVAILABLE)$/) })
+    } finally {
+      cluster.remove()
+    }
+  })
+
   it('PostgreSQL restarted under load (a cluster of its own): calls get ERR_STORE_UNAVAILABLE, the servers reconnect, nothing acknowledged is lost', async () => {
     const cluster = await privateCluster()
     if (!cluster) return
@@ -417,7 +442,9 @@ async function survivesOutage(store: string, direct: string, prefix: string, dow
  * that it can be stopped and started for real while the other test files go on using the
  * machine's. As root, its programs run as the `postgres` user (initdb refuses root).
  */
-async function privateCluster(): Promise<{ url: string; stop(): void; start(): void; remove(): void } | undefined> {
+async function privateCluster(
+  opts: { tls?: boolean } = {},
+): Promise<{ url: string; home: string; stop(): void; start(): void; remove(): void } | undefined> {
   const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort() : []
   const bin = versions.length > 0 ? join('/usr/lib/postgresql', versions.at(-1)!, 'bin') : undefined
   if (!bin || !existsSync(join(bin, 'initdb'))) {
@@ -440,12 +467,45 @@ async function privateCluster(): Promise<{ url: string; stop(): void; start(): v
   })
   const data = join(home, 'data')
   run([join(bin, 'initdb'), '-D', data, '-A', 'trust', '-U', 'postgres'])
-  const options = `-p ${port} -k ${home} -c listen_addresses=127.0.0.1`
+  let options = `-p ${port} -k ${home} -c listen_addresses=127.0.0.1`
+  if (opts.tls) {
+    // A certificate for 127.0.0.1, which a client with sslmode=verify-full checks by name.
+    for (const [name, subject] of [
+      ['server', '127.0.0.1'],
+      ['other', 'another database'],
+    ] as const)
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-keyout',
+          join(home, `${name}.key`),
+          '-out',
+          join(home, `${name}.crt`),
+          '-subj',
+          `/CN=${subject}`,
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      )
+    if (asRoot) execFileSync('chown', ['postgres', join(home, 'server.key'), join(home, 'server.crt')])
+    options += ` -c ssl=on -c ssl_cert_file=${join(home, 'server.crt')} -c ssl_key_file=${join(home, 'server.key')}`
+  }
   const start = () => run([join(bin, 'pg_ctl'), '-D', data, '-o', options, '-l', join(home, 'log'), '-w', 'start'])
   const stop = () => run([join(bin, 'pg_ctl'), '-D', data, '-m', 'fast', '-w', 'stop'])
   start()
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    home,
     start,
     stop,
     remove() {
