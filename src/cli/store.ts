@@ -188,12 +188,7 @@ export async function runStoreCompact(args: WritingStoreArgs): Promise<void> {
   checkPassphraseSource(args.passphraseFile)
   const location = storeLocation(args.store)
   await withLock(location, args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
-    const store = await location.open(passphrase, lock, {
-      onReport: report,
-      autoCompact: false,
-      ...rollbackOf(location, args),
-    })
+    const { store } = await openToWrite(location, args, lock, report)
     try {
       const result = await store.compact()
       if (args.json) {
@@ -233,12 +228,7 @@ export async function runStoreRekey(
   }
   const location = storeLocation(args.store)
   await withLock(location, args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
-    const store = await location.open(passphrase, lock, {
-      onReport: report,
-      autoCompact: false,
-      ...rollbackOf(location, args),
-    })
+    const { store, passphrase } = await openToWrite(location, args, lock, report)
     try {
       const next = await readPassphrase({ file: args.newPassphraseFile, isNew: true, storePath: location.shown })
       if (next === passphrase) throw usageError('the new passphrase is the old one')
@@ -260,8 +250,7 @@ export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<
   checkPassphraseSource(args.passphraseFile)
   const location = storeLocation(args.store)
   const rotated = await withLock(location, args, async (lock, report) => {
-    const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
-    const store = await location.open(passphrase, lock, { onReport: report, ...rollbackOf(location, args) })
+    const { store } = await openToWrite(location, args, lock, report)
     try {
       const nowMs = Date.now()
       const rotation = await SigningKeys.rotate(store, nowMs)
@@ -300,6 +289,17 @@ export async function runStoreRotateSigningKey(args: WritingStoreArgs): Promise<
         'fetch it again\n',
     )
   }
+}
+
+/** The passphrase, then the store opened for a command that writes (no compaction of its own). */
+async function openToWrite(location: StoreLocation, args: WritingStoreArgs, lock: StoreLock, report: Report) {
+  const passphrase = await readPassphrase({ file: args.passphraseFile, isNew: false, storePath: location.shown })
+  const store = await location.open(passphrase, lock, {
+    onReport: report,
+    autoCompact: false,
+    ...rollbackOf(location, args),
+  })
+  return { store, passphrase }
 }
 
 /** Takes the lock before asking for a passphrase, so that a store in use is refused at once. */
