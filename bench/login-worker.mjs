@@ -1,14 +1,26 @@
-// One load thread of `npm run bench -- login` (bench/login.mjs): runs `connections` loops, each a
-// full login after another over its own new TLS 1.3 connection (handshake, login_start ->
-// challenge, login_proof -> server_proof, login_otp -> welcome), or with `handshakeOnly` just the
-// handshake. The client's SRP maths is on OpenSSL (srp-math's modPow), not the package's jsbn, so
+// One load thread of `npm run bench -- login` (bench/login.mjs): full logins, each over its own new
+// TLS 1.3 connection (handshake, login_start -> challenge, login_proof -> server_proof,
+// login_otp -> welcome), or with `handshakeOnly` just the handshake, in one of two modes a phase:
+//   closed loop  `connections` loops, each awaiting its login before the next: as fast as the server
+//                answers, or each paced to its share of `ratePerSecond`. A paced loop measures from
+//                when it really began, so a slow login hides those that should have started meanwhile
+//                (coordinated omission): the peak phase uses it, where "as fast as it answers" is the point.
+//   open loop    (`openLoop: true`) logins on a fixed schedule at `ratePerSecond`: login i is due at
+//                t0 + (i + phaseOffset) / rate, and starts then whether or not the ones before it have
+//                ended (a timer starts every login whose time has come), up to `maxInFlight` at once;
+//                past it a due login waits its turn in a queue. Each login is measured both from its
+//                scheduled start (`latencies`, the open-loop figure: wrk2's correction for coordinated
+//                omission) and from when it really began (`service`). Scheduling stops at the phase's
+//                duration; logins not answered `graceMs` after that are cut off and counted as failures.
+// The client's SRP maths is on OpenSSL (srp-math's modPow), not the package's jsbn, so
 // that the load side is not the bottleneck; its proofs are exactly what the package computes (the
-// server checks them). Latency is from the connect call to the welcome.
+// server checks them). A login's latency ends at the welcome; its real start is the connect call.
 // The client's ephemeral pairs (a, A = g^a) are made before each phase, outside its time and CPU
 // figures, as a client could make them ahead of time: each is used once. They were a third of the
 // load's CPU, on the same two cores as the server. If a phase runs out, the rest are made inline
 // (counted in `madeInline`).
 import { randomBytes, X509Certificate } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { connect, createSecureContext } from 'node:tls'
 import { parentPort, workerData } from 'node:worker_threads'
 import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
@@ -23,11 +35,13 @@ const STEP_MS = 30_000
 
 // The thread lives for the whole benchmark: its users and OpenSSL's group check (about 0.6 s, at
 // the first exponentiation) are paid once, before the first phase; each phase is a message.
-const { ca, users } = workerData
+const { ca, users, thread } = workerData
 let port
 let renew = false
 let stopAt
 let latencies
+/** Each login's time from its real start (the same as `latencies` in a closed loop). */
+let service
 let failures
 let next = 0
 let madeInline
@@ -62,9 +76,19 @@ function nextUser() {
 const secureContext = createSecureContext({ minVersion: 'TLSv1.3' })
 const pinned = new X509Certificate(ca).raw
 
-function open() {
+/**
+ * A new connection, from `localAddress` when given; `signal`, when it aborts, ends it (and refuses
+ * to open one).
+ */
+function open({ localAddress, signal } = {}) {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, secureContext, rejectUnauthorized: false })
+    if (signal?.aborted) return reject(signal.reason)
+    const socket = connect({ host: '127.0.0.1', port, localAddress, secureContext, rejectUnauthorized: false })
+    if (signal) {
+      const abort = () => socket.destroy(signal.reason)
+      signal.addEventListener('abort', abort, { once: true })
+      socket.once('close', () => signal.removeEventListener('abort', abort))
+    }
     socket.setNoDelay(true)
     socket.once('secureConnect', () => {
       if (socket.getPeerX509Certificate()?.raw.equals(pinned)) return resolve(socket)
@@ -109,11 +133,12 @@ function ephemeral() {
 const big = (bytes) => BigInt(`0x${bytes.toString('hex')}`)
 const bytesOf = (n) => Buffer.from(n.toString(16).padStart(RFC5054_2048.byteLength * 2, '0'), 'hex')
 
-async function login() {
+/** One login over a new connection (`how` goes to open()): when it really began and when it ended. */
+async function login(how) {
   const { user, step } = nextUser()
   const code = await generateTotp(user.totp, step * STEP_MS + 1000)
   const started = performance.now()
-  const socket = await open()
+  const socket = await open(how)
   try {
     const decoder = new FrameDecoder()
     // A = g^a, made ahead
@@ -140,14 +165,19 @@ async function login() {
   } finally {
     socket.destroy()
   }
-  return performance.now() - started
+  return { started, ended: performance.now() }
 }
 
-async function handshake() {
+async function handshake(how) {
   const started = performance.now()
-  const socket = await open()
+  const socket = await open(how)
   socket.destroy()
-  return performance.now() - started
+  return { started, ended: performance.now() }
+}
+
+function failed(error) {
+  const why = String(error?.message ?? error).slice(0, 80)
+  failures.set(why, (failures.get(why) ?? 0) + 1)
 }
 
 async function loop(index, { connections, ratePerSecond, handshakeOnly }) {
@@ -161,11 +191,105 @@ async function loop(index, { connections, ratePerSecond, handshakeOnly }) {
       due += interval
     }
     try {
-      latencies.push(await (handshakeOnly ? handshake() : login()))
+      const { started, ended } = await (handshakeOnly ? handshake() : login())
+      latencies.push(ended - started)
+      service.push(ended - started)
     } catch (error) {
-      const why = String(error?.message ?? error).slice(0, 80)
-      failures.set(why, (failures.get(why) ?? 0) + 1)
+      failed(error)
     }
+  }
+}
+
+/** What a login still running, or still waiting for its turn, when the grace runs out counts as. */
+const NOT_ANSWERED = 'not answered within the phase + grace'
+/** The server takes at most this many connections at once from one address (its default). */
+const PER_ADDRESS = 64
+
+/**
+ * Logins on a fixed schedule (see the top of the file), and once it ends, until every one started
+ * has ended or `graceMs` has passed. Resolves when nothing of the phase is left running.
+ */
+async function openLoop({
+  durationMs,
+  ratePerSecond,
+  phaseOffset = 0,
+  maxInFlight = 1024,
+  graceMs = 10_000,
+  handshakeOnly,
+}) {
+  // Past PER_ADDRESS connections from one address the server refuses more: this thread's
+  // connections come from as many loopback addresses of its own as its cap needs, in turn.
+  const addresses = Array.from(
+    { length: Math.ceil(maxInFlight / PER_ADDRESS) },
+    (_, i) => `127.0.${thread + 1}.${i + 1}`,
+  )
+  const cutOff = new AbortController()
+  // One listener for each connection open at once.
+  setMaxListeners(maxInFlight + 1, cutOff.signal)
+  const interval = 1000 / ratePerSecond
+  const t0 = performance.now()
+  const end = t0 + durationMs
+  /** Scheduled starts of due logins waiting for one in flight to end, first due first. */
+  const waiting = []
+  let due = 0
+  let inFlight = 0
+  let opened = 0
+  let scheduling = true
+  let ended
+  const allEnded = new Promise((resolve) => (ended = resolve))
+  let scheduledAll
+  const allScheduled = new Promise((resolve) => (scheduledAll = resolve))
+  const checkEnded = () => {
+    if (!scheduling && inFlight === 0 && waiting.length === 0) ended()
+  }
+  const start = async (scheduled) => {
+    inFlight++
+    const how = { localAddress: addresses[opened++ % addresses.length], signal: cutOff.signal }
+    try {
+      const { started: began, ended: at } = await (handshakeOnly ? handshake(how) : login(how))
+      if (!cutOff.signal.aborted) {
+        latencies.push(at - scheduled)
+        service.push(at - began)
+      }
+    } catch (error) {
+      if (!cutOff.signal.aborted) failed(error)
+    }
+    inFlight--
+    if (waiting.length > 0) start(waiting.shift())
+    else checkEnded()
+  }
+  // Starts every login whose time has come, then sleeps until the next one's.
+  const tick = () => {
+    const now = performance.now()
+    for (;;) {
+      // (A rate of 0 schedules nothing: its first time is NaN or Infinity.)
+      const scheduled = t0 + (due + phaseOffset) * interval
+      if (!(scheduled < end)) {
+        scheduling = false
+        scheduledAll()
+        return checkEnded()
+      }
+      if (scheduled > now) return setTimeout(tick, scheduled - now)
+      due++
+      if (inFlight < maxInFlight) start(scheduled)
+      else waiting.push(scheduled)
+    }
+  }
+  tick()
+  await allScheduled
+  // The phase lasts its whole schedule, even when its last login has ended before the end.
+  await new Promise((resolve) => setTimeout(resolve, end - performance.now()))
+  let graceTimer
+  const graceOver = new Promise((resolve) => (graceTimer = setTimeout(resolve, end + graceMs - performance.now())))
+  await Promise.race([allEnded, graceOver])
+  clearTimeout(graceTimer)
+  const unanswered = inFlight + waiting.length
+  if (unanswered > 0) {
+    failures.set(NOT_ANSWERED, unanswered)
+    waiting.length = 0
+    // Their connections end now, so that none runs on into the next phase.
+    cutOff.abort(new Error(NOT_ANSWERED))
+    await allEnded
   }
 }
 
@@ -185,8 +309,10 @@ parentPort.on('message', async (phase) => {
   renew = phase.renew ?? false
   stopAt = performance.now() + phase.durationMs
   latencies = []
+  service = []
   failures = new Map()
-  await Promise.all(Array.from({ length: phase.connections }, (_, i) => loop(i, phase)))
-  parentPort.postMessage({ latencies, failures: Object.fromEntries(failures), madeInline })
+  if (phase.openLoop) await openLoop(phase)
+  else await Promise.all(Array.from({ length: phase.connections }, (_, i) => loop(i, phase)))
+  parentPort.postMessage({ latencies, service, failures: Object.fromEntries(failures), madeInline })
 })
 parentPort.postMessage('ready')
