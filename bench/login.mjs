@@ -6,24 +6,54 @@
 // v = g^x still differ per user, and the server does for each exactly what it does for any user.
 // Each user gets its own TOTP secret. Then, per engine, the real server
 // (`node bin/securelogin server --srp-engine E --stage-times`) on 127.0.0.1 port 0, and load
-// from --threads worker threads with --connections concurrent loops in all
-// (bench/login-worker.mjs): each login is a new TLS 1.3 connection, login_start, login_proof,
-// login_otp, welcome. Phases:
+// from --threads worker threads (bench/login-worker.mjs): each login is a new TLS 1.3
+// connection, login_start, login_proof, login_otp, welcome. The load runs in one of two ways:
+//   closed loop  --connections loops in all, each awaiting its login before the next. The peak
+//                and handshakes phases: "as fast as the server answers" is what they measure.
+//   open loop    logins on a fixed schedule at a target rate (each thread its share, the threads'
+//                schedules interleaved), each started at its due time whether or not the ones
+//                before it have ended, up to --max-in-flight at once, and measured from its
+//                scheduled start (wrk2's correction for coordinated omission: a closed loop paced
+//                to a rate measures from when a busy loop got to a login, and so hides the logins a
+//                slow one held up). Each is also measured from its real start: the service time.
+//                Logins not answered --grace seconds after the schedule ends are failures, cut off.
+//                Open-loop connections come from loopback addresses of the load's own (127.0.T.x),
+//                as many as --max-in-flight needs at the server's 64 connections an address.
+// Phases:
 //   handshakes  connections that only do the TLS handshake: the server's CPU per handshake
-//   peak        as fast as the server answers
-//   half        at half the peak rate (openssl only): the latency a server has in hand
-//   half+kdf    the same while another client changes passwords back to back (openssl only):
+//   peak        as fast as the server answers (closed loop)
+//   half        at half the peak rate, open loop (openssl only): the latency a server has in hand
+//   half-closed the same rate from a closed loop paced to it, as this benchmark measured it before
+//               the open loop: for comparison
+//   tenth       a tenth of the peak rate, open loop (openssl only, with half; not where the curve
+//               runs, whose first point it is): what half's p99 is held against
+//   half+kdf    half the peak, open loop, while another client changes passwords back to back (openssl only):
 //               its scrypt stretches (twice per change) run in that client, a process of its
 //               own (bench/password-changer.mjs) at the idle CPU priority (--kdf-client), as
 //               they would run on the user's machine and not the server's
 //   half+recovery  the same while one more connection logs in and renews its recovery codes
-//               back to back (openssl only): the server hashes ten codes with scrypt each time,
-//               on its libuv thread pool
+//               back to back (openssl only): the server hashes ten codes with scrypt each time
 //   half+registrations  the same while a hostile client (bench/hostile-client.mjs, a process of
 //               its own) registers from 127.0.0.2 back to back at full speed, past its address's
 //               budget (the server runs with the default 20 an hour)
 //   half+never-read  the same while a hostile client pipelines 30 MB of jwks_get from 127.0.0.3
 //               on a connection it never reads, again on a new one each time the server ends it
+//   curve       (opt-in: --curve, or curve in --phases) open loop at 10%, 20% ... 100% of the
+//               peak, --curve-duration seconds each, after the other phases, in the first round,
+//               on every engine and store that has a peak. A table, and for each engine and store
+//               a JSON file, --curve-out/login-curve-ENGINE-STORE[-wN].json (N: the server's
+//               --workers): { benchmark: "login-curve", commit, date, machine, engine, store,
+//               workers, peakRate, points: [{ fraction, offered, achieved, logins, failed,
+//               openLoop: { p50, p95, p99, max }, service: { p50, p95, p99, max }, serverCores,
+//               loadCores, serverCpuPerLogin }] } (ms, logins/s, cores), and its SVG beside it
+//               (bench/chart.mjs)
+// Goals, each printed as `goal: ...: met` or `missed` (never an exit status), on the median over
+// --rounds, each round's figures first: at least 300 logins/s at peak; 15x the package engine;
+// open-loop p99 at half the peak under 20 ms (and the closed loop's beside it); that p99 within 3x
+// of the open-loop p50 at a tenth of the peak; the server's CPU per login at peak at most 1.3x its
+// TLS + SRP + TOTP CPU (file store); the server, not the load, limits the peak (its cores at peak
+// at least 0.9, a serving process's with --workers, and logins/s x CPU a login within 10% of
+// them); the half-peak p99 within 1.2x while passwords change, 2x while a hostile client works.
 // The server's event loop delay (perf_hooks, p99 and max over each phase) shows whether work
 // blocked its loop, apart from the latency the clients see.
 // Server CPU is read from /proc/PID/stat (user + system, 10 ms ticks) around each phase; SRP, TOTP
@@ -71,6 +101,7 @@ import {
   percentile,
   PG_ADMIN_URL,
   processCpuMs,
+  ROOT,
   shownUrl,
   startServerProcess,
   table,
@@ -82,8 +113,23 @@ const PASSWORD = 'the shared password of the benchmark users 7'
 const params = { group: RFC5054_2048, hash: 'sha256', kRule: 'package' }
 const STORE_KDF = { name: 'scrypt', logN: 10, r: 8, p: 1 }
 
-/** Every phase, in the order they run; the half-peak ones run on the openssl engine only. */
-const PHASES = ['handshakes', 'peak', 'half', 'half+kdf', 'half+recovery', 'half+registrations', 'half+never-read']
+/**
+ * Every phase of `--phases all`, in the order they run; the half-peak ones run on the openssl
+ * engine only. With half, `tenth` runs too (unless the curve does, whose first point it is).
+ */
+const PHASES = [
+  'handshakes',
+  'peak',
+  'half',
+  'half-closed',
+  'half+kdf',
+  'half+recovery',
+  'half+registrations',
+  'half+never-read',
+]
+/** Opt-in: open loop at 10%, 20% ... 100% of the peak, after the other phases (also --curve). */
+const CURVE = 'curve'
+const CURVE_OUT = join(ROOT, 'docs', 'perf')
 const STORES = ['file', 'postgres']
 
 const DEFAULTS = {
@@ -101,21 +147,36 @@ const DEFAULTS = {
   pgSettle: '11',
   cpuProf: '',
   kdfClient: 'idle',
+  curve: false,
+  curveDuration: '',
+  curveOut: '',
+  maxInFlight: '1024',
+  grace: '10',
   help: false,
 }
 const HELP = `usage: npm run bench -- login [options]
   --users 9000          accounts in the store (each can log in at most twice per 30 s: TOTP codes are single-use)
-  --connections 16      concurrent logins in all
+  --connections 16      concurrent logins in all, in the closed-loop phases (handshakes, peak, half-closed)
   --threads 2           load threads (worker threads in this process)
   --duration 8          seconds per phase
   --engines openssl,package   SRP engines to compare, in this order
-  --phases all          phases to run, of ${PHASES.join(', ')}
-                        (the half ones need peak, and run on the openssl engine only)
+  --phases all          phases to run: all (${PHASES.join(', ')}), or some of them, and curve
+                        (the half ones and the curve need peak; the half ones run on the openssl engine only;
+                        with half, tenth runs too unless the curve does)
+  --curve               also the curve: open loop at 10%, 20% ... 100% of the peak, in the first round, on each engine
+                        and store; a table, and each as JSON (login-curve-ENGINE-STORE[-wN].json) and SVG
+  --curve-duration S    seconds per point of the curve (default: --duration)
+  --curve-out docs/perf where the curve's JSON and SVG go
+  --max-in-flight 1024  open loop: logins under way at once in all, at most; a due login past it waits its turn
+                        (its latency still counts from its scheduled start)
+  --grace 10            open loop: seconds after the schedule ends that a login may still take; one not answered
+                        by then is a failure (and not in the percentiles)
   --store file          the store the server runs on: file, postgres, or file,postgres (both, in turn, in one run,
                         with their ratio of logins/s)
   --workers N           PostgreSQL only: the server runs with --workers N (its CPU is the sum over its processes;
-                        no split by stage then). Without it, one process
-  --rounds 1            run the stores in turn this many times; each round's ratio and their median are reported
+                        no split by stage then). Without it, one process; the file store is always one
+  --rounds 1            run the stores in turn this many times; each round's figures and their median are reported,
+                        and the goals are judged on the median
   --quiet-below 0.25    also the median over the rounds in which other work on the machine used fewer cores than
                         this in both peak phases
   --pg-url URL          PostgreSQL as a superuser, where each run makes its own database and drops it
@@ -124,7 +185,15 @@ const HELP = `usage: npm run bench -- login [options]
   --kdf-client idle     the half+kdf phase's password-changing client runs at this CPU priority: idle
                         (SCHED_IDLE, with chrt: it stands in for the user's own machine), low (nice 19),
                         normal (as the server and the load: it shares the two cores with them)
-  --cpu-prof DIR        run the server under node --cpu-prof, its profile into DIR (figures then include the profiler's cost)`
+  --cpu-prof DIR        run the server under node --cpu-prof, its profile into DIR (figures then include the profiler's cost)
+
+Latency: p50, p95, p99 of an open-loop phase run from each login's scheduled start; "service" from its real start
+(a closed-loop phase's figures are service times). Goals (printed as "goal: ...: met|missed", judged on the median over
+the rounds; a figure never makes the benchmark fail): at least 300 logins/s at peak (openssl); at least 15x the package
+engine; open-loop p99 at half the peak under 20 ms; that within 3x of the open-loop p50 at a tenth of the peak;
+server CPU per login at peak at most 1.3x its TLS + SRP + TOTP CPU (file store; needs handshakes); the server, not the
+load, limits the peak (server cores at peak >= 0.9, a serving process's with --workers, and logins/s x CPU a login
+within 10% of them); p99 within 1.2x of half's while passwords change, within 2x while a hostile client works.`
 
 const log = (line) => process.stderr.write(`${line}\n`)
 
@@ -136,7 +205,13 @@ export async function main(args) {
   const threads = parseCount(options.threads)
   const durationMs = parseCount(options.duration) * 1000
   const engines = options.engines.split(',')
-  const phases = options.phases === 'all' ? PHASES : options.phases.split(',')
+  const named = options.phases.split(',')
+  const phases = named.flatMap((phase) => (phase === 'all' ? PHASES : [phase]))
+  const curve = options.curve || phases.includes(CURVE)
+  const curveDurationMs = options.curveDuration === '' ? durationMs : parseCount(options.curveDuration) * 1000
+  const curveOut = options.curveOut === '' ? CURVE_OUT : options.curveOut
+  const maxInFlight = parseCount(options.maxInFlight)
+  const graceMs = Number(options.grace) * 1000
   const stores = options.store.split(',')
   const rounds = parseCount(options.rounds)
   const workerCount = options.workers === '' ? undefined : parseCount(options.workers)
@@ -148,9 +223,11 @@ export async function main(args) {
   for (const engine of engines)
     if (!['openssl', 'package'].includes(engine)) throw new UsageError(`unknown engine ${engine}`)
   for (const phase of phases)
-    if (!PHASES.includes(phase)) throw new UsageError(`unknown phase ${phase} (--help lists them)`)
-  if (phases.some((phase) => phase.startsWith('half')) && !phases.includes('peak'))
-    throw new UsageError('the half-peak phases need the peak phase: add peak to --phases')
+    if (!PHASES.includes(phase) && phase !== CURVE) throw new UsageError(`unknown phase ${phase} (--help lists them)`)
+  if ((curve || phases.some((phase) => phase.startsWith('half'))) && !phases.includes('peak'))
+    throw new UsageError('the half-peak phases and the curve need the peak phase: add peak to --phases')
+  if (!Number.isFinite(graceMs) || graceMs < 0) throw new UsageError('--grace is a number of seconds')
+  if (maxInFlight < threads) throw new UsageError('--max-in-flight must be at least --threads')
   for (const store of stores)
     if (!STORES.includes(store)) throw new UsageError(`--store takes ${STORES.join(', ')}, or both: file,postgres`)
   if (new Set(stores).size !== stores.length) throw new UsageError('--store names each kind once')
@@ -194,6 +271,8 @@ export async function main(args) {
 
   const results = []
   const starts = []
+  /** The curves written: their files, or why there is no SVG. */
+  const curves = []
   try {
     const passphraseFile = join(dir, 'passphrase')
     await writeFile(passphraseFile, `${PASSPHRASE}\n`, { mode: 0o600 })
@@ -244,6 +323,8 @@ export async function main(args) {
               connections,
               durationMs,
               monitor: onPg ? monitor : undefined,
+              maxInFlight,
+              graceMs,
               ...opts,
             })
             Object.assign(result, { store: label, kind: store, round, tlsMs: handshakeCpu })
@@ -260,35 +341,54 @@ export async function main(args) {
             step('peak')
             peak = await run('peak', {})
           }
+          // The curve runs in the first round; without it, a tenth of the peak is the half phase's reference.
+          const curveHere = curve && round === 1 && peak !== undefined
+          const open = (phase, fraction, opts = {}) =>
+            run(phase, { openLoop: true, ratePerSecond: rateAt(peak, fraction), ...opts })
           if (engine === 'openssl' && peak) {
-            const rate = Math.round(peak.rate / 2)
+            const half = rateAt(peak, 0.5)
             if (phases.includes('half')) {
-              step(`half the peak (${rate}/s)`)
-              await run('half', { ratePerSecond: rate })
+              step(`half the peak, open loop (${half}/s)`)
+              await open('half', 0.5)
             }
-            if (phases.includes('half+kdf')) {
-              step('half the peak while passwords change')
-              await run('half+kdf', {
-                ratePerSecond: rate,
-                background: () => changePasswords(server.port, ca, changers, kdfClient),
-              })
+            if (phases.includes('half-closed')) {
+              step(`half the peak, closed loop (${half}/s)`)
+              await run('half-closed', { ratePerSecond: half })
             }
-            if (phases.includes('half+recovery')) {
-              step('half the peak while recovery codes are renewed')
-              renewer ??= (await startLoad(ca, renewers, 1))[0]
-              await run('half+recovery', {
-                ratePerSecond: rate,
-                background: () => renewRecoveryCodes(renewer, server.port, durationMs),
-              })
+            if (phases.includes('half') && !curveHere) {
+              step(`a tenth of the peak, open loop (${rateAt(peak, 0.1)}/s)`)
+              await open('tenth', 0.1)
             }
-            for (const mode of ['registrations', 'never-read']) {
-              if (!phases.includes(`half+${mode}`)) continue
-              step(`half the peak while a hostile client sends ${mode}`)
-              await run(`half+${mode}`, {
-                ratePerSecond: rate,
-                background: () => hostileClient(mode, server.port),
-              })
+            const backgrounds = {
+              'half+kdf': ['while passwords change', () => changePasswords(server.port, ca, changers, kdfClient)],
+              'half+recovery': [
+                'while recovery codes are renewed',
+                () => renewRecoveryCodes(renewer, server.port, durationMs),
+              ],
+              ...Object.fromEntries(
+                ['registrations', 'never-read'].map((mode) => [
+                  `half+${mode}`,
+                  [`while a hostile client sends ${mode}`, () => hostileClient(mode, server.port)],
+                ]),
+              ),
             }
+            for (const [phase, [what, background]] of Object.entries(backgrounds)) {
+              if (!phases.includes(phase)) continue
+              step(`half the peak ${what}`)
+              if (phase === 'half+recovery') renewer ??= (await startLoad(ca, renewers, 1))[0]
+              await open(phase, 0.5, { background })
+            }
+          }
+          if (curveHere) {
+            const points = []
+            for (let tenths = 1; tenths <= 10; tenths++) {
+              step(`the curve, ${tenths * 10}% of the peak (${rateAt(peak, tenths / 10)}/s)`)
+              const point = await open(`curve ${tenths * 10}%`, tenths / 10, { durationMs: curveDurationMs })
+              points.push(Object.assign(point, { fraction: tenths / 10 }))
+            }
+            curves.push(
+              await writeCurve(curveOut, { code, engine, kind: store, workers: processes, peak: peak.rate, points }),
+            )
           }
           await server.stop()
           server = undefined
@@ -299,12 +399,59 @@ export async function main(args) {
     await cleanUp()
   }
   report(results, { threads, connections, kdfClient, stores, rounds, workerCount, quietBelow })
+  for (const { json, svg, note } of curves)
+    console.log(`curve: ${json}${svg ? `, ${svg}` : ''}${note ? ` (${note})` : ''}`)
   console.log(
     `server start, from spawn to listening: ${starts.map((start) => `${start.store}${rounds > 1 ? ` (round ${start.round})` : ''} ${ms(start.ms)}`).join(', ')}`,
   )
   if (codeVersion().dist !== code.dist)
     console.log('\nWARNING: dist/ changed while the benchmark ran: the figures may mix two versions. Run it again.')
   return 0
+}
+
+/** `fraction` of the peak's logins/s, to a tenth of a login a second: an open-loop phase's rate. */
+const rateAt = (peak, fraction) => Math.round(peak.rate * fraction * 10) / 10
+
+/**
+ * The curve of one engine and store as JSON, in DIR/login-curve-ENGINE-STORE[-wN].json (N: the
+ * server's workers), and its SVG beside it (bench/chart.mjs, when it is there).
+ */
+async function writeCurve(dir, { code, engine, kind, workers, peak, points }) {
+  const round = (value, digits) => (Number.isFinite(value) ? Number(value.toFixed(digits)) : null)
+  const latencies = (figures) =>
+    Object.fromEntries(['p50', 'p95', 'p99', 'max'].map((key) => [key, round(figures[key], 2)]))
+  const curve = {
+    benchmark: 'login-curve',
+    commit: code.describe,
+    date: new Date().toISOString(),
+    machine: machine(),
+    engine,
+    store: kind,
+    workers: workers ?? 1,
+    peakRate: round(peak, 1),
+    points: points.map((point) => ({
+      fraction: point.fraction,
+      offered: point.offered,
+      achieved: round(point.rate, 1),
+      logins: point.ok,
+      failed: Object.values(point.failures).reduce((sum, n) => sum + n, 0),
+      openLoop: latencies(point),
+      service: latencies(point.service),
+      serverCores: round(point.serverCores, 3),
+      loadCores: round(point.loadCores, 3),
+      serverCpuPerLogin: round(point.serverCpuPerOpMs, 3),
+    })),
+  }
+  await mkdir(dir, { recursive: true })
+  const json = join(dir, `login-curve-${engine}-${kind}${workers === undefined ? '' : `-w${workers}`}.json`)
+  await writeFile(json, `${JSON.stringify(curve, null, 2)}\n`)
+  try {
+    // Another module, which may not be there yet: the JSON stands without it.
+    const { writeCurveSvg } = await import('./chart.mjs')
+    return { json, svg: await writeCurveSvg(json) }
+  } catch (error) {
+    return { json, note: `no SVG: ${error.message.split('\n')[0]}` }
+  }
 }
 
 /** Cores' worth of CPU the whole machine used over the next `wallMs` (undefined without /proc/stat). */
@@ -432,7 +579,6 @@ async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store
   return server
 }
 
-/** One phase: workers' latencies, the server's CPU and stage times over it, the load's CPU. */
 /** The load threads, started once: each gets its own users, so no two spend the same user's codes. */
 async function startLoad(ca, accounts, threads) {
   const perThread = Math.floor(accounts.length / threads)
@@ -442,7 +588,7 @@ async function startLoad(ca, accounts, threads) {
       (_, t) =>
         new Promise((resolve, reject) => {
           const worker = new Worker(new URL('./login-worker.mjs', import.meta.url), {
-            workerData: { ca, users: accounts.slice(t * perThread, (t + 1) * perThread) },
+            workerData: { ca, users: accounts.slice(t * perThread, (t + 1) * perThread), thread: t },
           })
           worker.once('message', () => resolve(worker))
           worker.once('error', reject)
@@ -468,6 +614,16 @@ function ask(worker, message) {
   })
 }
 
+/** p50, p95, p99 and max of latencies. */
+function percentiles(latencies) {
+  return {
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    p99: percentile(latencies, 99),
+    max: percentile(latencies, 100),
+  }
+}
+
 /** Client ephemerals each load thread makes before a phase: its share of the logins expected, and a quarter more. */
 const PEAK_GUESS_PER_SECOND = 500
 function ephemeralsFor({ ratePerSecond, durationMs, threads, handshakeOnly }) {
@@ -475,10 +631,30 @@ function ephemeralsFor({ ratePerSecond, durationMs, threads, handshakeOnly }) {
   return Math.ceil((1.25 * (ratePerSecond || PEAK_GUESS_PER_SECOND) * durationMs) / 1000 / threads)
 }
 
+/** Splits `total` over `threads`: thread t's share (the first ones take the remainder). */
+const shareOf = (total, threads, t) => Math.floor(total / threads) + (t < total % threads ? 1 : 0)
+
+/**
+ * One phase: the workers' latencies (closed loop, or with `openLoop` on a fixed schedule at
+ * `ratePerSecond`, each thread its share, their schedules interleaved), the server's CPU and stage
+ * times over it, the load's CPU.
+ */
 async function runPhase(
   server,
   workers,
-  { phase, engine, connections, durationMs, ratePerSecond = 0, handshakeOnly = false, background, monitor },
+  {
+    phase,
+    engine,
+    connections,
+    durationMs,
+    ratePerSecond = 0,
+    openLoop = false,
+    maxInFlight,
+    graceMs,
+    handshakeOnly = false,
+    background,
+    monitor,
+  },
 ) {
   const threads = workers.length
   const prepare = ephemeralsFor({ ratePerSecond, durationMs, threads, handshakeOnly })
@@ -495,10 +671,11 @@ async function runPhase(
     workers.map((worker, t) =>
       ask(worker, {
         port: server.port,
-        connections: Math.floor(connections / threads) + (t < connections % threads ? 1 : 0),
+        connections: shareOf(connections, threads, t),
         durationMs,
         ratePerSecond: ratePerSecond / threads,
         handshakeOnly,
+        ...(openLoop && { openLoop, phaseOffset: t / threads, maxInFlight: shareOf(maxInFlight, threads, t), graceMs }),
       }),
     ),
   )
@@ -518,6 +695,7 @@ async function runPhase(
     pg = monitor.delta(pgBefore, await monitor.read(), pgCpuAfter)
   }
   const latencies = outcomes.flatMap((o) => o.latencies)
+  const service = outcomes.flatMap((o) => o.service)
   const failures = {}
   for (const o of outcomes) for (const [why, n] of Object.entries(o.failures)) failures[why] = (failures[why] ?? 0) + n
   const ok = latencies.length
@@ -531,10 +709,15 @@ async function runPhase(
     failures,
     background: backgroundResult,
     madeInline: outcomes.reduce((sum, o) => sum + o.madeInline, 0),
+    openLoop,
+    // Offered: the schedule's rate (open loop); achieved: the logins answered over the phase's wall
+    // time, which runs on past the schedule until the last login in flight ends.
+    offered: openLoop ? ratePerSecond : NaN,
     rate: ok / (wallMs / 1000),
-    p50: percentile(latencies, 50),
-    p95: percentile(latencies, 95),
-    p99: percentile(latencies, 99),
+    // From each login's scheduled start in an open loop, from its real start in a closed one.
+    ...percentiles(latencies),
+    // From each login's real start (service time).
+    service: percentiles(service),
     processes: server.processes(),
     serverCpuPerOpMs: per(serverCpuMs),
     srpMs: stage('srp'),
@@ -646,7 +829,9 @@ function renewRecoveryCodes(worker, port, durationMs) {
   return { stop: () => {}, done }
 }
 
-function report(results, { threads, connections, kdfClient, stores, rounds, workerCount, quietBelow }) {
+function report(all, { threads, connections, kdfClient, stores, rounds, workerCount, quietBelow }) {
+  // The curve's points have a table of their own.
+  const results = all.filter((r) => r.fraction === undefined)
   const several = stores.length > 1 || rounds > 1
   console.log('')
   console.log(
@@ -657,9 +842,11 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
         'phase',
         'logins',
         'logins/s',
+        'offered/s',
         'p50',
         'p95',
         'p99',
+        'service p99',
         'server CPU/login',
         'TLS',
         'SRP',
@@ -688,10 +875,12 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
                     .join(', ')}${r.background.error ? `, then: ${r.background.error}` : ''})`
                 : ''),
         r.ok,
-        r.rate.toFixed(0),
+        perSecond(r.rate),
+        perSecond(r.offered),
         ms(r.p50),
         ms(r.p95),
         ms(r.p99),
+        ms(r.service.p99),
         ms(r.serverCpuPerOpMs),
         ms(r.tlsMs),
         ms(r.srpMs),
@@ -718,6 +907,12 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
         `note: ${r.store} ${r.engine} ${r.phase}: ${r.madeInline} client ephemerals were made inside the phase (more logins than prepared for): its load CPU includes them`,
       )
   console.log('')
+  console.log(
+    'p50, p95, p99: in the open-loop phases (offered/s: their schedule; all but handshakes, peak and half-closed) from each',
+  )
+  console.log(
+    "login's scheduled start; in the closed-loop ones from its real start. service p99: from its real start, in all.",
+  )
   console.log(`load: ${threads} threads, ${connections} connections; CPU on this machine: ${cpus().length} cores`)
   console.log(
     'other cores: CPU the machine spent on anything but the server, the load and PostgreSQL (/proc/stat), in cores',
@@ -793,8 +988,54 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
     )
   }
 
-  const peak = (engine, store, round) =>
-    results.find((r) => r.engine === engine && r.phase === 'peak' && r.kind === store && r.round === round)
+  const find = (phase, engine, store, round) =>
+    all.find((r) => r.phase === phase && r.engine === engine && r.kind === store && r.round === round)
+  const curves = new Map()
+  for (const r of all.filter((r) => r.fraction !== undefined)) {
+    const key = `${r.engine}, ${r.store}`
+    curves.set(key, [...(curves.get(key) ?? []), r])
+  }
+  for (const [key, points] of curves) {
+    const { rate } = find('peak', points[0].engine, points[0].kind, points[0].round)
+    console.log('')
+    console.log(`the curve, ${key}: open loop at each fraction of the peak (${perSecond(rate)}/s); p50 to max as above`)
+    console.log('')
+    console.log(
+      table(
+        [
+          'of peak',
+          'offered/s',
+          'achieved/s',
+          'logins',
+          'failed',
+          'p50',
+          'p95',
+          'p99',
+          'max',
+          'service p50',
+          'service p95',
+          'service p99',
+          'service max',
+          'server cores',
+          'load cores',
+          'server CPU/login',
+        ],
+        points.map((r) => [
+          `${Math.round(r.fraction * 100)}%`,
+          perSecond(r.offered),
+          perSecond(r.rate),
+          r.ok,
+          Object.values(r.failures).reduce((sum, n) => sum + n, 0),
+          ...['p50', 'p95', 'p99', 'max'].map((key) => ms(r[key])),
+          ...['p50', 'p95', 'p99', 'max'].map((key) => ms(r.service[key])),
+          r.serverCores.toFixed(2),
+          r.loadCores.toFixed(2),
+          ms(r.serverCpuPerOpMs),
+        ]),
+      ),
+    )
+  }
+  const peak = (engine, store, round) => find('peak', engine, store, round)
   const goal = (text, met) => console.log(`goal: ${text}: ${met ? 'met' : 'missed'}`)
   console.log('')
   if (stores.includes('file') && stores.includes('postgres')) {
@@ -880,6 +1121,11 @@ function report(results, { threads, connections, kdfClient, stores, rounds, work
         `${label}while recovery codes are renewed (the server's own scrypt): p99 ${(recovery.p99 / half.p99).toFixed(2)}x, event loop delay p99 ${(recovery.loopP99 / half.loopP99).toFixed(2)}x of the half-peak phase`,
       )
   }
+}
+
+/** Logins a second, to a tenth below 10; '-' for none. */
+function perSecond(value) {
+  return Number.isFinite(value) ? value.toFixed(value < 10 ? 1 : 0) : '-'
 }
 
 /** Bytes, in B, kB or MB (10^3, 10^6). */
