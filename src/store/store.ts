@@ -242,7 +242,7 @@ export async function verifyStore<T = undefined>(
       const view: StoreView = {
         async get(key) {
           const where = state.keydir.get(keyBytes(key))
-          return where === undefined ? undefined : JSON.parse((await readValue(journal, where)).toString('utf8'))
+          return where === undefined ? undefined : JSON.parse(readValue(journal, where).toString('utf8'))
         },
         keys: async (prefix) => state.keydir.keysWithPrefix(keyBytes(prefix)),
       }
@@ -401,7 +401,7 @@ class JournalStore implements Store {
     try {
       const where = state.keydir.get(keyBytes(SECRET_KEY))
       if (where === undefined) throw new SecureLoginError('ERR_STORE_CORRUPT', `${journal.path} has no server secret`)
-      const { secret } = JSON.parse((await readValue(journal, where)).toString('utf8')) as { secret: string }
+      const { secret } = JSON.parse(readValue(journal, where).toString('utf8')) as { secret: string }
       store = new JournalStore(journal, state, lock, Buffer.from(secret, 'hex'), opts)
       if (store.#keepsState) await store.#startState()
       store.#maybeCompact()
@@ -429,7 +429,7 @@ class JournalStore implements Store {
     if (where === undefined) return undefined
     // The version of the very entry read: taken in the same tick as the lookup.
     const version = this.#versionAt(where)
-    return { value: JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T, version }
+    return { value: JSON.parse(readValue(this.#journal, where).toString('utf8')) as T, version }
   }
 
   async version(key: string): Promise<Version | null> {
@@ -547,7 +547,7 @@ class JournalStore implements Store {
   async #get<T>(key: string): Promise<T | undefined> {
     const where = this.#state.keydir.get(keyBytes(key))
     if (where === undefined) return undefined
-    return JSON.parse((await readValue(this.#journal, where)).toString('utf8')) as T
+    return JSON.parse(readValue(this.#journal, where).toString('utf8')) as T
   }
 
   #versionAt(where: number): Version {
@@ -712,9 +712,9 @@ class JournalStore implements Store {
   }
 }
 
-async function readValue(journal: Journal, where: number): Promise<Buffer> {
+function readValue(journal: Journal, where: number): Buffer {
   const seq = Math.floor(where / SEQ_FACTOR)
-  return entryAt(await journal.read(seq), where - seq * SEQ_FACTOR).value
+  return entryAt(journal.read(seq), where - seq * SEQ_FACTOR).value
 }
 
 function entry(op: Op, key: string, value: unknown): Buffer {

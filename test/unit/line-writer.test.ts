@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { createLineWriter } from '../../src/cli/line-writer.js'
+import { createLineWriter, FLUSH_MS } from '../../src/cli/line-writer.js'
 
-// The server's log writer (src/cli/line-writer.ts): lines in order, one write per event-loop turn.
+// The server's log writer (src/cli/line-writer.ts): lines in order, written together at most every FLUSH_MS.
 
 function sink() {
   const writes: string[] = []
@@ -16,19 +16,22 @@ function sink() {
 }
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+const nextFlush = () => new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 5))
 
 describe('createLineWriter', () => {
-  it('writes the lines of one turn as one write, in order, each ending in a newline', async () => {
+  it('writes the lines of FLUSH_MS as one write, in order, each ending in a newline', async () => {
     const { writes, stream } = sink()
     const lines = createLineWriter(stream)
     lines.write('one')
     lines.write('two')
+    await nextTurn()
+    // Lines of later turns wait for the same write.
     lines.write('three')
     expect(writes).toEqual([])
-    await nextTurn()
+    await nextFlush()
     expect(writes).toEqual(['one\ntwo\nthree\n'])
     lines.write('four')
-    await nextTurn()
+    await nextFlush()
     expect(writes).toEqual(['one\ntwo\nthree\n', 'four\n'])
   })
 
@@ -48,7 +51,7 @@ describe('createLineWriter', () => {
     const lines = createLineWriter(stream)
     lines.write('warn: protocol_error reason=x\nlogin_ok user=sysadm\r')
     lines.write('next')
-    await nextTurn()
+    await nextFlush()
     expect(writes).toEqual(['warn: protocol_error reason=x\\nlogin_ok user=sysadm\\r\nnext\n'])
   })
 })
