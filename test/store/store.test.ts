@@ -42,6 +42,23 @@ describe('store', () => {
     expect(secret).toHaveLength(32)
   })
 
+  it('reads synchronously, yet a loop over many records lets the event loop turn', async () => {
+    const store = await f.create()
+    const names = Array.from({ length: 500 }, (_, i) => `u${i}`)
+    await addUsers(store, names.map((name) => user(name)))
+    let turnedAt: number | undefined
+    let read = 0
+    setImmediate(() => (turnedAt = read))
+    for (const name of names) {
+      expect(await getUser(store, name)).toEqual(user(name))
+      read += 1
+    }
+    // A timer's callback ran part-way through the 500 reads, not only after the last.
+    expect(turnedAt).toBeGreaterThan(0)
+    expect(turnedAt).toBeLessThan(names.length)
+    await store.close()
+  })
+
   it('makes the file mode 0600 in a directory of mode 0700', async () => {
     await f.make([])
     expect((await stat(f.path)).mode & 0o777).toBe(0o600)
