@@ -292,7 +292,7 @@ export async function main(args) {
       monitor = await openPgMonitor(options.pgUrl, database, { settleMs })
     }
     // A few users of their own for the password changes of the half+kdf phase.
-    const changers = accounts.splice(0, 40)
+    const changers = accounts.splice(0, 40).map((account) => ({ ...account, password: PASSWORD }))
     const renewers = accounts.splice(0, 200)
     for (let round = 1; round <= rounds; round++) {
       for (const store of stores) {
@@ -765,7 +765,11 @@ function changePasswords(port, ca, changers, priority) {
   const exited = new Promise((resolve) => child.once('exit', resolve))
   let cpuMs = NaN
   const done = new Promise((resolve, reject) => {
-    child.once('message', (outcome) => resolve({ ...outcome, cpuMs }))
+    child.once('message', ({ passwords, ...outcome }) => {
+      // The next phase that changes passwords logs in with the new ones.
+      for (const user of changers) user.password = passwords[user.name] ?? user.password
+      resolve({ ...outcome, cpuMs })
+    })
     child.once('error', (error) =>
       reject(
         new Error(
@@ -778,7 +782,7 @@ function changePasswords(port, ca, changers, priority) {
     await exited
     changerPids.delete(child.pid)
   })
-  child.send({ port, ca: ca.toString('base64'), users: changers, password: PASSWORD })
+  child.send({ port, ca: ca.toString('base64'), users: changers })
   return {
     stop: () => {
       cpuMs = processCpuMs(child.pid)

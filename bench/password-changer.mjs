@@ -7,8 +7,9 @@
 // changes cost the server (the commit of the new verifier, the sessions revoked, the audit entry),
 // not the two cores being shared with a third party. `npm run bench -- login --kdf-client normal`
 // runs it beside the server at the same priority instead.
-// Messages: {port, ca, users, password} starts; 'stop' ends it after the current change, and it
-// answers {changes} and exits.
+// Messages: {port, ca, users} starts (each user {name, totp, password}: the password it has now);
+// 'stop' ends it after the current change, and it answers {changes, passwords} (each changed
+// user's new password, for the next phase that changes it again) and exits.
 import { ServerConnection } from '../dist/client/connection.js'
 import { authenticate, submitOtp } from '../dist/client/login.js'
 import { changePassword } from '../dist/client/calls.js'
@@ -20,18 +21,21 @@ process.on('message', async (message) => {
     stopped = true
     return
   }
-  const { port, ca, users, password } = message
+  const { port, ca, users } = message
   const trust = { kind: 'ca', ca: Buffer.from(ca, 'base64'), caFile: 'bench' }
   let changes = 0
   let error
+  const passwords = {}
   try {
     for (const user of users) {
       if (stopped) break
       const conn = await ServerConnection.open({ host: '127.0.0.1', port, trust })
       try {
-        await authenticate(conn, user.name, password)
+        await authenticate(conn, user.name, user.password)
         await submitOtp(conn, await generateTotp(user.totp, Date.now()))
-        await changePassword(conn, user.name, `${password} changed`)
+        const next = `${user.password.replace(/ #\d+$/, '')} #${Date.now()}`
+        await changePassword(conn, user.name, next)
+        passwords[user.name] = next
         changes++
       } finally {
         conn.close()
@@ -42,5 +46,5 @@ process.on('message', async (message) => {
   }
   // Ran out of users (or failed) before the phase ended: wait for the stop, then answer.
   while (!stopped) await new Promise((resolve) => setTimeout(resolve, 20))
-  process.send({ changes, error }, () => process.exit(0))
+  process.send({ changes, passwords, error }, () => process.exit(0))
 })
