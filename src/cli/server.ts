@@ -16,7 +16,7 @@ import { storeLocation, type StoreLocation } from './store-location.js'
 import { isWorkerProcess, prepareShared, runWorker, startWorkers, workersFromArgs, type WorkerPool } from './workers.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
-import { readPassphrase } from './passphrase.js'
+import { readPassphrase, serverPassphraseFile } from './passphrase.js'
 import { loadOrCreateCertificate } from './certs.js'
 import { createLineWriter } from './line-writer.js'
 import { StageTimes } from '../server/stage-times.js'
@@ -24,6 +24,8 @@ import type { Jwks } from '../protocol/signed-tokens.js'
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
 export async function runServer(args: ServerArgs): Promise<void> {
+  // Under systemd the passphrase may be the unit's credential; the workers check the same file.
+  args = { ...args, passphraseFile: serverPassphraseFile(args.passphraseFile) }
   if (isWorkerProcess()) return runWorker(args)
   const lines = createLineWriter(process.stdout)
   const write = (line: string) => lines.write(line)
