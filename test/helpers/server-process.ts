@@ -28,23 +28,23 @@ export async function writePassphraseFile(dir: string, passphrase: string, name 
  */
 export async function startServerProcess(
   dir: string,
-  passphraseFile: string,
+  passphraseFile: string | undefined,
   extra: string[] = [],
-  opts: { port?: number } = {},
+  opts: { port?: number; env?: Record<string, string> } = {},
 ): Promise<ServerProcess> {
   // A test that names its own store (a PostgreSQL URL) gives --store itself.
   const store = extra.includes('--store') ? [] : ['--store', await prepareStore(dir)]
-  const run = runCli([
+  const args = [
     'server',
     '--port',
     String(opts.port ?? 0),
     ...store,
     '--certs',
     join(dir, 'certs'),
-    // The KDF thread at the process's own priority: at nice 19 the other test files starve it.
-    '--passphrase-file',
-    passphraseFile,
+    // None: the server finds the passphrase itself (a systemd credential, given in opts.env).
+    ...(passphraseFile === undefined ? [] : ['--passphrase-file', passphraseFile]),
     '--json',
+    // The KDF thread at the process's own priority: at nice 19 the other test files starve it.
     '--kdf-nice',
     '0',
     // A store made on first run at scrypt's test cost: the suite starts about 70 servers.
@@ -54,7 +54,8 @@ export async function startServerProcess(
     // The e2e files register dozens of users from 127.0.0.1: hostile tests ask for the default.
     ...(extra.includes('--registrations-per-hour') ? [] : ['--registrations-per-hour', '100000']),
     ...extra,
-  ])
+  ]
+  const run = runCli(args, opts.env === undefined ? {} : { env: opts.env })
   const first = JSON.parse(await run.nextLine(30_000))
   if (first.event !== 'listening') throw new Error(`first log line is not listening: ${JSON.stringify(first)}`)
   return {
