@@ -445,6 +445,11 @@ export class Journal {
     })
   }
 
+  /** A write failed: every later one is refused (the file stays as it was before it). */
+  get writeFailed(): boolean {
+    return this.#failed !== undefined
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

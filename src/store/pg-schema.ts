@@ -164,6 +164,7 @@ export const SQL = {
   countAll: statement('count_all', 'SELECT count(*) AS n FROM securelogin_kv'),
   countP1: statement('count_p1', 'SELECT count(*) AS n FROM securelogin_kv WHERE p1 = $1'),
   countP2: statement('count_p2', 'SELECT count(*) AS n FROM securelogin_kv WHERE p2 = $1'),
+  ping: statement('ping', 'SELECT 1 AS one'),
   size: statement('size', `SELECT pg_total_relation_size('securelogin_kv') AS bytes`),
   rowsAfter: statement(
     'rows_after',

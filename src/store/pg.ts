@@ -85,6 +85,10 @@ const MAX_PUTS_PER_KEY = 2 ** 30
 const EACH_BATCH = 500
 const KEY_BYTES = 32
 const SECRET_KEY = 'server/secret'
+/** A health check's answer is reused this long: /readyz asked every second must not reach the database each time. */
+const HEALTH_CACHE_MS = 1_000
+/** A database that has not answered a health check within this is reported unreachable. */
+const HEALTH_TIMEOUT_MS = 1_000
 
 interface HeaderRow {
   format_version: number
@@ -492,6 +496,8 @@ class PgStoreImpl implements PgStore {
   #rotating: Promise<RotateResult> | undefined
   #autoRotatePausedUntil = 0
   #closed = false
+  /** The last health check: when it was asked, and its answer once it has one. */
+  #ping: { at: number; done: boolean; answer: string | undefined; settled: Promise<void> } | undefined
 
   private constructor(db: Db, keys: KeyMaterial, opts: PgOptions) {
     this.#db = db
@@ -699,6 +705,38 @@ class PgStoreImpl implements PgStore {
       this.#rotating = undefined
     })
     return this.#rotating
+  }
+
+  /**
+   * `SELECT 1` on a pooled connection, at most once a second. A check the database leaves
+   * unanswered for a second says "unreachable" at once to whoever asks after that, without
+   * starting another: a database that is down must not collect a queue of checks.
+   */
+  async health(): Promise<string | undefined> {
+    if (this.#closed) return 'store closed'
+    const now = Date.now()
+    let ping = this.#ping
+    if (!ping || (ping.done && now - ping.at >= HEALTH_CACHE_MS)) {
+      const fresh = { at: now, done: false, answer: undefined as string | undefined, settled: Promise.resolve() }
+      fresh.settled = this.#query(SQL.ping, [], 'a health check').then(
+        () => {
+          fresh.answer = undefined
+          fresh.done = true
+        },
+        () => {
+          fresh.answer = 'database unreachable'
+          fresh.done = true
+        },
+      )
+      this.#ping = ping = fresh
+    }
+    if (!ping.done) {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ping!.at + HEALTH_TIMEOUT_MS - now)))
+      await Promise.race([ping.settled, late])
+      clearTimeout(timer)
+    }
+    return ping.done ? ping.answer : 'database unreachable'
   }
 
   async close(): Promise<void> {

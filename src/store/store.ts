@@ -144,6 +144,12 @@ export interface Store {
   compact(): Promise<CompactResult>
   /** Wraps the data key under a new passphrase; the old one stops working. */
   rekey(passphrase: string, kdf?: KdfParams): Promise<void>
+  /**
+   * Whether the store can serve now (the operator listener's /readyz): undefined when it can,
+   * else a short reason for a person ("store closed", "store write failed", "database
+   * unreachable"). Cheap enough to ask on every request: what costs a round trip is cached.
+   */
+  health(): Promise<string | undefined>
   close(): Promise<void>
 }
 
@@ -493,6 +499,13 @@ class JournalStore implements Store {
     await this.#compacting?.catch(() => {})
     await this.#journal.rekey(passphrase, kdf)
     this.#report('store_rekeyed', { path: this.path })
+  }
+
+  async health(): Promise<string | undefined> {
+    if (this.#closing) return 'store closed'
+    // A write that failed (a full disk, an I/O error) stops every later one: see Journal#append.
+    if (this.#journal.writeFailed) return 'store write failed'
+    return undefined
   }
 
   async close(): Promise<void> {
