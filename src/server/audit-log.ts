@@ -166,6 +166,11 @@ export class AuditLog {
     })
   }
 
+  /** The head's entry number as this process last saw it (a metric read at scrape time). */
+  get headN(): number {
+    return this.#head.n
+  }
+
   /** The head as this process last saw it (other processes may have moved it since: storedHead). */
   head(): AuditHead {
     return { ...this.#head }

@@ -4,6 +4,7 @@ import type { ServerMessage } from '../protocol/messages.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import type { ServerContext } from './context.js'
 import { Conversation, type Answer } from './conversation.js'
+import type { ConnectionState } from './metrics.js'
 
 /**
  * One TLS connection: decodes frames, hands each message to its conversation one at a time,
@@ -45,12 +46,20 @@ export class Connection {
       end: (error) => this.#fail(error),
     })
     socket.setTimeout(ctx.limits.idleMs)
-    socket.on('timeout', () => this.#fail(new SecureLoginError('ERR_TIMEOUT', 'connection idle for too long')))
+    socket.on('timeout', () => {
+      ctx.metrics?.cut('idle')
+      this.#fail(new SecureLoginError('ERR_TIMEOUT', 'connection idle for too long'))
+    })
     socket.on('data', (chunk: Buffer) => this.#receive(chunk))
     socket.on('drain', () => this.#drained())
     socket.on('error', () => this.#teardown())
     socket.on('close', () => this.#teardown())
     this.#armLifetime()
+  }
+
+  /** The conversation's state (the connections gauge, read at scrape time): every one is a gauge label. */
+  get state(): ConnectionState {
+    return this.#conversation.state.name
   }
 
   /** Resolves when the message in flight (if any) has been handled. */
@@ -138,6 +147,7 @@ export class Connection {
     // Pushed messages (an audit follower's entries) count too: a follower that stops reading
     // is ended like any other peer.
     if (this.#socket.writableLength > this.#ctx.limits.outputCapBytes) {
+      this.#ctx.metrics?.cut('output_cap')
       this.#ctx.logger.log('warn', 'connection_output_cap', {
         address: this.#socket.remoteAddress ?? 'unknown',
         bytes: this.#socket.writableLength,
@@ -160,6 +170,7 @@ export class Connection {
   #deadline(ms: number, what: string): NodeJS.Timeout {
     const timer = setTimeout(
       () => {
+        this.#ctx.metrics?.cut('deadline')
         this.#ctx.logger.log('warn', 'connection_deadline', { address: this.#socket.remoteAddress ?? 'unknown', what })
         this.#fail(new SecureLoginError('ERR_TIMEOUT', `${what} took too long`))
       },

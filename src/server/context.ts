@@ -11,6 +11,7 @@ import type { KdfRunner, RecoveryKdf } from '../auth/recovery-codes.js'
 import type { SigningKeys } from './signing-keys.js'
 import type { Budgets } from './budget.js'
 import type { PendingNames } from './pending-names.js'
+import type { ServerMetrics } from './metrics.js'
 
 /** What every conversation shares: injected so a test can fix the clock and randomness. */
 export interface ServerContext {
@@ -47,6 +48,8 @@ export interface ServerContext {
   signingKeys: SigningKeys
   /** Where login time goes, when the benchmark asks (`--stage-times`); else undefined. */
   stages?: StageTimes | undefined
+  /** The Prometheus metrics, with `--ops-listen` (src/server/metrics.ts); else undefined and nothing is counted. */
+  metrics?: ServerMetrics | undefined
 }
 
 /** What one connection may take (src/server/connection.ts; docs/threat-model.md, "A hostile client"). */

@@ -3,6 +3,7 @@ import { StoreConflict, type Store, type StoreChange } from '../store/index.js'
 import type { Logger } from './logger.js'
 import { readStored, readStoredVersioned } from './stored.js'
 import { hasUser } from './accounts.js'
+import type { ServerMetrics } from './metrics.js'
 
 // Online guessing (issue 5; NIST SP 800-63B 5.2.2, OWASP ASVS V2.2): failed logins are counted
 // per user name and per source address. From the `delayAfter`-th consecutive failure on, the
@@ -86,6 +87,7 @@ export class Guard {
   readonly #limits: GuardLimits
   readonly #now: () => number
   readonly #logger: Logger
+  readonly #metrics: ServerMetrics | undefined
   readonly #addresses = new Map<string, Count>()
   /**
    * Every name's failures in this process, for the wait (and the lock of a name with no
@@ -104,11 +106,12 @@ export class Guard {
   /** Called when a name becomes locked (the server audits it): once per lock, by the process whose write locked it. */
   onLocked: (username: string, address: string, failures: number, lockedUntil: number) => void = () => {}
 
-  constructor(store: Store, limits: GuardLimits, now: () => number, logger: Logger) {
+  constructor(store: Store, limits: GuardLimits, now: () => number, logger: Logger, metrics?: ServerMetrics) {
     this.#store = store
     this.#limits = limits
     this.#now = now
     this.#logger = logger
+    this.#metrics = metrics
   }
 
   /**
@@ -310,6 +313,7 @@ export class Guard {
 
   #logLock(username: string, lock: Locked): void {
     const { device, address, failures, lockedUntil } = lock
+    this.#metrics?.locked(device === undefined ? 'name' : 'device')
     if (device !== undefined) {
       this.#logger.log('warn', 'device_locked', { user: username, address, failures, device })
       return

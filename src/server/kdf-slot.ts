@@ -38,6 +38,8 @@ export interface KdfSlot {
   run: KdfRunner
   /** Whether the slot's thread is running at nice 19; undefined before its first answer. */
   readonly niced: boolean | undefined
+  /** Calls waiting, with the one on the thread (a metric read at scrape time). */
+  readonly queued: number
   /** Stops the thread; calls still waiting are refused. */
   close(): Promise<void>
 }
@@ -55,9 +57,15 @@ interface Job extends Waiting {
   secret: Uint8Array<ArrayBuffer>
   salt: Uint8Array<ArrayBuffer>
   cost: ScryptCost
+  /** performance.now() when it was queued. */
+  queuedAt: number
 }
 
-export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
+/**
+ * `onWait`: told how long each call waited for the thread (ms), from its queueing to its start
+ * there (the KDF wait metric).
+ */
+export function createKdfSlot(opts: { nice?: number; onWait?: (ms: number) => void } = {}): KdfSlot {
   const nice = opts.nice ?? KDF_NICE
   let worker: Worker | undefined
   let niced: boolean | undefined
@@ -101,6 +109,7 @@ export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
     worker.ref()
     const id = nextId++
     waiting.set(id, job)
+    opts.onWait?.(performance.now() - job.queuedAt)
     const { cost } = job
     worker.postMessage(
       {
@@ -121,13 +130,23 @@ export function createKdfSlot(opts: { nice?: number } = {}): KdfSlot {
     get niced() {
       return niced
     },
+    get queued() {
+      return waiting.size + urgent.length + background.length
+    },
     run(input: Buffer, salt: Buffer, cost: ScryptCost, opts: { urgent?: boolean } = {}): Promise<Buffer> {
       // Copies with buffers of their own, moved to the thread (not cloned: a Buffer may sit in
       // Node's shared pool, and a clone would copy the whole pool).
       const secret = new Uint8Array(input)
       const saltCopy = new Uint8Array(salt)
       const reply = new Promise<Buffer>((resolve, reject) =>
-        (opts.urgent ? urgent : background).push({ resolve, reject, secret, salt: saltCopy, cost }),
+        (opts.urgent ? urgent : background).push({
+          resolve,
+          reject,
+          secret,
+          salt: saltCopy,
+          cost,
+          queuedAt: performance.now(),
+        }),
       )
       next()
       return reply

@@ -72,14 +72,19 @@ export async function handleLoginStart(
   // RFC 5054 2.5.4: the server aborts when A mod N is 0. Before any lookup: the same answer for
   // every name.
   if (!isUsableA(message.A)) throw authFailed()
-  ctx.budgets.takeProbe(address, {
-    actor: null,
-    action: 'login.start',
-    target: null,
-    address,
-    outcome: 'refused',
-    details: { reason: 'rate limited' },
-  })
+  try {
+    ctx.budgets.takeProbe(address, {
+      actor: null,
+      action: 'login.start',
+      target: null,
+      address,
+      outcome: 'refused',
+      details: { reason: 'rate limited' },
+    })
+  } catch (error) {
+    ctx.metrics?.login('rate_limited')
+    throw error
+  }
   const record = await getUser(ctx.store, message.username)
   // The same work for a name with no account as for a real one, or the challenge's timing says
   // which is which (0.16 ms at the median, bench/enumeration.mjs): a record of an account's
@@ -90,6 +95,7 @@ export async function handleLoginStart(
   serverSecret.fill(0)
   // Checked for every name alike, known or not (the same work).
   const device = deviceOf(ctx, message.username, message.device, ctx.now())
+  const srpFrom = ctx.metrics ? performance.now() : 0
   let login: LoginStarted
   if (record) {
     const { user, verifier, totpSecret } = splitAccount(record)
@@ -119,6 +125,7 @@ export async function handleLoginStart(
       device,
     }
   }
+  if (ctx.metrics) login.srpMs = performance.now() - srpFrom
   ctx.logger.log('info', 'login_started', { user: message.username, address })
   return {
     message: { type: 'challenge', salt: login.salt, kdf: login.kdf, B: login.ephemeral.B },
@@ -143,6 +150,7 @@ export async function handleLoginProof(
     verifier: login.verifier.reveal(),
     M1: message.M1,
   }
+  const srpFrom = ctx.metrics ? performance.now() : 0
   try {
     if (login.user) ({ M2 } = timed(ctx.stages, 'srp', () => ctx.srp.finish(proof)))
     // the same work for a name with no account; it always fails
@@ -150,6 +158,8 @@ export async function handleLoginProof(
   } catch {
     M2 = undefined
   }
+  // One observation a login: login_start's part and this one.
+  ctx.metrics?.stageSeconds('srp', ((login.srpMs ?? 0) + performance.now() - srpFrom) / 1000)
   // A locked name fails here whatever the proof, with the same answer, after the same wait, as a
   // wrong password: neither the words nor the timing tell a guesser that the password was right.
   if (M2 !== undefined && (await ctx.guard.isLocked(login.username, true, login.device))) {
@@ -178,9 +188,11 @@ export async function handleLoginOtp(
   const { user } = login
   const nowMs = ctx.now()
   if (login.newTotp) return enrolAtLogin(ctx, message.code, login, login.newTotp, address, nowMs)
+  const checkFrom = ctx.metrics ? performance.now() : 0
   const check = await timed(ctx.stages, 'totp', () =>
     verifyTotp({ secret: login.totpSecret.reveal(), code: message.code, nowMs }),
   )
+  ctx.metrics?.stageSince('second_factor', checkFrom)
   if (!check.valid) return failure(ctx, login, address, 'otp')
   // RFC 6238 5.2: a code accepted once is never accepted again, even after a restart, by any
   // process on this store. The last accepted step is in the store (enrolment's in the user
@@ -226,7 +238,9 @@ export async function handleLoginRecovery(
         const current = await currentAccount(ctx, login)
         if (!current) return undefined
         const stored = await getRecoveryVersioned(ctx.store, user.username)
+        const checkFrom = ctx.metrics ? performance.now() : 0
         const index = stored ? await findRecoveryCode(stored.value, message.code, ctx.kdf) : -1
+        ctx.metrics?.stageSince('second_factor', checkFrom)
         if (!stored || index < 0) return undefined
         const spent = { ...stored.value, hashes: stored.value.hashes.map((hash, i) => (i === index ? null : hash)) }
         // The TOTP floor stays where it was: a recovery code accepts no TOTP step.
@@ -401,12 +415,14 @@ async function commitLogin(
 ): Promise<LoggedIn> {
   const { token, record, change } = ctx.sessions.create(user.username, factor, address, nowMs, ctx.randomBytes)
   const details = { factor, session: record.id }
+  const commitFrom = ctx.metrics ? performance.now() : 0
   await timed(ctx.stages, 'store', () =>
     audit(ctx, { actor: user.username, action: 'login.ok', target: user.username, address, outcome: 'ok', details }, [
       change,
       ...changes,
     ]),
   )
+  ctx.metrics?.stageSince('commit', commitFrom)
   return { token, record }
 }
 
@@ -420,6 +436,7 @@ async function welcome(
 ): Promise<Reply> {
   await ctx.guard.succeeded(user.username, address, device)
   const factor = record.factor
+  ctx.metrics?.login('ok')
   ctx.logger.log('info', 'login_ok', { user: user.username, address, factor, session: record.id })
   // A new device key at every login: a device in use never reaches the key's expiry.
   const deviceKey = issueDeviceKey(ctx, user.username, record.createdAt)
@@ -454,6 +471,10 @@ export function sessionWelcome(
 /** Counts the failure, waits as long as the guard says, then fails with the one generic answer. */
 async function failure(ctx: ServerContext, login: LoginStarted, address: string, stage: string): Promise<never> {
   const { delayMs, written } = ctx.guard.failed(login.username, address, login.user !== undefined, login.device)
+  if (ctx.metrics) {
+    ctx.metrics.login(stage === 'locked' ? 'locked' : 'failed')
+    ctx.metrics.guardDelay(delayMs)
+  }
   ctx.logger.log('info', 'login_failed', { user: login.username, address, stage, delayMs })
   // Written behind the answer, for a known name and an unknown one alike: the store's fsync
   // must not make one name's failure slower than another's.

@@ -4,7 +4,15 @@ import { checkPasswordKdf } from '../auth/password-stretch.js'
 import { isUsableVerifier } from '../auth/srp-server.js'
 import { makeRecoveryCodes } from './recovery.js'
 import { Secret } from '../auth/secret.js'
-import { KeepsConnection, type MessageOf, type PendingRegistration, type Reply, type Request } from './vocabulary.js'
+import {
+  EnrolCodeRejected,
+  KeepsConnection,
+  type MessageOf,
+  type PendingRegistration,
+  type Reply,
+  type Request,
+} from './vocabulary.js'
+import type { ServerContext } from './context.js'
 import type { AuditEvent } from './audit-log.js'
 import { hasUser, isUserChange, newAccountChanges, type AccountRecord } from './accounts.js'
 import { grantFor, roleIndexChanges, spendGrant, type Grant } from './invites.js'
@@ -63,6 +71,7 @@ export async function handleRegisterStart(
       throw error
     }
   } catch (error) {
+    ctx.metrics?.registration(registrationRefusal(error))
     // A refusal leaves the connection ready for another name or token.
     if (error instanceof SecureLoginError && error.code !== 'ERR_PROTOCOL') throw new KeepsConnection(error)
     throw error
@@ -88,8 +97,23 @@ export async function handleRegisterConfirm(
   { ctx, address, state: { pending } }: Request<'awaiting_enrol_code'>,
   message: MessageOf<'register_confirm'>,
 ): Promise<Reply> {
+  try {
+    return await confirmRegistration(ctx, address, pending, message.code)
+  } catch (error) {
+    // A wrong code before the last allowed one leaves the registration waiting for the next.
+    if (!(error instanceof EnrolCodeRejected) || error.last) ctx.metrics?.registration('failed')
+    throw error
+  }
+}
+
+async function confirmRegistration(
+  ctx: ServerContext,
+  address: string,
+  pending: PendingRegistration,
+  code: string,
+): Promise<Reply> {
   const who = { user: pending.username, address }
-  const timeStep = await checkEnrolmentCode(ctx, who, pending.enrolment, message.code, ctx.now())
+  const timeStep = await checkEnrolmentCode(ctx, who, pending.enrolment, code, ctx.now())
   const recovery = await makeRecoveryCodes(ctx)
   const { grant } = pending
   const user: AccountRecord = {
@@ -137,11 +161,18 @@ export async function handleRegisterConfirm(
       )
     }),
   )
+  ctx.metrics?.registration('ok')
   ctx.logger.log('info', 'registered', { user: pending.username, address, role: grant.role, via: grant.via })
   return {
     message: { type: 'registered', user: pending.username, recoveryCodes: recovery.codes },
     next: { name: 'ready' },
   }
+}
+
+/** How a refused register_start is counted: a budget spent, or any other refusal (a rule, a malformed request). */
+function registrationRefusal(error: unknown): 'rate_limited' | 'refused' | 'failed' {
+  if (!(error instanceof SecureLoginError)) return 'failed'
+  return error.code === 'ERR_RATE_LIMITED' ? 'rate_limited' : 'refused'
 }
 
 const taken = (username: string) =>

@@ -49,6 +49,8 @@ interface LoginCommon {
   ephemeral: ServerEphemeral
   /** The id of the valid device key login_start carried for this name (src/server/devices.ts). */
   device?: string | undefined
+  /** With metrics on: login_start's SRP time (ms), added to login_proof's for the login's `srp` stage. */
+  srpMs?: number
 }
 
 /**
