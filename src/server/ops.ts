@@ -79,7 +79,7 @@ export async function startOpsListener(opts: OpsOptions): Promise<OpsListener> {
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     void answer(req, res, opts, () => stopping).catch((error: unknown) => {
       opts.logger.log('error', 'ops_error', { path: routeOf(req), error: String(error) })
-      if (!res.headersSent) send(res, 500, 'internal error\n', true)
+      if (!res.headersSent) send(res, 500, 'internal error\n')
       else res.destroy()
     })
   }
@@ -142,21 +142,23 @@ export async function startOpsListener(opts: OpsOptions): Promise<OpsListener> {
 
 async function answer(req: IncomingMessage, res: ServerResponse, opts: OpsOptions, stopping: () => boolean) {
   const path = routeOf(req)
-  if (!ROUTES.has(path)) return send(res, 404, 'not found\n', true)
+  if (!ROUTES.has(path)) return send(res, 404, 'not found\n')
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD')
-    return send(res, 405, 'method not allowed\n', true)
+    return send(res, 405, 'method not allowed\n')
   }
-  // No endpoint takes a body: one is refused rather than read.
+  // No endpoint takes a body: one is refused, and discarded as it arrives (never kept; the
+  // request deadline bounds how long it may take). Closing on it instead would reset the
+  // connection under the answer.
   if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)
-    return send(res, 413, 'no request body is accepted\n', true)
+    return send(res, 413, 'no request body is accepted\n')
   if (path === '/healthz') return send(res, 200, 'ok\n')
   if (path === '/readyz') {
     const reason = stopping() ? 'stopping' : await opts.readiness()
     return reason === undefined ? send(res, 200, 'ready\n') : send(res, 503, `${oneLine(reason)}\n`)
   }
   const { contentType, text } = await opts.metrics()
-  send(res, 200, text, false, contentType)
+  send(res, 200, text, contentType)
 }
 
 /** The path without its query: the same answer whatever a scraper appends. */
@@ -166,13 +168,12 @@ function routeOf(req: IncomingMessage): string {
   return query < 0 ? url : url.slice(0, query)
 }
 
-function send(res: ServerResponse, status: number, body: string, close = false, type = 'text/plain; charset=utf-8') {
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8') {
   res.statusCode = status
   res.setHeader('Content-Type', type)
   res.setHeader('Content-Length', Buffer.byteLength(body))
   res.setHeader('Cache-Control', 'no-store')
   res.setHeader('X-Content-Type-Options', 'nosniff')
-  if (close) res.setHeader('Connection', 'close')
   res.end(res.req.method === 'HEAD' ? undefined : body)
 }
 

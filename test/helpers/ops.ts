@@ -13,7 +13,8 @@ export interface OpsAnswer {
 /** One HTTP request to 127.0.0.1:`port` on a connection of its own; `body` makes it carry one. */
 export function opsRequest(port: number, path: string, method = 'GET', body?: string): Promise<OpsAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {
+    const headers = body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(body)) }
+    const req = request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => (text += chunk))
