@@ -18,7 +18,7 @@ import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } f
 import { SecureLoginError } from '../protocol/errors.js'
 import { readPassphrase, serverPassphraseFile } from './passphrase.js'
 import { loadOrCreateCertificate } from './certs.js'
-import { createLineWriter } from './line-writer.js'
+import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput, writeStderr } from './line-writer.js'
 import { StageTimes } from '../server/stage-times.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 
@@ -27,7 +27,9 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // Under systemd the passphrase may be the unit's credential; the workers check the same file.
   args = { ...args, passphraseFile: serverPassphraseFile(args.passphraseFile) }
   if (isWorkerProcess()) return runWorker(args)
-  const lines = createLineWriter(process.stdout)
+  // Neither a log nor a stderr that cannot be written stops the server (line-writer.ts).
+  ignoreStderrErrors()
+  const lines = createLineWriter(logOutput(), { droppedLine: droppedLinesReport(args.json) })
   const write = (line: string) => lines.write(line)
   const logger: Logger = args.json ? createJsonLogger(write) : createTextLogger(write)
   // Reports made before the server listens go to the log after its first line ("listening").
@@ -36,7 +38,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // before `listening` for a person, after it in JSON, whose first line is `listening`.
   const made = (event: string, path: string, text: string) => {
     if (args.json) early.log('info', event, { path }, text)
-    else process.stderr.write(`securelogin: ${text}\n`)
+    else writeStderr(`securelogin: ${text}\n`)
   }
   const settings = serverSettings(args)
   const location = storeLocation(args.store)
@@ -79,6 +81,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
         logger,
         ...(stages ? { stages } : {}),
         onBootstrapToken,
+        logLinesDropped: lines.dropped,
       }).catch(listenError(args))
       jwks = server.jwks
     } else {
@@ -133,7 +136,7 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await pool?.stop()
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
-  lines.flush()
+  lines.end()
 }
 
 /**
@@ -193,7 +196,7 @@ async function showBootstrapToken(
 ): Promise<void> {
   const file = bootstrapTokenPath(args, location)
   if (file === undefined) {
-    process.stderr.write(
+    writeStderr(
       `\nno system_admin yet: the first to register with this token becomes one (single use, expires ` +
         `${expiresAt.toISOString()}):\n\n  ${token}\n\n  ${invokedAs()} register --bootstrap-token ${token}\n\n`,
     )

@@ -8,7 +8,7 @@ import { createJsonLogger, createMemoryLogger, createTextLogger, type Logger } f
 import type { Store } from '../store/index.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 import { loadOrCreateCertificate } from './certs.js'
-import { createLineWriter } from './line-writer.js'
+import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput } from './line-writer.js'
 import { listenError, serverOptions, serverSettings, type ServerArgs } from './server-settings.js'
 import { storeLocation, type StoreLocation } from './store-location.js'
 
@@ -178,7 +178,8 @@ function send(worker: Worker, message: ToWorker): void {
 /** One worker: waits for the passphrase, opens the store, listens on the shared port, serves until told to stop. */
 export async function runWorker(args: ServerArgs): Promise<void> {
   const id = Number(process.env[WORKER_ENV])
-  const lines = createLineWriter(process.stdout)
+  ignoreStderrErrors()
+  const lines = createLineWriter(logOutput(), { droppedLine: droppedLinesReport(args.json, id), who: `worker ${id}` })
   const base: Logger = args.json
     ? createJsonLogger((line) => lines.write(line))
     : createTextLogger((line) => lines.write(line))
@@ -218,7 +219,14 @@ export async function runWorker(args: ServerArgs): Promise<void> {
       onReport: (event, fields) => logger.log('info', event, fields as never),
     })
     const { cert, key } = await loadOrCreateCertificate(args.certs)
-    server = await startServer({ ...serverOptions(args, settings), cert, key, store, logger }).catch(listenError(args))
+    server = await startServer({
+      ...serverOptions(args, settings),
+      cert,
+      key,
+      store,
+      logger,
+      logLinesDropped: lines.dropped,
+    }).catch(listenError(args))
   } catch (error) {
     const failure = error instanceof SecureLoginError ? error : new SecureLoginError('ERR_INTERNAL', String(error))
     process.send?.({
@@ -249,6 +257,6 @@ export async function runWorker(args: ServerArgs): Promise<void> {
   await server.close()
   await store.close()
   logger.log('info', 'worker_stopped', {})
-  lines.flush()
+  lines.end()
   process.exit(0)
 }

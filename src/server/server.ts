@@ -68,6 +68,8 @@ export interface ServerOptions {
   stages?: StageTimes
   /** How often ended sessions are deleted (default 10 min). */
   sessionSweepMs?: number
+  /** Log lines dropped so far because the log could not be written (src/cli/line-writer.ts): for the metrics. */
+  logLinesDropped?: () => number
 }
 
 export interface RunningServer {
