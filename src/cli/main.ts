@@ -95,6 +95,11 @@ export async function main(argv: string[]): Promise<void> {
               describe: "read the admin passphrase from this file's first line",
             })
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
+            .option('print-fingerprint', {
+              type: 'boolean',
+              default: false,
+              describe: "print the SHA-256 fingerprint of --certs' server.crt and exit (no passphrase, no store)",
+            })
             .option('registration', {
               choices: ['open', 'invite', 'closed'] as const,
               describe: 'who may register (default: invite; the first start prints a token for the first system_admin)',

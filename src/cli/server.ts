@@ -17,13 +17,14 @@ import { isWorkerProcess, prepareShared, runWorker, startWorkers, workersFromArg
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { readPassphrase, serverPassphraseFile } from './passphrase.js'
-import { loadOrCreateCertificate } from './certs.js'
+import { certificateFingerprint, certificateReloader, loadOrCreateCertificate } from './certs.js'
 import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput, writeStderr } from './line-writer.js'
 import { StageTimes } from '../server/stage-times.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
-export async function runServer(args: ServerArgs): Promise<void> {
+export async function runServer(args: ServerArgs & { printFingerprint?: boolean }): Promise<void> {
+  if (args.printFingerprint) return printFingerprint(args)
   // Under systemd the passphrase may be the unit's credential; the workers check the same file.
   args = { ...args, passphraseFile: serverPassphraseFile(args.passphraseFile) }
   if (isWorkerProcess()) return runWorker(args)
@@ -111,6 +112,10 @@ export async function runServer(args: ServerArgs): Promise<void> {
   // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
   const reportStages = () => stages && logger.log('info', 'stage_times', stages.report())
   if (stages) process.on('SIGUSR2', reportStages)
+  // SIGHUP: the certificate and key are read again, for new connections (a worker reads its own).
+  // Set before `listening` too, and left set: unhandled, SIGHUP would end the process.
+  const reloadCertificate = server ? certificateReloader(args.certs, logger, server) : () => pool!.reloadCertificate()
+  process.on('SIGHUP', () => void reloadCertificate())
   const listening = server ?? pool!.listening
   logger.log(
     'info',
@@ -137,6 +142,16 @@ export async function runServer(args: ServerArgs): Promise<void> {
   await store.close()
   logger.log('info', 'stopped', {}, 'stopped')
   lines.end()
+}
+
+/** `--print-fingerprint`: what `listening` would show for the certificate in --certs, then exit. */
+async function printFingerprint(args: ServerArgs): Promise<void> {
+  const { path, fingerprint } = await certificateFingerprint(args.certs)
+  if (!args.json) return void process.stdout.write(`${fingerprint}\n`)
+  createJsonLogger((line) => process.stdout.write(`${line}\n`)).log('info', 'certificate_fingerprint', {
+    path,
+    fingerprint,
+  })
 }
 
 /**

@@ -7,7 +7,7 @@ import { SigningKeys } from '../server/signing-keys.js'
 import { createJsonLogger, createMemoryLogger, createTextLogger, type Logger } from '../server/logger.js'
 import type { Store } from '../store/index.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
-import { loadOrCreateCertificate } from './certs.js'
+import { certificateReloader, loadOrCreateCertificate } from './certs.js'
 import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput } from './line-writer.js'
 import { listenError, serverOptions, serverSettings, type ServerArgs } from './server-settings.js'
 import { storeLocation, type StoreLocation } from './store-location.js'
@@ -30,7 +30,7 @@ const RESTART_MS = 1_000
 const MAX_RESTART_MS = 60_000
 const STOP_GRACE_MS = 15_000
 
-type ToWorker = { type: 'start'; passphrase: string } | { type: 'log' } | { type: 'stop' }
+type ToWorker = { type: 'start'; passphrase: string } | { type: 'log' } | { type: 'reload' } | { type: 'stop' }
 type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; host: string; port: number; fingerprint: string }
@@ -73,6 +73,8 @@ export interface WorkerPool {
   listening: { host: string; port: number; fingerprint: string }
   /** From now on the workers write their log lines (until now they kept them). */
   startLogging(logger: Logger): void
+  /** SIGHUP, passed on: each worker reads the certificate and key again and logs what it did. */
+  reloadCertificate(): void
   stop(): Promise<void>
 }
 
@@ -167,6 +169,9 @@ export async function startWorkers(
       for (const entry of early.entries) format.log(entry.level, entry.event, entry.fields, entry.text)
       for (const worker of live.values()) send(worker, { type: 'log' })
     },
+    reloadCertificate() {
+      for (const worker of live.values()) send(worker, { type: 'reload' })
+    },
     stop,
   }
 }
@@ -200,6 +205,11 @@ export async function runWorker(args: ServerArgs): Promise<void> {
     )
   let stopAsked = false
   messages.addEventListener('stop', () => (stopAsked = true))
+  // A SIGHUP reaches a worker from the first process, or directly (a hangup reaches the whole
+  // group): either way the worker reads the pair again, once it serves. Unhandled, it would end it.
+  let reloadCertificate = async () => {}
+  messages.addEventListener('reload', () => void reloadCertificate())
+  process.on('SIGHUP', () => void reloadCertificate())
   messages.addEventListener('log', () => {
     for (const entry of early.entries) base.log(entry.level, entry.event, entry.fields, entry.text)
     sink = base
@@ -238,6 +248,7 @@ export async function runWorker(args: ServerArgs): Promise<void> {
     await store?.close()
     process.exit(1)
   }
+  reloadCertificate = certificateReloader(args.certs, logger, server)
   process.send?.({
     type: 'listening',
     host: server.host,

@@ -76,7 +76,12 @@ export interface RunningServer {
   host: string
   port: number
   /** SHA-256 of the certificate's DER, colon-separated upper-case hex (as openssl prints it). */
-  fingerprint: string
+  readonly fingerprint: string
+  /**
+   * New connections use this pair from now on; established ones keep the one they began with.
+   * Throws (and keeps the pair in use) when TLS cannot use it. Returns the new fingerprint.
+   */
+  setCertificate(cert: Buffer, key: Buffer): string
   /** The token-signing public keys (what `certs/jwks.json` holds), the current one first. */
   jwks: Jwks
   /** Stops accepting, lets handlers in flight finish, ends every conversation. Does not close the store. */
@@ -84,6 +89,8 @@ export interface RunningServer {
 }
 
 export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** TLS 1.3 alone, at start and for every pair set later (setSecureContext forgets what it is not given). */
+const TLS_VERSIONS = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const
 export const SESSION_SWEEP_MS = 10 * 60_000
 export const DEFAULT_MAX_CONNECTIONS = 1024
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
@@ -181,8 +188,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const tlsServer = createServer({
     key: opts.key,
     cert: opts.cert,
-    minVersion: 'TLSv1.3',
-    maxVersion: 'TLSv1.3',
+    ...TLS_VERSIONS,
     handshakeTimeout: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
   })
   tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
@@ -247,10 +253,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const address = tlsServer.address() as AddressInfo
 
   let closing: Promise<void> | undefined
+  let fingerprint = new X509Certificate(opts.cert).fingerprint256
   return {
     host: address.address,
     port: address.port,
-    fingerprint: new X509Certificate(opts.cert).fingerprint256,
+    get fingerprint() {
+      return fingerprint
+    },
+    setCertificate(cert, key) {
+      tlsServer.setSecureContext({ key, cert, ...TLS_VERSIONS })
+      fingerprint = new X509Certificate(cert).fingerprint256
+      return fingerprint
+    },
     jwks: ctx.signingKeys.jwks(),
     close() {
       closing ??= (async () => {
