@@ -229,14 +229,8 @@ export async function runWorker(args: ServerArgs): Promise<void> {
       onReport: (event, fields) => logger.log('info', event, fields as never),
     })
     const { cert, key } = await loadOrCreateCertificate(args.certs)
-    server = await startServer({
-      ...serverOptions(args, settings),
-      cert,
-      key,
-      store,
-      logger,
-      logLinesDropped: lines.dropped,
-    }).catch(listenError(args))
+    const options = { ...serverOptions(args, settings), logLinesDropped: lines.dropped }
+    server = await startServer({ ...options, cert, key, store, logger }).catch(listenError(args))
   } catch (error) {
     const failure = error instanceof SecureLoginError ? error : new SecureLoginError('ERR_INTERNAL', String(error))
     process.send?.({
