@@ -184,3 +184,24 @@ export function certificateReloader(dir: string, logger: Logger, user: Certifica
   }
   return () => (queue = queue.then(reload))
 }
+
+/**
+ * SIGHUP, heard from the process's start (unhandled, it would end a Node process): one that comes
+ * before the server serves is kept, and acted on once `serving` says what to reload.
+ */
+export function onHangup(): { hangup(): void; serving(reload: () => unknown): void } {
+  let reload: (() => unknown) | undefined
+  let asked = false
+  const hangup = () => {
+    if (reload) void reload()
+    else asked = true
+  }
+  process.on('SIGHUP', hangup)
+  return {
+    hangup,
+    serving(given) {
+      reload = given
+      if (asked) hangup()
+    },
+  }
+}

@@ -17,7 +17,7 @@ import { isWorkerProcess, prepareShared, runWorker, startWorkers, workersFromArg
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { readPassphrase, serverPassphraseFile } from './passphrase.js'
-import { certificateFingerprint, certificateReloader, loadOrCreateCertificate } from './certs.js'
+import { certificateFingerprint, certificateReloader, loadOrCreateCertificate, onHangup } from './certs.js'
 import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput, writeStderr } from './line-writer.js'
 import { StageTimes } from '../server/stage-times.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
@@ -28,8 +28,10 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
   // Under systemd the passphrase may be the unit's credential; the workers check the same file.
   args = { ...args, passphraseFile: serverPassphraseFile(args.passphraseFile) }
   if (isWorkerProcess()) return runWorker(args)
-  // Neither a log nor a stderr that cannot be written stops the server (line-writer.ts).
+  // Neither a log nor a stderr that cannot be written stops the server (line-writer.ts), nor
+  // a SIGHUP: it reads the certificate and key again, for new connections (a worker reads its own).
   ignoreStderrErrors()
+  const hangups = onHangup()
   const lines = createLineWriter(logOutput(), { droppedLine: droppedLinesReport(args.json) })
   const write = (line: string) => lines.write(line)
   const logger: Logger = args.json ? createJsonLogger(write) : createTextLogger(write)
@@ -112,10 +114,7 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
   // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
   const reportStages = () => stages && logger.log('info', 'stage_times', stages.report())
   if (stages) process.on('SIGUSR2', reportStages)
-  // SIGHUP: the certificate and key are read again, for new connections (a worker reads its own).
-  // Set before `listening` too, and left set: unhandled, SIGHUP would end the process.
-  const reloadCertificate = server ? certificateReloader(args.certs, logger, server) : () => pool!.reloadCertificate()
-  process.on('SIGHUP', () => void reloadCertificate())
+  hangups.serving(server ? certificateReloader(args.certs, logger, server) : () => pool!.reloadCertificate())
   const listening = server ?? pool!.listening
   logger.log(
     'info',

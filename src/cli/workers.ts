@@ -7,7 +7,7 @@ import { SigningKeys } from '../server/signing-keys.js'
 import { createJsonLogger, createMemoryLogger, createTextLogger, type Logger } from '../server/logger.js'
 import type { Store } from '../store/index.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
-import { certificateReloader, loadOrCreateCertificate } from './certs.js'
+import { certificateReloader, loadOrCreateCertificate, onHangup } from './certs.js'
 import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput } from './line-writer.js'
 import { listenError, serverOptions, serverSettings, type ServerArgs } from './server-settings.js'
 import { storeLocation, type StoreLocation } from './store-location.js'
@@ -206,10 +206,9 @@ export async function runWorker(args: ServerArgs): Promise<void> {
   let stopAsked = false
   messages.addEventListener('stop', () => (stopAsked = true))
   // A SIGHUP reaches a worker from the first process, or directly (a hangup reaches the whole
-  // group): either way the worker reads the pair again, once it serves. Unhandled, it would end it.
-  let reloadCertificate = async () => {}
-  messages.addEventListener('reload', () => void reloadCertificate())
-  process.on('SIGHUP', () => void reloadCertificate())
+  // group): either way the worker reads the pair again, once it serves.
+  const hangups = onHangup()
+  messages.addEventListener('reload', hangups.hangup)
   messages.addEventListener('log', () => {
     for (const entry of early.entries) base.log(entry.level, entry.event, entry.fields, entry.text)
     sink = base
@@ -242,7 +241,7 @@ export async function runWorker(args: ServerArgs): Promise<void> {
     await store?.close()
     process.exit(1)
   }
-  reloadCertificate = certificateReloader(args.certs, logger, server)
+  hangups.serving(certificateReloader(args.certs, logger, server))
   process.send?.({
     type: 'listening',
     host: server.host,
