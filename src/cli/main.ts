@@ -95,6 +95,12 @@ export async function main(argv: string[]): Promise<void> {
               describe: "read the admin passphrase from this file's first line",
             })
             .option('json', { type: 'boolean', default: false, describe: 'log JSON lines on stdout' })
+            .option('ops-listen', {
+              type: 'string',
+              describe:
+                'serve /healthz, /readyz and /metrics on HOST:PORT: plain HTTP on loopback, else HTTPS with ' +
+                'the server certificate (off by default; docs/operations.md)',
+            })
             .option('print-fingerprint', {
               type: 'boolean',
               default: false,

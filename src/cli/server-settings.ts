@@ -12,6 +12,7 @@ import { DEFAULT_LIMITS, type ServerLimits } from '../server/context.js'
 import { checkPassphraseSource } from './passphrase.js'
 import { kdfFromArgs } from './store.js'
 import { parseDuration } from './duration.js'
+import { parseOpsListen, type OpsAddress } from '../server/ops.js'
 
 // `securelogin server`'s options, checked and turned into the server's: the same in the one
 // process and in each of `--workers`.
@@ -39,6 +40,8 @@ export interface ServerArgs {
   connectionLimits?: string | undefined
   acceptRollback?: boolean | undefined
   workers?: number | undefined
+  /** `--ops-listen HOST:PORT`: the operator listener (src/server/ops.ts), off when undefined. */
+  opsListen?: string | undefined
 }
 
 /** What the options ask of the server, checked before anything is opened. */
@@ -49,6 +52,8 @@ export interface ServerSettings {
   budgets: Partial<BudgetLimits>
   guard: Partial<GuardLimits>
   sessions: SessionTimes
+  /** Where the operator listener listens (`--ops-listen`); undefined: it does not. */
+  ops: OpsAddress | undefined
 }
 
 export function serverSettings(args: ServerArgs): ServerSettings {
@@ -57,6 +62,7 @@ export function serverSettings(args: ServerArgs): ServerSettings {
   const kdf = kdfFromArgs(args.kdfLogn)
   const recoveryKdf = recoveryKdfFromArgs(args.recoveryKdfLogn)
   const limits = connectionLimitsFromArgs(args.connectionLimits)
+  const ops = args.opsListen === undefined ? undefined : parseOpsListen(args.opsListen)
   if (!Number.isInteger(args.lockoutAfter) || args.lockoutAfter < 1 || args.lockoutAfter > 100) {
     throw new SecureLoginError('ERR_USAGE', '--lockout-after is an integer from 1 to 100', {
       hint: 'NIST SP 800-63B allows at most 100 failed attempts',
@@ -86,6 +92,7 @@ export function serverSettings(args: ServerArgs): ServerSettings {
       ...(args.failureDelayMs !== undefined ? { baseDelayMs: args.failureDelayMs } : {}),
     },
     sessions,
+    ops,
   }
 }
 

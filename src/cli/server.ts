@@ -17,10 +17,18 @@ import { isWorkerProcess, prepareShared, runWorker, startWorkers, workersFromArg
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
 import { readPassphrase, serverPassphraseFile } from './passphrase.js'
-import { certificateFingerprint, certificateReloader, loadOrCreateCertificate, onHangup } from './certs.js'
+import {
+  certificateFingerprint,
+  certificateReloader,
+  loadOrCreateCertificate,
+  onHangup,
+  readCertificatePair,
+} from './certs.js'
 import { createLineWriter, droppedLinesReport, ignoreStderrErrors, logOutput, writeStderr } from './line-writer.js'
 import { StageTimes } from '../server/stage-times.js'
 import type { Jwks } from '../protocol/signed-tokens.js'
+import type { ServerMetrics } from '../server/metrics.js'
+import type { OpsListener } from '../server/ops.js'
 
 /** `securelogin server`: unlock (or create) the store, load (or make) the certificate, listen. */
 export async function runServer(args: ServerArgs & { printFingerprint?: boolean }): Promise<void> {
@@ -53,16 +61,26 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
     await mkdir(dirname(tokenFile), { recursive: true, mode: 0o700 })
     await refuseSharedDirectory(dirname(tokenFile), 'bootstrap token directory')
   }
+  // With --ops-listen, the metrics (one process; each worker has its own). prom-client is loaded
+  // only then: about 50 ms of every start otherwise.
+  const metrics: ServerMetrics | undefined =
+    settings.ops && workers === undefined
+      ? new (await import('../server/metrics.js')).ServerMetrics({ process: true })
+      : undefined
   // Store reports (a torn tail cut off, a stale lock taken over, a compaction) go to the log.
   let sink: Logger = early
-  const onReport = (event: string, fields: Record<string, unknown>) =>
+  const onReport = (event: string, fields: Record<string, unknown>) => {
+    if (event === 'store_compacted') metrics?.compacted(Number(fields['ms']))
+    else if (event === 'store_compaction_failed') metrics?.compacted(undefined)
     sink.log(WARNINGS.has(event) ? 'warn' : 'info', event, fields as never)
+  }
   const { store, isNew, forWorkers } = await openServerStore(args, location, settings.kdf, onReport)
   if (isNew) made('store_created', location.shown, `created store ${location.shown}`)
 
   let server: RunningServer | undefined
   let pool: WorkerPool | undefined
   let stages: StageTimes | undefined
+  let ops: OpsListener | undefined
   try {
     const { cert, key, created } = await loadOrCreateCertificate(args.certs)
     if (created)
@@ -85,6 +103,7 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
         ...(stages ? { stages } : {}),
         onBootstrapToken,
         logLinesDropped: lines.dropped,
+        ...(metrics ? { metrics } : {}),
       }).catch(listenError(args))
       jwks = server.jwks
     } else {
@@ -93,6 +112,18 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
       jwks = await prepareShared(store, args.clockFile ? fileClock(args.clockFile) : Date.now, onBootstrapToken)
       await store.close()
       pool = await startWorkers(workers, forWorkers!, { json: args.json, write })
+    }
+    if (settings.ops) {
+      const serving = server
+      const { startOpsListener } = await import('../server/ops.js')
+      ops = await startOpsListener({
+        ...settings.ops,
+        cert,
+        key,
+        logger,
+        metrics: serving ? () => metrics!.text() : () => pool!.metrics(),
+        readiness: serving ? () => store.health() : () => pool!.readiness(),
+      })
     }
     const jwksPath = await writeJwks(args.certs, jwks)
     early.log(
@@ -104,6 +135,7 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
     for (const [token, expiresAt] of bootstrap) await showBootstrapToken(token, expiresAt, args, location, early)
     if (bootstrap.length === 0) await removeSpentBootstrapFile(args, location, early)
   } catch (error) {
+    await ops?.close()
     await server?.close()
     await pool?.stop()
     await store.close()
@@ -114,7 +146,19 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
   // `listening`, which is when the benchmark may send it; unhandled, SIGUSR2 would end the process).
   const reportStages = () => stages && logger.log('info', 'stage_times', stages.report())
   if (stages) process.on('SIGUSR2', reportStages)
-  hangups.serving(server ? certificateReloader(args.certs, logger, server) : () => pool!.reloadCertificate())
+  hangups.serving(
+    server
+      ? certificateReloader(args.certs, logger, withOps(server, ops))
+      : () => {
+          pool!.reloadCertificate()
+          // The workers say what they did; an HTTPS operator listener here follows a good pair.
+          if (ops?.tls)
+            void readCertificatePair(args.certs).then(
+              (pair) => ops.setCertificate(pair.cert, pair.key),
+              () => {},
+            )
+        },
+  )
   const listening = server ?? pool!.listening
   logger.log(
     'info',
@@ -129,18 +173,43 @@ export async function runServer(args: ServerArgs & { printFingerprint?: boolean 
     `listening on ${listening.host}:${listening.port} (sha256 ${listening.fingerprint})` +
       (workers === undefined ? '' : ` with ${workers} worker processes`),
   )
+  if (ops)
+    logger.log(
+      'info',
+      'ops_listening',
+      { host: ops.host, port: ops.port, tls: ops.tls },
+      `operator listener on ${ops.tls ? 'https' : 'http'}://${ops.host}:${ops.port} (/healthz, /readyz, /metrics)`,
+    )
   for (const entry of early.entries) logger.log(entry.level, entry.event, entry.fields, entry.text)
   sink = logger
   pool?.startLogging(logger)
 
   await waitForSignal()
+  // From now on /readyz says "stopping", so a load balancer sends no one new while what is in
+  // flight finishes; the listener stays up until the store is closed.
+  ops?.stopping()
   if (stages) process.off('SIGUSR2', reportStages)
   logger.log('info', 'stopping', {}, 'stopping: finishing what is in flight')
   await server?.close()
   await pool?.stop()
   await store.close()
+  await ops?.close()
   logger.log('info', 'stopped', {}, 'stopped')
   lines.end()
+}
+
+/** The server, whose certificate the operator listener (HTTPS) follows when a reload succeeds. */
+function withOps(server: RunningServer, ops: OpsListener | undefined) {
+  return {
+    get fingerprint() {
+      return server.fingerprint
+    },
+    setCertificate(cert: Buffer, key: Buffer) {
+      const fingerprint = server.setCertificate(cert, key)
+      ops?.setCertificate(cert, key)
+      return fingerprint
+    },
+  }
 }
 
 /** `--print-fingerprint`: what `listening` would show for the certificate in --certs, then exit. */

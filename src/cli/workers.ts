@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { SecureLoginError, isErrorCode } from '../protocol/errors.js'
 import { startServer } from '../server/server.js'
+import type { ServerMetrics } from '../server/metrics.js'
 import { issueBootstrapToken } from '../server/invites.js'
 import { SigningKeys } from '../server/signing-keys.js'
 import { createJsonLogger, createMemoryLogger, createTextLogger, type Logger } from '../server/logger.js'
@@ -30,11 +31,25 @@ const RESTART_MS = 1_000
 const MAX_RESTART_MS = 60_000
 const STOP_GRACE_MS = 15_000
 
-type ToWorker = { type: 'start'; passphrase: string } | { type: 'log' } | { type: 'reload' } | { type: 'stop' }
+/** How long the operator listener waits for the workers' metrics and health; one that is later is left out. */
+const OPS_ASK_MS = 2_000
+
+type ToWorker =
+  | { type: 'start'; passphrase: string }
+  | { type: 'log' }
+  | { type: 'reload' }
+  | { type: 'ops'; id: number }
+  | { type: 'stop' }
+/** A worker's metrics (prom-client's getMetricsAsJSON) and its store's health, for the operator listener. */
+interface OpsReport {
+  metrics: object[]
+  health: string | undefined
+}
 type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; host: string; port: number; fingerprint: string }
   | { type: 'failed'; code: string; message: string; hint?: string }
+  | ({ type: 'ops'; id: number } & OpsReport)
 
 export function isWorkerProcess(): boolean {
   return cluster.isWorker && process.env[WORKER_ENV] !== undefined
@@ -75,6 +90,10 @@ export interface WorkerPool {
   startLogging(logger: Logger): void
   /** SIGHUP, passed on: each worker reads the certificate and key again and logs what it did. */
   reloadCertificate(): void
+  /** /metrics: the serving workers' metrics, summed (src/server/metrics.ts says how each is merged). */
+  metrics(): Promise<{ contentType: string; text: string }>
+  /** /readyz: undefined while a worker serves and none reports a problem with its store. */
+  readiness(): Promise<string | undefined>
   stop(): Promise<void>
 }
 
@@ -89,6 +108,11 @@ export async function startWorkers(
   const early = createMemoryLogger()
   const say: Logger = { log: (...entry) => (logger ?? early).log(...entry) }
   const live = new Map<number, Worker>()
+  /** The workers that listen, by id: those the operator listener asks. */
+  const serving = new Map<number, Worker>()
+  /** Questions of the operator listener waiting for the workers' answers, by id. */
+  const asks = new Map<number, (worker: number, report: OpsReport) => void>()
+  let nextAsk = 0
   cluster.schedulingPolicy = cluster.SCHED_NONE
 
   const fork = (id: number): Promise<FromWorker & { type: 'listening' }> => {
@@ -99,8 +123,10 @@ export async function startWorkers(
       worker.on('message', (message: FromWorker) => {
         // Asked for once the worker listens for it: a message sent before is lost.
         if (message.type === 'ready') send(worker, { type: 'start', passphrase })
+        else if (message.type === 'ops') asks.get(message.id)?.(id, message)
         else if (message.type === 'listening') {
           started = true
+          serving.set(id, worker)
           // Its pid, for an operator (or a test) who wants to signal one worker.
           say.log('info', 'worker_listening', { worker: id, pid: worker.process.pid })
           if (logger) send(worker, { type: 'log' })
@@ -112,6 +138,7 @@ export async function startWorkers(
       })
       worker.on('exit', (code, signal) => {
         if (live.get(id) === worker) live.delete(id)
+        if (serving.get(id) === worker) serving.delete(id)
         if (!started) {
           reject(new SecureLoginError('ERR_INTERNAL', `worker ${id} exited before it listened (${signal ?? code})`))
           return
@@ -153,6 +180,26 @@ export async function startWorkers(
     await Promise.all(exits)
   }
 
+  /** Every serving worker's report, from those that answer within OPS_ASK_MS, by worker id. */
+  const ask = async (): Promise<Map<number, OpsReport>> => {
+    const id = nextAsk++
+    const reports = new Map<number, OpsReport>()
+    const asked = [...serving.entries()].filter(([, worker]) => worker.isConnected())
+    if (asked.length === 0) return reports
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, OPS_ASK_MS)
+      asks.set(id, (worker, { metrics, health }) => {
+        reports.set(worker, { metrics, health })
+        if (reports.size < asked.length) return
+        clearTimeout(timer)
+        resolve()
+      })
+      for (const [, worker] of asked) send(worker, { type: 'ops', id })
+    })
+    asks.delete(id)
+    return reports
+  }
+
   let first: FromWorker & { type: 'listening' }
   try {
     const started = await Promise.all(Array.from({ length: count }, (_, i) => fork(i + 1)))
@@ -171,6 +218,20 @@ export async function startWorkers(
     },
     reloadCertificate() {
       for (const worker of live.values()) send(worker, { type: 'reload' })
+    },
+    async metrics() {
+      const reports = await ask()
+      const { AggregatorRegistry } = await import('prom-client')
+      const merged = AggregatorRegistry.aggregate([...reports.values()].map((report) => report.metrics))
+      return { contentType: merged.contentType, text: await merged.metrics() }
+    },
+    async readiness() {
+      if (serving.size === 0) return 'no worker is listening'
+      const reports = await ask()
+      if (reports.size === 0) return 'no worker answered'
+      for (const [worker, { health }] of [...reports].sort(([a], [b]) => a - b))
+        if (health !== undefined) return `worker ${worker}: ${health}`
+      return undefined
     },
     stop,
   }
@@ -220,6 +281,7 @@ export async function runWorker(args: ServerArgs): Promise<void> {
   if (stopAsked) process.exit(0)
   let store: Store | undefined
   let server: Awaited<ReturnType<typeof startServer>> | undefined
+  let metrics: ServerMetrics | undefined
   try {
     const settings = serverSettings(args)
     const location = storeLocation(args.store)
@@ -228,7 +290,14 @@ export async function runWorker(args: ServerArgs): Promise<void> {
       onReport: (event, fields) => logger.log('info', event, fields as never),
     })
     const { cert, key } = await loadOrCreateCertificate(args.certs)
-    const options = { ...serverOptions(args, settings), logLinesDropped: lines.dropped }
+    // With --ops-listen each worker counts its own; the first process asks for them (below).
+    // (prom-client is loaded only then: about 50 ms of every start otherwise.)
+    if (settings.ops) metrics = new (await import('../server/metrics.js')).ServerMetrics({ process: true })
+    const options = {
+      ...serverOptions(args, settings),
+      logLinesDropped: lines.dropped,
+      ...(metrics ? { metrics } : {}),
+    }
     server = await startServer({ ...options, cert, key, store, logger }).catch(listenError(args))
   } catch (error) {
     const failure = error instanceof SecureLoginError ? error : new SecureLoginError('ERR_INTERNAL', String(error))
@@ -242,6 +311,13 @@ export async function runWorker(args: ServerArgs): Promise<void> {
     process.exit(1)
   }
   hangups.serving(certificateReloader(args.certs, logger, server))
+  const serverStore = store
+  messages.addEventListener('ops', (event) => {
+    const { id } = (event as CustomEvent<ToWorker & { type: 'ops' }>).detail
+    void Promise.all([metrics?.registry.getMetricsAsJSON() ?? [], serverStore.health()]).then(([json, health]) =>
+      process.send?.({ type: 'ops', id, metrics: json, health } satisfies FromWorker),
+    )
+  })
   process.send?.({
     type: 'listening',
     host: server.host,

@@ -47,8 +47,8 @@ export interface MetricSources {
   auditHead?: () => number
   /** Calls waiting for the KDF thread (and the one on it). */
   kdfQueue?: () => number
-  /** Open connections: how many in each state. */
-  connections?: () => Record<ConnectionState, number>
+  /** Open connections: how many in each state (a state left out has none). */
+  connections?: () => Partial<Record<ConnectionState, number>>
   /** Log lines dropped because the log could not be written (src/cli/line-writer.ts). */
   logLinesDropped?: () => number
 }
@@ -195,7 +195,13 @@ export class ServerMetrics {
         this.inc(sources.logLinesDropped?.() ?? 0)
       },
     })
-    if (opts.process) collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
+    if (opts.process) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
+      // Gauges that prom-client names `_total`, which Prometheus keeps for counters (promtool
+      // says so): counts of libuv handles and requests that say little about a login server.
+      for (const name of ['active_handles', 'active_requests', 'active_resources'])
+        this.registry.removeSingleMetric(`${PREFIX}nodejs_${name}_total`)
+    }
   }
 
   /** Sets what is read at scrape time (each call adds to or replaces what was set). */

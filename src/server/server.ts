@@ -20,6 +20,7 @@ import { DEFAULT_GUARD, Guard, MAX_LOCK_AFTER, type GuardLimits } from './guard.
 import { Budgets, DEFAULT_BUDGETS, type BudgetLimits } from './budget.js'
 import { DECOY_ACCOUNT_KEY, decoyAccountChange } from './login.js'
 import { PendingNames } from './pending-names.js'
+import type { ConnectionState, ServerMetrics } from './metrics.js'
 
 export interface ServerOptions {
   host: string
@@ -68,6 +69,8 @@ export interface ServerOptions {
   stages?: StageTimes
   /** How often ended sessions are deleted (default 10 min). */
   sessionSweepMs?: number
+  /** The Prometheus metrics (`--ops-listen`, src/server/metrics.ts); nothing is counted without them. */
+  metrics?: ServerMetrics
   /** Log lines dropped so far because the log could not be written (src/cli/line-writer.ts): for the metrics. */
   logLinesDropped?: () => number
 }
@@ -123,7 +126,11 @@ export async function createServerCore(
     })
   }
   const limits = { ...DEFAULT_LIMITS, ...opts.limits }
-  const kdfSlot = createKdfSlot(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice })
+  const metrics = opts.metrics
+  const kdfSlot = createKdfSlot({
+    ...(opts.kdfNice === undefined ? {} : { nice: opts.kdfNice }),
+    ...(metrics ? { onWait: (ms: number) => metrics.kdfWait(ms) } : {}),
+  })
   const ctx: ServerContext = {
     store: opts.store,
     logger: opts.logger,
@@ -136,7 +143,7 @@ export async function createServerCore(
     pendingNames: new PendingNames(opts.store, now, randomBytes, limits.awaitingLifetimeMs),
     limits,
     perUser: new KeyedQueue(),
-    guard: new Guard(opts.store, guardLimits, now, opts.logger),
+    guard: new Guard(opts.store, guardLimits, now, opts.logger, metrics),
     budgets: new Budgets({ ...DEFAULT_BUDGETS, ...opts.budgets }, now, (event) => auditBehind(ctx, event)),
     sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
     srp,
@@ -144,7 +151,14 @@ export async function createServerCore(
     recoveryKdf: opts.recoveryKdf ?? RECOVERY_KDF,
     signingKeys: await SigningKeys.load(opts.store, now()),
     stages: opts.stages,
+    metrics,
   }
+  metrics?.readFrom({
+    store: opts.store,
+    auditHead: () => ctx.audit.headN,
+    kdfQueue: () => kdfSlot.queued,
+    ...(opts.logLinesDropped ? { logLinesDropped: opts.logLinesDropped } : {}),
+  })
   ctx.guard.onLocked = (user, address, failures, lockedUntil) =>
     auditBehind(ctx, {
       actor: null,
@@ -185,6 +199,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       .catch((error: unknown) => opts.logger.log('error', 'sessions_sweep_failed', { error: String(error) }))
   }, opts.sessionSweepMs ?? SESSION_SWEEP_MS).unref()
   const connections = new Set<Connection>()
+  const metrics = ctx.metrics
+  // With metrics: TCP connections open (those not yet in `connections` are in their handshake),
+  // and when each was accepted, by address and port, for the TLS stage's time.
+  let open = 0
+  const acceptedAt = metrics && new Map<string, number>()
+  metrics?.readFrom({
+    connections: () => {
+      const counts: Partial<Record<ConnectionState, number>> = {}
+      for (const connection of connections) counts[connection.state] = (counts[connection.state] ?? 0) + 1
+      counts.handshake = Math.max(0, open - connections.size)
+      return counts
+    },
+  })
   const tlsServer = createServer({
     key: opts.key,
     cert: opts.cert,
@@ -194,13 +221,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   tlsServer.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   // Node drops a connection past maxConnections at its accept, before 'connection': say so, or a
   // full server refuses newcomers without a word in its log.
-  tlsServer.on('drop', (data) =>
+  tlsServer.on('drop', (data) => {
+    metrics?.refused('too_many')
     opts.logger.log('warn', 'connection_refused', {
       address: data?.remoteAddress ?? 'unknown',
       reason: 'too many connections',
       limit: tlsServer.maxConnections,
-    }),
-  )
+    })
+  })
   // Per address, from the TCP accept: one peer holding half-open handshakes must not take every
   // slot. The socket is dropped before any TLS work is spent on it.
   const perAddress = new Map<string, number>()
@@ -209,6 +237,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const address = socket.remoteAddress ?? 'unknown'
     const held = perAddress.get(address) ?? 0
     if (held >= perAddressCap) {
+      metrics?.refused('per_address')
       opts.logger.log('warn', 'connection_refused', {
         address,
         reason: 'too many connections from this address',
@@ -222,13 +251,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // challenge waited for the client's delayed ACK (about 40 ms) and a decoy's did not, which
     // told a guesser that the name exists (bench/enumeration.mjs).
     socket.setNoDelay(true)
+    const peer = acceptedAt && `${address}|${socket.remotePort}`
+    if (peer) {
+      open += 1
+      acceptedAt!.set(peer, performance.now())
+    }
     socket.once('close', () => {
       const now = (perAddress.get(address) ?? 1) - 1
       if (now === 0) perAddress.delete(address)
       else perAddress.set(address, now)
+      if (peer) {
+        open -= 1
+        acceptedAt!.delete(peer)
+      }
     })
   })
   tlsServer.on('secureConnection', (socket: TLSSocket) => {
+    const at = acceptedAt?.get(`${socket.remoteAddress}|${socket.remotePort}`)
+    if (at !== undefined) metrics!.stageSince('tls', at)
     const connection = new Connection(socket, ctx)
     connections.add(connection)
     socket.on('close', () => connections.delete(connection))
@@ -236,6 +276,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // With a listener here Node no longer destroys the socket itself (handshake timeout, bad
   // ClientHello, a TLS 1.2 offer): do it, or a peer that never finishes a handshake keeps its slot.
   tlsServer.on('tlsClientError', (error, socket) => {
+    metrics?.refused('tls')
     opts.logger.log('info', 'tls_refused', {
       address: socket.remoteAddress,
       reason: (error as NodeJS.ErrnoException).code ?? 'handshake failed',
