@@ -221,6 +221,36 @@ describe('a server on PostgreSQL with --ops-listen', () => {
       await remove()
     }
   })
+
+  it("with --workers 2, serves the workers' metrics summed and their stores' readiness", async () => {
+    if (!(await havePostgres())) return
+    const db = await makeDatabase()
+    const lab = await Lab.start('ops-workers', {
+      serverArgs: ['--store', db.url, '--workers', '2', '--registration', 'open', ...OPS],
+    })
+    try {
+      const ops = await opsPortOf(() => lab.server.log())
+      expect(await opsRequest(ops, '/readyz')).toMatchObject({ status: 200, text: 'ready\n' })
+      // Three logins, each on a connection of its own: the kernel hands them to either worker.
+      const ada = await lab.registerDirect('adalind')
+      for (let i = 0; i < 3; i++) await lab.loginDirect(ada)
+      const { status, text } = await opsRequest(ops, '/metrics')
+      expect(status).toBe(200)
+      expect(sampleOf(text, 'securelogin_logins_total{outcome="ok"}')).toBe(3)
+      expect(sampleOf(text, 'securelogin_registrations_total{outcome="ok"}')).toBe(1)
+      expect(sampleOf(text, 'securelogin_login_stage_seconds_count{stage="commit"}')).toBe(3)
+      expect(sampleOf(text, 'securelogin_store_records')).toBeGreaterThan(0)
+      expect(text).not.toContain('adalind')
+      if (requireTool('promtool')) {
+        const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })
+        expect(check.stdout + check.stderr).toBe('')
+      }
+      noteOutput('GET /metrics (workers)', 'stdout', text)
+    } finally {
+      await lab.close()
+      await db.drop()
+    }
+  })
 })
 
 /** One statement on the admin database (this test's own database may be refusing connections). */
