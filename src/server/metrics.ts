@@ -94,32 +94,21 @@ export class ServerMetrics {
   /** `process`: also the process's CPU, memory, event-loop delay and GC (prom-client's default metrics). */
   constructor(opts: { process?: boolean } = {}) {
     const registers = [this.registry]
-    const counter = (name: string, help: string, labelNames: string[] = []) =>
-      new Counter({ name: PREFIX + name, help, labelNames, registers })
-    this.#logins = children(
-      counter('logins_total', 'Logins that ended, by outcome (rate_limited: refused at login_start)', ['outcome']),
-      LOGIN_OUTCOMES,
-    )
-    this.#registrations = children(
-      counter('registrations_total', 'Registrations that ended, by outcome', ['outcome']),
-      REGISTRATION_OUTCOMES,
-    )
-    this.#refused = children(
-      counter('connections_refused_total', 'Connections refused before any message, by cause', ['cause']),
-      REFUSAL_CAUSES,
-    )
-    this.#cut = children(
-      counter('connections_cut_total', 'Accepted connections the server ended for a bound, by cause', ['cause']),
-      CUT_CAUSES,
-    )
-    this.#locks = children(
-      counter('lockouts_total', 'Names (or one device of a name) locked by the failed-login guard', ['scope']),
-      LOCK_SCOPES,
-    )
-    this.#compactions = children(
-      counter('store_compactions_total', 'Compactions of the store file, by result', ['result']),
-      ['ok', 'failed'] as const,
-    )
+    // Each counter has one label, from a fixed list.
+    const counter = <L extends string>(name: string, help: string, label: string, values: readonly L[]) =>
+      children(new Counter({ name: PREFIX + name, help, labelNames: [label], registers }), values)
+    const outcome = 'Logins that ended, by outcome (rate_limited: refused at login_start)'
+    this.#logins = counter('logins_total', outcome, 'outcome', LOGIN_OUTCOMES)
+    const registrations = 'Registrations that ended, by outcome'
+    this.#registrations = counter('registrations_total', registrations, 'outcome', REGISTRATION_OUTCOMES)
+    const refused = 'Connections refused before any message, by cause'
+    this.#refused = counter('connections_refused_total', refused, 'cause', REFUSAL_CAUSES)
+    const cut = 'Accepted connections the server ended for a bound, by cause'
+    this.#cut = counter('connections_cut_total', cut, 'cause', CUT_CAUSES)
+    const locks = 'Names (or one device of a name) locked by the failed-login guard'
+    this.#locks = counter('lockouts_total', locks, 'scope', LOCK_SCOPES)
+    const compactions = 'Compactions of the store file, by result'
+    this.#compactions = counter('store_compactions_total', compactions, 'result', ['ok', 'failed'] as const)
     const stages = new Histogram({
       name: `${PREFIX}login_stage_seconds`,
       help: 'Server time of a login by stage: tls (accept to handshake done), srp, second_factor, commit',
