@@ -152,6 +152,7 @@ const DEFAULTS = {
   curveOut: '',
   maxInFlight: '1024',
   grace: '10',
+  opsListen: false,
   help: false,
 }
 const HELP = `usage: npm run bench -- login [options]
@@ -186,6 +187,8 @@ const HELP = `usage: npm run bench -- login [options]
                         (SCHED_IDLE, with chrt: it stands in for the user's own machine), low (nice 19),
                         normal (as the server and the load: it shares the two cores with them)
   --cpu-prof DIR        run the server under node --cpu-prof, its profile into DIR (figures then include the profiler's cost)
+  --ops-listen          the server runs with its operator listener and metrics (--ops-listen 127.0.0.1:0), and /metrics
+                        is scraped once after each phase: run with and without it to see what the metrics cost a login
 
 Latency: p50, p95, p99 of an open-loop phase run from each login's scheduled start; "service" from its real start
 (a closed-loop phase's figures are service times). Goals (printed as "goal: ...: met|missed", judged on the median over
@@ -265,6 +268,7 @@ export async function main(args) {
   console.log(
     `load: ${threads} worker threads, ${connections} concurrent connections, ${durationMs / 1000} s per phase, ${users} users`,
   )
+  console.log(`operator listener and metrics: ${options.opsListen ? 'on (--ops-listen 127.0.0.1:0)' : 'off'}`)
   const quiet = await machineBusyOver(2000)
   if (quiet !== undefined)
     console.log(`the machine before the run: ${quiet.toFixed(2)} of ${cpus().length} cores busy (2 s, /proc/stat)`)
@@ -306,6 +310,7 @@ export async function main(args) {
           server = await startBenchServer(dir, passphraseFile, engine, options.cpuProf, {
             store: locations[store],
             workers: processes,
+            opsListen: options.opsListen,
           })
           // Start-up reads what the store holds (every session, on this code), which grows with each phase.
           starts.push({ store: label, round, engine, ms: performance.now() - starting })
@@ -317,6 +322,11 @@ export async function main(args) {
             await monitor.settle()
           }
           const run = async (phase, opts) => {
+            // With --ops-listen, one scrape half-way through the phase, as Prometheus would make
+            // one in the middle of the load: its cost is in the phase's figures.
+            const scraping =
+              server.scrape &&
+              new Promise((resolve) => setTimeout(resolve, (opts.durationMs ?? durationMs) / 2)).then(server.scrape)
             const result = await runPhase(server, workers, {
               phase,
               engine,
@@ -328,6 +338,10 @@ export async function main(args) {
               ...opts,
             })
             Object.assign(result, { store: label, kind: store, round, tlsMs: handshakeCpu })
+            if (scraping) {
+              const scraped = await scraping
+              log(`  /metrics mid-phase: ${scraped.bytes} bytes in ${ms(scraped.ms)}, logins ok ${scraped.loginsOk}`)
+            }
             if (phase !== 'handshakes') results.push(result)
             return result
           }
@@ -513,8 +527,10 @@ async function writePgStore(url, records) {
   }
 }
 
-async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store, workers }) {
+async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store, workers, opsListen }) {
   const waiting = []
+  let opsPort
+  const opsListening = new Promise((resolve) => (opsPort = resolve))
   /** worker id -> pid, from the worker_listening lines (a restarted worker logs a new one). */
   const workerPids = new Map()
   let allListening
@@ -528,6 +544,7 @@ async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store
       '--srp-engine',
       engine,
       ...(workers === undefined ? ['--stage-times'] : ['--workers', String(workers)]),
+      ...(opsListen ? ['--ops-listen', '127.0.0.1:0'] : []),
       '--lockout-after',
       '100',
       '--registrations-per-hour',
@@ -537,6 +554,7 @@ async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store
       store,
       nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [],
       onLine(line) {
+        if (line.includes('"ops_listening"')) opsPort(JSON.parse(line).port)
         if (line.includes('"worker_listening"')) {
           const { worker, pid } = JSON.parse(line)
           workerPids.set(worker, pid)
@@ -555,6 +573,22 @@ async function startBenchServer(dir, passphraseFile, engine, cpuProfDir, { store
     if (workerPids.size !== workers) {
       await server.stop()
       throw new Error(`the server named ${workerPids.size} of its ${workers} workers' pids within 10 s`)
+    }
+  }
+  if (opsListen) {
+    const port = await Promise.race([opsListening, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
+    if (port === undefined) {
+      await server.stop()
+      throw new Error('the server logged no ops_listening line within 10 s')
+    }
+    /** One scrape of /metrics as Prometheus makes it: its size, its time, and the logins counted so far. */
+    server.scrape = async () => {
+      const started = performance.now()
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+      const text = await response.text()
+      if (!response.ok) throw new Error(`/metrics answered ${response.status}`)
+      const line = text.split('\n').find((l) => l.startsWith('securelogin_logins_total{outcome="ok"} '))
+      return { bytes: text.length, ms: performance.now() - started, loginsOk: Number(line?.split(' ')[1]) }
     }
   }
   const firstCpuMs = server.cpuMs
