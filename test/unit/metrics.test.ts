@@ -1,9 +1,13 @@
+import { readFile } from 'node:fs/promises'
+import { request as httpsRequest } from 'node:https'
+import type { TLSSocket } from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CONNECTION_STATES, LOGIN_OUTCOMES, ServerMetrics } from '../../src/server/metrics.js'
 import { isLoopback, parseOpsListen, startOpsListener, type OpsListener } from '../../src/server/ops.js'
 import { createMemoryLogger } from '../../src/server/logger.js'
 import type { StoreStats } from '../../src/store/index.js'
 import { opsRequest, sampleOf as sample } from '../helpers/ops.js'
+import { makeCerts, makeTempDir } from '../helpers/env.js'
 
 // The metrics registry (src/server/metrics.ts) and the operator listener (src/server/ops.ts) on
 // their own, over real HTTP on 127.0.0.1. The same through the real server process, with
@@ -197,5 +201,50 @@ describe('the operator listener', () => {
         metrics: async () => ({ contentType: 'text/plain', text: '' }),
       }),
     ).rejects.toMatchObject({ code: 'ERR_CONFIG' })
+  })
+
+  it('is HTTPS with the certificate it is given on an address that is not loopback, and takes a new pair', async () => {
+    const { dir, remove } = await makeTempDir('ops-tls')
+    try {
+      const first = makeCerts(`${dir}/first`)
+      const second = makeCerts(`${dir}/second`)
+      const pair = async (certs: { certPath: string; keyPath: string }) => ({
+        cert: await readFile(certs.certPath),
+        key: await readFile(certs.keyPath),
+      })
+      ops = await startOpsListener({
+        host: '0.0.0.0',
+        port: 0,
+        ...(await pair(first)),
+        logger: createMemoryLogger(),
+        readiness: async () => undefined,
+        metrics: async () => ({ contentType: 'text/plain', text: '' }),
+      })
+      expect(ops.tls).toBe(true)
+      /** GET /healthz over TLS 1.3: the answer and the fingerprint of the certificate shown. */
+      const healthz = () =>
+        new Promise<{ status: number; fingerprint: string; protocol: string | null }>((resolve, reject) => {
+          const req = httpsRequest(
+            { host: '127.0.0.1', port: ops!.port, path: '/healthz', rejectUnauthorized: false, agent: false },
+            (res) => {
+              const socket = res.socket as TLSSocket
+              const shown = { fingerprint: socket.getPeerCertificate().fingerprint256, protocol: socket.getProtocol() }
+              res.resume()
+              res.on('end', () => resolve({ status: res.statusCode!, ...shown }))
+            },
+          )
+          req.on('error', reject)
+          req.end()
+        })
+      expect(await healthz()).toEqual({ status: 200, fingerprint: first.fingerprint, protocol: 'TLSv1.3' })
+      // Plain HTTP gets no answer from it.
+      await expect(opsRequest(ops.port, '/healthz')).rejects.toThrow()
+      ops.setCertificate((await pair(second)).cert, (await pair(second)).key)
+      expect(await healthz()).toEqual({ status: 200, fingerprint: second.fingerprint, protocol: 'TLSv1.3' })
+    } finally {
+      await ops?.close()
+      ops = undefined
+      await remove()
+    }
   })
 })
