@@ -43,6 +43,15 @@ function flaky(failing: () => string | undefined) {
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
 const nextFlush = () => new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 5))
 const report = (count: number, code: string) => `dropped ${count} (${code})`
+/**
+ * Writes what is pending now and waits for the stream's answers (flaky() answers on the next
+ * turn): no timer races the writer's own, so a loaded machine cannot reorder the steps.
+ */
+const settle = async (lines: { flush(): void }) => {
+  lines.flush()
+  await nextTurn()
+  await nextTurn()
+}
 
 const temp = await makeTempDir('line-writer')
 afterAll(() => temp.remove())
@@ -131,18 +140,18 @@ describe('a log that cannot be written', () => {
     const { writes, stream } = flaky(() => code)
     const lines = createLineWriter(stream, { note: (text) => notes.push(text), droppedLine: report, who: 'worker 3' })
     lines.write('before')
-    await nextFlush()
+    await settle(lines)
     code = 'ENOSPC'
     lines.write('lost 1')
     lines.write('lost 2')
-    await nextFlush()
+    await settle(lines)
     lines.write('lost 3')
-    await nextFlush()
+    await settle(lines)
     expect(lines.failing()).toBe('ENOSPC')
     expect(lines.dropped()).toBe(3)
     code = undefined
     lines.write('after')
-    await nextFlush()
+    await settle(lines)
     expect(writes).toEqual(['before\n', 'dropped 3 (ENOSPC)\nafter\n'])
     expect(lines.failing()).toBeUndefined()
     expect(lines.dropped()).toBe(3)
@@ -151,7 +160,7 @@ describe('a log that cannot be written', () => {
       'securelogin: worker 3: the log cannot be written (ENOSPC): dropping its lines until it can; counting them\n',
     ])
     lines.write('more')
-    await nextFlush()
+    await settle(lines)
     expect(writes.at(-1)).toBe('more\n')
   })
 
