@@ -28,7 +28,7 @@ export function serverPassphraseFile(
 const credentialsDirectory = (env: NodeJS.ProcessEnv) => env['CREDENTIALS_DIRECTORY'] || undefined
 
 /** A file systemd put in this service's credentials directory. */
-function isCredential(file: string, env: NodeJS.ProcessEnv = process.env): boolean {
+export function isCredential(file: string, env: NodeJS.ProcessEnv = process.env): boolean {
   const dir = credentialsDirectory(env)
   return dir !== undefined && dirname(resolve(file)) === resolve(dir)
 }

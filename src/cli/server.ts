@@ -16,7 +16,7 @@ import { storeLocation, type StoreLocation } from './store-location.js'
 import { isWorkerProcess, prepareShared, runWorker, startWorkers, workersFromArgs, type WorkerPool } from './workers.js'
 import { createJsonLogger, createTextLogger, createMemoryLogger, type Logger } from '../server/logger.js'
 import { SecureLoginError } from '../protocol/errors.js'
-import { readPassphrase, serverPassphraseFile } from './passphrase.js'
+import { isCredential, readPassphrase, serverPassphraseFile } from './passphrase.js'
 import {
   certificateFingerprint,
   certificateReloader,
@@ -261,7 +261,11 @@ function passphraseHint(error: unknown, file: string | undefined): unknown {
     hint:
       file === undefined
         ? 'the store is unchanged; start the server again and type the right passphrase'
-        : `the store is unchanged; put the right passphrase in ${file}, then start the server again`,
+        : isCredential(file)
+          ? // systemd's copy is remade at each start: the file to fix is the unit's LoadCredential= source.
+            "the store is unchanged; put the right passphrase in the file the unit's LoadCredential=passphrase:... " +
+            'names (deploy/securelogin.service: /etc/securelogin/passphrase), then start the service again'
+          : `the store is unchanged; put the right passphrase in ${file}, then start the server again`,
     cause: error,
   })
 }

@@ -128,6 +128,18 @@ describe('the passphrase from a systemd credential', () => {
     }
   })
 
+  it("names the credential's source, not systemd's copy, when its passphrase is wrong", async () => {
+    const dir = await tempDir('credential-wrong')
+    const first = await startServerProcess(dir, await writePassphraseFile(dir, passphrase))
+    expect(await first.stop()).toBe(0)
+    const credentials = join(dir, 'credentials')
+    await mkdir(credentials, { mode: 0o700 })
+    await chmod(await writePassphraseFile(credentials, 'not the passphrase of this store'), 0o400)
+    const refused = startServerProcess(dir, undefined, [], { env: { CREDENTIALS_DIRECTORY: credentials } })
+    await expect(refused).rejects.toThrow(/ERR_STORE_BAD_PASSPHRASE/)
+    await expect(refused).rejects.toThrow(/LoadCredential=passphrase:\.\.\. names \(deploy\/securelogin.service/)
+  })
+
   it('refuses a credential that others can read, as it refuses such a passphrase file', async () => {
     const dir = await tempDir('credential-mode')
     const credentials = join(dir, 'credentials')
