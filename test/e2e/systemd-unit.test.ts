@@ -102,15 +102,19 @@ describe('deploy/securelogin.service', () => {
 describe('the passphrase from a systemd credential', () => {
   const passphrase = 'credential passphrase of the systemd test'
 
-  it('opens the store with it, and it is in neither argv nor the environment', async () => {
-    const dir = await tempDir('credential')
-    // The store, made by a server given the passphrase by file.
+  /** A store made by a server given `passphrase` by file, and a credential (mode 0400) holding `credential`. */
+  async function storeWithCredential(name: string, credential: string) {
+    const dir = await tempDir(name)
     const first = await startServerProcess(dir, await writePassphraseFile(dir, passphrase))
     expect(await first.stop()).toBe(0)
-
     const credentials = join(dir, 'credentials')
     await mkdir(credentials, { mode: 0o700 })
-    await chmod(await writePassphraseFile(credentials, passphrase), 0o400)
+    await chmod(await writePassphraseFile(credentials, credential), 0o400)
+    return { dir, credentials }
+  }
+
+  it('opens the store with it, and it is in neither argv nor the environment', async () => {
+    const { dir, credentials } = await storeWithCredential('credential', passphrase)
     const server = await startServerProcess(dir, undefined, [], { env: { CREDENTIALS_DIRECTORY: credentials } })
     try {
       const pid = server.run.child.pid!
@@ -129,12 +133,7 @@ describe('the passphrase from a systemd credential', () => {
   })
 
   it("names the credential's source, not systemd's copy, when its passphrase is wrong", async () => {
-    const dir = await tempDir('credential-wrong')
-    const first = await startServerProcess(dir, await writePassphraseFile(dir, passphrase))
-    expect(await first.stop()).toBe(0)
-    const credentials = join(dir, 'credentials')
-    await mkdir(credentials, { mode: 0o700 })
-    await chmod(await writePassphraseFile(credentials, 'not the passphrase of this store'), 0o400)
+    const { dir, credentials } = await storeWithCredential('credential-wrong', 'not the passphrase of this store')
     const refused = startServerProcess(dir, undefined, [], { env: { CREDENTIALS_DIRECTORY: credentials } })
     await expect(refused).rejects.toThrow(/ERR_STORE_BAD_PASSPHRASE/)
     await expect(refused).rejects.toThrow(/LoadCredential=passphrase:\.\.\. names \(deploy\/securelogin.service/)

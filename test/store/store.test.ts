@@ -45,7 +45,10 @@ describe('store', () => {
   it('reads synchronously, yet a loop over many records lets the event loop turn', async () => {
     const store = await f.create()
     const names = Array.from({ length: 500 }, (_, i) => `u${i}`)
-    await addUsers(store, names.map((name) => user(name)))
+    await addUsers(
+      store,
+      names.map((name) => user(name)),
+    )
     let turnedAt: number | undefined
     let read = 0
     setImmediate(() => (turnedAt = read))
