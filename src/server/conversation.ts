@@ -129,26 +129,25 @@ export class Conversation {
     // store fault is internal.
     if (error.code.startsWith('ERR_STORE_')) {
       this.#ctx.logger.log('error', 'store_error', { address: this.#address, code: error.code, error: error.message })
-      if (error.code === 'ERR_STORE_CONFLICT')
-        return {
-          type: 'error',
-          code: 'ERR_STORE_CONFLICT',
-          message: 'the change met another one made at the same moment',
-          hint: 'try again',
-        }
-      // The database is down or restarting (a PostgreSQL store): retryable, and the server
-      // reconnects by itself. Its address stays in the log.
-      if (error.code === 'ERR_STORE_UNAVAILABLE')
-        return {
-          type: 'error',
-          code: 'ERR_STORE_UNAVAILABLE',
-          message: "the server cannot reach its store's database",
-          hint: 'retry in a moment; the server reconnects by itself',
-        }
+      const retryable = RETRYABLE_STORE_ERRORS[error.code]
+      if (retryable) return { type: 'error', code: error.code, ...retryable }
       return { type: 'error', code: 'ERR_INTERNAL', message: 'internal error' }
     }
     return { type: 'error', code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
   }
+}
+
+/**
+ * Store faults a client may retry, and what it hears of them: a conflict with a change made at
+ * the same moment, and a database that is down or restarting (a PostgreSQL store; the server
+ * reconnects by itself, and the database's address stays in the log).
+ */
+const RETRYABLE_STORE_ERRORS: Partial<Record<string, { message: string; hint: string }>> = {
+  ERR_STORE_CONFLICT: { message: 'the change met another one made at the same moment', hint: 'try again' },
+  ERR_STORE_UNAVAILABLE: {
+    message: "the server cannot reach its store's database",
+    hint: 'retry in a moment; the server reconnects by itself',
+  },
 }
 
 /**
